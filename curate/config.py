@@ -1,0 +1,239 @@
+"""Typed run configuration: YAML validated into pydantic models that reject unknown keys.
+
+Every error names the offending key by its dotted path (``analyze.flow.fps``) so that a bad
+config fails before any work starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message lists every offending key path."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProbeConfig(Model):
+    min_short_side: int = Field(144, ge=1, description="Inputs below this short side are rejected.")
+    max_pixels: int = Field(
+        8192 * 8192,
+        ge=1,
+        description="Inputs with more pixels per frame are rejected as unreadable.",
+    )
+
+
+class ContentDetectorConfig(Model):
+    """PySceneDetect ContentDetector parameters (see its documentation)."""
+
+    threshold: float = Field(27.0, gt=0)
+    min_scene_len: int = Field(15, ge=1, description="Frames.")
+    luma_only: bool = False
+
+
+class AdaptiveDetectorConfig(Model):
+    """PySceneDetect AdaptiveDetector parameters (see its documentation)."""
+
+    adaptive_threshold: float = Field(3.0, gt=0)
+    min_scene_len: int = Field(15, ge=1, description="Frames.")
+    window_width: int = Field(2, ge=1)
+    min_content_val: float = Field(15.0, ge=0)
+    luma_only: bool = False
+
+
+class ShotsConfig(Model):
+    detector: Literal["content", "adaptive"] = "content"
+    content: ContentDetectorConfig = ContentDetectorConfig()
+    adaptive: AdaptiveDetectorConfig = AdaptiveDetectorConfig()
+
+
+class ClipsConfig(Model):
+    min_duration_s: float = Field(4.0, gt=0)
+    max_duration_s: float = Field(16.0, gt=0)
+    lead_in_s: float = Field(
+        1.0,
+        ge=0,
+        description="A clip's start may move this far into the shot to its sharpest frame.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ClipsConfig:
+        if self.max_duration_s < self.min_duration_s:
+            raise ValueError("max_duration_s must be >= min_duration_s")
+        return self
+
+
+class FlowConfig(Model):
+    method: Literal["dis", "farneback"] = "dis"
+    fps: float = Field(4.0, gt=0, description="Flow samples per second of video.")
+    short_side: int = Field(128, ge=16, description="Flow is computed at this short side.")
+
+
+class ThumbnailConfig(Model):
+    short_side: int = Field(128, ge=16)
+    quality: int = Field(80, ge=10, le=100)
+    fps: float = Field(1.0, gt=0, description="Keyframes kept per second for thumbnails.")
+
+
+class AnalyzeConfig(Model):
+    short_side: int = Field(
+        256,
+        ge=32,
+        description="Frames are scaled to this short side while decoding; sharpness is measured "
+        "here, so scores compare across sources.",
+    )
+    decode_threads: int = Field(0, ge=0, description="0 lets FFmpeg choose.")
+    shots: ShotsConfig = ShotsConfig()
+    clips: ClipsConfig = ClipsConfig()
+    flow: FlowConfig = FlowConfig()
+    thumbnail: ThumbnailConfig = ThumbnailConfig()
+
+
+class Gates(Model):
+    """Thresholds a clip must meet to enter a tier; ``null`` disables a gate."""
+
+    min_short_side: int | None = Field(None, ge=1)
+    min_duration_s: float | None = Field(None, ge=0)
+    max_duration_s: float | None = Field(None, gt=0)
+    min_sharpness: float | None = Field(None, ge=0)
+    min_motion: float | None = Field(None, ge=0)
+    max_motion: float | None = Field(None, gt=0)
+
+
+class TierExport(Model):
+    short_side: int | None = Field(None, ge=16, description="Exported short side; never upscales.")
+    fps: float | None = Field(
+        None, gt=0, description="Exported frame rate; null keeps the source's."
+    )
+
+
+class TierConfig(Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    gates: Gates = Gates()
+    export: TierExport = TierExport()
+
+
+class ExportConfig(Model):
+    mode: Literal["files", "inline", "reference"] = "files"
+    crf: int = Field(20, ge=0, le=51)
+    preset: str = "veryfast"
+
+
+class OutputConfig(Model):
+    rows_per_file: int = Field(10_000, ge=1)
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+
+
+class StageResources(Model):
+    """Ray resources of one stage. Fractional CPUs keep small machines from deadlocking."""
+
+    num_cpus: float = Field(0.5, gt=0)
+    num_gpus: float = Field(0.0, ge=0)
+    memory: int | None = Field(None, ge=0, description="Bytes reserved per task or actor.")
+    min_actors: int = Field(1, ge=1)
+    max_actors: int | None = Field(None, ge=1, description="null = one per available CPU.")
+
+
+class RayConfig(Model):
+    address: str | None = None
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray instance.")
+    probe: StageResources = StageResources(num_cpus=0.1)
+    analyze: StageResources = StageResources(num_cpus=0.5)
+    export: StageResources = StageResources(num_cpus=0.5)
+
+
+class CurateConfig(Model):
+    probe: ProbeConfig = ProbeConfig()
+    analyze: AnalyzeConfig = AnalyzeConfig()
+    tiers: list[TierConfig] = Field(
+        default_factory=lambda: [TierConfig(name="default")], min_length=1
+    )
+    export: ExportConfig = ExportConfig()
+    output: OutputConfig = OutputConfig()
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _unique_tiers(self) -> CurateConfig:
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        return self
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"  {path}: {e['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into a key path and a YAML-parsed value."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_override(data: dict, path: list[str], value: Any) -> None:
+    node: Any = data
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        where = ".".join(path[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {'.'.join(path)}: no list item {where}")
+            idx = int(part)
+            if last:
+                node[idx] = value
+            else:
+                node = node[idx]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: {where} is not a mapping")
+        if last:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {})
+            if node is None:
+                node = {}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> CurateConfig:
+    """Read YAML (or defaults when ``path`` is None), apply ``KEY=VALUE`` overrides, validate."""
+    data: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e}") from e
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config {path} is not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path} must be a mapping at the top level")
+    config = _validate(data)
+    if not overrides:
+        return config
+    # Overrides apply to the fully materialised config, so list items and defaulted
+    # sections can be addressed too (``tiers.0.gates.min_sharpness=50``).
+    merged = config.model_dump()
+    for text in overrides:
+        apply_override(merged, *parse_override(text))
+    return _validate(merged)
+
+
+def _validate(data: Any) -> CurateConfig:
+    try:
+        return CurateConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e)) from None

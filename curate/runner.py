@@ -1,0 +1,73 @@
+"""Ray session handling and stage placement."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import ray
+import ray.data
+
+from curate.config import CurateConfig
+from curate.registry import STAGES
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def ray_session(config: CurateConfig, address: str | None = None) -> Iterator[None]:
+    """Join ``address`` (``auto``, ``ray://…``), or start a local Ray instance and stop it
+    afterwards. An already initialised Ray (a notebook, a test session) is reused as is."""
+    if ray.is_initialized():
+        yield
+        return
+    address = address or config.ray.address
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(
+            num_cpus=config.ray.num_cpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def configure_data_context(progress: bool = True) -> None:
+    ctx = ray.data.DataContext.get_current()
+    # Output order follows input order, so re-runs write identical shards.
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = progress
+    ctx.print_on_execution_start = False
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0" if progress else "1")
+
+
+def map_stage(
+    ds: ray.data.Dataset, name: str, config: CurateConfig, **stage_kwargs
+) -> ray.data.Dataset:
+    """Run stage ``name`` over ``ds`` as an actor pool with the resources of ``ray.<name>``.
+
+    Pools start at ``min_actors`` and grow on demand, and actors take fractional CPUs, so the
+    read tasks feeding them always find a CPU (an all-CPU pool deadlocks a 2-core machine).
+    """
+    res = getattr(config.ray, name)
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    max_actors = res.max_actors or max(res.min_actors, int(cpus))
+    remote_args = {"num_cpus": res.num_cpus}
+    if res.num_gpus:
+        remote_args["num_gpus"] = res.num_gpus
+    if res.memory:
+        remote_args["memory"] = res.memory
+    return ds.map_batches(
+        STAGES[name],
+        batch_size=1,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=max_actors),
+        fn_constructor_kwargs={"config": config, **stage_kwargs},
+        **remote_args,
+    )

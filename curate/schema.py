@@ -1,0 +1,208 @@
+"""Arrow schemas of every table the pipeline reads or writes: the output contract in one place.
+
+Columns that a later stage fills (embeddings, captions, camera motion, ...) exist from the
+start as nullable columns so that every table has the same shape on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal, get_args
+
+import pyarrow as pa
+
+EMBEDDING_DIM = 512
+"""Width of the fixed-size ``embedding`` column."""
+
+RejectReason = Literal[
+    "unreadable",
+    "no_video_stream",
+    "decode_error",
+    "too_short",
+    "too_long",
+    "low_resolution",
+    "blurry",
+    "static",
+    "excessive_motion",
+    "text_heavy",
+    "border",
+    "low_aesthetic",
+    "duplicate",
+    "rebalanced_out",
+    "caption_failed",
+    "export_failed",
+]
+"""Closed vocabulary of rejection reasons."""
+
+REJECT_REASONS: frozenset[str] = frozenset(get_args(RejectReason))
+
+CAMERA_MOTIONS = (
+    "static",
+    "pan_left",
+    "pan_right",
+    "tilt_up",
+    "tilt_down",
+    "zoom_in",
+    "zoom_out",
+    "roll_cw",
+    "roll_ccw",
+    "handheld",
+    "complex",
+)
+"""Camera motion vocabulary (direction = what the camera does)."""
+
+SOURCE = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_index", pa.int64(), nullable=False),
+    ]
+)
+"""A discovered input, before probing."""
+
+PROBE = pa.schema(
+    [
+        *SOURCE,
+        pa.field("ok", pa.bool_()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("coded_width", pa.int32()),
+        pa.field("coded_height", pa.int32()),
+        pa.field("rotation", pa.int32()),
+        pa.field("sar", pa.float64()),
+        pa.field("fps", pa.float64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("codec", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("detail", pa.string()),
+        pa.field("probe_s", pa.float64()),
+    ]
+)
+"""Probe output: container metadata of one input, or why it cannot be used."""
+
+SHOTS = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("shot_index", pa.int32(), nullable=False),
+        pa.field("start_frame", pa.int64()),
+        pa.field("end_frame", pa.int64()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("duration_s", pa.float64()),
+    ]
+)
+"""Every detected shot of every source; ``end_frame``/``end_s`` are exclusive."""
+
+REJECTS = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("clip_id", pa.string()),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+    ]
+)
+"""One row per rejected clip or failed input; ``clip_id`` is null when the whole input failed."""
+
+ANALYSIS = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("shot_index", pa.int32()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("start_frame", pa.int64()),
+        pa.field("end_frame", pa.int64()),
+        pa.field("num_frames", pa.int32()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("fps", pa.float32()),
+        pa.field("orientation", pa.string()),
+        pa.field("sharpness", pa.float32()),
+        pa.field("sharpness_start", pa.float32()),
+        pa.field("start_shift_s", pa.float32()),
+        pa.field("motion_score", pa.float32()),
+        pa.field("motion_p90", pa.float32()),
+        pa.field("camera_motion", pa.string()),
+        pa.field("camera_motion_confidence", pa.float32()),
+        pa.field("text_ratio", pa.float32()),
+        pa.field("border_top", pa.float32()),
+        pa.field("border_bottom", pa.float32()),
+        pa.field("border_left", pa.float32()),
+        pa.field("border_right", pa.float32()),
+        pa.field("aesthetic", pa.float32()),
+        pa.field("embedding", pa.list_(pa.float32(), EMBEDDING_DIM)),
+        pa.field("embedding_model", pa.string()),
+        pa.field("cluster_id", pa.int32()),
+        pa.field("duplicate_of", pa.string()),
+        pa.field("tier", pa.string()),
+        pa.field("thumbnail", pa.binary()),
+    ]
+)
+"""Every candidate clip with every score: the phase-1 checkpoint."""
+
+TIER = pa.schema(
+    [
+        *ANALYSIS,
+        pa.field("caption", pa.string()),
+        pa.field("prompt", pa.string()),
+        pa.field("prompts", pa.list_(pa.string())),
+        pa.field("clip_path", pa.string()),
+        pa.field("video", pa.binary()),
+    ]
+)
+"""Accepted clip–prompt rows of one tier (``tier`` holds the folder's name)."""
+
+ANALYZED_SOURCE = pa.schema(
+    [
+        *SOURCE,
+        pa.field("shots", pa.list_(pa.struct(list(SHOTS)))),
+        pa.field("clips", pa.list_(pa.struct(list(ANALYSIS)))),
+        pa.field("rejects", pa.list_(pa.struct(list(REJECTS)))),
+        pa.field("frames", pa.int64()),
+        pa.field("analyze_s", pa.float64()),
+        pa.field("probe_s", pa.float64()),
+    ]
+)
+"""What the analyze stage returns per source: its shots, candidate clips and rejects together,
+so that one Ray Data row carries everything one decode produced."""
+
+EXPORTED = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("export_key", pa.string(), nullable=False),
+        pa.field("clip_path", pa.string()),
+        pa.field("video", pa.binary()),
+        pa.field("error", pa.string()),
+        pa.field("export_s", pa.float64()),
+    ]
+)
+"""Export stage output: one encoded clip (path or bytes) per clip and export spec."""
+
+
+def clip_id(source: str, start_s: float, end_s: float) -> str:
+    """Stable clip id: the same source and span always give the same id."""
+    key = f"{source}|{start_s:.3f}|{end_s:.3f}".encode()
+    return hashlib.sha1(key).hexdigest()[:16]
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+def from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Build a table of ``schema`` from dict rows; absent columns become nulls."""
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Reorder/cast ``table`` to ``schema``, adding missing columns as nulls."""
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)

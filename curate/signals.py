@@ -1,0 +1,116 @@
+"""Per-frame signals tapped from the single decode pass.
+
+Each signal is fed the same small BGR frame (scaled by the decoder to the analysis short side)
+and keeps only what it needs: a float per frame, or a float per flow sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from scenedetect.detectors import AdaptiveDetector, ContentDetector
+
+from curate.config import FlowConfig, ShotsConfig
+
+
+def laplacian_variance(gray: np.ndarray) -> float:
+    """Variance of the Laplacian: high for crisp edges, low for blur (HunyuanVideo's measure)."""
+    return float(cv2.Laplacian(gray, cv2.CV_32F).var())
+
+
+def make_shot_detector(cfg: ShotsConfig):
+    """Build the configured PySceneDetect detector; frames are fed to it one by one."""
+    if cfg.detector == "adaptive":
+        a = cfg.adaptive
+        return AdaptiveDetector(
+            adaptive_threshold=a.adaptive_threshold,
+            min_scene_len=a.min_scene_len,
+            window_width=a.window_width,
+            min_content_val=a.min_content_val,
+            luma_only=a.luma_only,
+        )
+    c = cfg.content
+    return ContentDetector(
+        threshold=c.threshold, min_scene_len=c.min_scene_len, luma_only=c.luma_only
+    )
+
+
+class ShotSignal:
+    """Feeds a PySceneDetect detector frame by frame and collects cut frame indices."""
+
+    def __init__(self, cfg: ShotsConfig) -> None:
+        self.detector = make_shot_detector(cfg)
+        self.cuts: list[int] = []
+        self._last = -1
+
+    def update(self, index: int, bgr: np.ndarray) -> None:
+        self.cuts.extend(self.detector.process_frame(index, bgr))
+        self._last = index
+
+    def finish(self) -> list[int]:
+        if self._last >= 0:
+            self.cuts.extend(self.detector.post_process(self._last))
+        # A cut at frame 0 is not a boundary between two shots.
+        return sorted({c for c in self.cuts if 0 < c <= self._last})
+
+
+@dataclass
+class FlowSample:
+    index: int
+    """Decoded index of the first frame of the pair; the second is ``index + 1``."""
+    magnitude: float
+    """Mean flow magnitude in frame diagonals per second."""
+
+
+@dataclass
+class FlowSignal:
+    """Dense optical flow between a sampled frame and the next decoded frame.
+
+    Pairs of adjacent frames keep displacements small, which low-resolution flow measures
+    well; the magnitude is divided by the pair's time gap and by the frame diagonal, so the
+    score is in diagonals per second and compares across frame rates and resolutions.
+    """
+
+    cfg: FlowConfig
+    samples: list[FlowSample] = field(default_factory=list)
+    _next_t: float = 0.0
+    _prev: np.ndarray | None = None
+    _prev_index: int = -1
+    _prev_t: float = 0.0
+    _engine: object = None
+
+    def __post_init__(self) -> None:
+        if self.cfg.method == "dis":
+            self._engine = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+
+    def wants(self, t: float) -> bool:
+        """Whether the frame at time ``t`` needs to be looked at (cheap, before any resize)."""
+        return self._prev is not None or t >= self._next_t
+
+    def update(self, index: int, t: float, gray: np.ndarray) -> None:
+        small = self._resize(gray)
+        if self._prev is not None and index == self._prev_index + 1:
+            dt = t - self._prev_t
+            if dt > 0:
+                flow = self._flow(self._prev, small)
+                mag = float(np.sqrt((flow**2).sum(axis=2)).mean())
+                diag = float(np.hypot(*small.shape[:2]))
+                self.samples.append(FlowSample(self._prev_index, mag / diag / dt))
+            self._prev = None
+        if t >= self._next_t:
+            self._prev, self._prev_index, self._prev_t = small, index, t
+            self._next_t = t + 1.0 / self.cfg.fps
+
+    def _resize(self, gray: np.ndarray) -> np.ndarray:
+        h, w = gray.shape[:2]
+        scale = self.cfg.short_side / min(h, w)
+        if scale >= 1:
+            return gray
+        return cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+
+    def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if self._engine is not None:
+            return self._engine.calc(a, b, None)
+        return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)

@@ -1,0 +1,199 @@
+"""PyAV helpers shared by the probe, analyze and export stages."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+DECODE_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError)
+"""Errors PyAV raises for unreadable, truncated or corrupt media."""
+
+
+class MediaError(Exception):
+    """An input that cannot be used; ``reason`` is a rejects reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    """Display width: after rotation and pixel aspect ratio."""
+    height: int
+    coded_width: int
+    coded_height: int
+    rotation: int
+    """Counter-clockwise degrees from the display matrix (FFmpeg's sign convention)."""
+    sar: float
+    fps: float
+    duration_s: float
+    codec: str
+
+    @classmethod
+    def from_row(cls, row: dict) -> VideoInfo:
+        return cls(**{f: row[f] for f in cls.__dataclass_fields__})
+
+    @property
+    def quarter_turns(self) -> int:
+        """Counter-clockwise quarter turns that bring a decoded frame upright."""
+        return round(self.rotation / 90) % 4
+
+
+def orientation(width: int, height: int) -> str:
+    if width > height:
+        return "landscape"
+    if height > width:
+        return "portrait"
+    return "square"
+
+
+def open_video(source: str, threads: int = 0) -> tuple[av.container.InputContainer, av.VideoStream]:
+    """Open ``source`` and its first video stream with threaded decoding."""
+    try:
+        container = av.open(source, metadata_errors="ignore")
+    except DECODE_ERRORS as e:
+        raise MediaError("unreadable", f"cannot open: {e}") from e
+    if not container.streams.video:
+        container.close()
+        raise MediaError("no_video_stream", "the file has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
+    return container, stream
+
+
+def probe(source: str, *, max_pixels: int) -> VideoInfo:
+    """Read display size, rotation, frame rate and duration; decodes only the first frame,
+    because the display matrix (rotation) arrives as frame side data."""
+    container, stream = open_video(source)
+    try:
+        cc = stream.codec_context
+        coded_w, coded_h = cc.width, cc.height
+        if coded_w <= 0 or coded_h <= 0:
+            raise MediaError("unreadable", "the video stream has no frame size")
+        if coded_w * coded_h > max_pixels:
+            raise MediaError(
+                "unreadable",
+                f"frame size {coded_w}x{coded_h} exceeds probe.max_pixels={max_pixels}",
+            )
+        try:
+            first = next(container.decode(stream), None)
+        except DECODE_ERRORS as e:
+            raise MediaError("decode_error", f"cannot decode the first frame: {e}") from e
+        if first is None:
+            raise MediaError("decode_error", "the video stream holds no decodable frame")
+        rotation = round(first.rotation or 0)
+        sar = _float(stream.sample_aspect_ratio) or 1.0
+        fps = _float(stream.average_rate) or _float(stream.guessed_rate) or 0.0
+        duration = _duration(container, stream, fps)
+        display_w, display_h = round(coded_w * sar), coded_h
+        if round(rotation / 90) % 2:
+            display_w, display_h = display_h, display_w
+        return VideoInfo(
+            width=int(display_w),
+            height=int(display_h),
+            coded_width=coded_w,
+            coded_height=coded_h,
+            rotation=rotation,
+            sar=sar,
+            fps=fps,
+            duration_s=duration,
+            codec=cc.name,
+        )
+    finally:
+        container.close()
+
+
+def _float(value: Fraction | None) -> float | None:
+    if value is None or value == 0:
+        return None
+    return float(value)
+
+
+def _duration(container, stream, fps: float) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    if stream.frames and fps:
+        return stream.frames / fps
+    return 0.0
+
+
+def scaled_size(info: VideoInfo, short_side: int) -> tuple[int, int]:
+    """Decoded-frame size (before rotation) whose upright display has ``short_side`` and the
+    display aspect ratio, rounded to even numbers for the scaler."""
+    w, h = info.coded_width * info.sar, info.coded_height
+    scale = short_side / min(w, h)
+    return max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2)
+
+
+def upright(image: np.ndarray, info: VideoInfo) -> np.ndarray:
+    """Apply the display rotation to a decoded image."""
+    turns = info.quarter_turns
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+REORDER_DEPTH = 8
+"""Frames held back to repair timestamps that arrive in decode order (see ``with_times``)."""
+
+
+def with_times(
+    frames: Iterable[av.VideoFrame], fps: float
+) -> Iterator[tuple[av.VideoFrame, float]]:
+    """Pair decoded frames with strictly increasing presentation times.
+
+    Decoders emit frames in display order, but some containers (AVI with B-frames) label them
+    with timestamps in decode order. The set of timestamps is right, only their order is not,
+    so each frame takes the smallest timestamp among the next few; missing or repeated ones
+    are filled in at the nominal frame rate.
+    """
+    step = 1.0 / fps if fps else 1.0 / 25
+    pending: deque[av.VideoFrame] = deque()
+    times: list[float] = []
+    last = -math.inf
+
+    def next_time() -> float:
+        nonlocal last
+        t = heapq.heappop(times) if times else last + step
+        if t <= last:
+            t = last + step
+        last = t
+        return t
+
+    for frame in frames:
+        pending.append(frame)
+        if frame.time is not None:
+            heapq.heappush(times, frame.time)
+        if len(pending) > REORDER_DEPTH:
+            yield pending.popleft(), next_time()
+    while pending:
+        yield pending.popleft(), next_time()
+
+
+@dataclass
+class DecodedFrame:
+    index: int
+    time: float
+    image: np.ndarray
+
+
+def iter_scaled_frames(
+    container, stream, info: VideoInfo, size: tuple[int, int], fmt: str = "bgr24"
+) -> Iterator[DecodedFrame]:
+    """Decode every frame once, scaled by swscale while converting (never at full size),
+    upright, with repaired presentation times."""
+    width, height = size
+    for index, (frame, t) in enumerate(with_times(container.decode(stream), info.fps)):
+        image = frame.to_ndarray(width=width, height=height, format=fmt)
+        yield DecodedFrame(index, t, upright(image, info))

@@ -1,0 +1,295 @@
+"""Analyze stage: decode each source once and derive shots, candidate clips and their scores.
+
+Decoded frames are scaled to the analysis short side by the decoder itself and feed, in the
+same pass, the shot detector, Laplacian sharpness, sampled optical flow and small keyframes.
+Clips are then windows over those per-frame series: no second decode.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pyarrow as pa
+
+from curate import schema
+from curate.config import AnalyzeConfig, ClipsConfig, CurateConfig
+from curate.signals import FlowSignal, ShotSignal, laplacian_variance
+from curate.video import (
+    DECODE_ERRORS,
+    MediaError,
+    VideoInfo,
+    iter_scaled_frames,
+    open_video,
+    orientation,
+    scaled_size,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameSeries:
+    """What one decode pass keeps of a source: a few numbers per frame, tiny keyframes."""
+
+    times: np.ndarray
+    """Presentation time of every decoded frame, seconds."""
+    end_time: float
+    """End of the last frame, seconds."""
+    sharpness: np.ndarray
+    """Laplacian variance of every frame at the analysis resolution."""
+    cuts: list[int]
+    """First frame index of every shot but the first."""
+    flow_index: np.ndarray
+    """First frame index of each flow pair (the pair is ``index, index + 1``)."""
+    flow_magnitude: np.ndarray
+    """Flow magnitude of each pair, frame diagonals per second."""
+    keyframe_times: np.ndarray
+    keyframes: list[bytes]
+    """JPEG keyframes at the thumbnail size and rate."""
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.times)
+
+
+def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeries:
+    """The single decode pass over ``source``."""
+    container, stream = open_video(source, cfg.decode_threads)
+    size = scaled_size(info, cfg.short_side)
+    shots = ShotSignal(cfg.shots)
+    flow = FlowSignal(cfg.flow)
+    thumb_scale = cfg.thumbnail.short_side / cfg.short_side
+    thumb_every = 1.0 / cfg.thumbnail.fps
+    times: list[float] = []
+    sharpness: list[float] = []
+    key_times: list[float] = []
+    keyframes: list[bytes] = []
+    next_key = -1.0
+    try:
+        for frame in iter_scaled_frames(container, stream, info, size):
+            bgr, t = frame.image, frame.time
+            gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+            shots.update(frame.index, bgr)
+            sharpness.append(laplacian_variance(gray))
+            if flow.wants(t):
+                flow.update(frame.index, t, gray)
+            if t >= next_key:
+                keyframes.append(_jpeg(bgr, thumb_scale, cfg.thumbnail.quality))
+                key_times.append(t)
+                next_key = t + thumb_every
+            times.append(t)
+    except DECODE_ERRORS as e:
+        if not times:
+            raise MediaError("decode_error", f"decoding failed before the first frame: {e}") from e
+        # Keep what decoded cleanly; the damaged tail simply yields no clips.
+        log.warning("%s: decoding stopped after %d frames: %s", source, len(times), e)
+    finally:
+        container.close()
+    if not times:
+        raise MediaError("decode_error", "no frame could be decoded")
+    # The last frame lasts one typical frame interval.
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / (info.fps or 25.0)
+    return FrameSeries(
+        times=np.asarray(times),
+        end_time=times[-1] + step,
+        sharpness=np.asarray(sharpness, dtype=np.float32),
+        cuts=shots.finish(),
+        flow_index=np.asarray([s.index for s in flow.samples], dtype=np.int64),
+        flow_magnitude=np.asarray([s.magnitude for s in flow.samples], dtype=np.float32),
+        keyframe_times=np.asarray(key_times),
+        keyframes=keyframes,
+    )
+
+
+def _jpeg(bgr: np.ndarray, scale: float, quality: int) -> bytes:
+    if scale < 1:
+        h, w = bgr.shape[:2]
+        bgr = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return buf.tobytes() if ok else b""
+
+
+@dataclass(frozen=True)
+class Window:
+    shot_index: int
+    start: int
+    """First frame index (inclusive)."""
+    end: int
+    """Frame index after the last frame (exclusive)."""
+    shift: int = 0
+    """Frames the start moved forward to reach the sharpest frame of the lead-in."""
+
+
+def shot_bounds(cuts: list[int], num_frames: int) -> list[tuple[int, int]]:
+    edges = [0, *cuts, num_frames]
+    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def plan_windows(series: FrameSeries, cfg: ClipsConfig) -> tuple[list[Window], list[Window]]:
+    """Cut every shot into consecutive clip windows of ``min..max`` seconds.
+
+    Each window starts at the sharpest frame within ``lead_in_s`` of where it could start
+    (HunyuanVideo's clearest-frame-first), as long as the window can still reach the minimum
+    duration. Returns ``(clips, too_short_pieces)``.
+    """
+    times = series.times
+    bounds = np.append(times, series.end_time)
+    clips: list[Window] = []
+    short: list[Window] = []
+    for shot_index, (first, stop) in enumerate(shot_bounds(series.cuts, series.num_frames)):
+        shot_end = bounds[stop]
+        start = first
+        while start < stop:
+            if shot_end - times[start] < cfg.min_duration_s - 1e-6:
+                short.append(Window(shot_index, start, stop))
+                break
+            # Candidate starts: inside the lead-in and still leaving a full minimum clip.
+            last = int(np.searchsorted(times, times[start] + cfg.lead_in_s, side="right"))
+            latest = int(np.searchsorted(times, shot_end - cfg.min_duration_s, side="right"))
+            hi = max(start + 1, min(last, latest, stop))
+            best = start + int(np.argmax(series.sharpness[start:hi]))
+            end = int(np.searchsorted(times, times[best] + cfg.max_duration_s - 1e-6, side="left"))
+            end = min(max(end, best + 1), stop)
+            clips.append(Window(shot_index, best, end, best - start))
+            start = end
+    return clips, short
+
+
+class AnalyzeStage:
+    """Decode once per source; emit its shots, candidate clips and rejects as one row."""
+
+    name = "analyze"
+
+    def __init__(self, config: CurateConfig) -> None:
+        self.cfg = config.analyze
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return schema.from_rows(
+            [self.analyze_one(r) for r in batch.to_pylist()], schema.ANALYZED_SOURCE
+        )
+
+    def analyze_one(self, probed: dict) -> dict:
+        source = probed["source"]
+        out = {
+            "source": source,
+            "source_index": probed["source_index"],
+            "shots": [],
+            "clips": [],
+            "rejects": [],
+            "frames": 0,
+            "probe_s": probed.get("probe_s"),
+        }
+        if not probed["ok"]:
+            out["rejects"].append(_reject(source, "probe", probed["reason"], probed["detail"]))
+            return out
+        info = VideoInfo.from_row(probed)
+        started = time.perf_counter()
+        try:
+            series = decode_series(source, info, self.cfg)
+        except MediaError as e:
+            out["rejects"].append(_reject(source, self.name, e.reason, e.detail))
+            return out
+        finally:
+            out["analyze_s"] = time.perf_counter() - started
+        out["frames"] = series.num_frames
+        out["shots"] = _shot_rows(source, series)
+        clips, short = plan_windows(series, self.cfg.clips)
+        out["clips"] = [_clip_row(source, info, series, w) for w in clips]
+        for w in short:
+            start_s, end_s = _span(series, w)
+            out["rejects"].append(
+                _reject(
+                    source,
+                    self.name,
+                    "too_short",
+                    f"shot {w.shot_index}: {end_s - start_s:.2f} s left < "
+                    f"analyze.clips.min_duration_s {self.cfg.clips.min_duration_s}",
+                    clip_id=schema.clip_id(source, start_s, end_s),
+                    start_s=start_s,
+                    end_s=end_s,
+                )
+            )
+        if not out["clips"]:
+            longest = max((r["duration_s"] for r in out["shots"]), default=0.0)
+            out["rejects"].append(
+                _reject(
+                    source,
+                    self.name,
+                    "too_short",
+                    f"no shot yields a clip: longest shot {longest:.2f} s < "
+                    f"analyze.clips.min_duration_s {self.cfg.clips.min_duration_s}",
+                )
+            )
+        out["analyze_s"] = time.perf_counter() - started
+        log.info(
+            "analyzed %s: %d frames, %d shots, %d clips in %.1f s",
+            source,
+            series.num_frames,
+            len(out["shots"]),
+            len(out["clips"]),
+            out["analyze_s"],
+        )
+        return out
+
+
+def _reject(source: str, stage: str, reason: str, detail: str, **extra) -> dict:
+    return {"source": source, "stage": stage, "reason": reason, "detail": detail, **extra}
+
+
+def _span(series: FrameSeries, w: Window) -> tuple[float, float]:
+    end = series.times[w.end] if w.end < series.num_frames else series.end_time
+    return float(series.times[w.start]), float(end)
+
+
+def _shot_rows(source: str, series: FrameSeries) -> list[dict]:
+    rows = []
+    for i, (a, b) in enumerate(shot_bounds(series.cuts, series.num_frames)):
+        start_s, end_s = _span(series, Window(i, a, b))
+        rows.append(
+            {
+                "source": source,
+                "shot_index": i,
+                "start_frame": a,
+                "end_frame": b,
+                "start_s": start_s,
+                "end_s": end_s,
+                "duration_s": end_s - start_s,
+            }
+        )
+    return rows
+
+
+def _clip_row(source: str, info: VideoInfo, series: FrameSeries, w: Window) -> dict:
+    start_s, end_s = _span(series, w)
+    sharp = series.sharpness[w.start : w.end]
+    # Flow pairs count when both frames lie inside the clip.
+    in_clip = (series.flow_index >= w.start) & (series.flow_index + 1 < w.end)
+    motion = series.flow_magnitude[in_clip]
+    middle = (start_s + end_s) / 2
+    key = int(np.argmin(np.abs(series.keyframe_times - middle))) if series.keyframes else -1
+    return {
+        "clip_id": schema.clip_id(source, start_s, end_s),
+        "source": source,
+        "shot_index": w.shot_index,
+        "start_s": start_s,
+        "end_s": end_s,
+        "duration_s": end_s - start_s,
+        "start_frame": w.start,
+        "end_frame": w.end,
+        "num_frames": w.end - w.start,
+        "width": info.width,
+        "height": info.height,
+        "fps": info.fps,
+        "orientation": orientation(info.width, info.height),
+        "sharpness": float(np.median(sharp)),
+        "sharpness_start": float(sharp[0]),
+        "start_shift_s": float(start_s - series.times[w.start - w.shift]),
+        "motion_score": float(motion.mean()) if motion.size else None,
+        "motion_p90": float(np.percentile(motion, 90)) if motion.size else None,
+        "thumbnail": series.keyframes[key] if key >= 0 else None,
+    }

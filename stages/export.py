@@ -1,0 +1,144 @@
+"""Export stage: re-encode accepted clips to H.264 at each tier's target size and frame rate.
+
+Clips are cut at exact frame boundaries (``start_s`` inclusive, ``end_s`` exclusive, both
+frame presentation times from the analysis pass) and resampled to a constant frame rate, so
+an exported clip lasts its stated duration to within one frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow as pa
+
+from curate import schema
+from curate.config import CurateConfig, TierExport
+from curate.video import (
+    DECODE_ERRORS,
+    MediaError,
+    VideoInfo,
+    open_video,
+    probe,
+    scaled_size,
+    upright,
+    with_times,
+)
+
+log = logging.getLogger(__name__)
+
+EPS = 1e-4
+"""Seconds of slack when comparing frame times (timestamps are rounded by containers)."""
+
+
+def export_key(spec: TierExport) -> str:
+    """Folder name of one export spec, e.g. ``720p_24fps`` or ``fullres``."""
+    size = f"{spec.short_side}p" if spec.short_side else "fullres"
+    return size + (f"_{spec.fps:g}fps" if spec.fps else "")
+
+
+def clip_relpath(key: str, clip_id: str) -> str:
+    """Output path of an exported clip, derived from ids only (never from input names)."""
+    return f"clips/{key}/{clip_id[:2]}/{clip_id}.mp4"
+
+
+class ExportStage:
+    """Encodes every job of one source with a single open of that source."""
+
+    name = "export"
+
+    def __init__(self, config: CurateConfig, output: str) -> None:
+        self.cfg = config.export
+        self.output = Path(output)
+        self.max_pixels = config.probe.max_pixels
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows: list[dict] = []
+        for item in batch.to_pylist():
+            rows.extend(self.export_source(item))
+        return schema.from_rows(rows, schema.EXPORTED)
+
+    def export_source(self, item: dict) -> list[dict]:
+        rows = []
+        try:
+            # Re-probing costs one frame; it keeps the export items small.
+            info = probe(item["source"], max_pixels=self.max_pixels)
+            container, stream = open_video(item["source"])
+        except MediaError as e:
+            return [_failed(job, e.detail) for job in item["jobs"]]
+        try:
+            for job in sorted(item["jobs"], key=lambda j: j["start_s"]):
+                started = time.perf_counter()
+                rel = clip_relpath(job["export_key"], job["clip_id"])
+                target = self.output / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # Written under a temporary name, renamed when complete.
+                tmp = target.with_name(f".{target.name}.tmp.mp4")
+                try:
+                    self._encode(container, stream, info, job, tmp)
+                except DECODE_ERRORS as e:
+                    tmp.unlink(missing_ok=True)
+                    rows.append(_failed(job, f"{type(e).__name__}: {e}"))
+                    continue
+                row = {"clip_id": job["clip_id"], "export_key": job["export_key"]}
+                if self.cfg.mode == "inline":
+                    row["video"] = tmp.read_bytes()
+                    tmp.unlink()
+                else:
+                    os.replace(tmp, target)
+                    row["clip_path"] = rel
+                row["export_s"] = time.perf_counter() - started
+                rows.append(row)
+        finally:
+            container.close()
+        return rows
+
+    def _encode(self, container, stream, info: VideoInfo, job: dict, target: Path) -> None:
+        start, end = job["start_s"], job["end_s"]
+        fps = job["fps"] or info.fps or 25.0
+        rate = Fraction(fps).limit_denominator(1001)
+        n_out = max(1, round((end - start) * float(rate)))
+        short = min(job["short_side"] or 10**9, info.width, info.height)
+        size = scaled_size(info, short)
+
+        with av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            ost = out.add_stream("libx264", rate=rate)
+            ost.width, ost.height = (size[1], size[0]) if info.quarter_turns % 2 else size
+            ost.pix_fmt = "yuv420p"
+            ost.options = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
+            ost.codec_context.time_base = 1 / rate
+
+            k = 0
+            shown: np.ndarray | None = None
+
+            def emit_until(t: float) -> None:
+                # Constant-rate output: slot k shows the newest source frame at or before it.
+                nonlocal k
+                while shown is not None and k < n_out and start + k / float(rate) < t - EPS:
+                    frame = av.VideoFrame.from_ndarray(shown, format="rgb24")
+                    frame.pts, frame.time_base = k, 1 / rate
+                    out.mux(ost.encode(frame))
+                    k += 1
+
+            container.seek(int(start / stream.time_base), stream=stream, backward=True)
+            for frame, t in with_times(container.decode(stream), info.fps):
+                if t < start - EPS:
+                    continue
+                if t >= end - EPS:
+                    break
+                emit_until(t)
+                image = frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
+                shown = upright(image, info)
+            if shown is None:
+                raise ValueError(f"no frame decoded in [{start:.3f}, {end:.3f})")
+            emit_until(float("inf"))
+            out.mux(ost.encode(None))
+
+
+def _failed(job: dict, detail: str) -> dict:
+    return {"clip_id": job["clip_id"], "export_key": job["export_key"], "error": detail}

@@ -1,0 +1,68 @@
+"""Probe stage: container metadata per input, or a rejection reason."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pyarrow as pa
+
+from curate import schema
+from curate.config import CurateConfig
+from curate.video import MediaError, probe
+
+log = logging.getLogger(__name__)
+
+
+class ProbeStage:
+    """Reads display size, rotation, fps and duration of each source (no full decode).
+
+    Inputs that cannot be opened, have no video stream, are shorter than the minimum clip or
+    fall below the resolution floor come out with ``ok = false`` and a reason.
+    """
+
+    name = "probe"
+
+    def __init__(self, config: CurateConfig) -> None:
+        self.cfg = config.probe
+        self.min_duration_s = config.analyze.clips.min_duration_s
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = [self.probe_one(r["source"], r["source_index"]) for r in batch.to_pylist()]
+        return schema.from_rows(rows, schema.PROBE)
+
+    def probe_one(self, source: str, source_index: int) -> dict:
+        started = time.perf_counter()
+        row: dict = {"source": source, "source_index": source_index, "ok": False}
+        try:
+            info = probe(source, max_pixels=self.cfg.max_pixels)
+            row.update(
+                width=info.width,
+                height=info.height,
+                coded_width=info.coded_width,
+                coded_height=info.coded_height,
+                rotation=info.rotation,
+                sar=info.sar,
+                fps=info.fps,
+                duration_s=info.duration_s,
+                codec=info.codec,
+            )
+            short_side = min(info.width, info.height)
+            if short_side < self.cfg.min_short_side:
+                raise MediaError(
+                    "low_resolution",
+                    f"short side {short_side} px < probe.min_short_side {self.cfg.min_short_side}"
+                    f" ({info.width}x{info.height})",
+                )
+            if info.duration_s < self.min_duration_s:
+                raise MediaError(
+                    "too_short",
+                    f"duration {info.duration_s:.2f} s < analyze.clips.min_duration_s "
+                    f"{self.min_duration_s}",
+                )
+            row["ok"] = True
+        except MediaError as e:
+            row.update(reason=e.reason, detail=e.detail)
+            log.info("probe rejected %s: %s (%s)", source, e.reason, e.detail)
+        row["probe_s"] = time.perf_counter() - started
+        return row

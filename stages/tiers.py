@@ -1,0 +1,122 @@
+"""Tier stage: apply each tier's quality gates to the analysis table (phase 2, no pixels).
+
+Tiers are ordered loosest first and nested: a clip enters a tier only if it also entered
+every looser one, so each ``tiers/<name>/`` folder is a complete dataset of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from curate.config import Gates, TierConfig
+
+
+@dataclass(frozen=True)
+class Gate:
+    key: str
+    """Name of the threshold in a tier's ``gates``."""
+    label: str
+    """What the threshold applies to, as shown in a reject's detail."""
+    reason: str
+    """Rejects reason when a clip fails this gate."""
+    column: Callable[[pa.Table], np.ndarray]
+    """The clip value the threshold applies to."""
+    passes: Callable[[np.ndarray, float], np.ndarray]
+
+
+def _col(name: str) -> Callable[[pa.Table], np.ndarray]:
+    return lambda t: t.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _short_side(t: pa.Table) -> np.ndarray:
+    return np.minimum(_col("width")(t), _col("height")(t))
+
+
+def _at_least(v: np.ndarray, threshold: float) -> np.ndarray:
+    # A missing score (NaN) never passes a gate.
+    return v >= threshold
+
+
+def _at_most(v: np.ndarray, threshold: float) -> np.ndarray:
+    return v <= threshold
+
+
+GATES: tuple[Gate, ...] = (
+    Gate("min_short_side", "short side", "low_resolution", _short_side, _at_least),
+    Gate("min_duration_s", "duration_s", "too_short", _col("duration_s"), _at_least),
+    Gate("max_duration_s", "duration_s", "too_long", _col("duration_s"), _at_most),
+    Gate("min_sharpness", "sharpness", "blurry", _col("sharpness"), _at_least),
+    Gate("min_motion", "motion_score", "static", _col("motion_score"), _at_least),
+    Gate("max_motion", "motion_score", "excessive_motion", _col("motion_score"), _at_most),
+)
+"""Every gate, in the order they are checked (the first failure names the reject reason)."""
+
+assert {g.key for g in GATES} == set(Gates.model_fields), "every configurable gate has a Gate"
+
+
+@dataclass
+class TierResult:
+    passed: np.ndarray
+    """``[num_tiers, num_clips]`` booleans, nested: row k implies row k-1."""
+    strictest: list[str | None]
+    """Per clip, the strictest tier passed (``None`` if none)."""
+    rejects: list[dict]
+    """One row per clip that passed no tier, named after its first failed gate."""
+    gate_failures: dict[str, dict[str, int]]
+    """Per tier, how many clips each gate failed (a clip may fail several)."""
+
+
+def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
+    n = analysis.num_rows
+    passed = np.zeros((len(tiers), n), dtype=bool)
+    first_fail: list[tuple[str, str] | None] = [None] * n
+    failures: dict[str, dict[str, int]] = {}
+    values = {g.key: g.column(analysis) for g in GATES}
+    previous = np.ones(n, dtype=bool)
+    for k, tier in enumerate(tiers):
+        ok = previous.copy()
+        failures[tier.name] = {}
+        for gate in GATES:
+            threshold = getattr(tier.gates, gate.key)
+            if threshold is None:
+                continue
+            v = values[gate.key]
+            with np.errstate(invalid="ignore"):
+                fail = ~gate.passes(v, threshold)
+            failures[tier.name][gate.key] = int(fail.sum())
+            if k == 0:
+                for i in np.flatnonzero(fail):
+                    if first_fail[i] is None:
+                        shown = "missing" if np.isnan(v[i]) else f"{v[i]:.4g}"
+                        first_fail[i] = (
+                            gate.reason,
+                            f"{gate.label} {shown} fails {tier.name}.gates.{gate.key}={threshold}",
+                        )
+            ok &= ~fail
+        passed[k] = ok
+        previous = ok
+    strictest: list[str | None] = [None] * n
+    for k, tier in enumerate(tiers):
+        for i in np.flatnonzero(passed[k]):
+            strictest[i] = tier.name
+    ids = analysis.column("clip_id").to_pylist()
+    sources = analysis.column("source").to_pylist()
+    starts = analysis.column("start_s").to_pylist()
+    ends = analysis.column("end_s").to_pylist()
+    rejects = [
+        {
+            "source": sources[i],
+            "clip_id": ids[i],
+            "stage": "tiers",
+            "reason": first_fail[i][0],
+            "detail": first_fail[i][1],
+            "start_s": starts[i],
+            "end_s": ends[i],
+        }
+        for i in np.flatnonzero(~passed[0])
+    ]
+    return TierResult(passed, strictest, rejects, failures)
