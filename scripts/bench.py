@@ -1,0 +1,313 @@
+"""Throughput benchmark: curate's analysis pass against plain decoding and PySceneDetect.
+
+Over the real test videos (default ``../shared/testdata/videos``, relative to the repo root),
+one invocation measures three throughputs, in decoded frames per second:
+
+1. **decode**: plain PyAV decode of the first video stream (``thread_type = "AUTO"``), frames
+   only counted, never converted. This is the floor every method pays.
+2. **analysis**: ``stages.analyze.decode_series``, curate's single decode pass that computes
+   shots, Laplacian sharpness, sampled optical flow and keyframes (``probe`` is not timed).
+3. **scenedetect**: the PySceneDetect CLI, ``python -m scenedetect -i FILE -b pyav
+   detect-content`` (the PyAV backend, so the decoder matches), one subprocess per file, run in
+   a temporary directory with ``-o`` pointing there so nothing is written into the repo. Its
+   wall time includes interpreter start-up and imports, so an empty start-up
+   (``python -m scenedetect version``, which loads the CLI, OpenCV and PyAV) is measured too and
+   both raw and start-up-corrected figures are printed.
+
+Every method uses the same files (those ``curate.video.probe`` accepts) and the same frame
+counts (from the decode pass). Each measurement is repeated ``--repeats`` times, methods
+interleaved file by file (their order rotating each repeat); the median total time per method
+is reported, along with a per-file table of median times.
+
+Run from the repo root::
+
+    python scripts/bench.py [--repeats 3] [--files 'moviepy/*'] [--limit 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import logging
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from curate.config import CurateConfig, load_config  # noqa: E402
+from curate.video import DECODE_ERRORS, MediaError, VideoInfo, probe  # noqa: E402
+from stages.analyze import decode_series  # noqa: E402
+
+VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts"}
+METHODS = ("decode", "analysis", "scenedetect")
+SCENEDETECT_FRAMES = re.compile(r"Processed (\d+) frames")
+
+
+@dataclass
+class FileResult:
+    rel: str
+    path: str
+    info: VideoInfo
+    frames: int = 0
+    """Frames the decode-only pass yields (the count every method's fps uses)."""
+    analysis_frames: int = 0
+    scenedetect_frames: int | None = None
+    """Frames PySceneDetect reports it processed, for a cross-check only."""
+    decode_error: str | None = None
+    scenedetect_error: str | None = None
+    times: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METHODS})
+
+    def median(self, method: str) -> float:
+        return statistics.median(self.times[method])
+
+
+def decode_only(path: str) -> tuple[int, str | None]:
+    """Count the decodable frames of the first video stream; no conversion."""
+    frames = 0
+    error = None
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for _ in container.decode(stream):
+                frames += 1
+        except DECODE_ERRORS as e:  # keep what decoded, as decode_series does
+            error = f"{type(e).__name__}: {e}"
+    return frames, error
+
+
+def run_scenedetect(path: str, workdir: str) -> tuple[float, int | None, str | None]:
+    cmd = [sys.executable, "-m", "scenedetect", "-i", path, "-b", "pyav", "-o", workdir]
+    cmd.append("detect-content")
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    output = proc.stdout + proc.stderr
+    match = SCENEDETECT_FRAMES.search(output)
+    error = None if proc.returncode == 0 else f"exit {proc.returncode}: {output[-300:]}"
+    return elapsed, int(match.group(1)) if match else None, error
+
+
+def time_command(cmd: list[str], workdir: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, cwd=workdir, capture_output=True, check=True)
+    return time.perf_counter() - started
+
+
+def find_files(root: Path, pattern: str | None, limit: int | None) -> list[Path]:
+    paths = sorted(
+        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+    )
+    if pattern:
+        paths = [p for p in paths if fnmatch.fnmatch(p.relative_to(root).as_posix(), pattern)]
+    return paths[:limit] if limit else paths
+
+
+def fps(frames: int, seconds: float) -> float:
+    return frames / seconds if seconds > 0 else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "videos",
+        nargs="?",
+        default="../shared/testdata/videos",
+        help="folder of videos, relative to the repo root (default: %(default)s)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="default: %(default)s")
+    parser.add_argument("--files", metavar="GLOB", help="only paths (relative) matching GLOB")
+    parser.add_argument("--limit", type=int, metavar="N", help="only the first N files")
+    parser.add_argument("--config", help="curate YAML config (default: built-in defaults)")
+    parser.add_argument("--json", metavar="PATH", help="write the results here as JSON")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+
+    logging.basicConfig(level=logging.ERROR)  # decode_series warns on damaged tails each repeat
+    wall_started = time.perf_counter()
+    cfg = load_config(args.config) if args.config else CurateConfig()
+    root = (REPO_ROOT / args.videos).resolve()
+    if not root.is_dir():
+        parser.error(f"no such folder: {root}")
+
+    results: list[FileResult] = []
+    skipped: list[tuple[str, str]] = []
+    for path in find_files(root, args.files, args.limit):
+        rel = path.relative_to(root).as_posix()
+        try:
+            info = probe(str(path), max_pixels=cfg.probe.max_pixels)
+        except MediaError as e:
+            skipped.append((rel, f"{e.reason}: {e.detail}"))
+            continue
+        results.append(FileResult(rel, str(path), info))
+    if not results:
+        print(f"no usable videos under {root}", file=sys.stderr)
+        return 1
+
+    startup: dict[str, list[float]] = {"scenedetect version": [], "import only": []}
+    startup_cmds = {
+        "scenedetect version": [sys.executable, "-m", "scenedetect", "version"],
+        "import only": [sys.executable, "-c", "import scenedetect, cv2, av"],
+    }
+    print(
+        f"{len(results)} files under {root} ({len(skipped)} rejected by probe), "
+        f"{args.repeats} repeats, {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="curate-bench-") as workdir:
+        for repeat in range(args.repeats):
+            order = METHODS[repeat % 3 :] + METHODS[: repeat % 3]
+            for name, cmd in startup_cmds.items():
+                startup[name].append(time_command(cmd, workdir))
+            for r in results:
+                for method in order:
+                    if method == "decode":
+                        started = time.perf_counter()
+                        frames, error = decode_only(r.path)
+                        r.times["decode"].append(time.perf_counter() - started)
+                        r.frames, r.decode_error = frames, error
+                    elif method == "analysis":
+                        started = time.perf_counter()
+                        try:
+                            series = decode_series(r.path, r.info, cfg.analyze)
+                        except MediaError as e:
+                            sys.exit(f"{r.rel}: decode_series failed after probe passed: {e}")
+                        r.times["analysis"].append(time.perf_counter() - started)
+                        r.analysis_frames = series.num_frames
+                    else:
+                        elapsed, sd_frames, error = run_scenedetect(r.path, workdir)
+                        r.times["scenedetect"].append(elapsed)
+                        r.scenedetect_frames, r.scenedetect_error = sd_frames, error
+            done = time.perf_counter() - wall_started
+            print(f"  repeat {repeat + 1}/{args.repeats} done ({done:.0f} s)", flush=True)
+        leftovers = os.listdir(workdir)
+
+    start_s = statistics.median(startup["scenedetect version"])
+    import_s = statistics.median(startup["import only"])
+    totals = {
+        m: statistics.median(sum(r.times[m][i] for r in results) for i in range(args.repeats))
+        for m in METHODS
+    }
+    n = len(results)
+    totals["scenedetect_corrected"] = max(totals["scenedetect"] - n * start_s, 1e-9)
+    total_frames = sum(r.frames for r in results)
+    rates = {m: fps(total_frames, t) for m, t in totals.items()}
+
+    width = max(len(r.rel) for r in results)
+    head = (
+        f"{'file':<{width}} {'frames':>6} {'decode':>8} {'analysis':>8} {'ana/dec':>7} "
+        f"{'sd raw':>7} {'sd corr':>7}"
+    )
+    print()
+    print(
+        "per file: median fps over repeats (sd = scenedetect; corr = minus start-up "
+        f"{start_s:.3f} s)"
+    )
+    print(head)
+    print("-" * len(head))
+    per_file = []
+    for r in results:
+        d, a, s = r.median("decode"), r.median("analysis"), r.median("scenedetect")
+        s_corr = s - start_s
+        row = {
+            "file": r.rel,
+            "frames": r.frames,
+            "analysis_frames": r.analysis_frames,
+            "scenedetect_frames": r.scenedetect_frames,
+            "width": r.info.coded_width,
+            "height": r.info.coded_height,
+            "codec": r.info.codec,
+            "seconds": {"decode": d, "analysis": a, "scenedetect": s},
+            "fps": {
+                "decode": fps(r.frames, d),
+                "analysis": fps(r.frames, a),
+                "scenedetect": fps(r.frames, s),
+                "scenedetect_corrected": fps(r.frames, s_corr) if s_corr > 0 else None,
+            },
+            "analysis_over_decode": d / a,
+            "decode_error": r.decode_error,
+            "scenedetect_error": r.scenedetect_error,
+        }
+        per_file.append(row)
+        corr = f"{row['fps']['scenedetect_corrected']:7.0f}" if s_corr > 0 else f"{'n/a':>7}"
+        print(
+            f"{r.rel:<{width}} {r.frames:>6} {fps(r.frames, d):8.0f} {fps(r.frames, a):8.0f} "
+            f"{d / a:7.2f} {fps(r.frames, s):7.0f} {corr}"
+        )
+
+    notes = []
+    for r in results:
+        if r.analysis_frames != r.frames:
+            notes.append(f"{r.rel}: analysis decoded {r.analysis_frames} frames, decode {r.frames}")
+        if r.scenedetect_frames is not None and r.scenedetect_frames != r.frames:
+            notes.append(
+                f"{r.rel}: scenedetect reports {r.scenedetect_frames} frames, decode {r.frames}"
+            )
+        if r.decode_error:
+            notes.append(f"{r.rel}: decode stopped early: {r.decode_error}")
+        if r.scenedetect_error:
+            notes.append(f"{r.rel}: scenedetect failed: {r.scenedetect_error}")
+    notes += [f"{rel}: rejected by probe ({why})" for rel, why in skipped]
+    if leftovers:
+        notes.append(f"scenedetect wrote into its temp dir: {leftovers}")
+
+    ratios = {
+        "analysis/decode": rates["analysis"] / rates["decode"],
+        "scenedetect/decode": rates["scenedetect"] / rates["decode"],
+        "scenedetect_corrected/decode": rates["scenedetect_corrected"] / rates["decode"],
+        "analysis/scenedetect": rates["analysis"] / rates["scenedetect"],
+        "analysis/scenedetect_corrected": rates["analysis"] / rates["scenedetect_corrected"],
+    }
+    print()
+    print(f"summary: {n} files, {total_frames} frames, median of {args.repeats} repeats")
+    print(
+        f"  scenedetect start-up (python -m scenedetect version): {start_s:.3f} s per file "
+        f"(bare 'import scenedetect, cv2, av': {import_s:.3f} s); 'corrected' subtracts "
+        f"{n} x {start_s:.3f} = {n * start_s:.1f} s"
+    )
+    for m in (*METHODS, "scenedetect_corrected"):
+        print(f"  {m:<22} {totals[m]:8.2f} s {rates[m]:8.0f} fps")
+    for name, value in ratios.items():
+        print(f"  {name:<31} {value:6.2f}x")
+    if notes:
+        print("notes:")
+        for note in notes:
+            print(f"  - {note}")
+    elapsed = time.perf_counter() - wall_started
+    print(f"benchmark wall time: {elapsed:.0f} s")
+
+    if args.json:
+        out = {
+            "videos": str(root),
+            "repeats": args.repeats,
+            "cpus": os.cpu_count(),
+            "files": len(results),
+            "total_frames": total_frames,
+            "startup_s": {"scenedetect_version": start_s, "import_only": import_s},
+            "total_s": totals,
+            "fps": rates,
+            "ratios": ratios,
+            "per_file": per_file,
+            "skipped": [{"file": rel, "reason": why} for rel, why in skipped],
+            "notes": notes,
+            "wall_s": elapsed,
+        }
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Synthetic test videos whose truth is exact: known cuts, pans, blur, stills, bad files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+
+def textured_image(seed: int, height: int = 720, width: int = 1280, hue: int | None = None):
+    """A detailed RGB image: smoothed noise at several scales plus shapes, tinted by ``hue``."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((height, width), np.float32)
+    for scale in (4, 16, 64):
+        noise = rng.random((height // scale + 1, width // scale + 1)).astype(np.float32)
+        img += cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC) / 3
+    img = np.clip(img * 255, 0, 255).astype(np.uint8)
+    for _ in range(60):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        r = int(rng.integers(8, 60))
+        cv2.circle(img, (x, y), r, int(rng.integers(0, 255)), -1)
+        cv2.rectangle(img, (x, y), (x + r, y + r // 2), int(rng.integers(0, 255)), 2)
+    hsv = np.zeros((height, width, 3), np.uint8)
+    hsv[..., 0] = (hue if hue is not None else int(rng.integers(0, 180))) % 180
+    hsv[..., 1] = 150
+    hsv[..., 2] = img
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def write_video(
+    path: Path, frames: Iterable[np.ndarray], fps: float = 25, crf: int = 18, faststart=True
+) -> Path:
+    """Encode RGB frames to H.264 in MP4 with PyAV."""
+    path = Path(path)
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", format="mp4", options=options) as out:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(crf), "preset": "ultrafast"}
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def pan_frames(image: np.ndarray, n: int, px_per_frame: float, size=(360, 640)):
+    """Frames of a window sliding right over ``image`` (content moves left: camera pans right)."""
+    h, w = size
+    for i in range(n):
+        x = px_per_frame * i
+        m = np.float32([[1, 0, -x], [0, 1, 0]])
+        yield cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def still_frames(image: np.ndarray, n: int, size=(360, 640)):
+    h, w = size
+    frame = np.ascontiguousarray(image[:h, :w])
+    for _ in range(n):
+        yield frame
+
+
+def blurred(frames: Iterable[np.ndarray], sigma: float):
+    for f in frames:
+        yield cv2.GaussianBlur(f, (0, 0), sigma) if sigma else f
+
+
+def shots_video(path: Path, lengths: list[int], fps: float = 25, size=(360, 640)) -> list[int]:
+    """Consecutive shots of distinct scenes, each gently panning; returns the cut frames."""
+    def frames():
+        for k, n in enumerate(lengths):
+            image = textured_image(100 + k, hue=(k * 47) % 180)
+            yield from pan_frames(image, n, 1.5, size)
+
+    write_video(path, frames(), fps)
+    return list(np.cumsum(lengths)[:-1])
+
+
+def audio_only(path: Path, seconds: float = 2.0) -> Path:
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=44100)
+        samples = 1024
+        t = 0
+        for _ in range(int(seconds * 44100 / samples)):
+            wave = np.sin(2 * np.pi * 440 * (np.arange(samples) + t) / 44100).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(wave[None, :], format="fltp", layout="mono")
+            frame.sample_rate = 44100
+            frame.pts = t
+            t += samples
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def bad_inputs(folder: Path) -> dict[str, str]:
+    """Write broken inputs into ``folder``; returns file name -> expected rejects reason."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "zero_bytes.mp4").write_bytes(b"")
+    (folder / "text_file.mp4").write_text("this is not a video\n" * 50)
+    good = write_video(
+        folder / "full.tmp", still_frames(textured_image(7), 150), faststart=False
+    )
+    data = good.read_bytes()
+    good.unlink()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    audio_only(folder / "audio_only.mp4")
+    return {
+        "zero_bytes.mp4": "unreadable",
+        "text_file.mp4": "unreadable",
+        "truncated.mp4": "unreadable",
+        "audio_only.mp4": "no_video_stream",
+    }

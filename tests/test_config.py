@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curate.cli import EXIT_USAGE, main
+from curate.config import ConfigError, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "movie_gen.yaml", "demo.yaml"])
+def test_shipped_configs_validate(name):
+    config = load_config(CONFIGS / name)
+    assert config.tiers
+
+
+def test_movie_gen_has_three_nested_tiers_getting_stricter():
+    tiers = load_config(CONFIGS / "movie_gen.yaml").tiers
+    assert len(tiers) == 3
+    sides = [t.gates.min_short_side or 0 for t in tiers]
+    sharp = [t.gates.min_sharpness or 0 for t in tiers]
+    assert sides == sorted(sides) and sides[0] < sides[-1]
+    assert sharp == sorted(sharp) and sharp[0] < sharp[-1]
+
+
+def test_unknown_key_names_its_path(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("analyze:\n  flow:\n    fsp: 4\n")
+    with pytest.raises(ConfigError, match=r"analyze\.flow\.fsp"):
+        load_config(path)
+
+
+def test_wrong_type_names_its_path(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("tiers:\n  - name: a\n    gates: {min_sharpness: sharp}\n")
+    with pytest.raises(ConfigError, match=r"tiers\.0\.gates\.min_sharpness"):
+        load_config(path)
+
+
+def test_set_overrides_any_key():
+    config = load_config(
+        CONFIGS / "default.yaml",
+        ["analyze.flow.fps=4", "tiers.0.gates.min_sharpness=55.5", "export.mode=reference"],
+    )
+    assert config.analyze.flow.fps == 4
+    assert config.tiers[0].gates.min_sharpness == 55.5
+    assert config.export.mode == "reference"
+
+
+def test_set_unknown_key_fails_with_path():
+    with pytest.raises(ConfigError, match=r"analyze\.flow\.nope"):
+        load_config(None, ["analyze.flow.nope=1"])
+    with pytest.raises(ConfigError, match=r"tiers\.7"):
+        load_config(None, ["tiers.7.name=x"])
+
+
+def test_clip_durations_must_be_ordered():
+    with pytest.raises(ConfigError, match=r"analyze\.clips"):
+        load_config(None, ["analyze.clips.min_duration_s=10", "analyze.clips.max_duration_s=5"])
+
+
+def test_cli_config_error_exits_2_before_any_work(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("export:\n  mode: sideways\n")
+    out = tmp_path / "out"
+    code = main(["run", "--config", str(path), "--input", str(tmp_path), "--output", str(out)])
+    assert code == EXIT_USAGE
+    assert "export.mode" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_bad_set_exits_2(tmp_path, capsys):
+    code = main(["run", "-i", str(tmp_path), "-o", str(tmp_path / "o"), "--set", "ray.num_cpus=x"])
+    assert code == EXIT_USAGE
+    assert "ray.num_cpus" in capsys.readouterr().err
+
+
+def test_cli_missing_input_exits_2(tmp_path, capsys):
+    code = main(["run", "-i", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
+    assert code == EXIT_USAGE
+    assert "input not found" in capsys.readouterr().err

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate.io import InputError, discover
+
+
+@pytest.fixture
+def tree(tmp_path):
+    for rel in ["b/two.mp4", "a/one.MOV", "a/deep/three.webm", "a/notes.txt", "c.mkv"]:
+        p = tmp_path / "videos" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    return tmp_path
+
+
+def test_folder_is_recursive_sorted_and_filtered_by_extension(tree):
+    root = tree / "videos"
+    assert discover([str(root)]) == [
+        str(root / "a/deep/three.webm"),
+        str(root / "a/one.MOV"),
+        str(root / "b/two.mp4"),
+        str(root / "c.mkv"),
+    ]
+
+
+def test_glob(tree):
+    root = tree / "videos"
+    assert discover([str(root / "**/*.mp4")]) == [str(root / "b/two.mp4")]
+
+
+def test_manifests_of_every_kind_resolve_relative_entries(tree):
+    root = tree / "videos"
+    entries = ["b/two.mp4", "c.mkv"]
+    expected = [str(root / e) for e in entries]
+    (root / "list.txt").write_text("# comment\n" + "\n".join(entries) + "\n\n")
+    (root / "list.csv").write_text("path,label\n" + "\n".join(f"{e},x" for e in entries))
+    (root / "list.jsonl").write_text("\n".join(json.dumps({"uri": e}) for e in entries))
+    pq.write_table(pa.table({"path": entries}), root / "list.parquet")
+    for name in ["list.txt", "list.csv", "list.jsonl", "list.parquet"]:
+        assert discover([str(root / name)]) == expected, name
+
+
+def test_manifest_without_path_column_fails(tree):
+    bad = tree / "bad.csv"
+    bad.write_text("file\nx.mp4\n")
+    with pytest.raises(InputError, match="path"):
+        discover([str(bad)])
+
+
+def test_several_inputs_combine_in_order_without_duplicates(tree):
+    root = tree / "videos"
+    got = discover([str(root / "c.mkv"), str(root / "b"), str(root / "c.mkv")])
+    assert got == [str(root / "c.mkv"), str(root / "b/two.mp4")]
+
+
+def test_missing_input_fails(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        discover([str(tmp_path / "missing.mp4")])

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+from conftest import VIDEOS, needs_shared
+from synth import bad_inputs, still_frames, textured_image, write_video
+
+from curate.config import CurateConfig
+from stages.probe import ProbeStage
+
+
+def probe(path, **overrides):
+    config = CurateConfig.model_validate({"probe": overrides}) if overrides else CurateConfig()
+    return ProbeStage(config).probe_one(str(path), 0)
+
+
+@needs_shared
+def test_rotation_metadata_gives_portrait_display_size():
+    row = probe(VIDEOS / "PySceneDetect/issue-134-rotate.mp4")
+    assert row["ok"]
+    assert (row["width"], row["height"]) == (544, 1280)
+    assert (row["coded_width"], row["coded_height"]) == (1280, 544)
+
+
+@needs_shared
+def test_non_square_pixels_widen_the_display():
+    row = probe(VIDEOS / "PySceneDetect/issue-195-aspect-ratio.mp4")
+    assert (row["width"], row["height"]) == (1024, 576)  # 704 * 16/11
+
+
+@needs_shared
+def test_too_short_source_is_rejected_with_detail():
+    row = probe(VIDEOS / "test-files/test.mov")
+    assert not row["ok"] and row["reason"] == "too_short"
+    assert "0.50 s" in row["detail"]
+
+
+def test_low_resolution_floor(tmp_path):
+    path = write_video(tmp_path / "small.mp4", still_frames(textured_image(1), 125, (120, 160)))
+    row = probe(path, min_short_side=144)
+    assert row["reason"] == "low_resolution" and "120" in row["detail"]
+
+
+def test_huge_frame_size_rejected_before_decoding(tmp_path):
+    path = write_video(tmp_path / "v.mp4", still_frames(textured_image(1), 125))
+    row = probe(path, max_pixels=1000)
+    assert row["reason"] == "unreadable" and "max_pixels" in row["detail"]
+
+
+def test_bad_files_each_get_a_reason(tmp_path):
+    expected = bad_inputs(tmp_path)
+    for name, reason in expected.items():
+        row = probe(tmp_path / name)
+        assert not row["ok"], name
+        assert row["reason"] == reason, (name, row["detail"])
+        assert row["detail"], name
+
+
+@pytest.mark.parametrize("name", ["zero_bytes.mp4"])
+def test_missing_file_is_unreadable(tmp_path, name):
+    row = probe(tmp_path / "does-not-exist.mp4")
+    assert row["reason"] == "unreadable"
