@@ -56,7 +56,9 @@ def pan_frames(image: np.ndarray, n: int, px_per_frame: float, size=(360, 640)):
     for i in range(n):
         x = px_per_frame * i
         m = np.float32([[1, 0, -x], [0, 1, 0]])
-        yield cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        yield cv2.warpAffine(
+            image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
 
 
 def still_frames(image: np.ndarray, n: int, size=(360, 640)):
@@ -73,6 +75,7 @@ def blurred(frames: Iterable[np.ndarray], sigma: float):
 
 def shots_video(path: Path, lengths: list[int], fps: float = 25, size=(360, 640)) -> list[int]:
     """Consecutive shots of distinct scenes, each gently panning; returns the cut frames."""
+
     def frames():
         for k, n in enumerate(lengths):
             image = textured_image(100 + k, hue=(k * 47) % 180)
@@ -103,9 +106,7 @@ def bad_inputs(folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "zero_bytes.mp4").write_bytes(b"")
     (folder / "text_file.mp4").write_text("this is not a video\n" * 50)
-    good = write_video(
-        folder / "full.tmp", still_frames(textured_image(7), 150), faststart=False
-    )
+    good = write_video(folder / "full.tmp", still_frames(textured_image(7), 150), faststart=False)
     data = good.read_bytes()
     good.unlink()
     (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])

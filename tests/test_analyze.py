@@ -101,9 +101,9 @@ def test_motion_ranks_still_slow_fast(tmp_path):
     motion = {}
     for name, frames in clips.items():
         path = write_video(tmp_path / f"{name}.mp4", frames)
-        row = AnalyzeStage(CurateConfig()).analyze_one(
-            {**_probed(path), "source_index": 0}
-        )["clips"][0]
+        row = AnalyzeStage(CurateConfig()).analyze_one({**_probed(path), "source_index": 0})[
+            "clips"
+        ][0]
         motion[name] = row["motion_score"]
     assert motion["still"] < motion["slow"] < motion["fast"], motion
     assert motion["still"] < 0.1 * motion["slow"]

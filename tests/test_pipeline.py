@@ -1,0 +1,127 @@
+"""End to end through the CLI on a local 2-CPU Ray: synthetic inputs and the shared videos."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import ROOT, VIDEOS, needs_shared
+from synth import bad_inputs, pan_frames, shots_video, still_frames, textured_image, write_video
+
+from curate.cli import main
+from curate.summary import accounting_problems
+
+DEFAULT = str(ROOT / "configs" / "default.yaml")
+
+
+def run(inputs, output, *extra):
+    args = ["run", "--config", DEFAULT, "--output", str(output), "--no-progress", *extra]
+    for i in inputs:
+        args += ["--input", str(i)]
+    return main(args)
+
+
+def rows(folder, columns=None):
+    return pq.read_table(folder, columns=columns).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def synthetic_inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs")
+    image = textured_image(11)
+    write_video(folder / "pan.mp4", pan_frames(image, 200, 2.0))  # 8 s, one clip
+    write_video(folder / "still.mp4", still_frames(image, 150))  # static: rejected by tier
+    shots_video(folder / "shots.mp4", [130, 30, 110])  # 5.2 s + 1.2 s (too short) + 4.4 s
+    expected = bad_inputs(folder / "bad")
+    return folder, expected
+
+
+def test_synthetic_run_accounts_for_everything(ray_local, synthetic_inputs, tmp_path, capsys):
+    folder, expected_bad = synthetic_inputs
+    out = tmp_path / "out"
+    assert run([folder], out) == 0
+    assert accounting_problems(out) == []
+    rejects = rows(out / "rejects")
+    for name, reason in expected_bad.items():
+        mine = [r for r in rejects if r["source"].endswith(name)]
+        assert len(mine) == 1 and mine[0]["reason"] == reason and mine[0]["clip_id"] is None, mine
+    static = [r for r in rejects if r["source"].endswith("still.mp4")]
+    assert [r["reason"] for r in static] == ["static"]
+    short = [r for r in rejects if r["source"].endswith("shots.mp4")]
+    assert [r["reason"] for r in short] == ["too_short"] and short[0]["clip_id"]
+    tier = rows(out / "tiers" / "default")
+    assert sorted(r["source"].rsplit("/", 1)[1] for r in tier) == [
+        "pan.mp4",
+        "shots.mp4",
+        "shots.mp4",
+    ]
+    for r in tier:
+        assert (out / r["clip_path"]).is_file() and r["tier"] == "default"
+        assert r["thumbnail"][:2] == b"\xff\xd8"  # JPEG
+    shots = rows(out / "shots", ["source", "start_frame"])
+    assert [s["start_frame"] for s in shots if s["source"].endswith("shots.mp4")] == [0, 130, 160]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["funnel"]["probe"]["rejected"] == {"no_video_stream": 1, "unreadable": 3}
+    assert manifest["tiers"]["default"]["clips"] == 3
+
+
+def test_existing_foreign_folder_is_refused(tmp_path, synthetic_inputs, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    assert run([synthetic_inputs[0] / "pan.mp4"], out) == 2
+    assert (out / "precious.txt").exists()
+    assert "not empty" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def shared_run(ray_local, tmp_path_factory):
+    bad = tmp_path_factory.mktemp("bad")
+    expected = bad_inputs(bad)
+    out = tmp_path_factory.mktemp("run") / "out"
+    assert run([VIDEOS, bad], out) == 0
+    return out, expected, bad
+
+
+@needs_shared
+def test_shared_videos_accounted_for(shared_run):
+    out, expected_bad, _ = shared_run
+    assert accounting_problems(out) == []
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"]["discovered"] == 28 + len(expected_bad)
+    rejects = rows(out / "rejects")
+    for name, reason in expected_bad.items():
+        assert [r["reason"] for r in rejects if r["source"].endswith(name)] == [reason]
+    assert any(r["source"].endswith("test.mov") and r["reason"] == "too_short" for r in rejects)
+    analysis = rows(out / "analysis", ["source", "width", "height", "orientation", "tier"])
+    rotated = [r for r in analysis if r["source"].endswith("issue-134-rotate.mp4")]
+    assert rotated and all(
+        (r["width"], r["height"], r["orientation"]) == (544, 1280, "portrait") for r in rotated
+    )
+    assert manifest["tiers"]["default"]["clips"] > 10
+    for key in ("funnel", "timing", "versions", "config"):
+        assert manifest[key]
+
+
+@needs_shared
+def test_inspect_reports_tiers_and_rejects(shared_run, capsys):
+    out, _, _ = shared_run
+    assert main(["inspect", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert summary["tiers"] == manifest["tiers"]
+    assert summary["rejects"] == manifest["rejects"]
+    assert main(["inspect", str(out)]) == 0
+    assert "default" in capsys.readouterr().out
+
+
+@needs_shared
+def test_rerun_gives_identical_ids_and_tiers(shared_run, tmp_path):
+    out, _, bad = shared_run
+    again = tmp_path / "again"
+    assert run([VIDEOS, bad], again) == 0
+    ids = [r["clip_id"] for r in rows(out / "analysis", ["clip_id"])]
+    assert ids and ids == [r["clip_id"] for r in rows(again / "analysis", ["clip_id"])]
+    assert rows(out / "tiers" / "default") == rows(again / "tiers" / "default")
+    assert rows(out / "rejects") == rows(again / "rejects")
