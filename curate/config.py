@@ -50,6 +50,12 @@ class AdaptiveDetectorConfig(Model):
 
 class ShotsConfig(Model):
     detector: Literal["content", "adaptive"] = "content"
+    short_side: int = Field(
+        128,
+        ge=16,
+        description="The detector sees frames at this short side (PySceneDetect's own "
+        "auto-downscale lands near it); cuts are still placed on exact frames.",
+    )
     content: ContentDetectorConfig = ContentDetectorConfig()
     adaptive: AdaptiveDetectorConfig = AdaptiveDetectorConfig()
 

@@ -11,6 +11,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 DECODE_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError)
 """Errors PyAV raises for unreadable, truncated or corrupt media."""
@@ -194,6 +195,9 @@ def iter_scaled_frames(
     """Decode every frame once, scaled by swscale while converting (never at full size),
     upright, with repaired presentation times."""
     width, height = size
+    # One reformatter for the whole stream: a fresh one per frame rebuilds the swscale
+    # context every time and costs more than decoding.
+    scaler = VideoReformatter()
     for index, (frame, t) in enumerate(with_times(container.decode(stream), info.fps)):
-        image = frame.to_ndarray(width=width, height=height, format=fmt)
+        image = scaler.reformat(frame, width=width, height=height, format=fmt).to_ndarray()
         yield DecodedFrame(index, t, upright(image, info))

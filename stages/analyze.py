@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from curate import schema
 from curate.config import AnalyzeConfig, ClipsConfig, CurateConfig
-from curate.signals import FlowSignal, ShotSignal, laplacian_variance
+from curate.signals import FlowSignal, ShotSignal, downscale, laplacian_variance
 from curate.video import (
     DECODE_ERRORS,
     MediaError,
@@ -63,7 +63,6 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
     size = scaled_size(info, cfg.short_side)
     shots = ShotSignal(cfg.shots)
     flow = FlowSignal(cfg.flow)
-    thumb_scale = cfg.thumbnail.short_side / cfg.short_side
     thumb_every = 1.0 / cfg.thumbnail.fps
     times: list[float] = []
     sharpness: list[float] = []
@@ -79,7 +78,9 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
             if flow.wants(t):
                 flow.update(frame.index, t, gray)
             if t >= next_key:
-                keyframes.append(_jpeg(bgr, thumb_scale, cfg.thumbnail.quality))
+                keyframes.append(
+                    _jpeg(downscale(bgr, cfg.thumbnail.short_side), cfg.thumbnail.quality)
+                )
                 key_times.append(t)
                 next_key = t + thumb_every
             times.append(t)
@@ -106,10 +107,7 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
     )
 
 
-def _jpeg(bgr: np.ndarray, scale: float, quality: int) -> bytes:
-    if scale < 1:
-        h, w = bgr.shape[:2]
-        bgr = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), cv2.INTER_AREA)
+def _jpeg(bgr: np.ndarray, quality: int) -> bytes:
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return buf.tobytes() if ok else b""
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pyarrow as pa
+from av.video.reformatter import VideoReformatter
 
 from curate import schema
 from curate.config import CurateConfig, TierExport
@@ -125,6 +126,7 @@ class ExportStage:
                     out.mux(ost.encode(frame))
                     k += 1
 
+            scaler = VideoReformatter()
             container.seek(int(start / stream.time_base), stream=stream, backward=True)
             for frame, t in with_times(container.decode(stream), info.fps):
                 if t < start - EPS:
@@ -132,7 +134,9 @@ class ExportStage:
                 if t >= end - EPS:
                     break
                 emit_until(t)
-                image = frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
+                image = scaler.reformat(
+                    frame, width=size[0], height=size[1], format="rgb24"
+                ).to_ndarray()
                 shown = upright(image, info)
             if shown is None:
                 raise ValueError(f"no frame decoded in [{start:.3f}, {end:.3f})")
