@@ -50,12 +50,6 @@ class AdaptiveDetectorConfig(Model):
 
 class ShotsConfig(Model):
     detector: Literal["content", "adaptive"] = "content"
-    short_side: int = Field(
-        128,
-        ge=16,
-        description="The detector sees frames at this short side (PySceneDetect's own "
-        "auto-downscale lands near it); cuts are still placed on exact frames.",
-    )
     content: ContentDetectorConfig = ContentDetectorConfig()
     adaptive: AdaptiveDetectorConfig = AdaptiveDetectorConfig()
 
@@ -96,6 +90,9 @@ class AnalyzeConfig(Model):
         "here, so scores compare across sources.",
     )
     decode_threads: int = Field(0, ge=0, description="0 lets FFmpeg choose.")
+    skip_loop_filter: bool = Field(
+        True, description="Skip H.264/VP8 deblocking while analysing (faster, invisible at 256 px)."
+    )
     shots: ShotsConfig = ShotsConfig()
     clips: ClipsConfig = ClipsConfig()
     flow: FlowConfig = FlowConfig()

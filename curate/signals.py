@@ -59,16 +59,19 @@ def make_shot_detector(cfg: ShotsConfig):
 
 
 class ShotSignal:
-    """Feeds a PySceneDetect detector frame by frame and collects cut frame indices."""
+    """Feeds a PySceneDetect detector frame by frame and collects cut frame indices.
+
+    The detector sees frames at half the analysis size (128 px short side by default: about
+    what PySceneDetect's own auto-downscale gives 720p input); cuts are still exact frames.
+    """
 
     def __init__(self, cfg: ShotsConfig) -> None:
         self.detector = make_shot_detector(cfg)
-        self.short_side = cfg.short_side
         self.cuts: list[int] = []
         self._last = -1
 
     def update(self, index: int, bgr: np.ndarray) -> None:
-        self.cuts.extend(self.detector.process_frame(index, downscale(bgr, self.short_side)))
+        self.cuts.extend(self.detector.process_frame(index, bgr))
         self._last = index
 
     def finish(self) -> list[int]:

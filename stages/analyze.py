@@ -59,8 +59,9 @@ class FrameSeries:
 
 def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeries:
     """The single decode pass over ``source``."""
-    container, stream = open_video(source, cfg.decode_threads)
-    size = scaled_size(info, cfg.short_side)
+    container, stream = open_video(source, cfg.decode_threads, fast=cfg.skip_loop_filter)
+    # A multiple of 8 keeps the half-size frame's chroma planes even.
+    size = scaled_size(info, cfg.short_side, multiple=8)
     shots = ShotSignal(cfg.shots)
     flow = FlowSignal(cfg.flow)
     thumb_every = 1.0 / cfg.thumbnail.fps
@@ -71,15 +72,16 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
     next_key = -1.0
     try:
         for frame in iter_scaled_frames(container, stream, info, size):
-            bgr, t = frame.image, frame.time
-            gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-            shots.update(frame.index, bgr)
+            gray, t = frame.gray, frame.time
+            shots.update(frame.index, frame.small_bgr)
             sharpness.append(laplacian_variance(gray))
             if flow.wants(t):
                 flow.update(frame.index, t, gray)
             if t >= next_key:
                 keyframes.append(
-                    _jpeg(downscale(bgr, cfg.thumbnail.short_side), cfg.thumbnail.quality)
+                    _jpeg(
+                        downscale(frame.to_bgr(), cfg.thumbnail.short_side), cfg.thumbnail.quality
+                    )
                 )
                 key_times.append(t)
                 next_key = t + thumb_every
