@@ -139,7 +139,7 @@ class ShardWriter:
         self.folder = Path(folder)
         self.schema = schema
         self.rows_per_file = rows_per_file
-        self.compression = None if compression == "none" else compression
+        self.compression = compression
         self.rows_written = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
@@ -170,9 +170,7 @@ class ShardWriter:
 
     def _write_file(self, table: pa.Table) -> None:
         final = self.folder / f"part-{self._part:05d}.parquet"
-        tmp = self.folder / f".{final.name}.tmp"
-        pq.write_table(table.cast(self.schema), tmp, compression=self.compression)
-        os.replace(tmp, final)
+        write_parquet_atomic(final, table.cast(self.schema), self.compression)
         self._part += 1
         self.rows_written += table.num_rows
 
@@ -182,6 +180,13 @@ class ShardWriter:
     def __exit__(self, *exc) -> None:
         if exc[0] is None:
             self.close()
+
+
+def write_parquet_atomic(path: Path, table: pa.Table, compression: str) -> None:
+    """Write under a temporary name, then rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression=None if compression == "none" else compression)
+    os.replace(tmp, path)
 
 
 def read_table(folder: str | Path, columns: list[str] | None = None) -> pa.Table:

@@ -1,5 +1,5 @@
 """Pipeline assembly: phase 1 (probe + analyze, streaming on Ray Data), phase 2 (tiers over
-the analysis table), phase 3 (export of accepted clips) and the shard writer."""
+the analysis table), phase 3 (export of accepted clips), then the tier shards and manifest."""
 
 from __future__ import annotations
 
@@ -21,17 +21,34 @@ import ray.data
 
 from curate import schema
 from curate.config import CurateConfig
-from curate.io import ShardWriter, discover, write_json_atomic
+from curate.io import (
+    ShardWriter,
+    discover,
+    read_table,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from curate.runner import configure_data_context, map_stage, ray_session
 from stages.export import export_key
-from stages.tiers import assign_tiers
+from stages.tiers import TierResult, assign_tiers
 
 log = logging.getLogger(__name__)
 
 OUTPUT_TABLES = ("shots", "analysis", "tiers", "rejects", "clips")
 """Folders a run owns inside its output folder (cleared when a run starts over)."""
 
-TIER_COLUMNS_FROM_ANALYSIS = [f.name for f in schema.ANALYSIS]
+TIER_INPUT_COLUMNS = [
+    "clip_id",
+    "source",
+    "start_s",
+    "end_s",
+    "width",
+    "height",
+    "duration_s",
+    "sharpness",
+    "motion_score",
+]
+"""The slice of ``analysis`` that phase 2 and 3 read (never thumbnails or embeddings)."""
 
 PACKAGES = (
     "curate",
@@ -45,6 +62,7 @@ PACKAGES = (
     "torch",
     "open_clip_torch",
 )
+"""Package versions recorded in the manifest."""
 
 
 class OutputError(ValueError):
@@ -64,21 +82,6 @@ def prepare_output(output: Path) -> None:
             target.unlink()
 
 
-class Funnel:
-    """Rows in/out and rejects by reason per stage, for the manifest."""
-
-    def __init__(self) -> None:
-        self.stages: dict[str, dict] = {}
-
-    def record(self, stage: str, *, rows_in: int, rows_out: int, rejects: Counter, **extra) -> None:
-        self.stages[stage] = {
-            "in": rows_in,
-            "out": rows_out,
-            "rejected": dict(sorted(rejects.items())),
-            **extra,
-        }
-
-
 def run(
     config: CurateConfig,
     inputs: list[str],
@@ -88,263 +91,259 @@ def run(
     progress: bool = True,
 ) -> dict:
     """Run the whole pipeline and return the manifest it wrote to ``output/manifest.json``."""
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    output = Path(output)
-    sources = discover(inputs)
-    timings["discover_s"] = time.perf_counter() - started
-    log.info("discovered %d inputs", len(sources))
-    prepare_output(output)
-    funnel = Funnel()
-    writer_opts = {
-        "rows_per_file": config.output.rows_per_file,
-        "compression": config.output.compression,
-    }
+    return Run(config, Path(output)).execute(inputs, ray_address=ray_address, progress=progress)
 
-    with ray_session(config, ray_address):
-        configure_data_context(progress)
-        t = time.perf_counter()
-        reject_writer = ShardWriter(output / "rejects", schema.REJECTS, **writer_opts)
-        stats = _phase1(config, sources, output, reject_writer, writer_opts, funnel)
-        timings["phase1_probe_analyze_s"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        analysis_cols = [
-            "clip_id",
-            "source",
-            "start_s",
-            "end_s",
-            "width",
-            "height",
-            "duration_s",
-            "sharpness",
-            "motion_score",
-        ]
-        index = _read_analysis(output, analysis_cols)
-        result = assign_tiers(index, config.tiers)
-        tier_rejects = Counter(r["reason"] for r in result.rejects)
-        reject_writer.write(schema.from_rows(result.rejects, schema.REJECTS))
-        funnel.record(
-            "tiers",
-            rows_in=index.num_rows,
-            rows_out=int(result.passed[0].sum()) if len(result.passed) else 0,
-            rejects=tier_rejects,
-            tiers={t.name: int(result.passed[k].sum()) for k, t in enumerate(config.tiers)},
-            gate_failures=result.gate_failures,
+class Run:
+    """One pipeline run into one output folder: its writers, funnel counts and timings."""
+
+    def __init__(self, config: CurateConfig, output: Path) -> None:
+        self.config = config
+        self.output = output
+        self.funnel: dict[str, dict] = {}
+        self.timings: dict[str, float] = {}
+        self.stage_stats: dict[str, dict] = {}
+
+    def writer(self, folder: str, table_schema: pa.Schema) -> ShardWriter:
+        return ShardWriter(
+            self.output / folder,
+            table_schema,
+            rows_per_file=self.config.output.rows_per_file,
+            compression=self.config.output.compression,
         )
-        timings["phase2_tiers_s"] = time.perf_counter() - t
+
+    def record(self, stage: str, rows_in: int, rows_out: int, rejects: Counter, **extra) -> None:
+        self.funnel[stage] = {
+            "in": rows_in,
+            "out": rows_out,
+            "rejected": dict(sorted(rejects.items())),
+            **extra,
+        }
+
+    def execute(self, inputs: list[str], *, ray_address: str | None, progress: bool) -> dict:
+        started = time.perf_counter()
+        sources = discover(inputs)
+        log.info("discovered %d inputs", len(sources))
+        self.record("discover", len(sources), len(sources), Counter())
+        prepare_output(self.output)
+        rejects = self.writer("rejects", schema.REJECTS)
+        with ray_session(self.config, ray_address):
+            configure_data_context(progress)
+            t = time.perf_counter()
+            self.analyze(sources, rejects)
+            self.timings["phase1_probe_analyze_s"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            index = read_table(self.output / "analysis", columns=TIER_INPUT_COLUMNS)
+            tiers = assign_tiers(index, self.config.tiers)
+            rejects.write(schema.from_rows(tiers.rejects, schema.REJECTS))
+            self.record(
+                "tiers",
+                index.num_rows,
+                int(tiers.passed[0].sum()),
+                Counter(r["reason"] for r in tiers.rejects),
+                tiers={t.name: int(p.sum()) for t, p in zip(self.config.tiers, tiers.passed)},
+                gate_failures=tiers.gate_failures,
+            )
+            self.timings["phase2_tiers_s"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            exported, failed = self.export(index, tiers.passed)
+            rejects.write(schema.from_rows(failed, schema.REJECTS))
+            self.timings["phase3_export_s"] = time.perf_counter() - t
+        rejects.close()
 
         t = time.perf_counter()
-        exported, export_failed = _phase3_export(config, output, index, result.passed)
-        export_rejects = [
-            {
-                "source": src,
-                "clip_id": cid,
-                "stage": "export",
-                "reason": "export_failed",
-                "detail": err,
-                "start_s": s,
-                "end_s": e,
-            }
-            for cid, (src, s, e, err) in sorted(export_failed.items())
-        ]
-        reject_writer.write(schema.from_rows(export_rejects, schema.REJECTS))
-        reject_writer.close()
-        keep = result.passed & ~np.isin(
-            index.column("clip_id").to_numpy(zero_copy_only=False), list(export_failed)
-        )
-        funnel.record(
+        failed_ids = {r["clip_id"] for r in failed}
+        ids = np.asarray(index.column("clip_id").to_pylist(), dtype=object)
+        keep = tiers.passed & ~np.isin(ids, list(failed_ids))
+        self.record(
             "export",
-            rows_in=int(result.passed[0].sum()) if len(result.passed) else 0,
-            rows_out=int(keep[0].sum()) if len(keep) else 0,
-            rejects=Counter({"export_failed": len(export_failed)}) if export_failed else Counter(),
-            mode=config.export.mode,
+            int(tiers.passed[0].sum()),
+            int(keep[0].sum()),
+            Counter(r["reason"] for r in failed),
+            mode=self.config.export.mode,
         )
-        timings["phase3_export_s"] = time.perf_counter() - t
+        tier_sizes = self.write_tiers(ids, tiers, keep, exported)
+        self.timings["write_tiers_s"] = time.perf_counter() - t
+        self.timings["total_s"] = time.perf_counter() - started
+        return self.write_manifest(inputs, len(sources), tier_sizes)
 
-    t = time.perf_counter()
-    tiers = _write_tiers(config, output, index, result.strictest, keep, exported, writer_opts)
-    timings["write_tiers_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - started
+    # Phase 1 ------------------------------------------------------------------------------
 
-    rejects = pq.read_table(output / "rejects", columns=["reason"]).column("reason").to_pylist()
-    manifest = {
-        "curate_version": _version("curate"),
-        "created_unix": time.time(),
-        "inputs": {"given": list(inputs), "discovered": len(sources)},
-        "funnel": funnel.stages,
-        "tiers": tiers,
-        "rejects": dict(sorted(Counter(rejects).items())),
-        "timing": {**{k: round(v, 3) for k, v in timings.items()}, "stages": stats},
-        "config": config.model_dump(mode="json"),
-        "versions": {
-            "python": platform.python_version(),
-            **{p: _version(p) for p in PACKAGES},
-        },
-    }
-    write_json_atomic(output / "manifest.json", manifest)
-    return manifest
+    def analyze(self, sources: list[str], rejects: ShardWriter) -> None:
+        """Probe and analyze every source on Ray Data; stream shots, clips, rejects to disk."""
+        by_stage: dict[str, Counter] = {"probe": Counter(), "analyze": Counter()}
+        totals = Counter()
+        with (
+            self.writer("shots", schema.SHOTS) as shots,
+            self.writer("analysis", schema.ANALYSIS) as clips,
+        ):
+            for batch in self._analyzed_batches(sources):
+                shots.write(_flatten(batch, "shots", schema.SHOTS))
+                clips.write(_flatten(batch, "clips", schema.ANALYSIS))
+                batch_rejects = _flatten(batch, "rejects", schema.REJECTS)
+                rejects.write(batch_rejects)
+                for stage, reason in zip(
+                    batch_rejects["stage"].to_pylist(), batch_rejects["reason"].to_pylist()
+                ):
+                    by_stage[stage][reason] += 1
+                totals["sources"] += batch.num_rows
+                for name in ("frames", "probe_s", "analyze_s"):
+                    totals[name] += pc.sum(batch[name]).as_py() or 0
+                for name in ("shots", "clips"):
+                    totals[name] += pc.sum(pc.list_value_length(batch[name])).as_py() or 0
+                log.info(
+                    "analyzed %d/%d sources: %d shots, %d candidate clips",
+                    totals["sources"],
+                    len(sources),
+                    totals["shots"],
+                    totals["clips"],
+                )
+        probed_ok = len(sources) - sum(by_stage["probe"].values())
+        self.record("probe", len(sources), probed_ok, by_stage["probe"])
+        self.record(
+            "analyze",
+            probed_ok,
+            totals["clips"],
+            by_stage["analyze"],
+            shots=totals["shots"],
+            frames=totals["frames"],
+        )
+        busy = totals["analyze_s"]
+        self.stage_stats = {
+            "probe": {"busy_s": round(totals["probe_s"], 3)},
+            "analyze": {
+                "busy_s": round(busy, 3),
+                "frames": totals["frames"],
+                "frames_per_busy_s": round(totals["frames"] / busy, 1) if busy else None,
+            },
+        }
 
+    def _analyzed_batches(self, sources: list[str]) -> Iterator[pa.Table]:
+        if not sources:
+            return
+        items = [{"source": s, "source_index": i} for i, s in enumerate(sources)]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = map_stage(ds, "probe", self.config)
+        ds = map_stage(ds, "analyze", self.config)
+        yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
 
-def _phase1(config, sources, output, reject_writer, writer_opts, funnel) -> dict:
-    """Probe and analyze every source on Ray Data; stream shots, clips and rejects to disk."""
-    probe_rejects: Counter = Counter()
-    analyze_rejects: Counter = Counter()
-    probed_ok = frames = shots = clips = 0
-    probe_s = analyze_s = 0.0
-    with (
-        ShardWriter(output / "shots", schema.SHOTS, **writer_opts) as shot_writer,
-        ShardWriter(output / "analysis", schema.ANALYSIS, **writer_opts) as clip_writer,
-    ):
-        for batch in _analyzed_batches(config, sources):
-            for name, writer in (("shots", shot_writer), ("clips", clip_writer)):
-                writer.write(_flatten(batch, name, writer.schema))
-            rejects = _flatten(batch, "rejects", schema.REJECTS)
-            reject_writer.write(rejects)
-            for stage, reason in zip(
-                rejects.column("stage").to_pylist(), rejects.column("reason").to_pylist()
-            ):
-                (probe_rejects if stage == "probe" else analyze_rejects)[reason] += 1
-            frames += int(pc.sum(batch.column("frames")).as_py() or 0)
-            probe_s += float(pc.sum(batch.column("probe_s")).as_py() or 0)
-            analyze_s += float(pc.sum(batch.column("analyze_s")).as_py() or 0)
-            shots += int(pc.sum(pc.list_value_length(batch.column("shots"))).as_py() or 0)
-            clips += int(pc.sum(pc.list_value_length(batch.column("clips"))).as_py() or 0)
-        probed_ok = len(sources) - sum(probe_rejects.values())
-    funnel.record("discover", rows_in=len(sources), rows_out=len(sources), rejects=Counter())
-    funnel.record("probe", rows_in=len(sources), rows_out=probed_ok, rejects=probe_rejects)
-    funnel.record(
-        "analyze",
-        rows_in=probed_ok,
-        rows_out=clips,
-        rejects=analyze_rejects,
-        shots=shots,
-        frames=frames,
-    )
-    return {
-        "probe": {"busy_s": round(probe_s, 3)},
-        "analyze": {
-            "busy_s": round(analyze_s, 3),
-            "frames": frames,
-            "frames_per_busy_s": round(frames / analyze_s, 1) if analyze_s else None,
-        },
-    }
+    # Phase 3 ------------------------------------------------------------------------------
 
+    def export(self, index: pa.Table, passed: np.ndarray) -> tuple[dict, list[dict]]:
+        """Export every accepted clip once per distinct export spec among its tiers.
 
-def _analyzed_batches(config: CurateConfig, sources: list[str]) -> Iterator[pa.Table]:
-    if not sources:
-        return
-    items = [{"source": s, "source_index": i} for i, s in enumerate(sources)]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = map_stage(ds, "probe", config)
-    ds = map_stage(ds, "analyze", config)
-    yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
+        Returns ``{(clip_id, export_key): (clip_path, video)}`` and export reject rows."""
+        if self.config.export.mode == "reference":
+            return {}, []
+        clips = index.select(["clip_id", "source", "start_s", "end_s"]).to_pylist()
+        jobs: dict[str, dict[tuple[str, str], dict]] = {}
+        for tier, tier_passed in zip(self.config.tiers, passed):
+            key = export_key(tier.export)
+            for i in np.flatnonzero(tier_passed):
+                c = clips[i]
+                jobs.setdefault(c["source"], {})[(c["clip_id"], key)] = {
+                    "clip_id": c["clip_id"],
+                    "export_key": key,
+                    "start_s": c["start_s"],
+                    "end_s": c["end_s"],
+                    "short_side": tier.export.short_side,
+                    "fps": tier.export.fps,
+                }
+        if not jobs:
+            return {}, []
+        items = [{"source": s, "jobs": list(j.values())} for s, j in jobs.items()]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = map_stage(ds, "export", self.config, output=str(self.output.resolve()))
+        by_id = {c["clip_id"]: c for c in clips}
+        exported: dict = {}
+        failed: dict[str, dict] = {}
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                if row["error"]:
+                    c = by_id[row["clip_id"]]
+                    failed[row["clip_id"]] = {
+                        "source": c["source"],
+                        "clip_id": c["clip_id"],
+                        "stage": "export",
+                        "reason": "export_failed",
+                        "detail": row["error"],
+                        "start_s": c["start_s"],
+                        "end_s": c["end_s"],
+                    }
+                else:
+                    exported[(row["clip_id"], row["export_key"])] = (row["clip_path"], row["video"])
+            log.info("exported %d clips", len(exported))
+        if failed:
+            log.warning("%d clips failed to export", len(failed))
+        return exported, [failed[k] for k in sorted(failed)]
+
+    # Output -------------------------------------------------------------------------------
+
+    def write_tiers(
+        self, ids: np.ndarray, tiers: TierResult, keep: np.ndarray, exported: dict
+    ) -> dict:
+        """Rewrite ``analysis`` with each clip's strictest tier; write one folder per tier."""
+        strictest = dict(zip(ids, tiers.strictest))
+        kept = [set(ids[k]) for k in keep]
+        writers = [self.writer(f"tiers/{t.name}", schema.TIER) for t in self.config.tiers]
+        sizes = {t.name: {"clips": 0, "hours": 0.0} for t in self.config.tiers}
+        compression = self.config.output.compression
+        for path in sorted((self.output / "analysis").glob("part-*.parquet")):
+            shard = pq.read_table(path)
+            shard_ids = shard["clip_id"].to_pylist()
+            tier_column = pa.array([strictest.get(c) for c in shard_ids], pa.string())
+            shard = shard.set_column(shard.schema.get_field_index("tier"), "tier", tier_column)
+            write_parquet_atomic(path, shard, compression)
+            for tier, members, writer in zip(self.config.tiers, kept, writers):
+                rows = shard.filter(pa.array([c in members for c in shard_ids], pa.bool_()))
+                if rows.num_rows == 0:
+                    continue
+                key = export_key(tier.export)
+                media = [exported.get((c, key), (None, None)) for c in rows["clip_id"].to_pylist()]
+                rows = rows.set_column(
+                    rows.schema.get_field_index("tier"),
+                    "tier",
+                    pa.array([tier.name] * rows.num_rows, pa.string()),
+                )
+                rows = rows.append_column("clip_path", pa.array([m[0] for m in media], pa.string()))
+                rows = rows.append_column("video", pa.array([m[1] for m in media], pa.binary()))
+                writer.write(schema.conform(rows, schema.TIER))
+                sizes[tier.name]["clips"] += rows.num_rows
+                sizes[tier.name]["hours"] += pc.sum(rows["duration_s"]).as_py() / 3600
+        for writer in writers:
+            writer.close()
+        return {n: {"clips": s["clips"], "hours": round(s["hours"], 6)} for n, s in sizes.items()}
+
+    def write_manifest(self, inputs: list[str], discovered: int, tier_sizes: dict) -> dict:
+        reasons = read_table(self.output / "rejects", columns=["reason"])["reason"].to_pylist()
+        manifest = {
+            "curate_version": _version("curate"),
+            "created_unix": time.time(),
+            "inputs": {"given": list(inputs), "discovered": discovered},
+            "funnel": self.funnel,
+            "tiers": tier_sizes,
+            "rejects": dict(sorted(Counter(reasons).items())),
+            "timing": {
+                **{k: round(v, 3) for k, v in self.timings.items()},
+                "stages": self.stage_stats,
+            },
+            "config": self.config.model_dump(mode="json"),
+            "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
+        }
+        write_json_atomic(self.output / "manifest.json", manifest)
+        return manifest
 
 
 def _flatten(batch: pa.Table, column: str, target: pa.Schema) -> pa.Table:
-    values = pc.list_flatten(batch.column(column))
+    """The rows of a list-of-struct column as a table of ``target``."""
+    values = pc.list_flatten(batch[column])
     if len(values) == 0:
         return target.empty_table()
-    table = pa.Table.from_struct_array(
-        values.combine_chunks() if hasattr(values, "combine_chunks") else values
-    )
-    return schema.conform(table, target)
-
-
-def _read_analysis(output: Path, columns: list[str]) -> pa.Table:
-    files = sorted((output / "analysis").glob("part-*.parquet"))
-    return pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
-
-
-def _phase3_export(config, output, index, passed) -> tuple[dict, dict]:
-    """Export every accepted clip once per distinct export spec of the tiers it is in.
-
-    Returns ``{(clip_id, key): (clip_path, video_bytes)}`` and
-    ``{clip_id: (source, start, end, error)}``."""
-    if config.export.mode == "reference" or index.num_rows == 0:
-        return {}, {}
-    ids = index.column("clip_id").to_pylist()
-    srcs = index.column("source").to_pylist()
-    starts = index.column("start_s").to_pylist()
-    ends = index.column("end_s").to_pylist()
-    jobs: dict[str, dict[tuple[str, str], dict]] = {}
-    for k, tier in enumerate(config.tiers):
-        key = export_key(tier.export)
-        for i in np.flatnonzero(passed[k]):
-            jobs.setdefault(srcs[i], {})[(ids[i], key)] = {
-                "clip_id": ids[i],
-                "export_key": key,
-                "start_s": starts[i],
-                "end_s": ends[i],
-                "short_side": tier.export.short_side,
-                "fps": tier.export.fps,
-            }
-    if not jobs:
-        return {}, {}
-    items = [{"source": s, "jobs": list(j.values())} for s, j in jobs.items()]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = map_stage(ds, "export", config, output=str(output.resolve()))
-    exported: dict = {}
-    failed: dict = {}
-    where = {cid: (s, a, b) for cid, s, a, b in zip(ids, srcs, starts, ends)}
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in batch.to_pylist():
-            if row["error"]:
-                failed[row["clip_id"]] = (*where[row["clip_id"]], row["error"])
-            else:
-                exported[(row["clip_id"], row["export_key"])] = (row["clip_path"], row["video"])
-    if failed:
-        log.warning("%d clips failed to export", len(failed))
-    return exported, failed
-
-
-def _write_tiers(config, output, index, strictest, keep, exported, writer_opts) -> dict:
-    """Rewrite ``analysis`` with each clip's strictest tier and write one folder per tier."""
-    tier_of = dict(zip(index.column("clip_id").to_pylist(), strictest))
-    kept = {
-        k: set(np.asarray(index.column("clip_id").to_pylist(), dtype=object)[keep[k]])
-        for k in range(len(config.tiers))
-    }
-    writers = {
-        t.name: ShardWriter(output / "tiers" / t.name, schema.TIER, **writer_opts)
-        for t in config.tiers
-    }
-    summary = {t.name: {"clips": 0, "hours": 0.0} for t in config.tiers}
-    for path in sorted((output / "analysis").glob("part-*.parquet")):
-        shard = pq.read_table(path)
-        ids = shard.column("clip_id").to_pylist()
-        shard = shard.set_column(
-            shard.schema.get_field_index("tier"),
-            schema.ANALYSIS.field("tier"),
-            pa.array([tier_of.get(c) for c in ids], pa.string()),
-        )
-        tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(shard, tmp, compression=writers and next(iter(writers.values())).compression)
-        tmp.replace(path)
-        for k, tier in enumerate(config.tiers):
-            mask = pa.array([c in kept[k] for c in ids])
-            rows = shard.filter(mask)
-            if rows.num_rows == 0:
-                continue
-            key = export_key(tier.export)
-            media = [
-                exported.get((c, key), (None, None)) for c in rows.column("clip_id").to_pylist()
-            ]
-            rows = rows.set_column(
-                rows.schema.get_field_index("tier"),
-                "tier",
-                pa.array([tier.name] * rows.num_rows, pa.string()),
-            )
-            rows = rows.append_column("clip_path", pa.array([m[0] for m in media], pa.string()))
-            rows = rows.append_column("video", pa.array([m[1] for m in media], pa.binary()))
-            writers[tier.name].write(schema.conform(rows, schema.TIER))
-            summary[tier.name]["clips"] += rows.num_rows
-            summary[tier.name]["hours"] += float(pc.sum(rows.column("duration_s")).as_py()) / 3600
-    for w in writers.values():
-        w.close()
-    return {
-        name: {"clips": s["clips"], "hours": round(s["hours"], 6)} for name, s in summary.items()
-    }
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return schema.conform(pa.Table.from_struct_array(values), target)
 
 
 def _version(package: str) -> str | None:

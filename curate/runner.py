@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -44,7 +43,6 @@ def configure_data_context(progress: bool = True) -> None:
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = False
-    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0" if progress else "1")
 
 
 def map_stage(

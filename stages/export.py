@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -72,14 +73,19 @@ class ExportStage:
             container, stream = open_video(item["source"])
         except MediaError as e:
             return [_failed(job, e.detail) for job in item["jobs"]]
+        # The MP4 muxer needs a seekable file; inline clips go through a scratch folder.
+        scratch = tempfile.TemporaryDirectory(prefix="curate-export-")
         try:
             for job in sorted(item["jobs"], key=lambda j: j["start_s"]):
                 started = time.perf_counter()
                 rel = clip_relpath(job["export_key"], job["clip_id"])
-                target = self.output / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                # Written under a temporary name, renamed when complete.
-                tmp = target.with_name(f".{target.name}.tmp.mp4")
+                if self.cfg.mode == "inline":
+                    tmp = Path(scratch.name) / f"{job['clip_id']}.mp4"
+                else:
+                    target = self.output / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    # Written under a temporary name, renamed when complete.
+                    tmp = target.with_name(f".{target.name}.tmp.mp4")
                 try:
                     self._encode(container, stream, info, job, tmp)
                 except DECODE_ERRORS as e:
@@ -97,6 +103,7 @@ class ExportStage:
                 rows.append(row)
         finally:
             container.close()
+            scratch.cleanup()
         return rows
 
     def _encode(self, container, stream, info: VideoInfo, job: dict, target: Path) -> None:

@@ -91,7 +91,9 @@ def test_sharpness_ranks_blur(tmp_path):
     assert scores[0] > 2 * scores[2]
 
 
-def test_motion_ranks_still_slow_fast(tmp_path):
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_motion_ranks_still_slow_fast(tmp_path, method):
+    config = CurateConfig.model_validate({"analyze": {"flow": {"method": method}}})
     image = textured_image(4)
     clips = {
         "still": still_frames(image, 150),
@@ -101,9 +103,7 @@ def test_motion_ranks_still_slow_fast(tmp_path):
     motion = {}
     for name, frames in clips.items():
         path = write_video(tmp_path / f"{name}.mp4", frames)
-        row = AnalyzeStage(CurateConfig()).analyze_one({**_probed(path), "source_index": 0})[
-            "clips"
-        ][0]
+        row = AnalyzeStage(config).analyze_one({**_probed(path), "source_index": 0})["clips"][0]
         motion[name] = row["motion_score"]
     assert motion["still"] < motion["slow"] < motion["fast"], motion
     assert motion["still"] < 0.1 * motion["slow"]

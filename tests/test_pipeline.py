@@ -125,3 +125,16 @@ def test_rerun_gives_identical_ids_and_tiers(shared_run, tmp_path):
     assert ids and ids == [r["clip_id"] for r in rows(again / "analysis", ["clip_id"])]
     assert rows(out / "tiers" / "default") == rows(again / "tiers" / "default")
     assert rows(out / "rejects") == rows(again / "rejects")
+
+
+@pytest.mark.parametrize("mode", ["inline", "reference"])
+def test_export_modes(ray_local, synthetic_inputs, tmp_path, mode):
+    folder, _ = synthetic_inputs
+    out = tmp_path / mode
+    assert run([folder / "pan.mp4"], out, "--set", f"export.mode={mode}") == 0
+    (row,) = rows(out / "tiers" / "default")
+    assert row["clip_path"] is None and not (out / "clips").exists()
+    if mode == "inline":
+        assert row["video"][4:8] == b"ftyp"
+    else:
+        assert row["video"] is None and row["end_s"] > row["start_s"]
