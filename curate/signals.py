@@ -1,7 +1,7 @@
 """Per-frame signals tapped from the single decode pass.
 
-Each signal is fed the same small BGR frame (scaled by the decoder to the analysis short side)
-and keeps only what it needs: a float per frame, or a float per flow sample.
+Signals are fed frames the decoder already scaled (gray at the analysis short side, colour at
+half of it) and keep only what they need: a float per frame, or a float per flow sample.
 """
 
 from __future__ import annotations

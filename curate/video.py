@@ -8,7 +8,7 @@ import math
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -220,7 +220,7 @@ PREFETCH_FRAMES = 16
 
 def iter_scaled_frames(
     container, stream, info: VideoInfo, size: tuple[int, int]
-) -> Iterator[DecodedFrame]:
+) -> Generator[DecodedFrame, None, None]:
     """Decode every frame once, scaled while converting (never at full size), upright, with
     repaired presentation times.
 
@@ -265,7 +265,7 @@ def _scaled_frames(container, stream, info: VideoInfo, size: tuple[int, int]):
 _DONE = object()
 
 
-def _prefetch(items: Iterator, depth: int) -> Iterator:
+def _prefetch(items: Iterator, depth: int) -> Generator:
     """Run ``items`` in a daemon thread, ``depth`` items ahead; exceptions are re-raised here."""
     buffer: queue.Queue = queue.Queue(depth)
     stop = threading.Event()

@@ -70,8 +70,9 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
     key_times: list[float] = []
     keyframes: list[bytes] = []
     next_key = -1.0
+    frames = iter_scaled_frames(container, stream, info, size)
     try:
-        for frame in iter_scaled_frames(container, stream, info, size):
+        for frame in frames:
             gray, t = frame.gray, frame.time
             shots.update(frame.index, frame.small_bgr)
             sharpness.append(laplacian_variance(gray))
@@ -92,6 +93,7 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
         # Keep what decoded cleanly; the damaged tail simply yields no clips.
         log.warning("%s: decoding stopped after %d frames: %s", source, len(times), e)
     finally:
+        frames.close()  # stops the decode thread before its container goes away
         container.close()
     if not times:
         raise MediaError("decode_error", "no frame could be decoded")

@@ -164,3 +164,16 @@ def test_short_shots_between_cuts_are_rejected():
     clips, short = plan_windows(_series(times, np.ones(100), cuts=[30]), ClipsConfig())
     assert [(w.shot_index, w.start) for w in short] == [(0, 0)]
     assert [(w.shot_index, w.start, w.end) for w in clips] == [(1, 30, 100)]
+
+
+def test_truncated_media_data_keeps_the_decodable_part(tmp_path):
+    """Header intact, media data cut: the decoded part is analysed, the run does not fail."""
+    path = write_video(tmp_path / "full.mp4", pan_frames(textured_image(5), 250, 1.0))
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    probed = _probed(cut)
+    assert probed["ok"]
+    out = AnalyzeStage(CurateConfig()).analyze_one({**probed, "source_index": 0})
+    assert 0 < out["frames"] < 250
+    assert out["clips"] or out["rejects"]
