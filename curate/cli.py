@@ -40,6 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="hide Ray Data progress bars")
     run.add_argument("--log-level", default="INFO")
 
+    ret = sub.add_parser(
+        "retier", help="recompute tiers, dedup and re-balancing of a run from its analysis table"
+    )
+    ret.add_argument("output")
+    ret.add_argument("--config", "-c", help="YAML config with the new thresholds")
+    ret.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ret.add_argument("--ray-address")
+    ret.add_argument("--no-progress", action="store_true")
+    ret.add_argument("--log-level", default="INFO")
+
     ins = sub.add_parser("inspect", help="summarise a run's output folder")
     ins.add_argument("output")
     ins.add_argument("--json", action="store_true", help="machine-readable output")
@@ -66,17 +76,22 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     from curate.io import InputError
-    from curate.pipeline import OutputError, run
+    from curate.pipeline import OutputError, retier, run
 
     try:
-        manifest = run(
-            config,
-            args.input,
-            args.output,
-            ray_address=args.ray_address,
-            progress=not args.no_progress,
-        )
-    except (InputError, OutputError) as e:
+        if args.command == "retier":
+            manifest = retier(
+                config, args.output, ray_address=args.ray_address, progress=not args.no_progress
+            )
+        else:
+            manifest = run(
+                config,
+                args.input,
+                args.output,
+                ray_address=args.ray_address,
+                progress=not args.no_progress,
+            )
+    except (ConfigError, InputError, OutputError) as e:
         print(f"curate: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(_summary_text(manifest))

@@ -7,10 +7,17 @@ config fails before any work starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -76,10 +83,18 @@ class FlowConfig(Model):
     short_side: int = Field(128, ge=16, description="Flow is computed at this short side.")
 
 
+class KeyframesConfig(Model):
+    """Small JPEG keyframes kept during the decode pass, for embeddings and thumbnails."""
+
+    short_side: int = Field(224, ge=16)
+    fps: float = Field(1.0, gt=0, description="Keyframes kept per second of video.")
+    quality: int = Field(90, ge=10, le=100)
+    per_clip: int = Field(3, ge=1, description="Keyframes per clip handed to the embed stage.")
+
+
 class ThumbnailConfig(Model):
     short_side: int = Field(128, ge=16)
     quality: int = Field(80, ge=10, le=100)
-    fps: float = Field(1.0, gt=0, description="Keyframes kept per second for thumbnails.")
 
 
 class AnalyzeConfig(Model):
@@ -96,18 +111,95 @@ class AnalyzeConfig(Model):
     shots: ShotsConfig = ShotsConfig()
     clips: ClipsConfig = ClipsConfig()
     flow: FlowConfig = FlowConfig()
+    keyframes: KeyframesConfig = KeyframesConfig()
     thumbnail: ThumbnailConfig = ThumbnailConfig()
 
 
+class OpenClipConfig(Model):
+    model: str = "ViT-B-32"
+    pretrained: str | None = Field(
+        "laion2b_s34b_b79k", description="open_clip pretrained tag; fetched and cached once."
+    )
+    checkpoint: str | None = Field(None, description="Local weights file (wins over the tag).")
+    config_file: str | None = Field(None, description="JSON model config to register first.")
+    cache_dir: str | None = None
+    random_init: bool = Field(
+        False, description="Random weights, explicitly (tests only): never a silent fallback."
+    )
+
+
+class EmbedConfig(Model):
+    backend: Literal["signature", "open_clip"] = "signature"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(64, ge=1, description="Keyframes per forward pass.")
+    sources_per_batch: int = Field(4, ge=1, description="Analysed sources per embed call.")
+    open_clip: OpenClipConfig = OpenClipConfig()
+
+
+class KMeansConfig(Model):
+    k: int = Field(64, ge=1, description="Clusters, at most.")
+    min_cluster_size: int = Field(
+        10, ge=1, description="Fewer clusters on small data: k <= clips / min_cluster_size."
+    )
+    sample_size: int = Field(
+        100_000, ge=1, description="Centroids are fitted on at most this many embeddings."
+    )
+    iterations: int = Field(50, ge=1)
+
+
+class DedupConfig(Model):
+    enabled: bool = True
+    threshold: float = Field(0.95, gt=0, le=1, description="Cosine similarity of duplicates.")
+    kmeans: KMeansConfig = KMeansConfig(k=256, min_cluster_size=1000)
+    max_cluster_size: int = Field(
+        20_000, ge=2, description="Larger clusters are split so no task is quadratic in them."
+    )
+    same_source: bool = Field(
+        False,
+        description="Also compare clips of the same source. Off: windows of one video are "
+        "different moments, and the per-source cap limits how many of them a tier keeps.",
+    )
+    rank_by: list[Literal["tier", "sharpness", "resolution", "duration", "motion"]] = Field(
+        default_factory=lambda: ["tier", "sharpness", "resolution", "duration"],
+        description="Which member of a duplicate group is kept: best by these, in order.",
+    )
+
+
+class OrientationMix(Model):
+    landscape: float = Field(0.6, ge=0, le=1)
+    max_drop_fraction: float = Field(
+        0.5, ge=0, le=1, description="Never drop more than this share of one orientation."
+    )
+
+
+class RebalanceConfig(Model):
+    enabled: bool = True
+    mode: Literal["cap", "weight"] = "cap"
+    kmeans: KMeansConfig = KMeansConfig(k=32)
+    cap: int | None = Field(None, ge=1, description="At most this many clips per cluster.")
+    cap_quantile: float | None = Field(
+        0.9, gt=0, le=1, description="Or: cap at this quantile of cluster sizes."
+    )
+    weight_power: float = Field(0.5, ge=0, description="sample_weight = size^-power (weight mode).")
+    per_source_cap: int | None = Field(None, ge=1, description="At most N clips per source.")
+    orientation: OrientationMix | None = None
+    seed: int = 0
+
+
+Percentile = Annotated[str, StringConstraints(pattern=r"^p(100|[1-9]?[0-9])(\.[0-9]+)?$")]
+"""``p20``: the 20th percentile of that score over all candidate clips, resolved per run."""
+
+
 class Gates(Model):
-    """Thresholds a clip must meet to enter a tier; ``null`` disables a gate."""
+    """Thresholds a clip must meet to enter a tier; ``null`` disables a gate. Score gates also
+    take a percentile (``min_sharpness: p20`` drops the bottom 20 %)."""
 
     min_short_side: int | None = Field(None, ge=1)
     min_duration_s: float | None = Field(None, ge=0)
     max_duration_s: float | None = Field(None, gt=0)
-    min_sharpness: float | None = Field(None, ge=0)
-    min_motion: float | None = Field(None, ge=0)
-    max_motion: float | None = Field(None, gt=0)
+    min_sharpness: Annotated[float, Field(ge=0)] | Percentile | None = None
+    min_motion: Annotated[float, Field(ge=0)] | Percentile | None = None
+    max_motion: Annotated[float, Field(gt=0)] | Percentile | None = None
 
 
 class TierExport(Model):
@@ -149,12 +241,17 @@ class RayConfig(Model):
     num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray instance.")
     probe: StageResources = StageResources(num_cpus=0.1)
     analyze: StageResources = StageResources(num_cpus=0.5)
+    embed: StageResources = StageResources(num_cpus=0.5, max_actors=1)
+    phase2: StageResources = StageResources(num_cpus=0.5)
     export: StageResources = StageResources(num_cpus=0.5)
 
 
 class CurateConfig(Model):
     probe: ProbeConfig = ProbeConfig()
     analyze: AnalyzeConfig = AnalyzeConfig()
+    embed: EmbedConfig = EmbedConfig()
+    dedup: DedupConfig = DedupConfig()
+    rebalance: RebalanceConfig = RebalanceConfig()
     tiers: list[TierConfig] = Field(
         default_factory=lambda: [TierConfig(name="default")], min_length=1
     )

@@ -3,6 +3,7 @@ the analysis table), phase 3 (export of accepted clips), then the tier shards an
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import shutil
@@ -28,9 +29,11 @@ from curate.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from curate.phase2 import dedup_and_rebalance
 from curate.runner import configure_data_context, map_stage, ray_session
-from stages.export import export_key
-from stages.tiers import TierResult, assign_tiers
+from stages.embed import check_embedder
+from stages.export import clip_relpath, export_key
+from stages.tiers import assign_tiers
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +47,11 @@ TIER_INPUT_COLUMNS = [
     "end_s",
     "width",
     "height",
+    "orientation",
     "duration_s",
     "sharpness",
     "motion_score",
+    "tier",
 ]
 """The slice of ``analysis`` that phase 2 and 3 read (never thumbnails or embeddings)."""
 
@@ -65,6 +70,10 @@ PACKAGES = (
 """Package versions recorded in the manifest."""
 
 
+PHASE1_STAGES = ["probe", "analyze"]
+"""Stages whose rejects a re-tier keeps (it recomputes everything after them)."""
+
+
 class OutputError(ValueError):
     """The output folder cannot be used."""
 
@@ -80,6 +89,21 @@ def prepare_output(output: Path) -> None:
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
+
+
+def retier(
+    config: CurateConfig,
+    output: str | Path,
+    *,
+    ray_address: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Recompute tiers, dedup, re-balancing and the tier shards of an existing run from its
+    ``analysis/`` table: no decoding, no embedding."""
+    output = Path(output)
+    if not (output / "manifest.json").is_file() or not (output / "analysis").is_dir():
+        raise OutputError(f"{output} holds no finished curate run to re-tier")
+    return Run(config, output).retier(ray_address=ray_address, progress=progress)
 
 
 def run(
@@ -103,6 +127,7 @@ class Run:
         self.funnel: dict[str, dict] = {}
         self.timings: dict[str, float] = {}
         self.stage_stats: dict[str, dict] = {}
+        self.embedding_model: str | None = None
 
     def writer(self, folder: str, table_schema: pa.Schema) -> ShardWriter:
         return ShardWriter(
@@ -125,49 +150,91 @@ class Run:
         sources = discover(inputs)
         log.info("discovered %d inputs", len(sources))
         self.record("discover", len(sources), len(sources), Counter())
+        self.embedding_model = check_embedder(self.config)
         prepare_output(self.output)
         rejects = self.writer("rejects", schema.REJECTS)
         with ray_session(self.config, ray_address):
             configure_data_context(progress)
             t = time.perf_counter()
             self.analyze(sources, rejects)
-            self.timings["phase1_probe_analyze_s"] = time.perf_counter() - t
+            self.timings["phase1_probe_analyze_embed_s"] = time.perf_counter() - t
+            tier_sizes = self.curate(rejects)
+        self.timings["total_s"] = time.perf_counter() - started
+        return self.write_manifest(inputs, len(sources), tier_sizes)
 
-            t = time.perf_counter()
-            index = read_table(self.output / "analysis", columns=TIER_INPUT_COLUMNS)
-            tiers = assign_tiers(index, self.config.tiers)
-            rejects.write(schema.from_rows(tiers.rejects, schema.REJECTS))
-            self.record(
-                "tiers",
-                index.num_rows,
-                int(tiers.passed[0].sum()),
-                Counter(r["reason"] for r in tiers.rejects),
-                tiers={t.name: int(p.sum()) for t, p in zip(self.config.tiers, tiers.passed)},
-                gate_failures=tiers.gate_failures,
-            )
-            self.timings["phase2_tiers_s"] = time.perf_counter() - t
+    def retier(self, *, ray_address: str | None, progress: bool) -> dict:
+        """Phase 2 and 3 again from ``analysis/`` alone, with this run's config."""
+        started = time.perf_counter()
+        previous = json.loads((self.output / "manifest.json").read_text())
+        for stage in ("discover", "probe", "analyze"):
+            self.funnel[stage] = previous["funnel"][stage]
+        self.stage_stats = previous["timing"].get("stages", {})
+        self.embedding_model = previous.get("embedding_model")
+        # Phase-1 rejects stay; everything phase 2 and 3 wrote is replaced.
+        kept = read_table(self.output / "rejects")
+        kept = kept.filter(pc.is_in(kept["stage"], pa.array(PHASE1_STAGES)))
+        for folder in ("rejects", "tiers"):
+            shutil.rmtree(self.output / folder, ignore_errors=True)
+        rejects = self.writer("rejects", schema.REJECTS)
+        rejects.write(kept)
+        with ray_session(self.config, ray_address):
+            configure_data_context(progress)
+            tier_sizes = self.curate(rejects)
+        self.timings["total_s"] = time.perf_counter() - started
+        inputs = previous["inputs"]
+        return self.write_manifest(inputs["given"], inputs["discovered"], tier_sizes)
 
-            t = time.perf_counter()
-            exported, failed = self.export(index, tiers.passed)
-            rejects.write(schema.from_rows(failed, schema.REJECTS))
-            self.timings["phase3_export_s"] = time.perf_counter() - t
-        rejects.close()
+    def curate(self, rejects: ShardWriter) -> dict:
+        """Phase 2 (tiers, dedup, re-balancing) and 3 (export), then the tier shards."""
+        t = time.perf_counter()
+        index = read_table(self.output / "analysis", columns=TIER_INPUT_COLUMNS)
+        tiers = assign_tiers(index, self.config.tiers)
+        rejects.write(schema.from_rows(tiers.rejects, schema.REJECTS))
+        self.record(
+            "tiers",
+            index.num_rows,
+            int(tiers.passed[0].sum()),
+            Counter(r["reason"] for r in tiers.rejects),
+            tiers={t.name: int(p.sum()) for t, p in zip(self.config.tiers, tiers.passed)},
+            thresholds={t.name: g for t, g in zip(self.config.tiers, tiers.thresholds)},
+            gate_failures=tiers.gate_failures,
+        )
+        index = index.set_column(
+            index.schema.get_field_index("tier"), "tier", pa.array(tiers.strictest, pa.string())
+        )
+        self.annotate_analysis({"tier": index["tier"]})
+        self.timings["phase2_tiers_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        failed_ids = {r["clip_id"] for r in failed}
-        ids = np.asarray(index.column("clip_id").to_pylist(), dtype=object)
-        keep = tiers.passed & ~np.isin(ids, list(failed_ids))
+        files = sorted((self.output / "analysis").glob("part-*.parquet"))
+        phase2 = dedup_and_rebalance(index, tiers.passed[0], files, self.config)
+        self.funnel.update(phase2.funnel)
+        survivors, columns = phase2.survivors, phase2.columns
+        rejects.write(schema.from_rows(phase2.rejects, schema.REJECTS))
+        self.timings["phase2_dedup_rebalance_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        accepted = tiers.passed & survivors
+        exported, failed = self.export(index, accepted)
+        rejects.write(schema.from_rows(failed, schema.REJECTS))
+        rejects.close()
+        self.timings["phase3_export_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        ids = np.asarray(index["clip_id"].to_pylist(), dtype=object)
+        keep = accepted & ~np.isin(ids, [r["clip_id"] for r in failed])
         self.record(
             "export",
-            int(tiers.passed[0].sum()),
+            int(accepted[0].sum()),
             int(keep[0].sum()),
             Counter(r["reason"] for r in failed),
             mode=self.config.export.mode,
         )
-        tier_sizes = self.write_tiers(ids, tiers, keep, exported)
+        self.annotate_analysis(columns)
+        tier_sizes = self.write_tiers(ids, keep, exported)
+        self.remove_stale_clips(exported)
         self.timings["write_tiers_s"] = time.perf_counter() - t
-        self.timings["total_s"] = time.perf_counter() - started
-        return self.write_manifest(inputs, len(sources), tier_sizes)
+        return tier_sizes
 
     # Phase 1 ------------------------------------------------------------------------------
 
@@ -227,22 +294,29 @@ class Run:
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = map_stage(ds, "probe", self.config)
         ds = map_stage(ds, "analyze", self.config)
+        ds = map_stage(ds, "embed", self.config, batch_size=self.config.embed.sources_per_batch)
         yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
 
     # Phase 3 ------------------------------------------------------------------------------
 
     def export(self, index: pa.Table, passed: np.ndarray) -> tuple[dict, list[dict]]:
-        """Export every accepted clip once per distinct export spec among its tiers.
+        """Export every accepted clip once per distinct export spec among its tiers; a clip
+        file an earlier run already wrote (same id, same spec) is reused.
 
         Returns ``{(clip_id, export_key): (clip_path, video)}`` and export reject rows."""
         if self.config.export.mode == "reference":
             return {}, []
+        exported: dict = {}
         clips = index.select(["clip_id", "source", "start_s", "end_s"]).to_pylist()
         jobs: dict[str, dict[tuple[str, str], dict]] = {}
         for tier, tier_passed in zip(self.config.tiers, passed):
             key = export_key(tier.export)
             for i in np.flatnonzero(tier_passed):
                 c = clips[i]
+                rel = clip_relpath(key, c["clip_id"])
+                if self.config.export.mode == "files" and (self.output / rel).is_file():
+                    exported[(c["clip_id"], key)] = (rel, None)
+                    continue
                 jobs.setdefault(c["source"], {})[(c["clip_id"], key)] = {
                     "clip_id": c["clip_id"],
                     "export_key": key,
@@ -252,12 +326,11 @@ class Run:
                     "fps": tier.export.fps,
                 }
         if not jobs:
-            return {}, []
+            return exported, []
         items = [{"source": s, "jobs": list(j.values())} for s, j in jobs.items()]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = map_stage(ds, "export", self.config, output=str(self.output.resolve()))
         by_id = {c["clip_id"]: c for c in clips}
-        exported: dict = {}
         failed: dict[str, dict] = {}
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             for row in batch.to_pylist():
@@ -281,21 +354,25 @@ class Run:
 
     # Output -------------------------------------------------------------------------------
 
-    def write_tiers(
-        self, ids: np.ndarray, tiers: TierResult, keep: np.ndarray, exported: dict
-    ) -> dict:
-        """Rewrite ``analysis`` with each clip's strictest tier; write one folder per tier."""
-        strictest = dict(zip(ids, tiers.strictest))
+    def annotate_analysis(self, columns: dict[str, pa.Array]) -> None:
+        """Set whole columns of ``analysis`` (aligned with its shards read in order)."""
+        offset = 0
+        for path in sorted((self.output / "analysis").glob("part-*.parquet")):
+            shard = pq.read_table(path)
+            for name, values in columns.items():
+                part = values.slice(offset, shard.num_rows)
+                shard = shard.set_column(shard.schema.get_field_index(name), name, part)
+            write_parquet_atomic(path, shard.cast(schema.ANALYSIS), self.config.output.compression)
+            offset += shard.num_rows
+
+    def write_tiers(self, ids: np.ndarray, keep: np.ndarray, exported: dict) -> dict:
+        """One folder per tier: its accepted rows of ``analysis`` with their media."""
         kept = [set(ids[k]) for k in keep]
         writers = [self.writer(f"tiers/{t.name}", schema.TIER) for t in self.config.tiers]
         sizes = {t.name: {"clips": 0, "hours": 0.0} for t in self.config.tiers}
-        compression = self.config.output.compression
         for path in sorted((self.output / "analysis").glob("part-*.parquet")):
             shard = pq.read_table(path)
             shard_ids = shard["clip_id"].to_pylist()
-            tier_column = pa.array([strictest.get(c) for c in shard_ids], pa.string())
-            shard = shard.set_column(shard.schema.get_field_index("tier"), "tier", tier_column)
-            write_parquet_atomic(path, shard, compression)
             for tier, members, writer in zip(self.config.tiers, kept, writers):
                 rows = shard.filter(pa.array([c in members for c in shard_ids], pa.bool_()))
                 if rows.num_rows == 0:
@@ -316,12 +393,23 @@ class Run:
             writer.close()
         return {n: {"clips": s["clips"], "hours": round(s["hours"], 6)} for n, s in sizes.items()}
 
+    def remove_stale_clips(self, exported: dict) -> None:
+        """Delete exported clip files no tier refers to any more (after a re-tier)."""
+        folder = self.output / "clips"
+        if not folder.is_dir():
+            return
+        wanted = {self.output / path for path, _ in exported.values() if path}
+        for path in folder.rglob("*.mp4"):
+            if path not in wanted:
+                path.unlink()
+
     def write_manifest(self, inputs: list[str], discovered: int, tier_sizes: dict) -> dict:
         reasons = read_table(self.output / "rejects", columns=["reason"])["reason"].to_pylist()
         manifest = {
             "curate_version": _version("curate"),
             "created_unix": time.time(),
             "inputs": {"given": list(inputs), "discovered": discovered},
+            "embedding_model": self.embedding_model,
             "funnel": self.funnel,
             "tiers": tier_sizes,
             "rejects": dict(sorted(Counter(reasons).items())),

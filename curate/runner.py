@@ -46,7 +46,7 @@ def configure_data_context(progress: bool = True) -> None:
 
 
 def map_stage(
-    ds: ray.data.Dataset, name: str, config: CurateConfig, **stage_kwargs
+    ds: ray.data.Dataset, name: str, config: CurateConfig, batch_size: int = 1, **stage_kwargs
 ) -> ray.data.Dataset:
     """Run stage ``name`` over ``ds`` as an actor pool with the resources of ``ray.<name>``.
 
@@ -63,7 +63,7 @@ def map_stage(
         remote_args["memory"] = res.memory
     return ds.map_batches(
         STAGES[name],
-        batch_size=1,
+        batch_size=batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=max_actors),
         fn_constructor_kwargs={"config": config, **stage_kwargs},

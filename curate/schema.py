@@ -137,6 +137,7 @@ ANALYSIS = pa.schema(
         pa.field("embedding_model", pa.string()),
         pa.field("cluster_id", pa.int32()),
         pa.field("duplicate_of", pa.string()),
+        pa.field("sample_weight", pa.float32()),
         pa.field("tier", pa.string()),
         pa.field("thumbnail", pa.binary()),
     ]
@@ -155,11 +156,15 @@ TIER = pa.schema(
 )
 """Accepted clip–prompt rows of one tier (``tier`` holds the folder's name)."""
 
+CANDIDATE = pa.schema([*ANALYSIS, pa.field("keyframes", pa.list_(pa.binary()))])
+"""A candidate clip inside phase 1: its analysis row plus the JPEG keyframes the embed stage
+reads (not written to ``analysis``)."""
+
 ANALYZED_SOURCE = pa.schema(
     [
         *SOURCE,
         pa.field("shots", pa.list_(pa.struct(list(SHOTS)))),
-        pa.field("clips", pa.list_(pa.struct(list(ANALYSIS)))),
+        pa.field("clips", pa.list_(pa.struct(list(CANDIDATE)))),
         pa.field("rejects", pa.list_(pa.struct(list(REJECTS)))),
         pa.field("frames", pa.int64()),
         pa.field("analyze_s", pa.float64()),

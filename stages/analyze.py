@@ -50,7 +50,7 @@ class FrameSeries:
     """Flow magnitude of each pair, frame diagonals per second."""
     keyframe_times: np.ndarray
     keyframes: list[bytes]
-    """JPEG keyframes at the thumbnail size and rate."""
+    """JPEG keyframes at ``analyze.keyframes`` size and rate."""
 
     @property
     def num_frames(self) -> int:
@@ -64,7 +64,7 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
     size = scaled_size(info, cfg.short_side, multiple=8)
     shots = ShotSignal(cfg.shots)
     flow = FlowSignal(cfg.flow)
-    thumb_every = 1.0 / cfg.thumbnail.fps
+    key_every = 1.0 / cfg.keyframes.fps
     times: list[float] = []
     sharpness: list[float] = []
     key_times: list[float] = []
@@ -79,13 +79,10 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
             if flow.wants(t):
                 flow.update(frame.index, t, gray)
             if t >= next_key:
-                keyframes.append(
-                    _jpeg(
-                        downscale(frame.to_bgr(), cfg.thumbnail.short_side), cfg.thumbnail.quality
-                    )
-                )
+                image = downscale(frame.to_bgr(), cfg.keyframes.short_side)
+                keyframes.append(_jpeg(image, cfg.keyframes.quality))
                 key_times.append(t)
-                next_key = t + thumb_every
+                next_key = t + key_every
             times.append(t)
     except DECODE_ERRORS as e:
         if not times:
@@ -201,7 +198,7 @@ class AnalyzeStage:
         out["frames"] = series.num_frames
         out["shots"] = _shot_rows(source, series)
         clips, short = plan_windows(series, self.cfg.clips)
-        out["clips"] = [_clip_row(source, info, series, w) for w in clips]
+        out["clips"] = [_clip_row(source, info, series, w, self.cfg) for w in clips]
         for w in short:
             start_s, end_s = _span(series, w)
             out["rejects"].append(
@@ -266,14 +263,21 @@ def _shot_rows(source: str, series: FrameSeries) -> list[dict]:
     return rows
 
 
-def _clip_row(source: str, info: VideoInfo, series: FrameSeries, w: Window) -> dict:
+def _clip_row(
+    source: str, info: VideoInfo, series: FrameSeries, w: Window, cfg: AnalyzeConfig
+) -> dict:
     start_s, end_s = _span(series, w)
     sharp = series.sharpness[w.start : w.end]
     # Flow pairs count when both frames lie inside the clip.
     in_clip = (series.flow_index >= w.start) & (series.flow_index + 1 < w.end)
     motion = series.flow_magnitude[in_clip]
-    middle = (start_s + end_s) / 2
-    key = int(np.argmin(np.abs(series.keyframe_times - middle))) if series.keyframes else -1
+    keyframes = _clip_keyframes(series, start_s, end_s, cfg.keyframes.per_clip)
+    thumbnail = None
+    if keyframes:
+        middle = cv2.imdecode(
+            np.frombuffer(keyframes[len(keyframes) // 2], np.uint8), cv2.IMREAD_COLOR
+        )
+        thumbnail = _jpeg(downscale(middle, cfg.thumbnail.short_side), cfg.thumbnail.quality)
     return {
         "clip_id": schema.clip_id(source, start_s, end_s),
         "source": source,
@@ -293,5 +297,18 @@ def _clip_row(source: str, info: VideoInfo, series: FrameSeries, w: Window) -> d
         "start_shift_s": float(start_s - series.times[w.start - w.shift]),
         "motion_score": float(motion.mean()) if motion.size else None,
         "motion_p90": float(np.percentile(motion, 90)) if motion.size else None,
-        "thumbnail": series.keyframes[key] if key >= 0 else None,
+        "thumbnail": thumbnail,
+        "keyframes": keyframes,
     }
+
+
+def _clip_keyframes(series: FrameSeries, start_s: float, end_s: float, n: int) -> list[bytes]:
+    """Up to ``n`` keyframes spread evenly over the clip (the nearest one if none inside)."""
+    if not series.keyframes:
+        return []
+    times = series.keyframe_times
+    inside = np.flatnonzero((times >= start_s) & (times < end_s))
+    if inside.size == 0:
+        inside = np.array([int(np.argmin(np.abs(times - (start_s + end_s) / 2)))])
+    picks = inside[np.linspace(0, inside.size - 1, min(n, inside.size)).round().astype(int)]
+    return [series.keyframes[i] for i in picks]

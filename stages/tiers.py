@@ -68,10 +68,32 @@ class TierResult:
     """One row per clip that passed no tier, named after its first failed gate."""
     gate_failures: dict[str, dict[str, int]]
     """Per tier, how many clips each gate failed (a clip may fail several)."""
+    thresholds: list[dict[str, float]]
+    """Per tier, the thresholds applied (percentile gates resolved)."""
+
+
+def resolve_gates(analysis: pa.Table, tiers: list[TierConfig]) -> list[dict[str, float]]:
+    """Each tier's active thresholds, with percentiles (``p20``) turned into values of the
+    score distribution over all candidate clips (missing scores ignored)."""
+    resolved = []
+    for tier in tiers:
+        gates = {}
+        for gate in GATES:
+            threshold = getattr(tier.gates, gate.key)
+            if isinstance(threshold, str):
+                values = gate.column(analysis)
+                values = values[~np.isnan(values)]
+                q = float(threshold[1:])
+                threshold = float(np.percentile(values, q)) if values.size else float("nan")
+            if threshold is not None:
+                gates[gate.key] = threshold
+        resolved.append(gates)
+    return resolved
 
 
 def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
     n = analysis.num_rows
+    resolved = resolve_gates(analysis, tiers)
     passed = np.zeros((len(tiers), n), dtype=bool)
     first_fail: list[tuple[str, str] | None] = [None] * n
     failures: dict[str, dict[str, int]] = {}
@@ -81,7 +103,7 @@ def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
         ok = previous.copy()
         failures[tier.name] = {}
         for gate in GATES:
-            threshold = getattr(tier.gates, gate.key)
+            threshold = resolved[k].get(gate.key)
             if threshold is None:
                 continue
             v = values[gate.key]
@@ -94,7 +116,8 @@ def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
                         shown = "missing" if np.isnan(v[i]) else f"{v[i]:.4g}"
                         first_fail[i] = (
                             gate.reason,
-                            f"{gate.label} {shown} fails {tier.name}.gates.{gate.key}={threshold}",
+                            f"{gate.label} {shown} fails {tier.name}.gates.{gate.key}="
+                            f"{_shown_threshold(getattr(tier.gates, gate.key), threshold)}",
                         )
             ok &= ~fail
         passed[k] = ok
@@ -119,4 +142,8 @@ def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
         }
         for i in np.flatnonzero(~passed[0])
     ]
-    return TierResult(passed, strictest, rejects, failures)
+    return TierResult(passed, strictest, rejects, failures, resolved)
+
+
+def _shown_threshold(configured: float | str, value: float) -> str:
+    return f"{configured} ({value:.4g})" if isinstance(configured, str) else f"{value:g}"

@@ -1,0 +1,96 @@
+"""K-means over clip embeddings, shared by dedup and re-balancing.
+
+At scale only the centroid fit happens in one process, on a bounded, deterministic sample;
+assigning every clip to its nearest centroid is a Ray Data ``map_batches``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray.data
+from sklearn.cluster import KMeans
+
+from curate import schema
+from curate.config import KMeansConfig
+
+
+def embeddings_of(table: pa.Table) -> np.ndarray:
+    """The ``embedding`` column as an ``(n, d)`` float32 array (missing ones are zeros)."""
+    column = table["embedding"].combine_chunks()
+    if column.null_count:
+        column = pc.fill_null(column, pa.scalar([0.0] * schema.EMBEDDING_DIM, column.type))
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return flat.reshape(len(column), schema.EMBEDDING_DIM).astype(np.float32, copy=False)
+
+
+def hash_fraction(ids: list[str], seed: int) -> np.ndarray:
+    """A stable pseudo-random number in [0, 1) per id: sampling without global state."""
+    salt = str(seed).encode()
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(salt + i.encode(), digest_size=8).digest()) / 2**64
+            for i in ids
+        ]
+    )
+
+
+def _sample_batch(batch: pa.Table, fraction: float, seed: int) -> pa.Table:
+    keep = hash_fraction(batch["clip_id"].to_pylist(), seed) < fraction
+    return batch.filter(pa.array(keep)).select(["clip_id", "embedding"])
+
+
+def sample_embeddings(ds: ray.data.Dataset, total: int, cfg: KMeansConfig, seed: int) -> np.ndarray:
+    """At most about ``cfg.sample_size`` embeddings, chosen by clip id hash."""
+    fraction = min(1.0, cfg.sample_size / max(total, 1))
+    sample = ds.map_batches(
+        _sample_batch,
+        fn_kwargs={"fraction": fraction, "seed": seed},
+        batch_format="pyarrow",
+        num_cpus=0.5,
+    )
+    tables = [t for t in sample.iter_batches(batch_size=None, batch_format="pyarrow")]
+    if not tables:
+        return np.zeros((0, schema.EMBEDDING_DIM), np.float32)
+    table = pa.concat_tables(tables).sort_by("clip_id")  # order-independent fit
+    return embeddings_of(table)[: cfg.sample_size]
+
+
+def fit_centroids(x: np.ndarray, total: int, cfg: KMeansConfig, seed: int) -> np.ndarray:
+    """K-means on a sample ``x`` of ``total`` unit vectors; returns unit-norm centroids."""
+    k = max(1, min(cfg.k, total // cfg.min_cluster_size, len(x)))
+    if len(x) == 0:
+        return np.zeros((1, schema.EMBEDDING_DIM), np.float32)
+    km = KMeans(n_clusters=k, n_init=1, max_iter=cfg.iterations, random_state=seed)
+    km.fit(x)
+    c = km.cluster_centers_.astype(np.float32)
+    return c / (np.linalg.norm(c, axis=1, keepdims=True) + 1e-12)
+
+
+def nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    return np.argmax(x @ centroids.T, axis=1).astype(np.int32)
+
+
+class AssignClusters:
+    """Adds ``column`` = index of the nearest centroid (cosine)."""
+
+    def __init__(self, centroids: np.ndarray, column: str) -> None:
+        self.centroids = centroids
+        self.column = column
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        labels = nearest(embeddings_of(batch), self.centroids) if batch.num_rows else []
+        return batch.append_column(self.column, pa.array(labels, pa.int32()))
+
+
+def assign(ds: ray.data.Dataset, centroids: np.ndarray, column: str) -> ray.data.Dataset:
+    return ds.map_batches(
+        AssignClusters,
+        fn_constructor_kwargs={"centroids": centroids, "column": column},
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
+        num_cpus=0.5,
+    )

@@ -1,0 +1,166 @@
+"""Dedup stage (phase 2): near-duplicate clips by embedding cosine similarity.
+
+K-means (centroids fitted on a bounded sample) splits the clips into clusters; each cluster is
+one Ray task that compares its members pairwise, in blocks, and keeps the best member of each
+duplicate group (greedy in rank order: a clip is a duplicate of the best-ranked kept clip it
+resembles). Clusters larger than ``max_cluster_size`` are split again by k-means inside their
+task, so no task is quadratic in a huge cluster.
+
+Clips of the same source are not compared unless ``dedup.same_source`` is set: windows of one
+video are different moments, not copies, and ``rebalance.per_source_cap`` limits how many of
+them a dataset keeps.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+import ray.data
+from sklearn.cluster import KMeans
+
+from curate.clustering import assign, embeddings_of, fit_centroids, sample_embeddings
+from curate.config import CurateConfig, DedupConfig
+
+log = logging.getLogger(__name__)
+
+RANK_COLUMNS = [
+    "clip_id",
+    "source",
+    "tier",
+    "sharpness",
+    "width",
+    "height",
+    "duration_s",
+    "motion_score",
+]
+"""Columns the ranking of clips reads."""
+
+BLOCK = 2048
+"""Rows per block of the pairwise similarity computation (bounds its memory)."""
+
+
+def rank_order(table: pa.Table, rank_by: list[str], tier_names: list[str]) -> np.ndarray:
+    """Row order from best to worst by ``rank_by`` (ties broken by clip id)."""
+    tier_index = {name: i for i, name in enumerate(tier_names)}
+
+    def col(name: str) -> np.ndarray:
+        return np.nan_to_num(table[name].to_numpy(zero_copy_only=False).astype(np.float64), nan=-1)
+
+    keys = {
+        "tier": lambda: np.array([tier_index.get(t, -1) for t in table["tier"].to_pylist()]),
+        "sharpness": lambda: col("sharpness"),
+        "resolution": lambda: np.minimum(col("width"), col("height")),
+        "duration": lambda: col("duration_s"),
+        "motion": lambda: col("motion_score"),
+    }
+    ids = np.array(table["clip_id"].to_pylist(), dtype=object)
+    # np.lexsort sorts by the last key first, ascending: negate for "higher is better".
+    sort_keys = [ids] + [-keys[name]() for name in reversed(rank_by)]
+    return np.lexsort(sort_keys)
+
+
+def similar_pairs(x: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
+    """All ``(i, j, cos)`` with ``i < j`` and cosine >= threshold, computed block by block."""
+    pairs = []
+    for start in range(0, len(x), BLOCK):
+        sims = x[start : start + BLOCK] @ x.T
+        rows, cols = np.nonzero(sims >= threshold)
+        rows += start
+        upper = cols > rows
+        pairs.extend(
+            zip(
+                rows[upper].tolist(),
+                cols[upper].tolist(),
+                sims[rows[upper] - start, cols[upper]].tolist(),
+            )
+        )
+    return pairs
+
+
+def greedy_groups(
+    x: np.ndarray, sources: list[str], cfg: DedupConfig
+) -> dict[int, tuple[int, float]]:
+    """Rows are in rank order (best first). Returns ``{duplicate_row: (kept_row, cosine)}``."""
+    neighbours: dict[int, list[tuple[int, float]]] = {}
+    for i, j, s in similar_pairs(x, cfg.threshold):
+        if not cfg.same_source and sources[i] == sources[j]:
+            continue
+        neighbours.setdefault(j, []).append((i, s))  # i ranks above j
+    duplicate: dict[int, tuple[int, float]] = {}
+    for j in sorted(neighbours):
+        kept = [(i, s) for i, s in neighbours[j] if i not in duplicate]
+        if kept:
+            duplicate[j] = min(kept)  # the best-ranked kept clip it resembles
+    return duplicate
+
+
+def split(x: np.ndarray, limit: int, seed: int) -> list[np.ndarray]:
+    """Row index sets of at most about ``limit`` rows, by k-means within ``x``."""
+    if len(x) <= limit:
+        return [np.arange(len(x))]
+    k = int(np.ceil(len(x) / limit)) * 2
+    labels = KMeans(n_clusters=k, n_init=1, max_iter=20, random_state=seed).fit_predict(x)
+    parts = []
+    for label in range(k):
+        idx = np.flatnonzero(labels == label)
+        if len(idx) == len(x):  # cannot split further (identical vectors)
+            return [idx]
+        parts.extend(idx[p] for p in split(x[idx], limit, seed + 1))
+    return parts
+
+
+class DedupCluster:
+    """Compares the members of one cluster; returns its duplicates."""
+
+    def __init__(self, cfg: DedupConfig, tier_names: list[str], seed: int) -> None:
+        self.cfg = cfg
+        self.tier_names = tier_names
+        self.seed = seed
+
+    def __call__(self, group: pa.Table) -> pa.Table:
+        group = group.take(rank_order(group, self.cfg.rank_by, self.tier_names))
+        ids = group["clip_id"].to_pylist()
+        sources = group["source"].to_pylist()
+        x = embeddings_of(group)
+        rows = {"clip_id": [], "duplicate_of": [], "similarity": []}
+        for part in split(x, self.cfg.max_cluster_size, self.seed):
+            part = np.sort(part)  # keep rank order inside the part
+            found = greedy_groups(x[part], [sources[i] for i in part], self.cfg)
+            for j, (i, s) in sorted(found.items()):
+                rows["clip_id"].append(ids[part[j]])
+                rows["duplicate_of"].append(ids[part[i]])
+                rows["similarity"].append(s)
+        return pa.table(rows, schema=DUPLICATES)
+
+
+DUPLICATES = pa.schema(
+    [("clip_id", pa.string()), ("duplicate_of", pa.string()), ("similarity", pa.float32())]
+)
+
+
+def find_duplicates(
+    ds: ray.data.Dataset, total: int, config: CurateConfig, seed: int = 0
+) -> pa.Table:
+    """Duplicates among the clips of ``ds`` (which must carry ``RANK_COLUMNS`` + embedding)."""
+    cfg = config.dedup
+    if total < 2:
+        return DUPLICATES.empty_table()
+    sample = sample_embeddings(ds, total, cfg.kmeans, seed)
+    centroids = fit_centroids(sample, total, cfg.kmeans, seed)
+    labelled = assign(ds, centroids, "dedup_cluster")
+    tier_names = [t.name for t in config.tiers]
+    result = labelled.groupby("dedup_cluster").map_groups(
+        DedupCluster,
+        fn_constructor_kwargs={"cfg": cfg, "tier_names": tier_names, "seed": seed},
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
+        num_cpus=0.5,
+    )
+    tables = list(result.iter_batches(batch_size=None, batch_format="pyarrow"))
+    found = pa.concat_tables(tables) if tables else DUPLICATES.empty_table()
+    log.info(
+        "dedup: %d duplicates among %d clips in %d clusters", found.num_rows, total, len(centroids)
+    )
+    return found.cast(DUPLICATES).sort_by("clip_id")

@@ -1,0 +1,241 @@
+"""Embed stage: one L2-normalised embedding per candidate clip from its keyframes.
+
+Two backends, chosen by ``embed.backend``:
+
+- ``open_clip``: image embeddings from an open_clip model (weights by ``pretrained`` tag,
+  fetched and cached by open_clip, or a local ``checkpoint``); fp16 on GPU, fp32 on CPU.
+- ``signature``: a deterministic frame signature (layout, colour, gradients, low
+  frequencies) that needs no model. Strong on near-duplicates, weak on semantics.
+
+Each clip's keyframe embeddings are mean-pooled and L2-normalised.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+
+from curate import schema
+from curate.config import ConfigError, CurateConfig, EmbedConfig, OpenClipConfig
+
+log = logging.getLogger(__name__)
+
+
+def _block(values: np.ndarray, weight: float) -> np.ndarray:
+    """Zero-mean, unit-norm feature block: unrelated images then score near 0, not near 1."""
+    v = values.astype(np.float32).ravel()
+    v = v - v.mean()
+    norm = float(np.linalg.norm(v))
+    return v * (weight / norm) if norm > 1e-9 else v * 0
+
+
+def frame_signature(bgr: np.ndarray) -> np.ndarray:
+    """512-d signature of one frame, invariant to size and brightness, tolerant of small crops
+    and re-encoding."""
+    small = cv2.resize(bgr, (64, 64), interpolation=cv2.INTER_AREA)
+    lab = cv2.cvtColor(small, cv2.COLOR_BGR2LAB).astype(np.float32)
+    lum = lab[..., 0]
+    # Luminance layout on an 8x8 grid, contrast-normalised (64).
+    layout = cv2.resize(lum, (8, 8), interpolation=cv2.INTER_AREA)
+    layout = (layout - layout.mean()) / (layout.std() + 1e-6)
+    # Chroma layout: where the colours are (2 x 64).
+    chroma = cv2.resize(lab[..., 1:], (8, 8), interpolation=cv2.INTER_AREA)
+    # Gradient orientation histograms on a 4x4 grid, 8 bins each (128).
+    gx = cv2.Sobel(lum, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(lum, cv2.CV_32F, 0, 1)
+    mag, ang = cv2.cartToPolar(gx, gy)
+    bins = np.minimum((ang / (2 * np.pi) * 8).astype(np.int32), 7)
+    cells = np.zeros((4, 4, 8), np.float32)
+    for cy in range(4):
+        for cx in range(4):
+            sl = np.s_[cy * 16 : (cy + 1) * 16, cx * 16 : (cx + 1) * 16]
+            cells[cy, cx] = np.bincount(bins[sl].ravel(), mag[sl].ravel(), minlength=8)
+    cells /= np.linalg.norm(cells, axis=2, keepdims=True) + 1e-6
+    # Low spatial frequencies of luminance, without the DC term (64).
+    dct = cv2.dct(cv2.resize(lum, (32, 32), interpolation=cv2.INTER_AREA))[:8, :8].ravel()
+    dct[0] = 0.0
+    # Hue-saturation histogram, brightness ignored (16 x 8 = 128).
+    hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
+    hist = np.sqrt(hist / (hist.sum() + 1e-6))
+    parts = [
+        _block(layout, 1.0),
+        _block(chroma[..., 0], 0.5),
+        _block(chroma[..., 1], 0.5),
+        _block(cells, 1.0),
+        _block(dct, 1.0),
+        _block(hist, 0.7),
+    ]
+    vec = np.concatenate(parts)
+    assert vec.size == schema.EMBEDDING_DIM
+    return vec / (np.linalg.norm(vec) + 1e-9)
+
+
+class SignatureEmbedder:
+    name = "signature-v1"
+
+    def __init__(self, cfg: EmbedConfig) -> None:
+        self.cfg = cfg
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        return np.stack([frame_signature(im) for im in images]).astype(np.float32)
+
+
+def _open_clip_weights(cfg: OpenClipConfig) -> str | None:
+    """What to hand open_clip as ``pretrained``: a checkpoint path, a tag, or None."""
+    if cfg.random_init:
+        return None
+    return cfg.checkpoint or cfg.pretrained
+
+
+def open_clip_name(cfg: OpenClipConfig) -> str:
+    if cfg.random_init:
+        weights = "random-init"
+    elif cfg.checkpoint:
+        weights = Path(cfg.checkpoint).name
+    else:
+        weights = cfg.pretrained
+    return f"open_clip:{cfg.model}/{weights}"
+
+
+class OpenClipEmbedder:
+    """open_clip image tower, loaded once per actor; batches of keyframes per forward pass."""
+
+    def __init__(self, cfg: EmbedConfig) -> None:
+        import open_clip
+        import torch
+
+        oc = cfg.open_clip
+        if oc.config_file:
+            open_clip.add_model_config(oc.config_file)
+        cuda = torch.cuda.is_available() and cfg.device != "cpu"
+        self.device = torch.device("cuda" if cuda else "cpu")
+        self.dtype = torch.float16 if cuda else torch.float32
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            oc.model,
+            pretrained=_open_clip_weights(oc),
+            device=self.device,
+            precision="fp16" if cuda else "fp32",
+            cache_dir=oc.cache_dir,
+        )
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.batch_size = cfg.batch_size
+        self.name = open_clip_name(oc)
+        self._torch = torch
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        from PIL import Image
+
+        torch = self._torch
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            chunk = images[i : i + self.batch_size]
+            pixels = torch.stack(
+                [
+                    self.preprocess(Image.fromarray(cv2.cvtColor(im, cv2.COLOR_BGR2RGB)))
+                    for im in chunk
+                ]
+            ).to(self.device, self.dtype)
+            with torch.no_grad():
+                features = self.model.encode_image(pixels)
+            out.append(features.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, schema.EMBEDDING_DIM), np.float32)
+
+
+EMBEDDERS = {"signature": SignatureEmbedder, "open_clip": OpenClipEmbedder}
+"""Embedding backends by ``embed.backend``."""
+
+
+def check_embedder(config: CurateConfig) -> str:
+    """Fail at start-up, naming the keys to fix, when the configured model cannot be loaded.
+
+    Returns the embedding model name the run will record. Weights given by ``pretrained`` tag
+    are fetched into open_clip's cache here, once, so actors find them there."""
+    cfg = config.embed
+    if cfg.backend == "signature":
+        return SignatureEmbedder.name
+    import open_clip
+
+    oc = cfg.open_clip
+    if oc.config_file:
+        if not Path(oc.config_file).is_file():
+            raise ConfigError(f"embed.open_clip.config_file: no such file {oc.config_file}")
+        open_clip.add_model_config(oc.config_file)
+    model_cfg = open_clip.get_model_config(oc.model)
+    if model_cfg is None:
+        raise ConfigError(
+            f"embed.open_clip.model: unknown open_clip model {oc.model!r} "
+            f"(see open_clip.list_models(), or set embed.open_clip.config_file)"
+        )
+    if model_cfg.get("embed_dim") != schema.EMBEDDING_DIM:
+        raise ConfigError(
+            f"embed.open_clip.model: {oc.model} gives {model_cfg.get('embed_dim')}-d embeddings; "
+            f"the analysis table stores {schema.EMBEDDING_DIM}-d ones (e.g. ViT-B-32, ViT-B-16)"
+        )
+    if oc.random_init:
+        log.warning("embed.open_clip.random_init is set: embeddings come from random weights")
+        return open_clip_name(oc)
+    fixes = (
+        "fixes: run once with network access so open_clip caches the weights "
+        "(embed.open_clip.cache_dir), point embed.open_clip.checkpoint at a local file, "
+        "or set embed.backend=signature"
+    )
+    if oc.checkpoint:
+        if not Path(oc.checkpoint).is_file():
+            raise ConfigError(f"embed.open_clip.checkpoint: no such file {oc.checkpoint}; {fixes}")
+        return open_clip_name(oc)
+    if not oc.pretrained:
+        raise ConfigError(
+            f"embed.open_clip.pretrained or embed.open_clip.checkpoint is required; {fixes}"
+        )
+    pretrained_cfg = open_clip.get_pretrained_cfg(oc.model, oc.pretrained)
+    if not pretrained_cfg:
+        tags = open_clip.list_pretrained_tags_by_model(oc.model)
+        raise ConfigError(
+            f"embed.open_clip.pretrained: {oc.pretrained!r} is not a tag of {oc.model} "
+            f"(known: {', '.join(tags) or 'none'})"
+        )
+    try:
+        open_clip.download_pretrained(pretrained_cfg, cache_dir=oc.cache_dir)
+    except Exception as e:  # network, hub and cache errors all mean: no weights
+        raise ConfigError(
+            f"cannot obtain weights for embed.open_clip.model={oc.model} "
+            f"embed.open_clip.pretrained={oc.pretrained}: {type(e).__name__}: {e}; {fixes}"
+        ) from None
+    return open_clip_name(oc)
+
+
+class EmbedStage:
+    """Embeds the keyframes of every candidate clip of a batch of analysed sources."""
+
+    name = "embed"
+
+    def __init__(self, config: CurateConfig) -> None:
+        self.embedder = EMBEDDERS[config.embed.backend](config.embed)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        clips = [c for r in rows for c in r["clips"]]
+        images: list[np.ndarray] = []
+        owners: list[int] = []
+        for i, clip in enumerate(clips):
+            for jpeg in clip["keyframes"] or []:
+                images.append(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
+                owners.append(i)
+        if images:
+            vectors = self.embedder.embed(images)
+            owner = np.asarray(owners)
+            for i, clip in enumerate(clips):
+                mine = vectors[owner == i]
+                if len(mine):
+                    pooled = mine.mean(axis=0)
+                    clip["embedding"] = (pooled / (np.linalg.norm(pooled) + 1e-12)).tolist()
+                    clip["embedding_model"] = self.embedder.name
+        for clip in clips:
+            clip["keyframes"] = None  # not needed past this stage
+        return schema.from_rows(rows, schema.ANALYZED_SOURCE)
