@@ -79,9 +79,8 @@ def dedup_and_rebalance(
 
     ds = None
     if files:
-        ds = ray.data.read_parquet(
-            [str(f) for f in files], columns=[*RANK_COLUMNS, "orientation", "embedding"]
-        )
+        columns = [*RANK_COLUMNS, "orientation", "embedding"]
+        ds = ray.data.read_parquet([str(f) for f in files]).select_columns(columns)
     candidates = int(eligible.sum())
     if config.dedup.enabled and ds is not None and candidates > 1:
         found = find_duplicates(
