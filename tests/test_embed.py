@@ -210,7 +210,7 @@ def test_unknown_tag_and_missing_checkpoint(tmp_path):
     bad_tag = CurateConfig.model_validate(
         {"embed": {**base, "open_clip": {"model": "ViT-B-32", "pretrained": "no-such-tag"}}}
     )
-    with pytest.raises(ConfigError, match="embed.open_clip.pretrained.*known"):
+    with pytest.raises(ConfigError, match=r"embed\.open_clip\.pretrained.*known"):
         check_embedder(bad_tag)
     missing = CurateConfig.model_validate(
         {
@@ -220,7 +220,7 @@ def test_unknown_tag_and_missing_checkpoint(tmp_path):
             }
         }
     )
-    with pytest.raises(ConfigError, match="embed.open_clip.checkpoint"):
+    with pytest.raises(ConfigError, match=r"embed\.open_clip\.checkpoint"):
         check_embedder(missing)
     wide = CurateConfig.model_validate(
         {"embed": {**base, "open_clip": {"model": "ViT-L-14", "random_init": True}}}
