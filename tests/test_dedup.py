@@ -1,0 +1,196 @@
+"""Semantic dedup and re-balancing on embeddings with planted truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import ray.data
+
+from curate import schema
+from curate.config import CurateConfig, DedupConfig, RebalanceConfig
+from stages.dedup import find_duplicates, greedy_groups, rank_order
+from stages.rebalance import rebalance
+
+DIM = schema.EMBEDDING_DIM
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def planted(
+    n_concepts=12,
+    per_concept=(400, 120, 60, 30, 20, 15, 10, 10, 8, 8, 6, 5),
+    dup_groups=60,
+    copies=2,
+    seed=0,
+):
+    """Skewed concept clusters plus groups of near-copies of random clips (other sources)."""
+    rng = np.random.default_rng(seed)
+    centers = unit(rng.normal(size=(n_concepts, DIM)))
+    x, concept = [], []
+    for c, size in enumerate(per_concept[:n_concepts]):
+        x.append(unit(centers[c] + rng.normal(scale=0.06, size=(size, DIM))))
+        concept += [c] * size
+    x, concept = np.concatenate(x), np.array(concept)
+    n = len(x)
+    originals = rng.choice(n, dup_groups, replace=False)
+    groups = {}
+    for g, o in enumerate(originals):
+        copies_x = unit(x[o] + rng.normal(scale=0.005, size=(copies, DIM)))
+        groups[g] = [int(o), *range(len(x), len(x) + copies)]
+        x = np.concatenate([x, copies_x])
+        concept = np.concatenate([concept, [concept[o]] * copies])
+    ids = [f"clip{i:06d}" for i in range(len(x))]
+    table = pa.table(
+        {
+            "clip_id": ids,
+            "source": [f"video{i:06d}.mp4" for i in range(len(x))],
+            "tier": ["default"] * len(x),
+            "sharpness": rng.uniform(10, 500, len(x)).astype(np.float32),
+            "width": np.full(len(x), 1280, np.int32),
+            "height": np.full(len(x), 720, np.int32),
+            "duration_s": np.full(len(x), 8.0),
+            "motion_score": np.full(len(x), 0.1, np.float32),
+            "orientation": ["landscape"] * len(x),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), DIM),
+        }
+    )
+    truth = {frozenset((ids[a], ids[b])) for g in groups.values() for a in g for b in g if a < b}
+    return table, x, concept, truth
+
+
+def found_pairs(dups: pa.Table) -> set:
+    return {
+        frozenset(p) for p in zip(dups["clip_id"].to_pylist(), dups["duplicate_of"].to_pylist())
+    }
+
+
+def test_greedy_keeps_the_best_member_and_does_not_chain():
+    # a ~ b, b ~ c, but a !~ c: c survives when b is dropped as a's duplicate.
+    a = unit(np.eye(DIM)[0] + 0.0)
+    b = unit(np.eye(DIM)[0] + 0.35 * np.eye(DIM)[1])
+    c = unit(np.eye(DIM)[0] + 0.7 * np.eye(DIM)[1])
+    x = np.stack([a, b, c])
+    sims = x @ x.T
+    cfg = DedupConfig(threshold=float(min(sims[0, 1], sims[1, 2]) - 1e-4))
+    assert sims[0, 2] < cfg.threshold
+    assert set(greedy_groups(x, ["s1", "s2", "s3"], cfg)) == {1}
+    # Clips of one source are never each other's duplicates unless asked.
+    assert greedy_groups(x[:2], ["s", "s"], cfg) == {}
+    assert set(greedy_groups(x[:2], ["s", "s"], cfg.model_copy(update={"same_source": True}))) == {
+        1
+    }
+
+
+def test_rank_order_prefers_strict_tier_then_sharpness():
+    t = pa.table(
+        {
+            "clip_id": ["a", "b", "c"],
+            "tier": ["loose", "strict", "loose"],
+            "sharpness": [50.0, 10.0, 90.0],
+            "width": [1, 1, 1],
+            "height": [1, 1, 1],
+            "duration_s": [1.0, 1.0, 1.0],
+            "motion_score": [0.0, 0.0, 0.0],
+        }
+    )
+    order = rank_order(t, ["tier", "sharpness"], ["loose", "strict"])
+    assert [t["clip_id"][i].as_py() for i in order] == ["b", "c", "a"]
+
+
+@pytest.mark.parametrize("max_cluster_size", [20_000, 150])
+def test_distributed_dedup_recovers_planted_duplicates(ray_local, max_cluster_size):
+    table, _, _, truth = planted()
+    config = CurateConfig.model_validate(
+        {
+            "dedup": {
+                "threshold": 0.95,
+                "max_cluster_size": max_cluster_size,
+                "kmeans": {"k": 4, "min_cluster_size": 100},
+            }
+        }
+    )
+    dups = find_duplicates(ray.data.from_arrow(table), table.num_rows, config)
+    pairs = found_pairs(dups)
+    recall = len(pairs & truth) / 120  # 60 groups x 2 copies each lose one pair to the keeper
+    precision = len(pairs & truth) / max(1, len(pairs))
+    assert precision == 1.0
+    assert recall >= 0.9, (recall, max_cluster_size)
+    # Each group keeps exactly one member: the sharpest.
+    sharp = dict(zip(table["clip_id"].to_pylist(), table["sharpness"].to_pylist()))
+    for cid, kept in zip(dups["clip_id"].to_pylist(), dups["duplicate_of"].to_pylist()):
+        assert sharp[kept] >= sharp[cid]
+    assert not set(dups["duplicate_of"].to_pylist()) & set(dups["clip_id"].to_pylist())
+
+
+def _rebalance_input(concept):
+    n = len(concept)
+    table = pa.table(
+        {
+            "clip_id": [f"c{i:05d}" for i in range(n)],
+            "source": [f"v{i % 50}" for i in range(n)],
+            "tier": ["t"] * n,
+            "sharpness": np.linspace(1, 100, n),
+            "width": [1280] * n,
+            "height": [720 if i % 4 else 1280 for i in range(n)],
+            "duration_s": [5.0] * n,
+            "motion_score": [0.1] * n,
+            "orientation": ["landscape" if i % 4 else "portrait" for i in range(n)],
+        }
+    )
+    return table
+
+
+def test_cap_shrinks_the_largest_cluster(capsys):
+    _, _, concept, _ = planted(dup_groups=0)
+    table = _rebalance_input(concept)
+    cfg = RebalanceConfig(mode="cap", cap=100)
+    result = rebalance(table, concept.astype(np.int32), cfg, ["sharpness"], ["t"])
+    report = result.report
+    print("cluster sizes before:", report["clusters_before"])
+    print("cluster sizes after: ", report["clusters_after"])
+    assert max(report["clusters_after"].values()) == 100
+    assert report["largest_share_before"] == pytest.approx(400 / len(concept))
+    assert report["largest_share_after"] < report["largest_share_before"] / 2
+    assert len(result.dropped) == 300 + 20  # 400 -> 100, 120 -> 100
+    # The best-ranked (sharpest) members stay.
+    dropped = np.array(sorted(result.dropped))
+    assert table["sharpness"].to_numpy()[dropped].max() < table["sharpness"].to_numpy().max()
+
+
+def test_cap_quantile_and_weight_mode_and_per_source_cap():
+    _, _, concept, _ = planted(dup_groups=0)
+    table = _rebalance_input(concept)
+    labels = concept.astype(np.int32)
+    q = rebalance(table, labels, RebalanceConfig(mode="cap", cap=None, cap_quantile=0.5), [], ["t"])
+    assert q.report["cap"] == int(
+        np.ceil(np.quantile([400, 120, 60, 30, 20, 15, 10, 10, 8, 8, 6, 5], 0.5))
+    )
+    w = rebalance(table, labels, RebalanceConfig(mode="weight", weight_power=1.0), [], ["t"])
+    assert not w.dropped and w.weights.mean() == pytest.approx(1.0, rel=1e-5)
+    assert w.weights[labels == 11].mean() / w.weights[labels == 0].mean() == pytest.approx(
+        80, rel=1e-3
+    )
+    s = rebalance(table, labels, RebalanceConfig(mode="weight", per_source_cap=5), [], ["t"])
+    kept = np.ones(len(labels), bool)
+    kept[list(s.dropped)] = False
+    _, counts = np.unique(np.array(table["source"].to_pylist())[kept], return_counts=True)
+    assert counts.max() == 5
+
+
+def test_orientation_mix_is_a_best_effort_cap():
+    _, _, concept, _ = planted(dup_groups=0)
+    table = _rebalance_input(concept)  # 75 % landscape
+    cfg = RebalanceConfig.model_validate(
+        {"mode": "weight", "orientation": {"landscape": 0.6, "max_drop_fraction": 0.5}}
+    )
+    result = rebalance(table, concept.astype(np.int32), cfg, [], ["t"])
+    mix = result.report["orientation_mix"]
+    assert mix["landscape_share"] == pytest.approx(0.6, abs=0.01)
+    strict = RebalanceConfig.model_validate(
+        {"mode": "weight", "orientation": {"landscape": 0.6, "max_drop_fraction": 0.1}}
+    )
+    capped = rebalance(table, concept.astype(np.int32), strict, [], ["t"])
+    assert 0.6 < capped.report["orientation_mix"]["landscape_share"] < 0.75
