@@ -138,3 +138,51 @@ def test_export_modes(ray_local, synthetic_inputs, tmp_path, mode):
         assert row["video"][4:8] == b"ftyp"
     else:
         assert row["video"] is None and row["end_s"] > row["start_s"]
+
+
+@needs_shared
+def test_shared_near_duplicate_pair_is_found(shared_run):
+    out, _, _ = shared_run
+    analysis = rows(out / "analysis", ["clip_id", "source", "duplicate_of", "cluster_id",
+                                       "embedding_model", "sample_weight"])
+    by_id = {r["clip_id"]: r for r in analysis}
+    dups = [(r["source"].rsplit("/", 1)[1], by_id[r["duplicate_of"]]["source"].rsplit("/", 1)[1])
+            for r in analysis if r["duplicate_of"]]
+    assert dups == [("rabbit320.mp4", "rabbit.webm")]  # the larger copy is kept
+    assert all(r["cluster_id"] is not None for r in analysis)
+    assert {r["embedding_model"] for r in analysis} == {"signature-v1"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["embedding_model"] == "signature-v1"
+    assert manifest["funnel"]["dedup"]["rejected"] == {"duplicate": 1}
+
+
+STRICTER = ["--set", "tiers.0.gates.min_sharpness=p30", "--set", "dedup.threshold=0.8",
+            "--set", "rebalance.per_source_cap=2"]
+
+
+@needs_shared
+def test_retier_matches_a_fresh_run(shared_run, tmp_path, capsys):
+    import shutil
+    import time
+
+    out, _, bad = shared_run
+    copy = tmp_path / "retiered"
+    shutil.copytree(out, copy)
+    started = time.perf_counter()
+    assert main(["retier", str(copy), "--config", DEFAULT, "--no-progress", *STRICTER]) == 0
+    retier_s = time.perf_counter() - started
+    fresh = tmp_path / "fresh"
+    started = time.perf_counter()
+    assert run([VIDEOS, bad], fresh, *STRICTER) == 0
+    fresh_s = time.perf_counter() - started
+    print(f"retier {retier_s:.1f} s vs fresh run {fresh_s:.1f} s: {retier_s / fresh_s:.2f}x")
+    for folder in ("tiers/default", "rejects", "analysis"):
+        assert rows(copy / folder) == rows(fresh / folder), folder
+    assert rows(copy / "tiers/default", ["clip_id"]) != rows(out / "tiers/default", ["clip_id"])
+    assert accounting_problems(copy) == []
+    manifest = json.loads((copy / "manifest.json").read_text())
+    resolved = manifest["funnel"]["tiers"]["thresholds"]["default"]["min_sharpness"]
+    assert resolved > 0 and manifest["config"]["tiers"][0]["gates"]["min_sharpness"] == "p30"
+    # Clip files of clips that left the tier are gone; the others are still there.
+    kept = {r["clip_path"] for r in rows(copy / "tiers/default", ["clip_path"])}
+    assert {str(p.relative_to(copy)) for p in (copy / "clips").rglob("*.mp4")} == kept
