@@ -15,7 +15,8 @@ import ray.data
 from sklearn.cluster import KMeans
 
 from curate import schema
-from curate.config import KMeansConfig
+from curate.config import CurateConfig, KMeansConfig
+from curate.runner import pool_args
 
 
 def embeddings_of(table: pa.Table) -> np.ndarray:
@@ -43,20 +44,25 @@ def _sample_batch(batch: pa.Table, fraction: float, seed: int) -> pa.Table:
     return batch.filter(pa.array(keep)).select(["clip_id", "embedding"])
 
 
-def sample_embeddings(ds: ray.data.Dataset, total: int, cfg: KMeansConfig, seed: int) -> np.ndarray:
-    """At most about ``cfg.sample_size`` embeddings, chosen by clip id hash."""
+def sample_embeddings(ds: ray.data.Dataset, total: int, cfg: KMeansConfig, seed: int) -> pa.Table:
+    """``clip_id`` and ``embedding`` of about ``cfg.sample_size`` clips chosen by id hash
+    (``total`` = rows in ``ds``), sorted by id so the fit does not depend on block order."""
     fraction = min(1.0, cfg.sample_size / max(total, 1))
     sample = ds.map_batches(
         _sample_batch,
         fn_kwargs={"fraction": fraction, "seed": seed},
         batch_format="pyarrow",
-        num_cpus=0.5,
+        num_cpus=0.25,
     )
     tables = [t for t in sample.iter_batches(batch_size=None, batch_format="pyarrow")]
     if not tables:
-        return np.zeros((0, schema.EMBEDDING_DIM), np.float32)
-    table = pa.concat_tables(tables).sort_by("clip_id")  # order-independent fit
-    return embeddings_of(table)[: cfg.sample_size]
+        return pa.table(
+            {
+                "clip_id": pa.array([], pa.string()),
+                "embedding": pa.array([], schema.ANALYSIS.field("embedding").type),
+            }
+        )
+    return pa.concat_tables(tables).sort_by("clip_id").slice(0, cfg.sample_size)
 
 
 def fit_centroids(x: np.ndarray, total: int, cfg: KMeansConfig, seed: int) -> np.ndarray:
@@ -86,11 +92,12 @@ class AssignClusters:
         return batch.append_column(self.column, pa.array(labels, pa.int32()))
 
 
-def assign(ds: ray.data.Dataset, centroids: np.ndarray, column: str) -> ray.data.Dataset:
+def assign(
+    ds: ray.data.Dataset, centroids: np.ndarray, column: str, config: CurateConfig
+) -> ray.data.Dataset:
     return ds.map_batches(
         AssignClusters,
         fn_constructor_kwargs={"centroids": centroids, "column": column},
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
-        num_cpus=0.5,
+        **pool_args(config, "phase2"),
     )

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray.data
 
-from curate.clustering import assign, fit_centroids, sample_embeddings
+from curate.clustering import assign, embeddings_of, fit_centroids, sample_embeddings
 from curate.config import CurateConfig
 from stages.dedup import RANK_COLUMNS, find_duplicates
 from stages.rebalance import rebalance
@@ -36,10 +36,6 @@ class Phase2Result:
 def _with_tier(batch: pa.Table) -> pa.Table:
     """Clips that passed at least the loosest tier (the dedup candidates)."""
     return batch.filter(pc.is_valid(batch["tier"]))
-
-
-def _keep_ids(batch: pa.Table, ids: set[str]) -> pa.Table:
-    return batch.filter(pa.array([c in ids for c in batch["clip_id"].to_pylist()], pa.bool_()))
 
 
 def _funnel(rows_in: int, rows_out: int, reason: str, **extra) -> dict:
@@ -80,7 +76,13 @@ def dedup_and_rebalance(
     ds = None
     if files:
         columns = [*RANK_COLUMNS, "orientation", "embedding"]
-        ds = ray.data.read_parquet([str(f) for f in files]).select_columns(columns)
+        # One folder path, not a file list: Ray resolves each listed path separately, and
+        # without aiohttp its fsspec probe fails from the second path on.
+        folder = {str(Path(f).parent) for f in files}
+        assert len(folder) == 1, "analysis shards live in one folder"
+        ds = ray.data.read_parquet(folder.pop(), file_extensions=["parquet"]).select_columns(
+            columns
+        )
     candidates = int(eligible.sum())
     if config.dedup.enabled and ds is not None and candidates > 1:
         found = find_duplicates(
@@ -115,13 +117,19 @@ def dedup_and_rebalance(
     before = int(survivors.sum())
     if cfg.enabled and ds is not None and before:
         rows = np.flatnonzero(survivors)
-        alive = ds.map_batches(
-            _keep_ids, fn_kwargs={"ids": {ids[i] for i in rows}}, batch_format="pyarrow"
+        # Sample every clip by id hash, then keep the survivors' part of the sample: cheaper
+        # than shipping the survivor ids to every task. The fraction is raised to make up.
+        oversample = cfg.kmeans.model_copy(
+            update={"sample_size": min(4, n // before + 1) * cfg.kmeans.sample_size}
         )
-        sample = sample_embeddings(alive, before, cfg.kmeans, cfg.seed)
+        sample = sample_embeddings(ds, n, oversample, cfg.seed)
+        alive = pa.array([survivors[row_of[c]] for c in sample["clip_id"].to_pylist()], pa.bool_())
+        sample = embeddings_of(sample.filter(alive))[: cfg.kmeans.sample_size]
         centroids = fit_centroids(sample, before, cfg.kmeans, cfg.seed)
         # Every analysis row gets a concept cluster, survivors or not.
-        labelled = assign(ds.select_columns(["clip_id", "embedding"]), centroids, "cluster_id")
+        labelled = assign(
+            ds.select_columns(["clip_id", "embedding"]), centroids, "cluster_id", config
+        )
         for batch in labelled.select_columns(["clip_id", "cluster_id"]).iter_batches(
             batch_size=None, batch_format="pyarrow"
         ):

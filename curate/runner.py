@@ -45,6 +45,23 @@ def configure_data_context(progress: bool = True) -> None:
     ctx.print_on_execution_start = False
 
 
+def pool_args(config: CurateConfig, name: str) -> dict:
+    """``compute`` and resource arguments for an actor pool with the resources of
+    ``ray.<name>``."""
+    res = getattr(config.ray, name)
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    max_actors = res.max_actors or max(res.min_actors, int(cpus))
+    args: dict = {
+        "compute": ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=max_actors),
+        "num_cpus": res.num_cpus,
+    }
+    if res.num_gpus:
+        args["num_gpus"] = res.num_gpus
+    if res.memory:
+        args["memory"] = res.memory
+    return args
+
+
 def map_stage(
     ds: ray.data.Dataset, name: str, config: CurateConfig, batch_size: int = 1, **stage_kwargs
 ) -> ray.data.Dataset:
@@ -53,19 +70,10 @@ def map_stage(
     Pools start at ``min_actors`` and grow on demand, and actors take fractional CPUs, so the
     read tasks feeding them always find a CPU (an all-CPU pool deadlocks a 2-core machine).
     """
-    res = getattr(config.ray, name)
-    cpus = ray.cluster_resources().get("CPU", 1.0)
-    max_actors = res.max_actors or max(res.min_actors, int(cpus))
-    remote_args = {"num_cpus": res.num_cpus}
-    if res.num_gpus:
-        remote_args["num_gpus"] = res.num_gpus
-    if res.memory:
-        remote_args["memory"] = res.memory
     return ds.map_batches(
         STAGES[name],
         batch_size=batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=max_actors),
         fn_constructor_kwargs={"config": config, **stage_kwargs},
-        **remote_args,
+        **pool_args(config, name),
     )

@@ -22,6 +22,7 @@ from sklearn.cluster import KMeans
 
 from curate.clustering import assign, embeddings_of, fit_centroids, sample_embeddings
 from curate.config import CurateConfig, DedupConfig
+from curate.runner import pool_args
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +148,15 @@ def find_duplicates(
     cfg = config.dedup
     if total < 2:
         return DUPLICATES.empty_table()
-    sample = sample_embeddings(ds, total, cfg.kmeans, seed)
+    sample = embeddings_of(sample_embeddings(ds, total, cfg.kmeans, seed))
     centroids = fit_centroids(sample, total, cfg.kmeans, seed)
-    labelled = assign(ds, centroids, "dedup_cluster")
+    labelled = assign(ds, centroids, "dedup_cluster", config)
     tier_names = [t.name for t in config.tiers]
     result = labelled.groupby("dedup_cluster").map_groups(
         DedupCluster,
         fn_constructor_kwargs={"cfg": cfg, "tier_names": tier_names, "seed": seed},
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2),
-        num_cpus=0.5,
+        **pool_args(config, "phase2"),
     )
     tables = list(result.iter_batches(batch_size=None, batch_format="pyarrow"))
     found = pa.concat_tables(tables) if tables else DUPLICATES.empty_table()

@@ -143,11 +143,16 @@ def test_export_modes(ray_local, synthetic_inputs, tmp_path, mode):
 @needs_shared
 def test_shared_near_duplicate_pair_is_found(shared_run):
     out, _, _ = shared_run
-    analysis = rows(out / "analysis", ["clip_id", "source", "duplicate_of", "cluster_id",
-                                       "embedding_model", "sample_weight"])
+    analysis = rows(
+        out / "analysis",
+        ["clip_id", "source", "duplicate_of", "cluster_id", "embedding_model", "sample_weight"],
+    )
     by_id = {r["clip_id"]: r for r in analysis}
-    dups = [(r["source"].rsplit("/", 1)[1], by_id[r["duplicate_of"]]["source"].rsplit("/", 1)[1])
-            for r in analysis if r["duplicate_of"]]
+    dups = [
+        (r["source"].rsplit("/", 1)[1], by_id[r["duplicate_of"]]["source"].rsplit("/", 1)[1])
+        for r in analysis
+        if r["duplicate_of"]
+    ]
     assert dups == [("rabbit320.mp4", "rabbit.webm")]  # the larger copy is kept
     assert all(r["cluster_id"] is not None for r in analysis)
     assert {r["embedding_model"] for r in analysis} == {"signature-v1"}
@@ -156,8 +161,14 @@ def test_shared_near_duplicate_pair_is_found(shared_run):
     assert manifest["funnel"]["dedup"]["rejected"] == {"duplicate": 1}
 
 
-STRICTER = ["--set", "tiers.0.gates.min_sharpness=p30", "--set", "dedup.threshold=0.8",
-            "--set", "rebalance.per_source_cap=2"]
+STRICTER = [
+    "--set",
+    "tiers.0.gates.min_sharpness=p30",
+    "--set",
+    "dedup.threshold=0.8",
+    "--set",
+    "rebalance.per_source_cap=2",
+]
 
 
 @needs_shared

@@ -1,0 +1,235 @@
+"""Scale benchmark of phase 2: dedup and re-balance N synthetic 512-d clip embeddings.
+
+Writes an ``analysis``-shaped Parquet folder of N clips (default 1,000,000) with skewed concept
+clusters (Zipf sizes) and planted groups of near-duplicate copies, then runs the real phase-2
+code (``curate.phase2.dedup_and_rebalance``: sampled K-means fit, Ray Data assignment, one task
+per cluster for pairwise dedup, re-balancing) on a local Ray instance. Prints wall time, peak
+memory of the machine (everything: driver, Ray workers, object store) above its level at
+start, and recall/precision of the planted duplicates.
+
+Run from the repo root::
+
+    python scripts/bench_phase2.py [--clips 1000000] [--workdir /tmp/curate-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from curate import schema  # noqa: E402
+from curate.config import CurateConfig  # noqa: E402
+
+DIM = schema.EMBEDDING_DIM
+
+
+def used_memory() -> int:
+    """Bytes in use on the machine (MemTotal - MemAvailable)."""
+    info = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, value = line.split(":")
+        info[key] = int(value.split()[0]) * 1024
+    return info["MemTotal"] - info["MemAvailable"]
+
+
+class PeakMemory:
+    def __init__(self) -> None:
+        self.base = used_memory()
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, used_memory())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return (self.peak - self.base) / 2**30
+
+
+def write_dataset(
+    folder: Path, n: int, concepts: int, dup_share: float, seed: int, rows_per_file: int
+) -> set[frozenset]:
+    """Write ``n`` clips; returns the planted duplicate pairs (as clip-id pairs)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(concepts, DIM)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    weights = 1.0 / np.arange(1, concepts + 1) ** 1.1  # skewed concept sizes
+    weights /= weights.sum()
+    n_copies = int(n * dup_share)
+    n_originals = n - n_copies
+    truth: set[frozenset] = set()
+    folder.mkdir(parents=True)
+    originals_written = 0
+    part = 0
+    # Copies of the previous part's originals land in the next part, so they cross shards.
+    pending: list[tuple[str, np.ndarray]] = []
+    while originals_written < n_originals or pending:
+        take = min(rows_per_file - len(pending), n_originals - originals_written)
+        labels = rng.choice(concepts, size=take, p=weights)
+        x = centers[labels] + rng.normal(scale=0.06, size=(take, DIM)).astype(np.float32)
+        ids = [f"o{originals_written + i:08d}" for i in range(take)]
+        copy_ids = [c for c, _ in pending]
+        if pending:
+            x = np.concatenate([x, np.stack([v for _, v in pending])])
+            ids += copy_ids
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        rows = len(ids)
+        table = pa.table(
+            {
+                "clip_id": ids,
+                "source": [f"video{i}.mp4" for i in ids],
+                "tier": ["default"] * rows,
+                "sharpness": rng.uniform(10, 500, rows).astype(np.float32),
+                "width": np.full(rows, 1280, np.int32),
+                "height": np.full(rows, 720, np.int32),
+                "duration_s": np.full(rows, 8.0),
+                "motion_score": np.full(rows, 0.1, np.float32),
+                "orientation": ["landscape"] * rows,
+                "start_s": np.zeros(rows),
+                "end_s": np.full(rows, 8.0),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), DIM),
+            }
+        )
+        pq.write_table(table, folder / f"part-{part:05d}.parquet", compression="zstd")
+        part += 1
+        originals_written += take
+        # Plant copies of some originals of this part (into the next part).
+        budget = n_copies - len(truth)  # one copy per planted original
+        k = min(budget, take // 10 if originals_written < n_originals else 0)
+        pending = []
+        for i in rng.choice(take, size=max(0, k), replace=False):
+            copy = x[i] + rng.normal(scale=0.005, size=DIM).astype(np.float32)
+            cid = f"c{ids[i][1:]}"
+            pending.append((cid, copy / np.linalg.norm(copy)))
+            truth.add(frozenset((ids[i], cid)))
+        if not take and not pending:
+            break
+    return truth
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=int, default=1_000_000)
+    parser.add_argument("--concepts", type=int, default=2000)
+    parser.add_argument("--dup-share", type=float, default=0.05)
+    parser.add_argument("--workdir", default="/tmp/curate-bench-phase2")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import logging
+
+    import ray
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from curate.phase2 import dedup_and_rebalance
+    from curate.runner import configure_data_context
+
+    work = Path(args.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    t = time.perf_counter()
+    truth = write_dataset(
+        work / "analysis",
+        args.clips,
+        args.concepts,
+        args.dup_share,
+        args.seed,
+        rows_per_file=10_000,
+    )
+    files = sorted((work / "analysis").glob("part-*.parquet"))
+    print(
+        f"wrote {args.clips} clips ({len(truth)} planted duplicate pairs) in "
+        f"{time.perf_counter() - t:.0f} s"
+    )
+
+    config = CurateConfig.model_validate(
+        {
+            "dedup": {
+                "threshold": 0.95,
+                "max_cluster_size": 5000,
+                "kmeans": {
+                    "k": 512,
+                    "min_cluster_size": 500,
+                    "sample_size": 50_000,
+                    "iterations": 15,
+                },
+            },
+            "rebalance": {
+                "mode": "cap",
+                "cap_quantile": 0.9,
+                "kmeans": {
+                    "k": 256,
+                    "min_cluster_size": 20,
+                    "sample_size": 50_000,
+                    "iterations": 15,
+                },
+            },
+        }
+    )
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    configure_data_context(progress=False)
+    memory = PeakMemory()
+    started = time.perf_counter()
+    index = pa.concat_tables(
+        pq.read_table(
+            f,
+            columns=[
+                "clip_id",
+                "source",
+                "start_s",
+                "end_s",
+                "width",
+                "height",
+                "orientation",
+                "duration_s",
+                "sharpness",
+                "motion_score",
+                "tier",
+            ],
+        )
+        for f in files
+    )
+    result = dedup_and_rebalance(index, np.ones(index.num_rows, bool), files, config)
+    elapsed = time.perf_counter() - started
+    peak_gib = memory.stop()
+    ray.shutdown()
+
+    ids = index["clip_id"].to_pylist()
+    dup_of = result.columns["duplicate_of"].to_pylist()
+    found = {frozenset((a, b)) for a, b in zip(ids, dup_of) if b}
+    recall = len(found & truth) / max(1, len(truth))
+    precision = len(found & truth) / max(1, len(found))
+    rebalance = result.funnel["rebalance"]
+    print(
+        f"phase 2 over {index.num_rows} clips: {elapsed:.0f} s, "
+        f"peak memory +{peak_gib:.2f} GiB above start"
+    )
+    print(
+        f"dedup: {len(found)} duplicates found, {len(truth)} planted: "
+        f"recall {recall:.4f}, precision {precision:.4f}"
+    )
+    print(
+        f"rebalance: cap {rebalance.get('cap')}, largest cluster share "
+        f"{rebalance['largest_share_before']:.4f} -> {rebalance['largest_share_after']:.4f}, "
+        f"{rebalance['in'] - rebalance['out']} clips rebalanced out"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
