@@ -87,6 +87,49 @@ class FlowSample:
     """Decoded index of the first frame of the pair; the second is ``index + 1``."""
     magnitude: float
     """Mean flow magnitude in frame diagonals per second."""
+    motion: GlobalMotion
+
+
+@dataclass(frozen=True)
+class GlobalMotion:
+    """Similarity motion of the image content, fitted to a flow field. Image axes: x right,
+    y down; lengths in frame diagonals, rates per second."""
+
+    tx: float
+    """Content translation to the right."""
+    ty: float
+    """Content translation downwards."""
+    scale: float
+    """Relative growth of the content about the centre (> 0: expands)."""
+    rotation: float
+    """Radians; > 0 turns the content clockwise on screen (y points down)."""
+    residual: float
+    """RMS of the flow the model does not explain (moving objects, parallax, noise)."""
+
+
+def fit_global_motion(flow: np.ndarray, dt: float, step: int = 4) -> GlobalMotion:
+    """Least-squares fit of ``u = tx + s*x - r*y, v = ty + r*x + s*y`` on a grid of the flow,
+    refitted once without the worst quarter of points (moving foreground)."""
+    h, w = flow.shape[:2]
+    diag = float(np.hypot(h, w))
+    ys, xs = np.mgrid[step // 2 : h : step, step // 2 : w : step]
+    u = flow[ys, xs, 0].ravel() / diag
+    v = flow[ys, xs, 1].ravel() / diag
+    x = (xs.ravel() - (w - 1) / 2) / diag
+    y = (ys.ravel() - (h - 1) / 2) / diag
+    keep = np.ones(u.size, bool)
+    for _ in range(2):
+        xk, yk, uk, vk = x[keep], y[keep], u[keep], v[keep]
+        xc, yc = xk - xk.mean(), yk - yk.mean()
+        norm = float((xc**2 + yc**2).sum()) or 1.0
+        s = float((uk * xc + vk * yc).sum() / norm)
+        r = float((vk * xc - uk * yc).sum() / norm)
+        tx = float(uk.mean() - s * xk.mean() + r * yk.mean())
+        ty = float(vk.mean() - r * xk.mean() - s * yk.mean())
+        err = np.hypot(u - (tx + s * x - r * y), v - (ty + r * x + s * y))
+        keep = err <= np.quantile(err, 0.75)
+    residual = float(np.sqrt((err[keep] ** 2).mean()))
+    return GlobalMotion(tx / dt, ty / dt, s / dt, r / dt, residual / dt)
 
 
 @dataclass
@@ -122,7 +165,9 @@ class FlowSignal:
                 flow = self._flow(self._prev, small)
                 mag = float(np.sqrt((flow**2).sum(axis=2)).mean())
                 diag = float(np.hypot(*small.shape[:2]))
-                self.samples.append(FlowSample(self._prev_index, mag / diag / dt))
+                self.samples.append(
+                    FlowSample(self._prev_index, mag / diag / dt, fit_global_motion(flow, dt))
+                )
             self._prev = None
         if t >= self._next_t:
             self._prev, self._prev_index, self._prev_t = small, index, t

@@ -10,13 +10,13 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import cv2
 import numpy as np
 import pyarrow as pa
 
-from curate import schema
+from curate import camera_motion, schema
 from curate.config import AnalyzeConfig, ClipsConfig, CurateConfig
 from curate.signals import FlowSignal, ShotSignal, downscale, laplacian_variance
 from curate.video import (
@@ -48,6 +48,8 @@ class FrameSeries:
     """First frame index of each flow pair (the pair is ``index, index + 1``)."""
     flow_magnitude: np.ndarray
     """Flow magnitude of each pair, frame diagonals per second."""
+    flow_motion: np.ndarray
+    """Global motion of each pair: rows of ``(tx, ty, scale, rotation, residual)``."""
     keyframe_times: np.ndarray
     keyframes: list[bytes]
     """JPEG keyframes at ``analyze.keyframes`` size and rate."""
@@ -103,6 +105,9 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
         cuts=shots.finish(),
         flow_index=np.asarray([s.index for s in flow.samples], dtype=np.int64),
         flow_magnitude=np.asarray([s.magnitude for s in flow.samples], dtype=np.float32),
+        flow_motion=np.asarray([astuple(s.motion) for s in flow.samples], dtype=np.float32).reshape(
+            -1, 5
+        ),
         keyframe_times=np.asarray(key_times),
         keyframes=keyframes,
     )
@@ -271,6 +276,7 @@ def _clip_row(
     # Flow pairs count when both frames lie inside the clip.
     in_clip = (series.flow_index >= w.start) & (series.flow_index + 1 < w.end)
     motion = series.flow_magnitude[in_clip]
+    camera, confidence = camera_motion.classify(series.flow_motion[in_clip])
     keyframes = _clip_keyframes(series, start_s, end_s, cfg.keyframes.per_clip)
     thumbnail = None
     if keyframes:
@@ -297,6 +303,8 @@ def _clip_row(
         "start_shift_s": float(start_s - series.times[w.start - w.shift]),
         "motion_score": float(motion.mean()) if motion.size else None,
         "motion_p90": float(np.percentile(motion, 90)) if motion.size else None,
+        "camera_motion": camera,
+        "camera_motion_confidence": confidence,
         "thumbnail": thumbnail,
         "keyframes": keyframes,
     }

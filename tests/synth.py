@@ -117,3 +117,93 @@ def bad_inputs(folder: Path) -> dict[str, str]:
         "truncated.mp4": "unreadable",
         "audio_only.mp4": "no_video_stream",
     }
+
+
+CAMERA_CLASSES = (
+    "static",
+    "pan_left",
+    "pan_right",
+    "tilt_up",
+    "tilt_down",
+    "zoom_in",
+    "zoom_out",
+    "roll_cw",
+    "roll_ccw",
+    "handheld",
+)
+
+
+def camera_motion_frames(
+    image: np.ndarray, kind: str, speed: float, n: int = 75, size=(240, 320), seed: int = 0
+):
+    """Frames of a virtual camera moving over ``image`` (BGR or RGB, larger than ``size``).
+
+    ``speed`` in 0.5..2 scales the motion. Directions follow the camera: panning right
+    slides the content left, tilting up moves it down, rolling clockwise turns it
+    counter-clockwise on screen, zooming in enlarges it. Handheld is a smoothed random shake.
+    """
+    h, w = size
+    # The camera sees most of the picture, not a featureless detail of it.
+    image = cv2.resize(image, (int(w * 1.6), int(h * 1.6)), interpolation=cv2.INTER_AREA)
+    ih, iw = image.shape[:2]
+    cx, cy = iw / 2, ih / 2
+    rng = np.random.default_rng(seed)
+    shake = np.cumsum(rng.normal(scale=1.2 * speed, size=(n, 2)), axis=0)
+    shake -= np.linspace(0, 1, n)[:, None] * shake[-1]  # wander around, end where it started
+    rot_shake = np.cumsum(rng.normal(scale=0.08 * speed, size=n))
+    for i in range(n):
+        dx = dy = angle = 0.0
+        zoom = 1.0
+        if kind == "pan_right":
+            dx = -1.6 * speed * i
+        elif kind == "pan_left":
+            dx = 1.6 * speed * i
+        elif kind == "tilt_up":
+            dy = 1.6 * speed * i
+        elif kind == "tilt_down":
+            dy = -1.6 * speed * i
+        elif kind == "zoom_in":
+            zoom = (1 + 0.006 * speed) ** i
+        elif kind == "zoom_out":
+            zoom = (1 + 0.006 * speed) ** (n - i)
+        elif kind == "roll_cw":
+            angle = 0.35 * speed * i  # OpenCV: positive = counter-clockwise on screen
+        elif kind == "roll_ccw":
+            angle = -0.35 * speed * i
+        elif kind == "handheld":
+            dx, dy = shake[i]
+            angle = rot_shake[i]
+        m = cv2.getRotationMatrix2D((cx, cy), angle, zoom)
+        # Centre the output window on the image centre, then move the content.
+        m[0, 2] += dx - (cx - w / 2)
+        m[1, 2] += dy - (cy - h / 2)
+        yield cv2.warpAffine(
+            image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+
+
+def real_frames(videos: Path, min_width: int = 640, count: int = 6) -> list[np.ndarray]:
+    """One detailed RGB frame (at 40 % of the duration) from each of ``count`` shared videos."""
+    frames = []
+    for path in sorted(videos.rglob("*")):
+        if path.suffix.lower() not in {".mp4", ".webm", ".mov", ".mkv", ".avi"}:
+            continue
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            if s.codec_context.width < min_width:
+                continue
+            duration = float(s.duration * s.time_base) if s.duration else c.duration / 1e6
+            for f in c.decode(s):
+                if f.time is not None and f.time >= 0.4 * duration:
+                    image = f.to_ndarray(format="rgb24")
+                    break
+            else:
+                continue
+        # Keep frames with texture over most of the picture (flow needs it everywhere).
+        gray = cv2.cvtColor(cv2.resize(image, (320, 180)), cv2.COLOR_RGB2GRAY)
+        grad = cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
+        if (cv2.blur(grad, (15, 15)) > 40).mean() > 0.6:
+            frames.append(image)
+        if len(frames) == count:
+            break
+    return frames

@@ -126,6 +126,7 @@ def _series(times, sharp, cuts=()):
         cuts=list(cuts),
         flow_index=np.zeros(0, np.int64),
         flow_magnitude=np.zeros(0, np.float32),
+        flow_motion=np.zeros((0, 5), np.float32),
         keyframe_times=np.zeros(0),
         keyframes=[],
     )
