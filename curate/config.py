@@ -108,6 +108,7 @@ class AnalyzeConfig(Model):
     skip_loop_filter: bool = Field(
         True, description="Skip H.264/VP8 deblocking while analysing (faster, invisible at 256 px)."
     )
+    borders_fps: float = Field(2.0, gt=0, description="Frames per second profiled for bars.")
     shots: ShotsConfig = ShotsConfig()
     clips: ClipsConfig = ClipsConfig()
     flow: FlowConfig = FlowConfig()
@@ -200,9 +201,13 @@ class Gates(Model):
     min_sharpness: Annotated[float, Field(ge=0)] | Percentile | None = None
     min_motion: Annotated[float, Field(ge=0)] | Percentile | None = None
     max_motion: Annotated[float, Field(gt=0)] | Percentile | None = None
+    max_border: float | None = Field(
+        None, ge=0, le=1, description="Largest bar (fraction of height/width) a clip may have."
+    )
 
 
 class TierExport(Model):
+    crop_borders: bool = Field(False, description="Crop measured bars off exported clips.")
     short_side: int | None = Field(None, ge=16, description="Exported short side; never upscales.")
     fps: float | None = Field(
         None, gt=0, description="Exported frame rate; null keeps the source's."

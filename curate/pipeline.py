@@ -51,6 +51,10 @@ TIER_INPUT_COLUMNS = [
     "duration_s",
     "sharpness",
     "motion_score",
+    "border_top",
+    "border_bottom",
+    "border_left",
+    "border_right",
     "tier",
 ]
 """The slice of ``analysis`` that phase 2 and 3 read (never thumbnails or embeddings)."""
@@ -69,6 +73,8 @@ PACKAGES = (
 )
 """Package versions recorded in the manifest."""
 
+
+BORDER_SIDES = ("top", "bottom", "left", "right")
 
 PHASE1_STAGES = ["probe", "analyze"]
 """Stages whose rejects a re-tier keeps (it recomputes everything after them)."""
@@ -307,7 +313,8 @@ class Run:
         if self.config.export.mode == "reference":
             return {}, []
         exported: dict = {}
-        clips = index.select(["clip_id", "source", "start_s", "end_s"]).to_pylist()
+        border_columns = [f"border_{side}" for side in BORDER_SIDES]
+        clips = index.select(["clip_id", "source", "start_s", "end_s", *border_columns]).to_pylist()
         jobs: dict[str, dict[tuple[str, str], dict]] = {}
         for tier, tier_passed in zip(self.config.tiers, passed):
             key = export_key(tier.export)
@@ -324,6 +331,9 @@ class Run:
                     "end_s": c["end_s"],
                     "short_side": tier.export.short_side,
                     "fps": tier.export.fps,
+                    "crop": [c[f"border_{side}"] or 0.0 for side in BORDER_SIDES]
+                    if tier.export.crop_borders
+                    else None,
                 }
         if not jobs:
             return exported, []

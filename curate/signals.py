@@ -177,3 +177,70 @@ class FlowSignal:
         if self._engine is not None:
             return self._engine.calc(a, b, None)
         return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+
+
+BAR_STD = 3.0
+"""A row or column this uniform (gray-level std at analysis size) may belong to a bar."""
+
+BAR_DRIFT = 4.0
+"""A bar's level varies less than this over the clip (bars are static, scenes are not)."""
+
+BAR_LEVEL = 8.0
+"""Rows of one bar have levels within this of the outermost row."""
+
+BAR_PAIRING = 0.25
+"""Opposite bars may differ by this share of the larger one (encoders round bar sizes)."""
+
+MAX_BARS = 0.8
+"""Bars covering more than this much of an axis mean a blank frame, not a border."""
+
+
+@dataclass
+class BorderSignal:
+    """Row and column profiles (mean and spread of gray levels) of frames sampled at ``fps``."""
+
+    fps: float
+    times: list[float] = field(default_factory=list)
+    rows: list[np.ndarray] = field(default_factory=list)
+    cols: list[np.ndarray] = field(default_factory=list)
+    _next_t: float = 0.0
+
+    def wants(self, t: float) -> bool:
+        return t >= self._next_t
+
+    def update(self, t: float, gray: np.ndarray) -> None:
+        g = gray.astype(np.float32)
+        self.rows.append(np.stack([g.mean(axis=1), g.std(axis=1)]))
+        col_mean, col_std = g.mean(axis=0), g.std(axis=0)
+        self.cols.append(np.stack([col_mean, col_std]))
+        self.times.append(t)
+        self._next_t = t + 1.0 / self.fps
+
+
+def bar_size(profiles: np.ndarray) -> tuple[float, float]:
+    """Fractions of the axis covered by static, uniform, paired bars at its start and end.
+
+    ``profiles``: ``(samples, 2, n)`` of per-line mean and std over the clip's samples."""
+    if len(profiles) == 0:
+        return 0.0, 0.0
+    means, stds = profiles[:, 0, :], profiles[:, 1, :]
+    uniform = (stds.max(axis=0) < BAR_STD) & (np.ptp(means, axis=0) < BAR_DRIFT)
+    level = means.mean(axis=0)
+    n = uniform.size
+
+    def run(order: np.ndarray) -> int:
+        count = 0
+        for i in order:
+            if not uniform[i] or abs(level[i] - level[order[0]]) > BAR_LEVEL:
+                break
+            count += 1
+        return count
+
+    start, end = run(np.arange(n)), run(np.arange(n)[::-1])
+    if start + end > MAX_BARS * n:
+        return 0.0, 0.0
+    # Letterbox and pillarbox bars come in matching pairs; a uniform band on one side only
+    # is a dark sky, a black title card or a shadow, not a border.
+    if abs(start - end) > max(2, BAR_PAIRING * max(start, end)):
+        return 0.0, 0.0
+    return start / n, end / n

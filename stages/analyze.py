@@ -18,7 +18,14 @@ import pyarrow as pa
 
 from curate import camera_motion, schema
 from curate.config import AnalyzeConfig, ClipsConfig, CurateConfig
-from curate.signals import FlowSignal, ShotSignal, downscale, laplacian_variance
+from curate.signals import (
+    BorderSignal,
+    FlowSignal,
+    ShotSignal,
+    bar_size,
+    downscale,
+    laplacian_variance,
+)
 from curate.video import (
     DECODE_ERRORS,
     MediaError,
@@ -50,6 +57,11 @@ class FrameSeries:
     """Flow magnitude of each pair, frame diagonals per second."""
     flow_motion: np.ndarray
     """Global motion of each pair: rows of ``(tx, ty, scale, rotation, residual)``."""
+    border_times: np.ndarray
+    border_rows: np.ndarray
+    """``(samples, 2, height)``: per-row gray mean and std of frames sampled for borders."""
+    border_cols: np.ndarray
+    """``(samples, 2, width)``: the same per column."""
     keyframe_times: np.ndarray
     keyframes: list[bytes]
     """JPEG keyframes at ``analyze.keyframes`` size and rate."""
@@ -66,6 +78,7 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
     size = scaled_size(info, cfg.short_side, multiple=8)
     shots = ShotSignal(cfg.shots)
     flow = FlowSignal(cfg.flow)
+    borders = BorderSignal(cfg.borders_fps)
     key_every = 1.0 / cfg.keyframes.fps
     times: list[float] = []
     sharpness: list[float] = []
@@ -80,6 +93,8 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
             sharpness.append(laplacian_variance(gray))
             if flow.wants(t):
                 flow.update(frame.index, t, gray)
+            if borders.wants(t):
+                borders.update(t, gray)
             if t >= next_key:
                 image = downscale(frame.to_bgr(), cfg.keyframes.short_side)
                 keyframes.append(_jpeg(image, cfg.keyframes.quality))
@@ -108,6 +123,9 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
         flow_motion=np.asarray([astuple(s.motion) for s in flow.samples], dtype=np.float32).reshape(
             -1, 5
         ),
+        border_times=np.asarray(borders.times),
+        border_rows=np.asarray(borders.rows, np.float32),
+        border_cols=np.asarray(borders.cols, np.float32),
         keyframe_times=np.asarray(key_times),
         keyframes=keyframes,
     )
@@ -277,6 +295,9 @@ def _clip_row(
     in_clip = (series.flow_index >= w.start) & (series.flow_index + 1 < w.end)
     motion = series.flow_magnitude[in_clip]
     camera, confidence = camera_motion.classify(series.flow_motion[in_clip])
+    sampled = (series.border_times >= start_s) & (series.border_times < end_s)
+    top, bottom = bar_size(series.border_rows[sampled])
+    left, right = bar_size(series.border_cols[sampled])
     keyframes = _clip_keyframes(series, start_s, end_s, cfg.keyframes.per_clip)
     thumbnail = None
     if keyframes:
@@ -303,6 +324,10 @@ def _clip_row(
         "start_shift_s": float(start_s - series.times[w.start - w.shift]),
         "motion_score": float(motion.mean()) if motion.size else None,
         "motion_p90": float(np.percentile(motion, 90)) if motion.size else None,
+        "border_top": top,
+        "border_bottom": bottom,
+        "border_left": left,
+        "border_right": right,
         "camera_motion": camera,
         "camera_motion_confidence": confidence,
         "thumbnail": thumbnail,

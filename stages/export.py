@@ -41,7 +41,7 @@ EPS = 1e-4
 def export_key(spec: TierExport) -> str:
     """Folder name of one export spec, e.g. ``720p_24fps`` or ``fullres``."""
     size = f"{spec.short_side}p" if spec.short_side else "fullres"
-    return size + (f"_{spec.fps:g}fps" if spec.fps else "")
+    return size + (f"_{spec.fps:g}fps" if spec.fps else "") + ("_crop" if spec.crop_borders else "")
 
 
 def clip_relpath(key: str, clip_id: str) -> str:
@@ -113,10 +113,16 @@ class ExportStage:
         n_out = max(1, round((end - start) * float(rate)))
         short = min(job["short_side"] or 10**9, info.width, info.height)
         size = scaled_size(info, short)
+        upright_w, upright_h = (size[1], size[0]) if info.quarter_turns % 2 else size
+        # Bars come off after scaling: (top, bottom, left, right) fractions, even sizes.
+        top, bottom, left, right = job.get("crop") or (0.0, 0.0, 0.0, 0.0)
+        y0, x0 = 2 * round(top * upright_h / 2), 2 * round(left * upright_w / 2)
+        y1 = upright_h - 2 * round(bottom * upright_h / 2)
+        x1 = upright_w - 2 * round(right * upright_w / 2)
 
         with av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out:
             ost = out.add_stream("libx264", rate=rate)
-            ost.width, ost.height = (size[1], size[0]) if info.quarter_turns % 2 else size
+            ost.width, ost.height = x1 - x0, y1 - y0
             ost.pix_fmt = "yuv420p"
             ost.options = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
             ost.codec_context.time_base = 1 / rate
@@ -144,7 +150,7 @@ class ExportStage:
                 image = scaler.reformat(
                     frame, width=size[0], height=size[1], format="rgb24"
                 ).to_ndarray()
-                shown = upright(image, info)
+                shown = np.ascontiguousarray(upright(image, info)[y0:y1, x0:x1])
             if shown is None:
                 raise ValueError(f"no frame decoded in [{start:.3f}, {end:.3f})")
             emit_until(float("inf"))

@@ -36,6 +36,11 @@ def _short_side(t: pa.Table) -> np.ndarray:
     return np.minimum(_col("width")(t), _col("height")(t))
 
 
+def _largest_border(t: pa.Table) -> np.ndarray:
+    sides = [_col(f"border_{side}")(t) for side in ("top", "bottom", "left", "right")]
+    return np.nan_to_num(np.max(sides, axis=0), nan=0.0) if t.num_rows else np.zeros(0)
+
+
 def _at_least(v: np.ndarray, threshold: float) -> np.ndarray:
     # A missing score (NaN) never passes a gate.
     return v >= threshold
@@ -52,6 +57,7 @@ GATES: tuple[Gate, ...] = (
     Gate("min_sharpness", "sharpness", "blurry", _col("sharpness"), _at_least),
     Gate("min_motion", "motion_score", "static", _col("motion_score"), _at_least),
     Gate("max_motion", "motion_score", "excessive_motion", _col("motion_score"), _at_most),
+    Gate("max_border", "largest border", "border", _largest_border, _at_most),
 )
 """Every gate, in the order they are checked (the first failure names the reject reason)."""
 

@@ -127,6 +127,9 @@ def _series(times, sharp, cuts=()):
         flow_index=np.zeros(0, np.int64),
         flow_magnitude=np.zeros(0, np.float32),
         flow_motion=np.zeros((0, 5), np.float32),
+        border_times=np.zeros(0),
+        border_rows=np.zeros((0, 2, 1), np.float32),
+        border_cols=np.zeros((0, 2, 1), np.float32),
         keyframe_times=np.zeros(0),
         keyframes=[],
     )
