@@ -201,6 +201,7 @@ class Gates(Model):
     min_sharpness: Annotated[float, Field(ge=0)] | Percentile | None = None
     min_motion: Annotated[float, Field(ge=0)] | Percentile | None = None
     max_motion: Annotated[float, Field(gt=0)] | Percentile | None = None
+    min_aesthetic: Annotated[float, Field(ge=0, le=10)] | Percentile | None = None
     max_border: float | None = Field(
         None, ge=0, le=1, description="Largest bar (fraction of height/width) a clip may have."
     )

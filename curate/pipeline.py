@@ -51,6 +51,7 @@ TIER_INPUT_COLUMNS = [
     "duration_s",
     "sharpness",
     "motion_score",
+    "aesthetic",
     "border_top",
     "border_bottom",
     "border_left",

@@ -244,3 +244,44 @@ def bar_size(profiles: np.ndarray) -> tuple[float, float]:
     if abs(start - end) > max(2, BAR_PAIRING * max(start, end)):
         return 0.0, 0.0
     return start / n, end / n
+
+
+AESTHETIC_WEIGHTS = {
+    "exposure": 0.2,
+    "contrast": 0.2,
+    "colourfulness": 0.15,
+    "noise": 0.15,
+    "sharpness": 0.3,
+}
+"""How the technical-quality components add up to the ``aesthetic`` score (0-10)."""
+
+
+def technical_quality(bgr: np.ndarray) -> float:
+    """Offline aesthetic proxy, 0-10: good exposure, contrast, colourfulness, little noise and
+    crisp detail each add up to their weight.
+
+    - exposure: mean luminance near mid-grey (1 at 0.5, 0 at black or white);
+    - contrast: luminance standard deviation, full marks from 0.25;
+    - colourfulness: Hasler & Suesstrunk's metric, full marks from 100;
+    - noise: Immerkaer's fast noise sigma, 0 marks from sigma 10 (8-bit levels);
+    - sharpness: log10 of the Laplacian variance after a 3x3 median (so noise does not pass
+      for detail), full marks from 1000.
+    """
+    gray8 = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    gray = gray8.astype(np.float32)
+    lum = gray / 255.0
+    b, g, r = (bgr[..., i].astype(np.float32) for i in range(3))
+    rg, yb = r - g, 0.5 * (r + g) - b
+    colourfulness = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    h, w = gray.shape
+    sigma = np.abs(cv2.filter2D(gray, -1, kernel))[1:-1, 1:-1].sum()
+    sigma *= np.sqrt(np.pi / 2) / (6 * (w - 2) * (h - 2))
+    parts = {
+        "exposure": 1 - min(1.0, abs(float(lum.mean()) - 0.5) * 2),
+        "contrast": min(1.0, float(lum.std()) / 0.25),
+        "colourfulness": min(1.0, float(colourfulness) / 100),
+        "noise": 1 - min(1.0, float(sigma) / 10),
+        "sharpness": min(1.0, np.log10(1 + laplacian_variance(cv2.medianBlur(gray8, 3))) / 3),
+    }
+    return 10 * sum(AESTHETIC_WEIGHTS[k] * v for k, v in parts.items())

@@ -25,6 +25,7 @@ from curate.signals import (
     bar_size,
     downscale,
     laplacian_variance,
+    technical_quality,
 )
 from curate.video import (
     DECODE_ERRORS,
@@ -63,6 +64,8 @@ class FrameSeries:
     border_cols: np.ndarray
     """``(samples, 2, width)``: the same per column."""
     keyframe_times: np.ndarray
+    keyframe_quality: np.ndarray
+    """Technical-quality score (0-10) of every keyframe."""
     keyframes: list[bytes]
     """JPEG keyframes at ``analyze.keyframes`` size and rate."""
 
@@ -83,6 +86,7 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
     times: list[float] = []
     sharpness: list[float] = []
     key_times: list[float] = []
+    key_quality: list[float] = []
     keyframes: list[bytes] = []
     next_key = -1.0
     frames = iter_scaled_frames(container, stream, info, size)
@@ -98,6 +102,7 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
             if t >= next_key:
                 image = downscale(frame.to_bgr(), cfg.keyframes.short_side)
                 keyframes.append(_jpeg(image, cfg.keyframes.quality))
+                key_quality.append(technical_quality(image))
                 key_times.append(t)
                 next_key = t + key_every
             times.append(t)
@@ -127,6 +132,7 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
         border_rows=np.asarray(borders.rows, np.float32),
         border_cols=np.asarray(borders.cols, np.float32),
         keyframe_times=np.asarray(key_times),
+        keyframe_quality=np.asarray(key_quality, np.float32),
         keyframes=keyframes,
     )
 
@@ -295,6 +301,8 @@ def _clip_row(
     in_clip = (series.flow_index >= w.start) & (series.flow_index + 1 < w.end)
     motion = series.flow_magnitude[in_clip]
     camera, confidence = camera_motion.classify(series.flow_motion[in_clip])
+    keyed = (series.keyframe_times >= start_s) & (series.keyframe_times < end_s)
+    quality = series.keyframe_quality[keyed]
     sampled = (series.border_times >= start_s) & (series.border_times < end_s)
     top, bottom = bar_size(series.border_rows[sampled])
     left, right = bar_size(series.border_cols[sampled])
@@ -324,6 +332,7 @@ def _clip_row(
         "start_shift_s": float(start_s - series.times[w.start - w.shift]),
         "motion_score": float(motion.mean()) if motion.size else None,
         "motion_p90": float(np.percentile(motion, 90)) if motion.size else None,
+        "aesthetic": float(quality.mean()) if quality.size else None,
         "border_top": top,
         "border_bottom": bottom,
         "border_left": left,

@@ -131,6 +131,7 @@ def _series(times, sharp, cuts=()):
         border_rows=np.zeros((0, 2, 1), np.float32),
         border_cols=np.zeros((0, 2, 1), np.float32),
         keyframe_times=np.zeros(0),
+        keyframe_quality=np.zeros(0, np.float32),
         keyframes=[],
     )
 
