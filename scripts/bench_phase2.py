@@ -99,6 +99,11 @@ def write_dataset(
                 "height": np.full(rows, 720, np.int32),
                 "duration_s": np.full(rows, 8.0),
                 "motion_score": np.full(rows, 0.1, np.float32),
+                "aesthetic": np.full(rows, 6.0, np.float32),
+                **{
+                    f"border_{side}": np.zeros(rows, np.float32)
+                    for side in ("top", "bottom", "left", "right")
+                },
                 "orientation": ["landscape"] * rows,
                 "start_s": np.zeros(rows),
                 "end_s": np.full(rows, 8.0),
@@ -137,6 +142,7 @@ def main() -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from curate.phase2 import dedup_and_rebalance
+    from curate.pipeline import TIER_INPUT_COLUMNS
     from curate.runner import configure_data_context
 
     work = Path(args.workdir)
@@ -184,25 +190,7 @@ def main() -> int:
     configure_data_context(progress=False)
     memory = PeakMemory()
     started = time.perf_counter()
-    index = pa.concat_tables(
-        pq.read_table(
-            f,
-            columns=[
-                "clip_id",
-                "source",
-                "start_s",
-                "end_s",
-                "width",
-                "height",
-                "orientation",
-                "duration_s",
-                "sharpness",
-                "motion_score",
-                "tier",
-            ],
-        )
-        for f in files
-    )
+    index = pa.concat_tables(pq.read_table(f, columns=TIER_INPUT_COLUMNS) for f in files)
     result = dedup_and_rebalance(index, np.ones(index.num_rows, bool), files, config)
     elapsed = time.perf_counter() - started
     peak_gib = memory.stop()

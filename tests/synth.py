@@ -10,6 +10,8 @@ import av
 import cv2
 import numpy as np
 
+from curate.schema import CAMERA_MOTIONS
+
 
 def textured_image(seed: int, height: int = 720, width: int = 1280, hue: int | None = None):
     """A detailed RGB image: smoothed noise at several scales plus shapes, tinted by ``hue``."""
@@ -119,18 +121,8 @@ def bad_inputs(folder: Path) -> dict[str, str]:
     }
 
 
-CAMERA_CLASSES = (
-    "static",
-    "pan_left",
-    "pan_right",
-    "tilt_up",
-    "tilt_down",
-    "zoom_in",
-    "zoom_out",
-    "roll_cw",
-    "roll_ccw",
-    "handheld",
-)
+CAMERA_CLASSES = tuple(m for m in CAMERA_MOTIONS if m != "complex")
+"""Camera moves the generator can make (every label but ``complex``)."""
 
 
 def camera_motion_frames(
