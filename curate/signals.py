@@ -7,6 +7,7 @@ half of it) and keep only what they need: a float per frame, or a float per flow
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -107,27 +108,35 @@ class GlobalMotion:
     """RMS of the flow the model does not explain (moving objects, parallax, noise)."""
 
 
+@lru_cache(maxsize=8)
+def _grid(h: int, w: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centred sample coordinates of a flow grid, in frame diagonals."""
+    diag = float(np.hypot(h, w))
+    ys, xs = np.mgrid[step // 2 : h : step, step // 2 : w : step].astype(np.float32)
+    return (xs.ravel() - (w - 1) / 2) / diag, (ys.ravel() - (h - 1) / 2) / diag
+
+
 def fit_global_motion(flow: np.ndarray, dt: float, step: int = 4) -> GlobalMotion:
     """Least-squares fit of ``u = tx + s*x - r*y, v = ty + r*x + s*y`` on a grid of the flow,
     refitted once without the worst quarter of points (moving foreground)."""
     h, w = flow.shape[:2]
     diag = float(np.hypot(h, w))
-    ys, xs = np.mgrid[step // 2 : h : step, step // 2 : w : step]
-    u = flow[ys, xs, 0].ravel() / diag
-    v = flow[ys, xs, 1].ravel() / diag
-    x = (xs.ravel() - (w - 1) / 2) / diag
-    y = (ys.ravel() - (h - 1) / 2) / diag
-    keep = np.ones(u.size, bool)
+    x, y = _grid(h, w, step)
+    sampled = flow[step // 2 :: step, step // 2 :: step]
+    u = sampled[..., 0].ravel() / diag
+    v = sampled[..., 1].ravel() / diag
+    keep = slice(None)
     for _ in range(2):
         xk, yk, uk, vk = x[keep], y[keep], u[keep], v[keep]
-        xc, yc = xk - xk.mean(), yk - yk.mean()
-        norm = float((xc**2 + yc**2).sum()) or 1.0
-        s = float((uk * xc + vk * yc).sum() / norm)
-        r = float((vk * xc - uk * yc).sum() / norm)
-        tx = float(uk.mean() - s * xk.mean() + r * yk.mean())
-        ty = float(vk.mean() - r * xk.mean() - s * yk.mean())
+        xm, ym = float(xk.mean()), float(yk.mean())
+        xc, yc = xk - xm, yk - ym
+        norm = float(xc @ xc + yc @ yc) or 1.0
+        s = float(uk @ xc + vk @ yc) / norm
+        r = float(vk @ xc - uk @ yc) / norm
+        tx = float(uk.mean()) - s * xm + r * ym
+        ty = float(vk.mean()) - r * xm - s * ym
         err = np.hypot(u - (tx + s * x - r * y), v - (ty + r * x + s * y))
-        keep = err <= np.quantile(err, 0.75)
+        keep = err <= np.partition(err, (3 * err.size) // 4)[(3 * err.size) // 4]
     residual = float(np.sqrt((err[keep] ** 2).mean()))
     return GlobalMotion(tx / dt, ty / dt, s / dt, r / dt, residual / dt)
 
@@ -210,9 +219,12 @@ class BorderSignal:
 
     def update(self, t: float, gray: np.ndarray) -> None:
         g = gray.astype(np.float32)
-        self.rows.append(np.stack([g.mean(axis=1), g.std(axis=1)]))
-        col_mean, col_std = g.mean(axis=0), g.std(axis=0)
-        self.cols.append(np.stack([col_mean, col_std]))
+        squares = g * g
+        for axis, out in ((1, self.rows), (0, self.cols)):
+            # One pass each for E[x] and E[x^2]: cheaper than numpy's two-pass std.
+            mean = cv2.reduce(g, axis, cv2.REDUCE_AVG).ravel()
+            mean_sq = cv2.reduce(squares, axis, cv2.REDUCE_AVG).ravel()
+            out.append(np.stack([mean, np.sqrt(np.maximum(mean_sq - mean * mean, 0))]))
         self.times.append(t)
         self._next_t = t + 1.0 / self.fps
 
