@@ -193,10 +193,6 @@ def clip_id(source: str, start_s: float, end_s: float) -> str:
     return hashlib.sha1(key).hexdigest()[:16]
 
 
-def empty(schema: pa.Schema) -> pa.Table:
-    return schema.empty_table()
-
-
 def from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Build a table of ``schema`` from dict rows; absent columns become nulls."""
     return pa.Table.from_pylist(rows, schema=schema)

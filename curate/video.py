@@ -152,8 +152,11 @@ def scaled_size(info: VideoInfo, short_side: int, multiple: int = 2) -> tuple[in
 
 def upright(image: np.ndarray, info: VideoInfo) -> np.ndarray:
     """Apply the display rotation to a decoded image."""
-    turns = info.quarter_turns
-    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+    return _turn(image, info.quarter_turns)
+
+
+def _turn(image: np.ndarray, quarter_turns: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 
 REORDER_DEPTH = 8
@@ -208,10 +211,7 @@ class DecodedFrame:
 
     def to_bgr(self) -> np.ndarray:
         """Upright colour image at the analysis size."""
-        bgr = cv2.cvtColor(self.yuv, cv2.COLOR_YUV2BGR_I420)
-        return (
-            np.ascontiguousarray(np.rot90(bgr, self.quarter_turns)) if self.quarter_turns else bgr
-        )
+        return _turn(cv2.cvtColor(self.yuv, cv2.COLOR_YUV2BGR_I420), self.quarter_turns)
 
 
 PREFETCH_FRAMES = 16
