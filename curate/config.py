@@ -97,6 +97,13 @@ class ThumbnailConfig(Model):
     quality: int = Field(80, ge=10, le=100)
 
 
+class TextConfig(Model):
+    detector: Literal["morphology"] = Field(
+        "morphology", description="Text detector, by its name in curate.text.TEXT_DETECTORS."
+    )
+    fps: float = Field(0.5, gt=0, description="Frames per second searched for on-screen text.")
+
+
 class AnalyzeConfig(Model):
     short_side: int = Field(
         256,
@@ -114,6 +121,7 @@ class AnalyzeConfig(Model):
     flow: FlowConfig = FlowConfig()
     keyframes: KeyframesConfig = KeyframesConfig()
     thumbnail: ThumbnailConfig = ThumbnailConfig()
+    text: TextConfig = TextConfig()
 
 
 class OpenClipConfig(Model):
@@ -202,6 +210,9 @@ class Gates(Model):
     min_motion: Annotated[float, Field(ge=0)] | Percentile | None = None
     max_motion: Annotated[float, Field(gt=0)] | Percentile | None = None
     min_aesthetic: Annotated[float, Field(ge=0, le=10)] | Percentile | None = None
+    max_text: Annotated[float, Field(ge=0, le=1)] | Percentile | None = Field(
+        None, description="Largest mean share of the frame covered by on-screen text."
+    )
     max_border: float | None = Field(
         None, ge=0, le=1, description="Largest bar (fraction of height/width) a clip may have."
     )

@@ -52,6 +52,7 @@ TIER_INPUT_COLUMNS = [
     "sharpness",
     "motion_score",
     "aesthetic",
+    "text_ratio",
     "border_top",
     "border_bottom",
     "border_left",

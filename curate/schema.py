@@ -128,6 +128,7 @@ ANALYSIS = pa.schema(
         pa.field("camera_motion", pa.string()),
         pa.field("camera_motion_confidence", pa.float32()),
         pa.field("text_ratio", pa.float32()),
+        pa.field("text_ratio_max", pa.float32()),
         pa.field("border_top", pa.float32()),
         pa.field("border_bottom", pa.float32()),
         pa.field("border_left", pa.float32()),

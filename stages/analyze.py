@@ -27,6 +27,7 @@ from curate.signals import (
     laplacian_variance,
     technical_quality,
 )
+from curate.text import TEXT_DETECTORS, TextSignal
 from curate.video import (
     DECODE_ERRORS,
     MediaError,
@@ -63,6 +64,9 @@ class FrameSeries:
     """``(samples, 2, height)``: per-row gray mean and std of frames sampled for borders."""
     border_cols: np.ndarray
     """``(samples, 2, width)``: the same per column."""
+    text_times: np.ndarray
+    text_ratio: np.ndarray
+    """Share of the frame covered by on-screen text, per frame sampled for text."""
     keyframe_times: np.ndarray
     keyframe_quality: np.ndarray
     """Technical-quality score (0-10) of every keyframe."""
@@ -82,6 +86,7 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
     shots = ShotSignal(cfg.shots)
     flow = FlowSignal(cfg.flow)
     borders = BorderSignal(cfg.borders_fps)
+    text = TextSignal(TEXT_DETECTORS[cfg.text.detector](), cfg.text.fps)
     key_every = 1.0 / cfg.keyframes.fps
     times: list[float] = []
     sharpness: list[float] = []
@@ -99,6 +104,8 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
                 flow.update(frame.index, t, gray)
             if borders.wants(t):
                 borders.update(t, gray)
+            if text.wants(t):
+                text.update(t, gray)
             if t >= next_key:
                 image = downscale(frame.to_bgr(), cfg.keyframes.short_side)
                 keyframes.append(_jpeg(image, cfg.keyframes.quality))
@@ -131,6 +138,8 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
         border_times=np.asarray(borders.times),
         border_rows=np.asarray(borders.rows, np.float32),
         border_cols=np.asarray(borders.cols, np.float32),
+        text_times=np.asarray(text.times),
+        text_ratio=np.asarray(text.ratios, np.float32),
         keyframe_times=np.asarray(key_times),
         keyframe_quality=np.asarray(key_quality, np.float32),
         keyframes=keyframes,
@@ -306,6 +315,7 @@ def _clip_row(
     sampled = (series.border_times >= start_s) & (series.border_times < end_s)
     top, bottom = bar_size(series.border_rows[sampled])
     left, right = bar_size(series.border_cols[sampled])
+    text = series.text_ratio[_samples_in(series.text_times, start_s, end_s)]
     keyframes = _clip_keyframes(series, start_s, end_s, cfg.keyframes.per_clip)
     thumbnail = None
     if keyframes:
@@ -333,6 +343,8 @@ def _clip_row(
         "motion_score": float(motion.mean()) if motion.size else None,
         "motion_p90": float(np.percentile(motion, 90)) if motion.size else None,
         "aesthetic": float(quality.mean()) if quality.size else None,
+        "text_ratio": float(text.mean()) if text.size else None,
+        "text_ratio_max": float(text.max()) if text.size else None,
         "border_top": top,
         "border_bottom": bottom,
         "border_left": left,
@@ -344,13 +356,18 @@ def _clip_row(
     }
 
 
+def _samples_in(times: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
+    """Indices of the samples inside the clip, or of the nearest one if none is."""
+    inside = np.flatnonzero((times >= start_s) & (times < end_s))
+    if inside.size == 0 and times.size:
+        inside = np.array([int(np.argmin(np.abs(times - (start_s + end_s) / 2)))])
+    return inside
+
+
 def _clip_keyframes(series: FrameSeries, start_s: float, end_s: float, n: int) -> list[bytes]:
     """Up to ``n`` keyframes spread evenly over the clip (the nearest one if none inside)."""
     if not series.keyframes:
         return []
-    times = series.keyframe_times
-    inside = np.flatnonzero((times >= start_s) & (times < end_s))
-    if inside.size == 0:
-        inside = np.array([int(np.argmin(np.abs(times - (start_s + end_s) / 2)))])
+    inside = _samples_in(series.keyframe_times, start_s, end_s)
     picks = inside[np.linspace(0, inside.size - 1, min(n, inside.size)).round().astype(int)]
     return [series.keyframes[i] for i in picks]

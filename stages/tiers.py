@@ -58,6 +58,7 @@ GATES: tuple[Gate, ...] = (
     Gate("min_motion", "motion_score", "static", _col("motion_score"), _at_least),
     Gate("max_motion", "motion_score", "excessive_motion", _col("motion_score"), _at_most),
     Gate("min_aesthetic", "aesthetic", "low_aesthetic", _col("aesthetic"), _at_least),
+    Gate("max_text", "text_ratio", "text_heavy", _col("text_ratio"), _at_most),
     Gate("max_border", "largest border", "border", _largest_border, _at_most),
 )
 """Every gate, in the order they are checked (the first failure names the reject reason)."""

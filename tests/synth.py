@@ -199,3 +199,50 @@ def real_frames(videos: Path, min_width: int = 640, count: int = 6) -> list[np.n
         if len(frames) == count:
             break
     return frames
+
+
+TEXT_KINDS = ("subtitle", "title", "watermark", "fullscreen")
+"""On-screen text :func:`draw_text` can add."""
+
+_WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "morning", "river")
+
+
+def _put_lines(image, lines, y, height, *, align="center", outline=True, alpha=1.0, font=None):
+    """``lines`` of ``height`` px text from baseline ``y``; white, black-outlined if asked."""
+    w = image.shape[1]
+    font = cv2.FONT_HERSHEY_SIMPLEX if font is None else font
+    scale = cv2.getFontScaleFromHeight(font, int(height), 2)
+    thick = max(1, int(height / 10))
+    layer = image.copy()
+    colour = (255, 255, 255) if image.mean() < 140 or outline else (20, 20, 20)
+    for text in lines:
+        (tw, _), _ = cv2.getTextSize(text, font, scale, thick)
+        x = (w - tw) // 2 if align == "center" else w - tw - int(0.04 * w)
+        if outline:
+            cv2.putText(layer, text, (x, y), font, scale, (0, 0, 0), 2 * thick + 2, cv2.LINE_AA)
+        cv2.putText(layer, text, (x, y), font, scale, colour, thick, cv2.LINE_AA)
+        y += int(height * 1.6)
+    return cv2.addWeighted(layer, alpha, image, 1 - alpha, 0) if alpha < 1 else layer
+
+
+def draw_text(image: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
+    """``image`` with on-screen text of ``kind``: a subtitle line, a title, a corner
+    watermark (semi-transparent) or full-screen text."""
+    rng = np.random.default_rng(seed)
+    h = image.shape[0]
+
+    def words(n: int) -> str:
+        return " ".join(rng.choice(_WORDS, n))
+
+    if kind == "subtitle":
+        return _put_lines(image, [words(4)], int(0.9 * h), 0.06 * h)
+    if kind == "title":
+        title = words(2).upper()
+        return _put_lines(image, [title], int(0.55 * h), 0.12 * h, font=cv2.FONT_HERSHEY_DUPLEX)
+    if kind == "watermark":
+        return _put_lines(image, ["NEWS 24 HD"], int(0.12 * h), 0.065 * h, align="right", alpha=0.7)
+    if kind == "fullscreen":
+        return _put_lines(
+            image, [words(4) for _ in range(6)], int(0.15 * h), 0.07 * h, outline=False
+        )
+    raise ValueError(kind)

@@ -1,0 +1,200 @@
+"""On-screen text detection: captions, subtitles, titles and watermarks.
+
+A detector maps a gray analysis frame to text-line boxes; ``text_ratio`` is the share of the
+frame those boxes cover. The default detector needs no model: it finds character-like
+connected components and keeps only those that line up as text lines. A learned detector
+(an OCR model's detection head) plugs in by implementing :class:`TextDetector` and adding
+itself to :data:`TEXT_DETECTORS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+
+class TextDetector(Protocol):
+    def detect(self, gray: np.ndarray) -> np.ndarray:
+        """Text-line boxes of an 8-bit gray frame, as ``(n, 4)`` rows of ``x0, y0, x1, y1``."""
+        ...
+
+
+TOPHAT_SIZE = 17
+"""Structuring element of the top-hat/black-hat filters, pixels at the 256 px analysis size:
+strokes thinner than this stand out from their background, large flat areas do not."""
+
+CONTRASTS = (35, 70, 120)
+"""Gray-level contrasts at which the filtered frame is cut into components: several levels
+separate text from touching bright or dark surroundings (a cheap stand-in for MSER)."""
+
+MAX_CHAR_HEIGHT = 0.35
+"""Tallest character, as a share of the frame height."""
+
+MAX_STROKE_RATIO = 0.45
+"""Stroke width over character height above which a blob is filled, not drawn with strokes."""
+
+MAX_STROKE_SPREAD = 0.5
+"""Spread (std/mean) of a component's stroke widths above which it is texture, not a glyph:
+letters are drawn with one pen (the stroke-width-transform observation)."""
+
+MAX_WORD_HEIGHT = 0.07
+"""Letters of text smaller than this share of the frame height merge into one component per
+word at analysis resolution; such components are accepted when they show enough strokes."""
+
+MIN_LINE_CHARS = 3
+"""Characters a line needs to count as text."""
+
+
+class MorphologyTextDetector:
+    """Top-hat and black-hat filtering (bright and dark text), components at a few contrast
+    levels, glyph filters (size, fill, stroke width and its consistency), then grouping into
+    horizontal lines of similar-height, similar-stroke, similar-colour characters."""
+
+    def __init__(self) -> None:
+        self._kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (TOPHAT_SIZE, TOPHAT_SIZE))
+        self._ridge = np.ones((3, 3), np.uint8)
+
+    def detect(self, gray: np.ndarray) -> np.ndarray:
+        boxes = [
+            line
+            for op in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT)
+            for contrast in self._levels(cv2.morphologyEx(gray, op, self._kernel))
+            for line in text_lines(self._characters(gray, contrast))
+        ]
+        return np.asarray(boxes, np.int32).reshape(-1, 4)
+
+    @staticmethod
+    def _levels(response: np.ndarray):
+        for level in CONTRASTS:
+            yield (response > level).astype(np.uint8)
+
+    def _characters(self, gray: np.ndarray, binary: np.ndarray) -> np.ndarray:
+        """Glyph-like components of ``binary``: rows of ``x, y, w, h, stroke, luminance,
+        letters`` (letters > 1 for a word whose letters merged)."""
+        height = gray.shape[0]
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=4)
+        x, y, w, h, area = (stats[1:, i] for i in range(5))
+        candidate = (h >= 6) & (h <= MAX_CHAR_HEIGHT * height) & (w >= 2) & (area >= 15)
+        if not candidate.any():
+            return np.zeros((0, 7), np.float32)
+        # Stroke width: twice the distance to the background along each component's ridge.
+        dist = cv2.distanceTransform(binary, cv2.DIST_L2, 3)
+        ridge = ((dist >= cv2.dilate(dist, self._ridge)) & (binary > 0)).ravel()
+        flat = labels.ravel()
+        on_ridge, width = flat[ridge], 2.0 * dist.ravel()[ridge].astype(np.float64)
+        count = np.maximum(np.bincount(on_ridge, minlength=n), 1)
+        stroke = np.bincount(on_ridge, weights=width, minlength=n) / count
+        spread = np.bincount(on_ridge, weights=width * width, minlength=n) / count - stroke**2
+        spread = np.sqrt(np.maximum(spread, 0)) / np.maximum(stroke, 1e-3)
+        lum = np.bincount(flat, weights=gray.ravel().astype(np.float64), minlength=n)
+        lum /= np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+        stroke, spread, lum = stroke[1:], spread[1:], lum[1:]
+        fill = area / (w * h)
+        keep = (
+            candidate
+            & (fill > 0.15)
+            & (fill < 0.85)
+            & (stroke < MAX_STROKE_RATIO * h)
+            & (spread < MAX_STROKE_SPREAD)
+            & ((w <= 1.5 * h) | (h <= MAX_WORD_HEIGHT * height))
+        )
+        chars = np.ones(len(x))
+        for i in np.flatnonzero(keep & (w > 1.5 * h)):
+            # A merged word crosses its middle row once per stroke, about twice per letter.
+            row = labels[y[i] + h[i] // 2, x[i] : x[i] + w[i]] == i + 1
+            strokes = int(np.count_nonzero(row[1:] & ~row[:-1])) + int(row[0])
+            letters = w[i] / (0.6 * h[i])
+            if strokes < max(4, 1.2 * letters) or fill[i] > 0.6:
+                keep[i] = False
+            chars[i] = max(1.0, round(letters))
+        i = np.flatnonzero(keep)
+        return np.column_stack([x[i], y[i], w[i], h[i], stroke[i], lum[i], chars[i]]).astype(
+            np.float32
+        )
+
+
+def text_lines(chars: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Group character candidates into text lines: each character links to its nearest
+    right-hand neighbour of similar height, stroke and colour on the same baseline band."""
+    n = len(chars)
+    if n == 0:
+        return []
+    x, y, w, h, stroke, lum, count = chars[np.argsort(chars[:, 0], kind="stable")].T
+    right, bottom = x + w, y + h
+    gap = x[None, :] - right[:, None]
+    h_max, h_min = np.maximum.outer(h, h), np.minimum.outer(h, h)
+    overlap = np.minimum.outer(bottom, bottom) - np.maximum.outer(y, y)
+    s_max, s_min = np.maximum.outer(stroke, stroke), np.minimum.outer(stroke, stroke)
+    linked = (
+        (gap > -0.15 * h_min)
+        & (gap < 0.9 * h_max)
+        & (h_max < 1.7 * h_min)
+        & (overlap > 0.7 * h_min)
+        & (s_max < 2.0 * np.maximum(s_min, 1.0))
+        & (np.abs(np.subtract.outer(lum, lum)) < 40)
+        & np.triu(np.ones((n, n), bool), 1)
+    )
+    parent = np.arange(n)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        js = np.flatnonzero(linked[i])
+        if js.size:
+            parent[root(i)] = root(js[np.argmin(gap[i, js])])
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    lines = []
+    for members in groups.values():
+        g = np.asarray(members)
+        median = np.median(h[g])
+        g = g[(h[g] >= 0.6 * median) & (h[g] <= 1.6 * median)]  # stray dots and blobs
+        if count[g].sum() < MIN_LINE_CHARS:
+            continue
+        x0, y0, x1, y1 = x[g].min(), y[g].min(), right[g].max(), bottom[g].max()
+        # A line is longer than tall, one character high, with even character heights.
+        if x1 - x0 < 2 * (y1 - y0) or y1 - y0 > 1.6 * median:
+            continue
+        if len(g) > 1 and h[g].std() > 0.3 * h[g].mean():
+            continue
+        lines.append((int(x0), int(y0), int(x1), int(y1)))
+    return lines
+
+
+def coverage(boxes: np.ndarray, shape: tuple[int, ...]) -> float:
+    """Share of a frame of ``shape`` covered by the union of ``boxes``."""
+    mask = np.zeros(shape[:2], np.uint8)
+    for x0, y0, x1, y1 in boxes:
+        mask[y0:y1, x0:x1] = 1
+    return float(mask.mean())
+
+
+TEXT_DETECTORS: dict[str, type] = {"morphology": MorphologyTextDetector}
+"""Text detectors by the name used in ``analyze.text.detector``."""
+
+
+@dataclass
+class TextSignal:
+    """Text coverage of frames sampled at ``fps``."""
+
+    detector: TextDetector
+    fps: float
+    times: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+    _next_t: float = 0.0
+
+    def wants(self, t: float) -> bool:
+        return t >= self._next_t
+
+    def update(self, t: float, gray: np.ndarray) -> None:
+        self.ratios.append(coverage(self.detector.detect(gray), gray.shape))
+        self.times.append(t)
+        self._next_t = t + 1.0 / self.fps

@@ -1,0 +1,84 @@
+"""On-screen text: drawn text raises ``text_ratio`` far above the same clips without it, and
+text-heavy real footage is rejected by the default config."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT, VIDEOS, needs_shared
+from synth import TEXT_KINDS, camera_motion_frames, draw_text, real_frames, write_video
+
+from curate import schema
+from curate.config import CurateConfig, load_config
+from curate.text import MorphologyTextDetector, coverage
+from stages.analyze import AnalyzeStage
+from stages.probe import ProbeStage
+from stages.tiers import assign_tiers
+
+
+def analyse(path, config=None):
+    config = config or CurateConfig()
+    probed = ProbeStage(config).probe_one(str(path), 0)
+    return AnalyzeStage(config).analyze_one(probed)["clips"]
+
+
+def clip_frames(image, kind: str | None, seed: int):
+    """5 s of a slow pan over a real frame, with text fixed on screen when ``kind`` is set."""
+    for frame in camera_motion_frames(image, "pan_right", 0.5, n=125, size=(360, 640), seed=seed):
+        yield draw_text(frame, kind, seed) if kind else frame
+
+
+@needs_shared
+def test_drawn_text_separates_from_the_same_clips_without(tmp_path):
+    images = real_frames(VIDEOS, count=3)
+    without, with_text = [], {}
+    for i, image in enumerate(images):
+        path = write_video(tmp_path / f"plain{i}.mp4", clip_frames(image, None, i))
+        without += [c["text_ratio"] for c in analyse(path)]
+        for kind in TEXT_KINDS:
+            path = write_video(tmp_path / f"{kind}{i}.mp4", clip_frames(image, kind, i))
+            with_text[f"{kind}{i}"] = [c["text_ratio"] for c in analyse(path)]
+    print("without text:", np.round(without, 4))
+    print("with text:", {k: np.round(v, 4).tolist() for k, v in with_text.items()})
+    assert len(with_text) >= 10
+    lowest = min(min(v) for v in with_text.values())
+    assert lowest > max(without), f"with text {lowest:.4f} <= without {max(without):.4f}"
+
+
+@needs_shared
+def test_detector_boxes_cover_the_drawn_text():
+    image = cv2.resize(real_frames(VIDEOS, count=1)[0], (455, 256), interpolation=cv2.INTER_AREA)
+    gray = cv2.cvtColor(draw_text(image, "subtitle", seed=1), cv2.COLOR_RGB2GRAY)
+    boxes = MorphologyTextDetector().detect(gray)
+    band = boxes[boxes[:, 1] > 0.75 * 256]
+    print(boxes)
+    # Nearly all detected text lies in the subtitle band at the bottom of the frame.
+    assert coverage(band, gray.shape) > 0.01
+    assert coverage(band, gray.shape) > 0.8 * coverage(boxes, gray.shape)
+
+
+@needs_shared
+def test_echo_is_rejected_as_text_heavy_by_the_default_config():
+    config = load_config(ROOT / "configs" / "default.yaml")
+    clips = analyse(VIDEOS / "mediaelement-files" / "echo-hereweare.webm", config)
+    assert clips
+    result = assign_tiers(schema.from_rows(clips, schema.ANALYSIS), config.tiers)
+    assert not result.passed[0].any()
+    assert {r["reason"] for r in result.rejects} == {"text_heavy"}
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sam2/05_default_juggle.mp4",
+        "learning-area/rabbit.webm",
+        "co-tracker/paragliding-launch.mp4",
+    ],
+)
+def test_textless_real_footage_passes_the_text_gate(name):
+    config = load_config(ROOT / "configs" / "default.yaml")
+    clips = analyse(VIDEOS / name, config)
+    limit = config.tiers[0].gates.max_text
+    assert all(c["text_ratio"] <= limit for c in clips), [c["text_ratio"] for c in clips]
