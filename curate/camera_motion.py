@@ -9,6 +9,7 @@ camera pans right, content moving down means it tilts up, content expanding mean
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 STATIC_SPEED = 0.008
@@ -60,3 +61,79 @@ def classify(motion: np.ndarray) -> tuple[str | None, float | None]:
         return ("zoom_in" if scale > 0 else "zoom_out"), confidence
     # Content turning clockwise on screen means the camera rolls counter-clockwise.
     return ("roll_ccw" if rotation > 0 else "roll_cw"), confidence
+
+
+CHANGE_SIZE = (64, 36)
+"""Thumbnail on which consecutive frames are compared for :func:`motion_pattern`."""
+
+STILL_CHANGE = 1.0
+"""Mean absolute thumbnail difference (gray levels) below which a frame did not change:
+sensor noise and compression flicker stay under it."""
+
+JUMP_CHANGE = 12.0
+"""Difference above which the picture jumped: no camera move or subject motion changes a
+64 px thumbnail this much in one frame, and a brief movement in a still scene leaves it
+unchanged after; a new slide or a violent shake does."""
+
+MAX_TRANSITION_FRAMES = 15
+"""Longest run of changing frames between two still pictures that counts as a slide
+transition; longer runs are motion in the scene (someone walking through a still shot)."""
+
+SLIDESHOW_STILL_SHARE = 0.6
+"""Share of unchanged frames that, with jumps, makes a clip a slideshow."""
+
+SLIDESHOW_JUMPS = 2
+"""Jumps a slideshow clip needs: one alone is more likely a flash or a fade."""
+
+CHAOTIC_JUMP_SHARE = 0.2
+"""Share of jumping frames that makes a clip's motion chaotic."""
+
+MOTION_PATTERNS = ("still", "slideshow", "chaotic", "moving")
+"""``motion_pattern`` values: nothing changes; piecewise still with jumps; frames jump all
+the time; anything else (smooth or hand-held motion)."""
+
+
+class ChangeSignal:
+    """Per frame, how much a small thumbnail changed since the previous frame (``change``)
+    and, on a still frame that ends a short run of changing ones, since the last still frame
+    before that run (``jump``: what a transition between two still pictures changed)."""
+
+    def __init__(self) -> None:
+        self.change: list[float] = []
+        self.jump: list[float] = []
+        self._previous: np.ndarray | None = None
+        self._last_still: np.ndarray | None = None
+        self._moving = 0
+
+    def update(self, gray: np.ndarray) -> None:
+        small = cv2.resize(gray, CHANGE_SIZE, interpolation=cv2.INTER_AREA).astype(np.int16)
+        change = _difference(self._previous, small)
+        jump = 0.0
+        if change < STILL_CHANGE:
+            if self._moving <= MAX_TRANSITION_FRAMES:
+                jump = _difference(self._last_still, small)
+            self._last_still = small
+            self._moving = 0
+        else:
+            self._moving += 1
+        self.change.append(change)
+        self.jump.append(jump)
+        self._previous = small
+
+
+def _difference(a: np.ndarray | None, b: np.ndarray) -> float:
+    return 0.0 if a is None else float(np.abs(b - a).mean())
+
+
+def motion_pattern(change: np.ndarray, jump: np.ndarray) -> str | None:
+    """Classify a clip from its frames' ``change`` and ``jump`` (see :class:`ChangeSignal`;
+    the first frame's values look outside the clip and are ignored)."""
+    change, jump = change[1:], jump[1:]
+    if change.size == 0:
+        return None
+    still = float((change < STILL_CHANGE).mean())
+    if (change > JUMP_CHANGE).mean() >= CHAOTIC_JUMP_SHARE:
+        return "chaotic"
+    if still >= SLIDESHOW_STILL_SHARE and (jump > JUMP_CHANGE).sum() >= SLIDESHOW_JUMPS:
+        return "slideshow"
+    return "still" if still == 1.0 else "moving"

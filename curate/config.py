@@ -209,6 +209,8 @@ class Gates(Model):
     min_sharpness: Annotated[float, Field(ge=0)] | Percentile | None = None
     min_motion: Annotated[float, Field(ge=0)] | Percentile | None = None
     max_motion: Annotated[float, Field(gt=0)] | Percentile | None = None
+    reject_slideshow: bool = Field(False, description="Drop piecewise-still clips with jumps.")
+    reject_chaotic: bool = Field(False, description="Drop clips whose frames jump constantly.")
     min_aesthetic: Annotated[float, Field(ge=0, le=10)] | Percentile | None = None
     max_text: Annotated[float, Field(ge=0, le=1)] | Percentile | None = Field(
         None, description="Largest mean share of the frame covered by on-screen text."

@@ -51,6 +51,7 @@ TIER_INPUT_COLUMNS = [
     "duration_s",
     "sharpness",
     "motion_score",
+    "motion_pattern",
     "aesthetic",
     "text_ratio",
     "border_top",

@@ -51,6 +51,9 @@ class FrameSeries:
     """End of the last frame, seconds."""
     sharpness: np.ndarray
     """Laplacian variance of every frame at the analysis resolution."""
+    change: np.ndarray
+    jump: np.ndarray
+    """Thumbnail change of every frame (see ``camera_motion.ChangeSignal``)."""
     cuts: list[int]
     """First frame index of every shot but the first."""
     flow_index: np.ndarray
@@ -90,6 +93,7 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
     key_every = 1.0 / cfg.keyframes.fps
     times: list[float] = []
     sharpness: list[float] = []
+    changes = camera_motion.ChangeSignal()
     key_times: list[float] = []
     key_quality: list[float] = []
     keyframes: list[bytes] = []
@@ -100,6 +104,7 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
             gray, t = frame.gray, frame.time
             shots.update(frame.index, frame.small_bgr)
             sharpness.append(laplacian_variance(gray))
+            changes.update(gray)
             if flow.wants(t):
                 flow.update(frame.index, t, gray)
             if borders.wants(t):
@@ -129,6 +134,8 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
         times=np.asarray(times),
         end_time=times[-1] + step,
         sharpness=np.asarray(sharpness, dtype=np.float32),
+        change=np.asarray(changes.change, dtype=np.float32),
+        jump=np.asarray(changes.jump, dtype=np.float32),
         cuts=shots.finish(),
         flow_index=np.asarray([s.index for s in flow.samples], dtype=np.int64),
         flow_magnitude=np.asarray([s.magnitude for s in flow.samples], dtype=np.float32),
@@ -349,6 +356,9 @@ def _clip_row(
         "border_bottom": bottom,
         "border_left": left,
         "border_right": right,
+        "motion_pattern": camera_motion.motion_pattern(
+            series.change[w.start : w.end], series.jump[w.start : w.end]
+        ),
         "camera_motion": camera,
         "camera_motion_confidence": confidence,
         "thumbnail": thumbnail,

@@ -26,6 +26,8 @@ class Gate:
     column: Callable[[pa.Table], np.ndarray]
     """The clip value the threshold applies to."""
     passes: Callable[[np.ndarray, float], np.ndarray]
+    flag: bool = False
+    """An on/off gate (``reject_…: true``) rather than a threshold."""
 
 
 def _col(name: str) -> Callable[[pa.Table], np.ndarray]:
@@ -39,6 +41,16 @@ def _short_side(t: pa.Table) -> np.ndarray:
 def _largest_border(t: pa.Table) -> np.ndarray:
     sides = [_col(f"border_{side}")(t) for side in ("top", "bottom", "left", "right")]
     return np.nan_to_num(np.max(sides, axis=0), nan=0.0) if t.num_rows else np.zeros(0)
+
+
+def _pattern_is(pattern: str) -> Callable[[pa.Table], np.ndarray]:
+    return lambda t: np.asarray(
+        [p == pattern for p in t.column("motion_pattern").to_pylist()], np.float64
+    )
+
+
+def _not_flagged(v: np.ndarray, flag: float) -> np.ndarray:
+    return v < 0.5
 
 
 def _at_least(v: np.ndarray, threshold: float) -> np.ndarray:
@@ -57,6 +69,22 @@ GATES: tuple[Gate, ...] = (
     Gate("min_sharpness", "sharpness", "blurry", _col("sharpness"), _at_least),
     Gate("min_motion", "motion_score", "static", _col("motion_score"), _at_least),
     Gate("max_motion", "motion_score", "excessive_motion", _col("motion_score"), _at_most),
+    Gate(
+        "reject_slideshow",
+        "motion pattern",
+        "slideshow",
+        _pattern_is("slideshow"),
+        _not_flagged,
+        flag=True,
+    ),
+    Gate(
+        "reject_chaotic",
+        "motion pattern",
+        "chaotic_motion",
+        _pattern_is("chaotic"),
+        _not_flagged,
+        flag=True,
+    ),
     Gate("min_aesthetic", "aesthetic", "low_aesthetic", _col("aesthetic"), _at_least),
     Gate("max_text", "text_ratio", "text_heavy", _col("text_ratio"), _at_most),
     Gate("max_border", "largest border", "border", _largest_border, _at_most),
@@ -93,7 +121,7 @@ def resolve_gates(analysis: pa.Table, tiers: list[TierConfig]) -> list[dict[str,
                 values = values[~np.isnan(values)]
                 q = float(threshold[1:])
                 threshold = float(np.percentile(values, q)) if values.size else float("nan")
-            if threshold is not None:
+            if threshold is not None and threshold is not False:
                 gates[gate.key] = threshold
         resolved.append(gates)
     return resolved
@@ -121,12 +149,15 @@ def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
             if k == 0:
                 for i in np.flatnonzero(fail):
                     if first_fail[i] is None:
-                        shown = "missing" if np.isnan(v[i]) else f"{v[i]:.4g}"
-                        first_fail[i] = (
-                            gate.reason,
-                            f"{gate.label} {shown} fails {tier.name}.gates.{gate.key}="
-                            f"{_shown_threshold(getattr(tier.gates, gate.key), threshold)}",
-                        )
+                        if gate.flag:
+                            detail = f"{gate.label} is {gate.reason}: {tier.name}.gates.{gate.key}"
+                        else:
+                            shown = "missing" if np.isnan(v[i]) else f"{v[i]:.4g}"
+                            detail = (
+                                f"{gate.label} {shown} fails {tier.name}.gates.{gate.key}="
+                                f"{_shown_threshold(getattr(tier.gates, gate.key), threshold)}"
+                            )
+                        first_fail[i] = (gate.reason, detail)
             ok &= ~fail
         passed[k] = ok
         previous = ok
