@@ -99,6 +99,9 @@ class AestheticHead:
                 # Widths come from the weights; strict loading then checks every key.
                 shapes = [tuple(state[f"layers.{i}.weight"].shape) for i in MLP_LINEAR_LAYERS]
                 in_dim = shapes[0][1]
+                for (_, wanted), (given, _) in zip(shapes[1:], shapes[:-1]):
+                    if wanted != given:
+                        raise ValueError(f"a layer takes {wanted} inputs but gets {given}")
                 layers: list[nn.Module] = []
                 for out_features, in_features in shapes:
                     layers.append(nn.Linear(in_features, out_features))
