@@ -22,10 +22,11 @@ from curate.runner import pool_args
 def embeddings_of(table: pa.Table) -> np.ndarray:
     """The ``embedding`` column as an ``(n, d)`` float32 array (missing ones are zeros)."""
     column = table["embedding"].combine_chunks()
+    dim = column.type.list_size  # the run's width (embed.dim), fixed per table
     if column.null_count:
-        column = pc.fill_null(column, pa.scalar([0.0] * schema.EMBEDDING_DIM, column.type))
+        column = pc.fill_null(column, pa.scalar([0.0] * dim, column.type))
     flat = column.flatten().to_numpy(zero_copy_only=False)
-    return flat.reshape(len(column), schema.EMBEDDING_DIM).astype(np.float32, copy=False)
+    return flat.reshape(len(column), dim).astype(np.float32, copy=False)
 
 
 def hash_fraction(ids: list[str], seed: int) -> np.ndarray:
@@ -69,7 +70,7 @@ def fit_centroids(x: np.ndarray, total: int, cfg: KMeansConfig, seed: int) -> np
     """K-means on a sample ``x`` of ``total`` unit vectors; returns unit-norm centroids."""
     k = max(1, min(cfg.k, total // cfg.min_cluster_size, len(x)))
     if len(x) == 0:
-        return np.zeros((1, schema.EMBEDDING_DIM), np.float32)
+        return np.zeros((1, x.shape[1] if x.ndim == 2 else schema.EMBEDDING_DIM), np.float32)
     km = KMeans(n_clusters=k, n_init=1, max_iter=cfg.iterations, random_state=seed)
     km.fit(x)
     c = km.cluster_centers_.astype(np.float32)

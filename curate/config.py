@@ -137,12 +137,28 @@ class OpenClipConfig(Model):
     )
 
 
+class AestheticHeadConfig(Model):
+    """LAION aesthetic predictor over the open_clip image embeddings (off when ``path`` is null:
+    ``aesthetic`` is then the offline technical-quality score)."""
+
+    path: str | None = Field(
+        None, description="Local head weights (.pth state dict or .safetensors)."
+    )
+    kind: Literal["auto", "linear", "mlp"] = Field(
+        "auto", description="Head architecture; auto = read it from the weights' keys."
+    )
+
+
 class EmbedConfig(Model):
     backend: Literal["signature", "open_clip"] = "signature"
+    dim: int = Field(
+        512, ge=1, description="Embedding width stored in the analysis table (model's embed_dim)."
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(64, ge=1, description="Keyframes per forward pass.")
     sources_per_batch: int = Field(4, ge=1, description="Analysed sources per embed call.")
     open_clip: OpenClipConfig = OpenClipConfig()
+    aesthetic_head: AestheticHeadConfig = AestheticHeadConfig()
 
 
 class KMeansConfig(Model):

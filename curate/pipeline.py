@@ -137,6 +137,13 @@ class Run:
         self.timings: dict[str, float] = {}
         self.stage_stats: dict[str, dict] = {}
         self.embedding_model: str | None = None
+        # Embedding width of this run's tables: embed.dim for a new run, the stored width for
+        # a re-tier (which embeds nothing).
+        self.dim = config.embed.dim
+
+    @property
+    def analysis_schema(self) -> pa.Schema:
+        return schema.analysis_schema(self.dim)
 
     def writer(self, folder: str, table_schema: pa.Schema) -> ShardWriter:
         return ShardWriter(
@@ -179,6 +186,9 @@ class Run:
             self.funnel[stage] = previous["funnel"][stage]
         self.stage_stats = previous["timing"].get("stages", {})
         self.embedding_model = previous.get("embedding_model")
+        shards = sorted((self.output / "analysis").glob("part-*.parquet"))
+        if shards:
+            self.dim = schema.embedding_dim(pq.read_schema(shards[0]))
         # Phase-1 rejects stay; everything phase 2 and 3 wrote is replaced.
         kept = read_table(self.output / "rejects")
         kept = kept.filter(pc.is_in(kept["stage"], pa.array(PHASE1_STAGES)))
@@ -253,11 +263,11 @@ class Run:
         totals = Counter()
         with (
             self.writer("shots", schema.SHOTS) as shots,
-            self.writer("analysis", schema.ANALYSIS) as clips,
+            self.writer("analysis", self.analysis_schema) as clips,
         ):
             for batch in self._analyzed_batches(sources):
                 shots.write(_flatten(batch, "shots", schema.SHOTS))
-                clips.write(_flatten(batch, "clips", schema.ANALYSIS))
+                clips.write(_flatten(batch, "clips", self.analysis_schema))
                 batch_rejects = _flatten(batch, "rejects", schema.REJECTS)
                 rejects.write(batch_rejects)
                 for stage, reason in zip(
@@ -375,13 +385,15 @@ class Run:
             for name, values in columns.items():
                 part = values.slice(offset, shard.num_rows)
                 shard = shard.set_column(shard.schema.get_field_index(name), name, part)
-            write_parquet_atomic(path, shard.cast(schema.ANALYSIS), self.config.output.compression)
+            shard = schema.conform(shard, self.analysis_schema)  # older runs lack new columns
+            write_parquet_atomic(path, shard, self.config.output.compression)
             offset += shard.num_rows
 
     def write_tiers(self, ids: np.ndarray, keep: np.ndarray, exported: dict) -> dict:
         """One folder per tier: its accepted rows of ``analysis`` with their media."""
         kept = [set(ids[k]) for k in keep]
-        writers = [self.writer(f"tiers/{t.name}", schema.TIER) for t in self.config.tiers]
+        tier_schema = schema.tier_schema(self.dim)
+        writers = [self.writer(f"tiers/{t.name}", tier_schema) for t in self.config.tiers]
         sizes = {t.name: {"clips": 0, "hours": 0.0} for t in self.config.tiers}
         for path in sorted((self.output / "analysis").glob("part-*.parquet")):
             shard = pq.read_table(path)
@@ -399,7 +411,7 @@ class Run:
                 )
                 rows = rows.append_column("clip_path", pa.array([m[0] for m in media], pa.string()))
                 rows = rows.append_column("video", pa.array([m[1] for m in media], pa.binary()))
-                writer.write(schema.conform(rows, schema.TIER))
+                writer.write(schema.conform(rows, tier_schema))
                 sizes[tier.name]["clips"] += rows.num_rows
                 sizes[tier.name]["hours"] += pc.sum(rows["duration_s"]).as_py() / 3600
         for writer in writers:

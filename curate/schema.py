@@ -7,12 +7,14 @@ start as nullable columns so that every table has the same shape on every run.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Literal, get_args
 
 import pyarrow as pa
 
 EMBEDDING_DIM = 512
-"""Width of the fixed-size ``embedding`` column."""
+"""Default width of the fixed-size ``embedding`` column (``embed.dim``): one run stores one
+width, its model's (512 for ViT-B, 768 for ViT-L/14)."""
 
 RejectReason = Literal[
     "unreadable",
@@ -107,76 +109,104 @@ REJECTS = pa.schema(
 )
 """One row per rejected clip or failed input; ``clip_id`` is null when the whole input failed."""
 
-ANALYSIS = pa.schema(
-    [
-        pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("shot_index", pa.int32()),
-        pa.field("start_s", pa.float64()),
-        pa.field("end_s", pa.float64()),
-        pa.field("duration_s", pa.float64()),
-        pa.field("start_frame", pa.int64()),
-        pa.field("end_frame", pa.int64()),
-        pa.field("num_frames", pa.int32()),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("fps", pa.float32()),
-        pa.field("orientation", pa.string()),
-        pa.field("sharpness", pa.float32()),
-        pa.field("sharpness_start", pa.float32()),
-        pa.field("start_shift_s", pa.float32()),
-        pa.field("motion_score", pa.float32()),
-        pa.field("motion_p90", pa.float32()),
-        pa.field("motion_pattern", pa.string()),
-        pa.field("camera_motion", pa.string()),
-        pa.field("camera_motion_confidence", pa.float32()),
-        pa.field("text_ratio", pa.float32()),
-        pa.field("text_ratio_max", pa.float32()),
-        pa.field("border_top", pa.float32()),
-        pa.field("border_bottom", pa.float32()),
-        pa.field("border_left", pa.float32()),
-        pa.field("border_right", pa.float32()),
-        pa.field("aesthetic", pa.float32()),
-        pa.field("embedding", pa.list_(pa.float32(), EMBEDDING_DIM)),
-        pa.field("embedding_model", pa.string()),
-        pa.field("cluster_id", pa.int32()),
-        pa.field("duplicate_of", pa.string()),
-        pa.field("sample_weight", pa.float32()),
-        pa.field("tier", pa.string()),
-        pa.field("thumbnail", pa.binary()),
-    ]
-)
-"""Every candidate clip with every score: the phase-1 checkpoint."""
 
-TIER = pa.schema(
-    [
-        *ANALYSIS,
-        pa.field("caption", pa.string()),
-        pa.field("prompt", pa.string()),
-        pa.field("prompts", pa.list_(pa.string())),
-        pa.field("clip_path", pa.string()),
-        pa.field("video", pa.binary()),
-    ]
-)
-"""Accepted clip–prompt rows of one tier (``tier`` holds the folder's name)."""
+@lru_cache
+def analysis_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
+    """Every candidate clip with every score: the phase-1 checkpoint (``dim``-d embeddings)."""
+    return pa.schema(
+        [
+            pa.field("clip_id", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("shot_index", pa.int32()),
+            pa.field("start_s", pa.float64()),
+            pa.field("end_s", pa.float64()),
+            pa.field("duration_s", pa.float64()),
+            pa.field("start_frame", pa.int64()),
+            pa.field("end_frame", pa.int64()),
+            pa.field("num_frames", pa.int32()),
+            pa.field("width", pa.int32()),
+            pa.field("height", pa.int32()),
+            pa.field("fps", pa.float32()),
+            pa.field("orientation", pa.string()),
+            pa.field("sharpness", pa.float32()),
+            pa.field("sharpness_start", pa.float32()),
+            pa.field("start_shift_s", pa.float32()),
+            pa.field("motion_score", pa.float32()),
+            pa.field("motion_p90", pa.float32()),
+            pa.field("motion_pattern", pa.string()),
+            pa.field("camera_motion", pa.string()),
+            pa.field("camera_motion_confidence", pa.float32()),
+            pa.field("text_ratio", pa.float32()),
+            pa.field("text_ratio_max", pa.float32()),
+            pa.field("border_top", pa.float32()),
+            pa.field("border_bottom", pa.float32()),
+            pa.field("border_left", pa.float32()),
+            pa.field("border_right", pa.float32()),
+            pa.field("aesthetic", pa.float32()),
+            pa.field("aesthetic_model", pa.string()),
+            pa.field("embedding", pa.list_(pa.float32(), dim)),
+            pa.field("embedding_model", pa.string()),
+            pa.field("cluster_id", pa.int32()),
+            pa.field("duplicate_of", pa.string()),
+            pa.field("sample_weight", pa.float32()),
+            pa.field("tier", pa.string()),
+            pa.field("thumbnail", pa.binary()),
+        ]
+    )
 
-CANDIDATE = pa.schema([*ANALYSIS, pa.field("keyframes", pa.list_(pa.binary()))])
-"""A candidate clip inside phase 1: its analysis row plus the JPEG keyframes the embed stage
-reads (not written to ``analysis``)."""
 
-ANALYZED_SOURCE = pa.schema(
-    [
-        *SOURCE,
-        pa.field("shots", pa.list_(pa.struct(list(SHOTS)))),
-        pa.field("clips", pa.list_(pa.struct(list(CANDIDATE)))),
-        pa.field("rejects", pa.list_(pa.struct(list(REJECTS)))),
-        pa.field("frames", pa.int64()),
-        pa.field("analyze_s", pa.float64()),
-        pa.field("probe_s", pa.float64()),
-    ]
-)
-"""What the analyze stage returns per source: its shots, candidate clips and rejects together,
-so that one Ray Data row carries everything one decode produced."""
+@lru_cache
+def tier_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
+    """Accepted clip–prompt rows of one tier (``tier`` holds the folder's name)."""
+    return pa.schema(
+        [
+            *analysis_schema(dim),
+            pa.field("caption", pa.string()),
+            pa.field("prompt", pa.string()),
+            pa.field("prompts", pa.list_(pa.string())),
+            pa.field("clip_path", pa.string()),
+            pa.field("video", pa.binary()),
+        ]
+    )
+
+
+@lru_cache
+def candidate_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
+    """A candidate clip inside phase 1: its analysis row plus the JPEG keyframes the embed
+    stage reads (not written to ``analysis``)."""
+    return pa.schema([*analysis_schema(dim), pa.field("keyframes", pa.list_(pa.binary()))])
+
+
+@lru_cache
+def analyzed_source_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
+    """What the analyze stage returns per source: its shots, candidate clips and rejects
+    together, so that one Ray Data row carries everything one decode produced."""
+    return pa.schema(
+        [
+            *SOURCE,
+            pa.field("shots", pa.list_(pa.struct(list(SHOTS)))),
+            pa.field("clips", pa.list_(pa.struct(list(candidate_schema(dim))))),
+            pa.field("rejects", pa.list_(pa.struct(list(REJECTS)))),
+            pa.field("frames", pa.int64()),
+            pa.field("analyze_s", pa.float64()),
+            pa.field("probe_s", pa.float64()),
+        ]
+    )
+
+
+def embedding_dim(table_schema: pa.Schema) -> int:
+    """Width of the ``embedding`` column of an analysis or tier table."""
+    return table_schema.field("embedding").type.list_size
+
+
+ANALYSIS = analysis_schema()
+"""``analysis`` with the default embedding width."""
+TIER = tier_schema()
+"""A tier table with the default embedding width."""
+CANDIDATE = candidate_schema()
+"""A phase-1 candidate clip with the default embedding width."""
+ANALYZED_SOURCE = analyzed_source_schema()
+"""The analyze stage's per-source row with the default embedding width."""
 
 EXPORTED = pa.schema(
     [

@@ -267,6 +267,9 @@ AESTHETIC_WEIGHTS = {
 }
 """How the technical-quality components add up to the ``aesthetic`` score (0-10)."""
 
+TECHNICAL = "technical"
+"""``aesthetic_model`` of clips scored by :func:`technical_quality` (no aesthetic head)."""
+
 
 def technical_quality(bgr: np.ndarray) -> float:
     """Offline aesthetic proxy, 0-10: good exposure, contrast, colourfulness, little noise and

@@ -19,6 +19,7 @@ import pyarrow as pa
 from curate import camera_motion, schema
 from curate.config import AnalyzeConfig, ClipsConfig, CurateConfig
 from curate.signals import (
+    TECHNICAL,
     BorderSignal,
     FlowSignal,
     ShotSignal,
@@ -211,11 +212,10 @@ class AnalyzeStage:
 
     def __init__(self, config: CurateConfig) -> None:
         self.cfg = config.analyze
+        self.schema = schema.analyzed_source_schema(config.embed.dim)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return schema.from_rows(
-            [self.analyze_one(r) for r in batch.to_pylist()], schema.ANALYZED_SOURCE
-        )
+        return schema.from_rows([self.analyze_one(r) for r in batch.to_pylist()], self.schema)
 
     def analyze_one(self, probed: dict) -> dict:
         source = probed["source"]
@@ -350,6 +350,7 @@ def _clip_row(
         "motion_score": float(motion.mean()) if motion.size else None,
         "motion_p90": float(np.percentile(motion, 90)) if motion.size else None,
         "aesthetic": float(quality.mean()) if quality.size else None,
+        "aesthetic_model": TECHNICAL if quality.size else None,
         "text_ratio": float(text.mean()) if text.size else None,
         "text_ratio_max": float(text.max()) if text.size else None,
         "border_top": top,

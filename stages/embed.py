@@ -7,7 +7,10 @@ Two backends, chosen by ``embed.backend``:
 - ``signature``: a deterministic frame signature (layout, colour, gradients, low
   frequencies) that needs no model. Strong on near-duplicates, weak on semantics.
 
-Each clip's keyframe embeddings are mean-pooled and L2-normalised.
+Each clip's keyframe embeddings are mean-pooled and L2-normalised. With
+``embed.aesthetic_head.path`` set (open_clip only), a LAION aesthetic head scores every
+keyframe's normalised image embedding; the mean score per clip replaces the technical-quality
+``aesthetic`` and ``aesthetic_model`` names the head file.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate import schema
+from curate.aesthetic_head import AestheticHead
 from curate.config import ConfigError, CurateConfig, EmbedConfig, OpenClipConfig
 
 log = logging.getLogger(__name__)
@@ -71,8 +75,12 @@ def frame_signature(bgr: np.ndarray) -> np.ndarray:
         _block(hist, 0.7),
     ]
     vec = np.concatenate(parts)
-    assert vec.size == schema.EMBEDDING_DIM
+    assert vec.size == SIGNATURE_DIM
     return vec / (np.linalg.norm(vec) + 1e-9)
+
+
+SIGNATURE_DIM = 512
+"""Width of :func:`frame_signature` (64 + 2 x 64 + 128 + 64 + 128)."""
 
 
 class SignatureEmbedder:
@@ -125,6 +133,7 @@ class OpenClipEmbedder:
         self.model = model.eval()
         self.preprocess = preprocess
         self.batch_size = cfg.batch_size
+        self.dim = cfg.dim
         self.name = open_clip_name(oc)
         self._torch = torch
 
@@ -144,7 +153,7 @@ class OpenClipEmbedder:
             with torch.no_grad():
                 features = self.model.encode_image(pixels)
             out.append(features.float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, schema.EMBEDDING_DIM), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
 EMBEDDERS = {"signature": SignatureEmbedder, "open_clip": OpenClipEmbedder}
@@ -158,6 +167,16 @@ def check_embedder(config: CurateConfig) -> str:
     are fetched into open_clip's cache here, once, so actors find them there."""
     cfg = config.embed
     if cfg.backend == "signature":
+        if cfg.aesthetic_head.path is not None:
+            raise ConfigError(
+                "embed.aesthetic_head.path needs CLIP image embeddings: set "
+                "embed.backend=open_clip (with a model of the head's width) or unset the head"
+            )
+        if cfg.dim != SIGNATURE_DIM:
+            raise ConfigError(
+                f"embed.dim: the signature backend gives {SIGNATURE_DIM}-d embeddings, "
+                f"not {cfg.dim}; set embed.dim={SIGNATURE_DIM} or embed.backend=open_clip"
+            )
         return SignatureEmbedder.name
     import open_clip
 
@@ -172,11 +191,21 @@ def check_embedder(config: CurateConfig) -> str:
             f"embed.open_clip.model: unknown open_clip model {oc.model!r} "
             f"(see open_clip.list_models(), or set embed.open_clip.config_file)"
         )
-    if model_cfg.get("embed_dim") != schema.EMBEDDING_DIM:
+    width = model_cfg.get("embed_dim")
+    if width != cfg.dim:
         raise ConfigError(
-            f"embed.open_clip.model: {oc.model} gives {model_cfg.get('embed_dim')}-d embeddings; "
-            f"the analysis table stores {schema.EMBEDDING_DIM}-d ones (e.g. ViT-B-32, ViT-B-16)"
+            f"embed.open_clip.model: {oc.model} gives {width}-d embeddings but embed.dim is "
+            f"{cfg.dim}; set embed.dim={width} (the analysis table stores embed.dim-d ones)"
         )
+    if cfg.aesthetic_head.path is not None:
+        head = AestheticHead(cfg.aesthetic_head)
+        if head.in_dim != width:
+            raise ConfigError(
+                f"embed.aesthetic_head.path: {head.name} is a {head.in_dim}-d {head.kind} head "
+                f"but embed.open_clip.model {oc.model} gives {width}-d embeddings (LAION heads: "
+                f"sa_0_4_vit_b_32_linear for 512-d ViT-B/32, sa_0_4_vit_l_14_linear or "
+                f"sac+logos+ava1-l14-linearMSE for 768-d ViT-L/14)"
+            )
     if oc.random_init:
         log.warning("embed.open_clip.random_init is set: embeddings come from random weights")
         return open_clip_name(oc)
@@ -216,7 +245,10 @@ class EmbedStage:
     name = "embed"
 
     def __init__(self, config: CurateConfig) -> None:
-        self.embedder = EMBEDDERS[config.embed.backend](config.embed)
+        cfg = config.embed
+        self.embedder = EMBEDDERS[cfg.backend](cfg)
+        self.head = AestheticHead(cfg.aesthetic_head) if cfg.aesthetic_head.path else None
+        self.schema = schema.analyzed_source_schema(cfg.dim)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
@@ -230,12 +262,21 @@ class EmbedStage:
         if images:
             vectors = self.embedder.embed(images)
             owner = np.asarray(owners)
+            scores = None
+            if self.head is not None:
+                # LAION heads were trained on unit-norm CLIP image embeddings, one per image.
+                unit = vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12)
+                scores = self.head.score(unit)
             for i, clip in enumerate(clips):
-                mine = vectors[owner == i]
-                if len(mine):
-                    pooled = mine.mean(axis=0)
-                    clip["embedding"] = (pooled / (np.linalg.norm(pooled) + 1e-12)).tolist()
-                    clip["embedding_model"] = self.embedder.name
+                mine = owner == i
+                if not mine.any():
+                    continue
+                pooled = vectors[mine].mean(axis=0)
+                clip["embedding"] = (pooled / (np.linalg.norm(pooled) + 1e-12)).tolist()
+                clip["embedding_model"] = self.embedder.name
+                if scores is not None:
+                    clip["aesthetic"] = float(scores[mine].mean())
+                    clip["aesthetic_model"] = self.head.name
         for clip in clips:
             clip["keyframes"] = None  # not needed past this stage
-        return schema.from_rows(rows, schema.ANALYZED_SOURCE)
+        return schema.from_rows(rows, self.schema)

@@ -197,3 +197,53 @@ def test_retier_matches_a_fresh_run(shared_run, tmp_path, capsys):
     # Clip files of clips that left the tier are gone; the others are still there.
     kept = {r["clip_path"] for r in rows(copy / "tiers/default", ["clip_path"])}
     assert {str(p.relative_to(copy)) for p in (copy / "clips").rglob("*.mp4")} == kept
+
+
+def test_vit_l_width_run_with_aesthetic_head(ray_local, synthetic_inputs, tmp_path):
+    """A 768-d (ViT-L/14-wide) run: embeddings stored 768-d, the LAION head scores every clip,
+    and a re-tier reads the stored width back."""
+    import torch
+
+    folder, _ = synthetic_inputs
+    model = tmp_path / "tiny-wide-clip.json"
+    model.write_text(
+        json.dumps(
+            {
+                "embed_dim": 768,
+                "vision_cfg": {
+                    "image_size": 64,
+                    "layers": 1,
+                    "width": 64,
+                    "patch_size": 16,
+                    "head_width": 32,
+                },
+                "text_cfg": {"context_length": 8, "vocab_size": 100, "width": 32, "heads": 1},
+            }
+        )
+    )
+    head = tmp_path / "sa_0_4_vit_l_14_linear.pth"
+    torch.save(torch.nn.Linear(768, 1).state_dict(), head)
+    out = tmp_path / "out"
+    wide = [
+        "--set",
+        "embed.backend=open_clip",
+        "--set",
+        "embed.dim=768",
+        "--set",
+        "embed.open_clip.model=tiny-wide-clip",
+        "--set",
+        f"embed.open_clip.config_file={model}",
+        "--set",
+        "embed.open_clip.random_init=true",
+        "--set",
+        f"embed.aesthetic_head.path={head}",
+    ]
+    assert run([folder / "pan.mp4", folder / "shots.mp4"], out, *wide) == 0
+    assert accounting_problems(out) == []
+    analysis = pq.read_table(out / "analysis")
+    assert analysis.schema.field("embedding").type.list_size == 768
+    assert set(analysis["aesthetic_model"].to_pylist()) == {head.name}
+    assert pq.read_table(out / "tiers" / "default").schema.field("embedding").type.list_size == 768
+    assert main(["retier", str(out), "--config", DEFAULT, "--no-progress"]) == 0
+    assert pq.read_table(out / "analysis").schema.field("embedding").type.list_size == 768
+    assert rows(out / "tiers" / "default", ["aesthetic_model"])[0]["aesthetic_model"] == head.name
