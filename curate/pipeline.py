@@ -77,8 +77,6 @@ PACKAGES = (
 
 BORDER_SIDES = ("top", "bottom", "left", "right")
 
-PHASE1_STAGES = ["probe", "analyze"]
-"""Stages whose rejects a re-tier keeps (it recomputes everything after them)."""
 
 
 class OutputError(ValueError):
@@ -179,7 +177,7 @@ class Run:
         self.embedding_model = previous.get("embedding_model")
         # Phase-1 rejects stay; everything phase 2 and 3 wrote is replaced.
         kept = read_table(self.output / "rejects")
-        kept = kept.filter(pc.is_in(kept["stage"], pa.array(PHASE1_STAGES)))
+        kept = kept.filter(pc.is_in(kept["stage"], pa.array(schema.PHASE1_STAGES)))
         for folder in ("rejects", "tiers"):
             shutil.rmtree(self.output / folder, ignore_errors=True)
         rejects = self.writer("rejects", schema.REJECTS)
