@@ -147,9 +147,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from curate.where import WhereError
 
     try:
-        summary = summarize(
-            Path(args.output), tier=args.tier, where=args.where, sample=args.sample
-        )
+        summary = summarize(Path(args.output), tier=args.tier, where=args.where, sample=args.sample)
     except (InspectError, WhereError) as e:
         print(f"curate: {e}", file=sys.stderr)
         return EXIT_USAGE

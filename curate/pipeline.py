@@ -78,7 +78,6 @@ PACKAGES = (
 BORDER_SIDES = ("top", "bottom", "left", "right")
 
 
-
 class OutputError(ValueError):
     """The output folder cannot be used."""
 

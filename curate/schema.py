@@ -207,7 +207,6 @@ SCORE_COLUMNS = (
 """Numeric per-clip scores that ``curate inspect`` and ``curate report`` summarise."""
 
 
-
 def clip_id(source: str, start_s: float, end_s: float) -> str:
     """Stable clip id: the same source and span always give the same id."""
     key = f"{source}|{start_s:.3f}|{end_s:.3f}".encode()

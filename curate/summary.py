@@ -278,7 +278,8 @@ def summary_text(summary: dict) -> str:
     for row in sel["samples"]:
         span = f"[{row.get('start_s')}-{row.get('end_s')} s]"
         scores = " ".join(
-            f"{k}={row[k]}" for k in ("tier", "sharpness", "motion_score", "camera_motion")
+            f"{k}={row[k]}"
+            for k in ("tier", "sharpness", "motion_score", "camera_motion")
             if k in row
         )
         lines.append(f"  {row.get('clip_id')} {row.get('source')} {span} {scores}")

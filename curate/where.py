@@ -60,9 +60,7 @@ def _field(name: str, schema: pa.Schema) -> pa.Field:
         return schema.field(index)
     close = difflib.get_close_matches(name, schema.names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise WhereError(
-        f"--where: unknown column {name!r}{hint}; columns: {', '.join(schema.names)}"
-    )
+    raise WhereError(f"--where: unknown column {name!r}{hint}; columns: {', '.join(schema.names)}")
 
 
 def _value(field: pa.Field, kind: str, text: str) -> pa.Scalar:
