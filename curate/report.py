@@ -27,7 +27,7 @@ import pyarrow.dataset as ds
 from matplotlib.figure import Figure
 
 from curate.schema import SCORE_COLUMNS
-from curate.summary import InspectError, load_manifest, shards, tier_names
+from curate.summary import InspectError, load_manifest, shards, spread, tier_names
 from stages.tiers import GATES
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -178,13 +178,6 @@ def _span(row: dict) -> str:
     return f"{row['start_s']:.1f}–{row['end_s']:.1f} s"
 
 
-def _spread(rows: list, n: int) -> list:
-    """``n`` items spread evenly over ``rows`` (all of them when there are fewer)."""
-    if len(rows) <= n:
-        return rows
-    return [rows[i * len(rows) // n] for i in range(n)]
-
-
 def _table(header: list[str], rows: list[list[object]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -198,7 +191,7 @@ def _sheet_rows(folder: Path, n: int) -> dict:
     """Up to ``n`` rows of a tier spread over it, with their thumbnails."""
     data = shards(folder)
     total = data.count_rows()
-    indices = sorted({i * total // n for i in range(min(n, total))}) if n else []
+    indices = spread(total, n)
     columns = [c for c in [*SHEET_COLUMNS, "thumbnail"] if c in data.schema.names]
     rows = data.take(pa.array(indices, pa.int64()), columns=columns).to_pylist()
     return {"total": total, "rows": rows}
@@ -228,7 +221,10 @@ def _reject_examples(rejects: pa.Table, n: int) -> dict[str, list[dict]]:
     for row in rejects.to_pylist():
         by_reason[row["reason"]].append(row)
     order = sorted(by_reason, key=lambda r: (-len(by_reason[r]), r))
-    return {reason: _spread(by_reason[reason], n) for reason in order}
+    return {
+        reason: [by_reason[reason][i] for i in spread(len(by_reason[reason]), n)]
+        for reason in order
+    }
 
 
 def _duplicate_groups(analysis: pa.Table, rejects: pa.Table, n: int) -> list[list[dict]]:

@@ -157,11 +157,17 @@ def _counts(values: pa.ChunkedArray) -> dict[str, int]:
     return {str(k): n for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))}
 
 
+def spread(total: int, n: int) -> list[int]:
+    """``n`` row indices spread evenly over ``total`` rows (all of them when there are fewer)."""
+    k = min(n, total)
+    return [i * total // k for i in range(k)]
+
+
 def _samples(data: ds.Dataset, condition, rows: int, n: int) -> list[dict]:
     """``n`` rows spread evenly over the selection."""
-    if n <= 0 or rows == 0:
+    indices = spread(rows, n)
+    if not indices:
         return []
-    indices = sorted({i * rows // n for i in range(min(n, rows))})
     columns = [c for c in SAMPLE_COLUMNS if c in data.schema.names]
     taken = data.scanner(columns=columns, filter=condition).take(pa.array(indices))
     return [
