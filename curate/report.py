@@ -112,15 +112,14 @@ def render_report(output: Path, *, examples: int = 12) -> str:
         thumbs = _thumbnails(shards(output / "analysis"), wanted - {None})
     except (pa.ArrowInvalid, KeyError) as e:
         raise InspectError(f"cannot read {output}: {e} (`curate validate` lists problems)") from e
-    rows_by_id = {r["clip_id"]: r for r in analysis.select(["clip_id", "source"]).to_pylist()}
     sections = [
         ("overview", "Overview", _overview(output, manifest, names, analysis.num_rows)),
         ("funnel", "Funnel", _funnel(manifest, names)),
         ("scores", "Scores and thresholds", _histograms(analysis, manifest, names)),
         ("clusters", "Concept clusters", _clusters(manifest, clusters, thumbs)),
-        ("tiers", "Contact sheets", _contact_sheets(manifest, sheets)),
+        ("tiers", "Contact sheets", _contact_sheets(sheets)),
         ("rejects", "Rejected examples", _rejects(rejects, reject_examples, thumbs)),
-        ("duplicates", "Duplicate groups", _duplicates(duplicates, rows_by_id, thumbs)),
+        ("duplicates", "Duplicate groups", _duplicates(duplicates, thumbs)),
     ]
     nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title, _ in sections)
     body = "".join(
@@ -155,7 +154,7 @@ def _label(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def _thumb(image: bytes | None, title: str, lines: list[str], kind: str = "") -> str:
+def _thumb(image: bytes | None, title: str | None, lines: list[str], kind: str = "") -> str:
     if image:
         data = base64.b64encode(image).decode("ascii")
         img = f'<img src="data:image/jpeg;base64,{data}" alt="{_e(lines[0] if lines else "")}">'
@@ -163,7 +162,7 @@ def _thumb(image: bytes | None, title: str, lines: list[str], kind: str = "") ->
         img = '<div class="noimg">no thumbnail</div>'
     text = "<br>".join(_e(line) for line in lines)
     return (
-        f'<figure class="thumb {kind}" title="{_e(title)}">{img}'
+        f'<figure class="thumb {kind}" title="{_e(title or "")}">{img}'
         f"<figcaption>{text}</figcaption></figure>"
     )
 
@@ -234,12 +233,14 @@ def _duplicate_groups(analysis: pa.Table, rejects: pa.Table, n: int) -> list[lis
         for r in rejects.filter(pc.equal(rejects["reason"], "duplicate")).to_pylist()
     }
     groups: dict[str, list[dict]] = defaultdict(list)
-    for row in analysis.select(["clip_id", "duplicate_of"]).to_pylist():
-        if row["duplicate_of"]:
-            groups[row["duplicate_of"]].append(
-                {"clip_id": row["clip_id"], "detail": detail.get(row["clip_id"])}
-            )
-    return [[{"clip_id": kept, "detail": None}, *dups] for kept, dups in sorted(groups.items())][:n]
+    found = analysis.filter(pc.is_valid(analysis["duplicate_of"]))
+    for row in found.select(["clip_id", "source", "duplicate_of"]).to_pylist():
+        row["detail"] = detail.get(row["clip_id"])
+        groups[row.pop("duplicate_of")].append(row)
+    shown = sorted(groups)[:n]
+    kept = analysis.filter(pc.is_in(analysis["clip_id"], pa.array(shown, pa.string())))
+    source_of = dict(zip(kept["clip_id"].to_pylist(), kept["source"].to_pylist()))
+    return [[{"clip_id": k, "source": source_of.get(k), "detail": None}, *groups[k]] for k in shown]
 
 
 def _thumbnails(analysis: ds.Dataset, ids: set[str]) -> dict[str, bytes | None]:
@@ -352,7 +353,7 @@ def _histogram_specs(analysis: pa.Table) -> list[tuple[str, np.ndarray, list[str
 
 def _histograms(analysis: pa.Table, manifest: dict, names: list[str]) -> str:
     thresholds = manifest.get("funnel", {}).get("tiers", {}).get("thresholds", {})
-    passed = np.asarray(pc.is_valid(analysis["tier"]).to_pylist(), bool)
+    passed = pc.is_valid(analysis["tier"]).to_numpy(zero_copy_only=False)
     figures, empty = [], []
     for title, values, keys in _histogram_specs(analysis):
         finite = np.isfinite(values)
@@ -437,7 +438,7 @@ def _caption(row: dict) -> str:
     return text if len(text) <= CAPTION_CHARS else text[: CAPTION_CHARS - 1] + "…"
 
 
-def _contact_sheets(manifest: dict, sheets: dict[str, dict]) -> str:
+def _contact_sheets(sheets: dict[str, dict]) -> str:
     parts = []
     for name, sheet in sheets.items():
         shown = len(sheet["rows"])
@@ -502,21 +503,17 @@ def _rejects(rejects: pa.Table, examples: dict[str, list[dict]], thumbs: dict) -
     return "".join(parts)
 
 
-def _duplicates(groups: list[list[dict]], rows_by_id: dict, thumbs: dict) -> str:
+def _duplicates(groups: list[list[dict]], thumbs: dict) -> str:
     if not groups:
         return '<p class="muted">No duplicates were found.</p>'
     parts = []
     for group in groups:
         figures = []
         for i, member in enumerate(group):
-            source = rows_by_id.get(member["clip_id"], {}).get("source")
-            lines = [_name(source), "kept" if i == 0 else "duplicate"]
+            lines = [_name(member["source"]), "kept" if i == 0 else "duplicate"]
             if member["detail"]:
                 lines.append(member["detail"])
-            figures.append(
-                _thumb(
-                    thumbs.get(member["clip_id"]), source, lines, "kept" if i == 0 else "dropped"
-                )
-            )
+            kind = "kept" if i == 0 else "dropped"
+            figures.append(_thumb(thumbs.get(member["clip_id"]), member["source"], lines, kind))
         parts.append(f'<div class="group">{"".join(figures)}</div>')
     return "".join(parts)

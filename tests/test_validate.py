@@ -151,6 +151,7 @@ def test_real_run_corruptions_are_named(shared_run, tmp_path, capsys):
     rewrite(copy / "rejects", by_reason("duplicate"))
     assert main(["validate", str(copy)]) == 1
     report = capsys.readouterr().out
-    assert "tiers/default: 1 clips passed its gates and have no reject but are missing" in report
+    # The duplicate lost its reject, so it too belongs in the tier now.
+    assert "tiers/default: 2 clips passed its gates and have no reject but are missing" in report
     assert "2 analysis rows are in no tier and have no reject" in report
     assert "rows with reason 'duplicate', but manifest.json records 1" in report
