@@ -27,7 +27,7 @@ import pyarrow.dataset as ds
 from matplotlib.figure import Figure
 
 from curate.schema import SCORE_COLUMNS
-from curate.summary import InspectError, load_manifest, shards, spread, tier_names
+from curate.summary import load_manifest, shards, spread, tier_names, unreadable
 from stages.tiers import GATES
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -111,7 +111,7 @@ def render_report(output: Path, *, examples: int = 12) -> str:
         wanted |= {r["clip_id"] for group in duplicates for r in group}
         thumbs = _thumbnails(shards(output / "analysis"), wanted - {None})
     except (pa.ArrowInvalid, KeyError) as e:
-        raise InspectError(f"cannot read {output}: {e} (`curate validate` lists problems)") from e
+        raise unreadable(output, e) from e
     sections = [
         ("overview", "Overview", _overview(output, manifest, names, analysis.num_rows)),
         ("funnel", "Funnel", _funnel(manifest, names)),

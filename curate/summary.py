@@ -69,6 +69,14 @@ def shards(folder: Path) -> ds.Dataset:
     return ds.dataset([str(f) for f in files], format="parquet")
 
 
+def unreadable(output: Path, error: Exception) -> InspectError:
+    """A damaged output: name the first line of the cause (Arrow appends whole schemas)."""
+    cause = (str(error).splitlines() or [type(error).__name__])[0]
+    return InspectError(
+        f"cannot read {output}: {cause} (`curate validate {output}` lists problems)"
+    )
+
+
 def summarize(
     output: Path, *, tier: str | None = None, where: str | None = None, sample: int = 3
 ) -> dict:
@@ -91,7 +99,7 @@ def summarize(
         candidates = shards(output / "analysis").count_rows()
         selection = _selection(output, names, tier, where, sample)
     except (pa.ArrowInvalid, KeyError) as e:
-        raise InspectError(f"cannot read {output}: {e} (`curate validate` lists problems)") from e
+        raise unreadable(output, e) from e
     return {
         "output": str(output),
         "inputs": manifest["inputs"],
