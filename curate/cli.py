@@ -1,4 +1,4 @@
-"""Command line: ``curate run`` and ``curate inspect``."""
+"""Command line: ``curate run``, ``retier``, ``inspect``, ``report`` and ``validate``."""
 
 from __future__ import annotations
 
@@ -50,17 +50,59 @@ def _parser() -> argparse.ArgumentParser:
     ret.add_argument("--no-progress", action="store_true")
     ret.add_argument("--log-level", default="INFO")
 
-    ins = sub.add_parser("inspect", help="summarise a run's output folder")
+    ins = sub.add_parser(
+        "inspect",
+        help="summarise a run's output folder: tiers, rejects, scores, schema, samples",
+    )
     ins.add_argument("output")
+    ins.add_argument("--tier", help="summarise this tier's rows instead of every candidate clip")
+    ins.add_argument(
+        "--where",
+        metavar="FILTER",
+        help="only rows matching, e.g. \"sharpness < 50 and orientation = 'portrait'\" "
+        "(column OP value joined by and; OP one of < <= > >= = != ; or column is [not] null)",
+    )
+    ins.add_argument(
+        "--sample",
+        type=_count,
+        default=3,
+        metavar="N",
+        help="show N sample rows, with their captions when a tier is selected (default 3)",
+    )
     ins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    rep = sub.add_parser("report", help="write a self-contained HTML curation report")
+    rep.add_argument("output")
+    rep.add_argument("--html", help="report file (default: OUTPUT/report.html)")
+    rep.add_argument(
+        "--examples",
+        type=_count,
+        default=12,
+        metavar="N",
+        help="thumbnails per contact sheet, cluster, reject reason (default 12)",
+    )
+
+    val = sub.add_parser(
+        "validate", help="check an output folder's schema and accounting; exit 1 on problems"
+    )
+    val.add_argument("output")
     return p
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "inspect":
-        return _inspect(args)
-    return _run(args)
+    commands = {"inspect": _inspect, "report": _report, "validate": _validate}
+    return commands.get(args.command, _run)(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -94,33 +136,55 @@ def _run(args: argparse.Namespace) -> int:
     except (ConfigError, InputError, OutputError) as e:
         print(f"curate: {e}", file=sys.stderr)
         return EXIT_USAGE
-    print(_summary_text(manifest))
+    from curate.summary import tiers_text
+
+    print(tiers_text(manifest))
     return EXIT_OK
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from curate.summary import InspectError, summarize
+    from curate.summary import InspectError, summarize, summary_text
+    from curate.where import WhereError
 
     try:
-        summary = summarize(Path(args.output))
-    except InspectError as e:
+        summary = summarize(Path(args.output), tier=args.tier, where=args.where, sample=args.sample)
+    except (InspectError, WhereError) as e:
         print(f"curate: {e}", file=sys.stderr)
         return EXIT_USAGE
-    print(json.dumps(summary, indent=2) if args.json else _summary_text(summary))
+    print(json.dumps(summary, indent=2) if args.json else summary_text(summary))
     return EXIT_OK
 
 
-def _summary_text(summary: dict) -> str:
-    lines = [f"inputs: {summary['inputs']['discovered']}"]
-    lines.append("tiers:")
-    for name, t in summary["tiers"].items():
-        lines.append(f"  {name:<24} {t['clips']:>8} clips {t['hours']:>10.3f} h")
-    lines.append("rejects:")
-    for reason, n in summary["rejects"].items():
-        lines.append(f"  {reason:<24} {n:>8}")
-    if not summary["rejects"]:
-        lines.append("  (none)")
-    return "\n".join(lines)
+def _report(args: argparse.Namespace) -> int:
+    from curate.report import write_report
+    from curate.summary import InspectError
+
+    output = Path(args.output)
+    target = Path(args.html) if args.html else output / "report.html"
+    try:
+        write_report(output, target, examples=args.examples)
+    except (InspectError, OSError) as e:
+        print(f"curate: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"report written to {target}")
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from curate.validate import validate
+
+    output = Path(args.output)
+    if not output.is_dir():
+        print(f"curate: {output} is not a folder", file=sys.stderr)
+        return EXIT_USAGE
+    problems = validate(output)
+    if not problems:
+        print(f"{output}: valid (schema, accounting, tiers and manifest agree)")
+        return EXIT_OK
+    print(f"{output}: {len(problems)} problem(s)")
+    for problem in problems:
+        print(f"  - {problem}")
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -79,9 +79,6 @@ PACKAGES = (
 
 BORDER_SIDES = ("top", "bottom", "left", "right")
 
-PHASE1_STAGES = ["probe", "analyze"]
-"""Stages whose rejects a re-tier keeps (it recomputes everything after them)."""
-
 
 class OutputError(ValueError):
     """The output folder cannot be used."""
@@ -191,7 +188,7 @@ class Run:
             self.dim = schema.embedding_dim(pq.read_schema(shards[0]))
         # Phase-1 rejects stay; everything phase 2 and 3 wrote is replaced.
         kept = read_table(self.output / "rejects")
-        kept = kept.filter(pc.is_in(kept["stage"], pa.array(PHASE1_STAGES)))
+        kept = kept.filter(pc.is_in(kept["stage"], pa.array(schema.PHASE1_STAGES)))
         for folder in ("rejects", "tiers"):
             shutil.rmtree(self.output / folder, ignore_errors=True)
         rejects = self.writer("rejects", schema.REJECTS)

@@ -40,6 +40,10 @@ RejectReason = Literal[
 
 REJECT_REASONS: frozenset[str] = frozenset(get_args(RejectReason))
 
+PHASE1_STAGES = ("probe", "analyze")
+"""Stages that reject inputs or clip windows before ``analysis`` (their rejected clips have no
+analysis row); a re-tier keeps their rejects and recomputes everything after them."""
+
 CAMERA_MOTIONS = (
     "static",
     "pan_left",
@@ -220,6 +224,22 @@ EXPORTED = pa.schema(
 )
 """Export stage output: one encoded clip (path or bytes) per clip and export spec."""
 
+SCORE_COLUMNS = (
+    "duration_s",
+    "sharpness",
+    "motion_score",
+    "motion_p90",
+    "camera_motion_confidence",
+    "text_ratio",
+    "border_top",
+    "border_bottom",
+    "border_left",
+    "border_right",
+    "aesthetic",
+    "sample_weight",
+)
+"""Numeric per-clip scores that ``curate inspect`` and ``curate report`` summarise."""
+
 
 def clip_id(source: str, start_s: float, end_s: float) -> str:
     """Stable clip id: the same source and span always give the same id."""
@@ -241,3 +261,19 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         else:
             columns.append(pa.nulls(table.num_rows, field.type))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def schema_problems(actual: pa.Schema, expected: pa.Schema, where: str) -> list[str]:
+    """How ``actual`` breaks the contract ``expected``: missing columns and wrong types.
+    Extra columns are allowed (the contract says: add more freely)."""
+    problems = []
+    for field in expected:
+        index = actual.get_field_index(field.name)
+        if index < 0:
+            problems.append(f"{where}: column {field.name!r} is missing")
+        elif not actual.field(index).type.equals(field.type):
+            problems.append(
+                f"{where}: column {field.name!r} is {actual.field(index).type}, "
+                f"expected {field.type}"
+            )
+    return problems

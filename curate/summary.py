@@ -1,4 +1,8 @@
-"""Summaries of an output folder, read from its shards (only the columns needed)."""
+"""Summaries and checks of an output folder, read from its shards (only the columns needed).
+
+Imports nothing but pyarrow and the standard library, so that ``scripts/inspect_shards.py``
+works where only pyarrow is installed.
+"""
 
 from __future__ import annotations
 
@@ -6,41 +10,201 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
+from curate import schema
 from curate.io import read_table
+from curate.where import parse_where
+
+PERCENTILES = (0.1, 0.5, 0.9)
+"""Quantiles shown for every score, besides min, max and mean."""
+
+SAMPLE_COLUMNS = (
+    "clip_id",
+    "source",
+    "start_s",
+    "end_s",
+    "tier",
+    "sharpness",
+    "motion_score",
+    "camera_motion",
+    "caption",
+    "prompt",
+)
+"""Columns of a sample row (``caption``/``prompt`` exist in tier tables only)."""
+
+MIX_COLUMNS = ("orientation", "camera_motion")
+"""Categorical columns whose value counts are shown."""
 
 
 class InspectError(ValueError):
-    """The folder is not a curate output."""
+    """The folder is not a (readable) curate output, or the request does not fit it."""
 
 
-def summarize(output: Path) -> dict:
-    """Per-tier clips and hours, reject counts by reason and by stage."""
-    manifest_path = output / "manifest.json"
-    if not manifest_path.exists():
+def load_manifest(output: Path) -> dict:
+    if not output.is_dir():
+        raise InspectError(f"{output} is not a folder")
+    path = output / "manifest.json"
+    if not path.is_file():
         raise InspectError(f"{output} holds no manifest.json: not a finished curate run")
-    manifest = json.loads(manifest_path.read_text())
-    tiers = {}
-    for name in (t["name"] for t in manifest["config"]["tiers"]):
-        table = read_table(output / "tiers" / name, columns=["duration_s"])
-        hours = (pc.sum(table.column("duration_s")).as_py() or 0.0) / 3600
-        tiers[name] = {"clips": table.num_rows, "hours": round(hours, 6)}
-    rejects = read_table(output / "rejects", columns=["stage", "reason"])
-    reasons = Counter(rejects.column("reason").to_pylist())
-    by_stage = Counter(
-        f"{s}/{r}"
-        for s, r in zip(rejects.column("stage").to_pylist(), rejects.column("reason").to_pylist())
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InspectError(f"cannot read {path}: {e}") from e
+
+
+def tier_names(manifest: dict) -> list[str]:
+    """The run's tiers, loosest first."""
+    return [t["name"] for t in manifest["config"]["tiers"]]
+
+
+def shards(folder: Path) -> ds.Dataset:
+    """The ``part-*.parquet`` shards of a folder as one dataset (nothing read yet)."""
+    files = sorted(folder.glob("part-*.parquet"))
+    if not files:
+        raise InspectError(f"no Parquet shards in {folder}")
+    return ds.dataset([str(f) for f in files], format="parquet")
+
+
+def unreadable(output: Path, error: Exception) -> InspectError:
+    """A damaged output: name the first line of the cause (Arrow appends whole schemas)."""
+    cause = (str(error).splitlines() or [type(error).__name__])[0]
+    return InspectError(
+        f"cannot read {output}: {cause} (`curate validate {output}` lists problems)"
     )
-    analysis = read_table(output / "analysis", columns=["clip_id"])
+
+
+def summarize(
+    output: Path, *, tier: str | None = None, where: str | None = None, sample: int = 3
+) -> dict:
+    """Per-tier clips and hours, reject counts by reason and by stage, the schema check, and
+    score summaries, category mixes and sample rows of a selection: ``analysis`` (every
+    candidate clip) or one tier, optionally filtered by ``where``."""
+    manifest = load_manifest(output)
+    try:
+        names = tier_names(manifest)
+        tiers = {}
+        for name in names:
+            durations = shards(output / "tiers" / name).to_table(columns=["duration_s"])
+            tiers[name] = {
+                "clips": durations.num_rows,
+                "hours": round(_sum(durations["duration_s"]) / 3600, 6),
+            }
+        rejects = shards(output / "rejects").to_table(columns=["stage", "reason"])
+        reasons = rejects["reason"].to_pylist()
+        by_stage = Counter(f"{s}/{r}" for s, r in zip(rejects["stage"].to_pylist(), reasons))
+        candidates = shards(output / "analysis").count_rows()
+        selection = _selection(output, names, tier, where, sample)
+    except (pa.ArrowInvalid, KeyError) as e:
+        raise unreadable(output, e) from e
     return {
         "output": str(output),
         "inputs": manifest["inputs"],
-        "candidates": analysis.num_rows,
+        "candidates": candidates,
         "tiers": tiers,
-        "rejects": dict(sorted(reasons.items())),
+        "thresholds": manifest.get("funnel", {}).get("tiers", {}).get("thresholds", {}),
+        "rejects": dict(sorted(Counter(reasons).items())),
         "rejects_by_stage": dict(sorted(by_stage.items())),
+        "schema_problems": output_schema_problems(output, names),
+        "selection": selection,
     }
+
+
+def _selection(
+    output: Path, names: list[str], tier: str | None, where: str | None, sample: int
+) -> dict:
+    if tier is not None and tier not in names:
+        raise InspectError(f"no tier {tier!r} in this run (tiers: {', '.join(names)})")
+    table_name = f"tiers/{tier}" if tier else "analysis"
+    data = shards(output / table_name)
+    condition = parse_where(where, data.schema) if where else None
+    present = set(data.schema.names)
+    scores = [c for c in schema.SCORE_COLUMNS if c in present]
+    mixes = [c for c in MIX_COLUMNS if c in present]
+    table = data.to_table(columns=[*scores, *mixes], filter=condition)
+    return {
+        "table": table_name,
+        "where": where,
+        "rows": table.num_rows,
+        "hours": round(_sum(table["duration_s"]) / 3600, 6) if "duration_s" in present else None,
+        "scores": {c: _stats(table[c]) for c in scores},
+        **{c: _counts(table[c]) for c in mixes},
+        "samples": _samples(data, condition, table.num_rows, sample),
+    }
+
+
+def _sum(values: pa.ChunkedArray) -> float:
+    return pc.sum(values).as_py() or 0.0
+
+
+def _number(value: float | None) -> float | None:
+    # Six significant digits: float32 scores shown as 20.1, not 20.100000381469727.
+    return None if value is None else float(f"{value:.6g}")
+
+
+def _stats(values: pa.ChunkedArray) -> dict:
+    if pa.types.is_floating(values.type):
+        # NaN counts as missing, as in the tier gates.
+        values = pc.if_else(pc.is_nan(values), pa.scalar(None, values.type), values)
+    valid = len(values) - values.null_count
+    stats: dict = {"count": valid, "nulls": values.null_count}
+    keys = ["min", *(f"p{round(q * 100)}" for q in PERCENTILES), "max", "mean"]
+    if not valid:
+        return stats | dict.fromkeys(keys)
+    extremes = pc.min_max(values)
+    quantiles = pc.quantile(values, q=list(PERCENTILES)).to_pylist()
+    found = [extremes["min"].as_py(), *quantiles, extremes["max"].as_py(), pc.mean(values).as_py()]
+    return stats | {k: _number(v) for k, v in zip(keys, found)}
+
+
+def _counts(values: pa.ChunkedArray) -> dict[str, int]:
+    counts = Counter(values.to_pylist())
+    return {str(k): n for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))}
+
+
+def spread(total: int, n: int) -> list[int]:
+    """``n`` row indices spread evenly over ``total`` rows (all of them when there are fewer)."""
+    k = min(n, total)
+    return [i * total // k for i in range(k)]
+
+
+def _samples(data: ds.Dataset, condition, rows: int, n: int) -> list[dict]:
+    """``n`` rows spread evenly over the selection."""
+    indices = spread(rows, n)
+    if not indices:
+        return []
+    columns = [c for c in SAMPLE_COLUMNS if c in data.schema.names]
+    taken = data.scanner(columns=columns, filter=condition).take(pa.array(indices))
+    return [
+        {k: _number(v) if isinstance(v, float) else v for k, v in row.items()}
+        for row in taken.to_pylist()
+    ]
+
+
+def output_schema_problems(output: Path, tiers: list[str]) -> list[str]:
+    """Every shard's schema compared with the contract in ``curate.schema``."""
+    contracts = {
+        "shots": schema.SHOTS,
+        "analysis": schema.ANALYSIS,
+        "rejects": schema.REJECTS,
+        **{f"tiers/{name}": schema.TIER for name in tiers},
+    }
+    problems = []
+    for folder, contract in contracts.items():
+        files = sorted((output / folder).glob("part-*.parquet"))
+        if not files:
+            problems.append(f"{folder}: no Parquet shards")
+        for f in files:
+            try:
+                actual = pq.read_schema(f)
+            except (OSError, pa.ArrowException) as e:
+                problems.append(f"{folder}/{f.name}: unreadable ({e})")
+                continue
+            problems += schema.schema_problems(actual, contract, f"{folder}/{f.name}")
+    return problems
 
 
 def accounting_problems(output: Path) -> list[str]:
@@ -50,7 +214,7 @@ def accounting_problems(output: Path) -> list[str]:
     analysis = read_table(output / "analysis", columns=["clip_id", "source"])
     rejects = read_table(output / "rejects", columns=["clip_id", "source"])
     tiered: set[str] = set()
-    for name in (t["name"] for t in manifest["config"]["tiers"]):
+    for name in tier_names(manifest):
         tiered |= set(
             read_table(output / "tiers" / name, columns=["clip_id"])["clip_id"].to_pylist()
         )
@@ -73,3 +237,69 @@ def accounting_problems(output: Path) -> list[str]:
             f"{len(lost)} analysis rows are in no tier and have no reject: {sorted(lost)[:5]}"
         )
     return problems
+
+
+# Text output -------------------------------------------------------------------------------
+
+
+def tiers_text(summary: dict) -> str:
+    """Inputs, per-tier clips and hours, rejects by reason (a manifest or a summary)."""
+    lines = [f"inputs: {summary['inputs']['discovered']}", "tiers:"]
+    for name, t in summary["tiers"].items():
+        lines.append(f"  {name:<24} {t['clips']:>8} clips {t['hours']:>10.3f} h")
+    lines.append("rejects:")
+    for reason, n in summary["rejects"].items():
+        lines.append(f"  {reason:<24} {n:>8}")
+    if not summary["rejects"]:
+        lines.append("  (none)")
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return f"{'-':>10}" if value is None else f"{value:>10.4g}"
+
+
+def summary_text(summary: dict) -> str:
+    """The whole of ``summarize``'s answer for a terminal."""
+    lines = [f"output: {summary['output']} ({summary['candidates']} candidate clips)"]
+    lines.append(tiers_text(summary))
+    lines.append("rejects by stage:")
+    lines += [f"  {k:<32} {n:>8}" for k, n in summary["rejects_by_stage"].items()] or ["  (none)"]
+    for name, gates in summary["thresholds"].items():
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in gates.items())
+        lines.append(f"thresholds {name}: {shown or '(none)'}")
+    problems = summary["schema_problems"]
+    lines.append("schema: ok" if not problems else "schema problems:")
+    lines += [f"  - {p}" for p in problems]
+
+    sel = summary["selection"]
+    hours = "" if sel["hours"] is None else f", {sel['hours']:.3f} h"
+    where = f" where {sel['where']}" if sel["where"] else ""
+    lines.append(f"selection: {sel['table']}{where}: {sel['rows']} rows{hours}")
+    keys = ["min", *(f"p{round(q * 100)}" for q in PERCENTILES), "max"]
+    lines.append(f"  {'score':<26} {'n':>8} {'nulls':>8}" + "".join(f"{k:>10}" for k in keys))
+    for column, s in sel["scores"].items():
+        cells = "".join(_cell(s.get(k)) for k in keys)
+        lines.append(f"  {column:<26} {s['count']:>8} {s['nulls']:>8}{cells}")
+    for column in MIX_COLUMNS:
+        counts = sel.get(column)
+        if counts is not None:
+            total = sum(counts.values()) or 1
+            mix = ", ".join(f"{k} {n} ({100 * n / total:.0f}%)" for k, n in counts.items())
+            lines.append(f"  {column}: {mix or '(no rows)'}")
+    if sel["samples"]:
+        lines.append("samples:")
+    for row in sel["samples"]:
+        span = f"[{row.get('start_s')}-{row.get('end_s')} s]"
+        scores = " ".join(
+            f"{k}={row[k]}"
+            for k in ("tier", "sharpness", "motion_score", "camera_motion")
+            if k in row
+        )
+        lines.append(f"  {row.get('clip_id')} {row.get('source')} {span} {scores}")
+        for key in ("caption", "prompt"):
+            if key in row:
+                lines.append(f"    {key}: {row[key] if row[key] is not None else '(none)'}")
+    if sel["samples"] and "caption" not in sel["samples"][0]:
+        lines.append("  (captions live in the tier tables: add --tier NAME to see them)")
+    return "\n".join(lines)

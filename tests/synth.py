@@ -246,3 +246,180 @@ def draw_text(image: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
             image, [words(4) for _ in range(6)], int(0.15 * h), 0.07 * h, outline=False
         )
     raise ValueError(kind)
+
+
+SYNTH_TIERS = {"loose": 20.0, "strict": 100.0}
+"""Tiers of ``synthetic_output`` (loosest first) and their ``min_sharpness`` gate."""
+
+
+def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, seed: int = 0):
+    """A complete output folder of ``clips`` candidate clips, built directly with pyarrow.
+
+    Four clips per source plus two unreadable inputs; tiers gate on sharpness
+    (``SYNTH_TIERS``); every 50th clip that passed is a duplicate of the clip before it; half
+    of the tier rows have a caption. It keeps the accounting invariant, so corrupting it is
+    the only way to make ``curate validate`` fail. Returns the folder.
+    """
+    import json
+
+    import pyarrow as pa
+
+    from curate import schema
+    from curate.io import ShardWriter
+
+    rng = np.random.default_rng(seed)
+    n = clips
+    sources = np.array([f"/data/videos/src{i // 4:06d}.mp4" for i in range(n)], dtype=object)
+    ids = np.array([f"{i:016x}" for i in range(n)], dtype=object)
+    start = (np.arange(n) % 4) * 20.0
+    duration = rng.uniform(4, 16, n)
+    sizes = np.array([(1280, 720), (720, 1280), (640, 360)])[rng.integers(0, 3, n)]
+    orientation = np.where(sizes[:, 0] > sizes[:, 1], "landscape", "portrait").astype(object)
+    sharpness = rng.lognormal(4.0, 1.0, n).astype(np.float32)
+    cluster = (np.arange(n) % 8).astype(np.int32)
+    names = list(SYNTH_TIERS)
+    strictest = np.full(n, None, dtype=object)
+    for name, threshold in SYNTH_TIERS.items():
+        strictest[sharpness >= threshold] = name
+    passed = np.flatnonzero(strictest != None)  # noqa: E711 (element-wise)
+    duplicate_of = np.full(n, None, dtype=object)
+    dups = passed[1::50]
+    duplicate_of[dups] = ids[passed[0::50][: len(dups)]]
+    kept = (strictest != None) & (duplicate_of == None)  # noqa: E711
+    thumbs = [
+        cv2.imencode(".jpg", np.full((72, 128, 3), 30 * c, np.uint8))[1].tobytes() for c in range(8)
+    ]
+    centroids = rng.normal(size=(8, schema.EMBEDDING_DIM)).astype(np.float32)
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    analysis = schema.conform(
+        pa.table(
+            {
+                "clip_id": ids,
+                "source": sources,
+                "shot_index": np.zeros(n, np.int32),
+                "start_s": start,
+                "end_s": start + duration,
+                "duration_s": duration,
+                "width": sizes[:, 0].astype(np.int32),
+                "height": sizes[:, 1].astype(np.int32),
+                "fps": np.full(n, 25, np.float32),
+                "orientation": orientation,
+                "sharpness": sharpness,
+                "motion_score": rng.uniform(0, 0.3, n).astype(np.float32),
+                "camera_motion": np.array(CAMERA_MOTIONS, dtype=object)[rng.integers(0, 11, n)],
+                "camera_motion_confidence": rng.uniform(0.3, 1, n).astype(np.float32),
+                "aesthetic": rng.uniform(2, 9, n).astype(np.float32),
+                "border_top": np.zeros(n, np.float32),
+                "embedding": pa.FixedSizeListArray.from_arrays(
+                    centroids[cluster].reshape(-1), schema.EMBEDDING_DIM
+                ),
+                "embedding_model": np.full(n, "synthetic", dtype=object),
+                "cluster_id": cluster,
+                "duplicate_of": duplicate_of,
+                "sample_weight": pa.array(np.ones(n, np.float32), mask=~kept),
+                "tier": strictest,
+                "thumbnail": pa.array([thumbs[c] for c in cluster], pa.binary()),
+            }
+        ),
+        schema.ANALYSIS,
+    )
+    broken = [f"/data/videos/broken{j}.mp4" for j in range(2)]
+    reject_rows = [
+        {"source": s, "stage": "probe", "reason": "unreadable", "detail": "not a video"}
+        for s in broken
+    ]
+    for i in np.flatnonzero(strictest == None):  # noqa: E711
+        reject_rows.append(
+            {
+                "source": sources[i],
+                "clip_id": ids[i],
+                "stage": "tiers",
+                "reason": "blurry",
+                "detail": f"sharpness {sharpness[i]:.4g} fails loose.gates.min_sharpness=20",
+                "start_s": start[i],
+                "end_s": start[i] + duration[i],
+            }
+        )
+    for i in dups:
+        reject_rows.append(
+            {
+                "source": sources[i],
+                "clip_id": ids[i],
+                "stage": "dedup",
+                "reason": "duplicate",
+                "detail": f"cosine 0.970 >= dedup.threshold 0.95 with {duplicate_of[i]}",
+                "start_s": start[i],
+                "end_s": start[i] + duration[i],
+            }
+        )
+    rejects = schema.from_rows(reject_rows, schema.REJECTS)
+    captions = np.where(np.arange(n) % 2 == 0, None, "a synthetic clip of a grey square")
+
+    def write(name: str, table: pa.Table, table_schema: pa.Schema) -> None:
+        with ShardWriter(
+            folder / name, table_schema, rows_per_file=rows_per_file, compression="zstd"
+        ) as writer:
+            writer.write(table)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write("analysis", analysis, schema.ANALYSIS)
+    write("rejects", rejects, schema.REJECTS)
+    shots = {
+        "source": np.unique(sources),
+        "shot_index": np.zeros(len(np.unique(sources)), np.int32),
+    }
+    write("shots", schema.conform(pa.table(shots), schema.SHOTS), schema.SHOTS)
+    sizes_of = {}
+    for k, name in enumerate(names):
+        member = kept & np.isin(strictest, names[k:])
+        rows = analysis.filter(pa.array(member))
+        rows = rows.set_column(
+            rows.schema.get_field_index("tier"), "tier", pa.array([name] * rows.num_rows)
+        )
+        rows = rows.append_column("caption", pa.array(captions[member], pa.string()))
+        rows = rows.append_column("prompt", pa.array(captions[member], pa.string()))
+        write(f"tiers/{name}", schema.conform(rows, schema.TIER), schema.TIER)
+        sizes_of[name] = {
+            "clips": int(member.sum()),
+            "hours": round(duration[member].sum() / 3600, 6),
+        }
+    reasons = {"blurry": int((strictest == None).sum()), "duplicate": len(dups), "unreadable": 2}  # noqa: E711
+    inputs = len(np.unique(sources)) + len(broken)
+    manifest = {
+        "inputs": {"given": ["/data/videos"], "discovered": inputs},
+        "embedding_model": "synthetic",
+        "funnel": {
+            "discover": {"in": inputs, "out": inputs, "rejected": {}},
+            "probe": {"in": inputs, "out": inputs - 2, "rejected": {"unreadable": 2}},
+            "analyze": {"in": inputs - 2, "out": n, "rejected": {}, "shots": inputs - 2},
+            "tiers": {
+                "in": n,
+                "out": len(passed),
+                "rejected": {"blurry": reasons["blurry"]},
+                "thresholds": {name: {"min_sharpness": t} for name, t in SYNTH_TIERS.items()},
+            },
+            "dedup": {
+                "in": len(passed),
+                "out": int(kept.sum()),
+                "rejected": {"duplicate": len(dups)},
+            },
+            "rebalance": {
+                "in": int(kept.sum()),
+                "out": int(kept.sum()),
+                "rejected": {},
+                "mode": "weight",
+                "clusters_before": {str(c): int((cluster[kept] == c).sum()) for c in range(8)},
+                "clusters_after": {str(c): int((cluster[kept] == c).sum()) for c in range(8)},
+            },
+            "export": {"in": int(kept.sum()), "out": int(kept.sum()), "rejected": {}},
+        },
+        "tiers": sizes_of,
+        "rejects": dict(sorted(reasons.items())),
+        "config": {
+            "tiers": [
+                {"name": name, "gates": {"min_sharpness": t}} for name, t in SYNTH_TIERS.items()
+            ]
+        },
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return folder

@@ -6,20 +6,13 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, VIDEOS, needs_shared
+from conftest import DEFAULT_CONFIG as DEFAULT
+from conftest import VIDEOS, needs_shared
+from conftest import run_pipeline as run
 from synth import bad_inputs, pan_frames, shots_video, still_frames, textured_image, write_video
 
 from curate.cli import main
 from curate.summary import accounting_problems
-
-DEFAULT = str(ROOT / "configs" / "default.yaml")
-
-
-def run(inputs, output, *extra):
-    args = ["run", "--config", DEFAULT, "--output", str(output), "--no-progress", *extra]
-    for i in inputs:
-        args += ["--input", str(i)]
-    return main(args)
 
 
 def rows(folder, columns=None):
@@ -42,6 +35,7 @@ def test_synthetic_run_accounts_for_everything(ray_local, synthetic_inputs, tmp_
     out = tmp_path / "out"
     assert run([folder], out) == 0
     assert accounting_problems(out) == []
+    assert main(["validate", str(out)]) == 0
     rejects = rows(out / "rejects")
     for name, reason in expected_bad.items():
         mine = [r for r in rejects if r["source"].endswith(name)]
@@ -75,19 +69,11 @@ def test_existing_foreign_folder_is_refused(tmp_path, synthetic_inputs, capsys):
     assert "not empty" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def shared_run(ray_local, tmp_path_factory):
-    bad = tmp_path_factory.mktemp("bad")
-    expected = bad_inputs(bad)
-    out = tmp_path_factory.mktemp("run") / "out"
-    assert run([VIDEOS, bad], out) == 0
-    return out, expected, bad
-
-
 @needs_shared
 def test_shared_videos_accounted_for(shared_run):
     out, expected_bad, _ = shared_run
     assert accounting_problems(out) == []
+    assert main(["validate", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"]["discovered"] == 28 + len(expected_bad)
     rejects = rows(out / "rejects")

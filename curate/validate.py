@@ -1,0 +1,132 @@
+"""``curate validate``: does an output folder keep the output contract?
+
+Checks every shard's schema, the accounting invariant, that each tier folder holds exactly
+the clips that passed its gates and were not rejected afterwards, and that ``manifest.json``
+agrees with the tables. Imports nothing but pyarrow and the standard library.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+
+from curate.io import read_table
+from curate.schema import PHASE1_STAGES, REJECT_REASONS
+from curate.summary import (
+    InspectError,
+    accounting_problems,
+    load_manifest,
+    output_schema_problems,
+    tier_names,
+)
+
+SHOWN_IDS = 5
+"""How many offending clip ids a message names."""
+
+
+def validate(output: Path) -> list[str]:
+    """Every problem found, as one readable line each; empty when the output is sound."""
+    try:
+        manifest = load_manifest(output)
+        names = tier_names(manifest)
+    except (InspectError, KeyError, TypeError) as e:
+        return [f"manifest.json: {e}"]
+    problems = output_schema_problems(output, names)
+    checks: list[tuple[str, Callable[[], list[str]]]] = [
+        ("accounting", lambda: accounting_problems(output)),
+        ("tiers", lambda: _tier_problems(output, manifest, names)),
+        ("rejects", lambda: _reject_problems(output, manifest)),
+    ]
+    for what, check in checks:
+        try:
+            problems += check()
+        except (OSError, KeyError, pa.ArrowException) as e:
+            # A missing column or shard is already named by the schema check; say what it
+            # kept us from checking.
+            problems.append(f"{what} not checked: {e}")
+    return problems
+
+
+def _ids(values: set[str]) -> str:
+    return ", ".join(sorted(values)[:SHOWN_IDS]) + (", ..." if len(values) > SHOWN_IDS else "")
+
+
+def _tier_problems(output: Path, manifest: dict, names: list[str]) -> list[str]:
+    problems = []
+    analysis = read_table(output / "analysis", columns=["clip_id", "tier"])
+    ids = analysis["clip_id"].to_pylist()
+    repeated = {c for c, n in Counter(ids).items() if n > 1}
+    if repeated:
+        problems.append(f"analysis: {len(repeated)} clip ids repeat: {_ids(repeated)}")
+    rank = {name: k for k, name in enumerate(names)}
+    strictest = analysis["tier"].to_pylist()
+    unknown = {t for t in strictest if t is not None and t not in rank}
+    if unknown:
+        problems.append(f"analysis: tier values {sorted(unknown)} are not tiers of this run")
+    rejected = read_table(output / "rejects", columns=["clip_id"])["clip_id"].to_pylist()
+    rejected = {c for c in rejected if c is not None}
+    folders = {p.name for p in (output / "tiers").iterdir() if p.is_dir()}
+    for extra in sorted(folders - set(names)):
+        problems.append(f"tiers/{extra}: not a tier of this run's config")
+    for k, name in enumerate(names):
+        if name not in folders:
+            continue  # named by the schema check
+        table = read_table(output / "tiers" / name, columns=["clip_id", "tier"])
+        members = table["clip_id"].to_pylist()
+        recorded = manifest.get("tiers", {}).get(name, {}).get("clips")
+        if recorded != len(members):
+            problems.append(
+                f"tiers/{name}: {len(members)} rows, but manifest.json records {recorded}"
+            )
+        labels = set(table["tier"].to_pylist()) - {name}
+        if labels:
+            problems.append(f"tiers/{name}: rows labelled with tier {sorted(map(str, labels))}")
+        # Tiers are nested and only dedup, re-balancing and export remove a clip that passed
+        # the gates (each with a reject), so a tier's members are exactly these.
+        expected = {
+            c for c, t in zip(ids, strictest) if t in rank and rank[t] >= k and c not in rejected
+        }
+        missing, unexpected = expected - set(members), set(members) - expected
+        if missing:
+            problems.append(
+                f"tiers/{name}: {len(missing)} clips passed its gates and have no reject "
+                f"but are missing: {_ids(missing)}"
+            )
+        if unexpected:
+            problems.append(
+                f"tiers/{name}: {len(unexpected)} rows should not be there (not in analysis, "
+                f"below the tier's gates, or rejected): {_ids(unexpected)}"
+            )
+    return problems
+
+
+def _reject_problems(output: Path, manifest: dict) -> list[str]:
+    problems = []
+    rejects = read_table(output / "rejects", columns=["clip_id", "stage", "reason"])
+    counts = Counter(rejects["reason"].to_pylist())
+    recorded = manifest.get("rejects", {})
+    for reason in sorted(set(counts) | set(recorded)):
+        if counts.get(reason, 0) != recorded.get(reason, 0):
+            problems.append(
+                f"rejects: {counts.get(reason, 0)} rows with reason {reason!r}, but "
+                f"manifest.json records {recorded.get(reason, 0)}"
+            )
+    unknown = set(counts) - REJECT_REASONS
+    if unknown:
+        problems.append(f"rejects: reasons outside the vocabulary: {sorted(map(str, unknown))}")
+    analysed = set(read_table(output / "analysis", columns=["clip_id"])["clip_id"].to_pylist())
+    # Later stages only ever reject analysis rows.
+    later = {
+        c
+        for c, stage in zip(rejects["clip_id"].to_pylist(), rejects["stage"].to_pylist())
+        if c is not None and stage not in PHASE1_STAGES
+    }
+    if later - analysed:
+        problems.append(
+            f"rejects: {len(later - analysed)} rows of stages after analysis name clips that "
+            f"are not in analysis: {_ids(later - analysed)}"
+        )
+    return problems
