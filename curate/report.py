@@ -341,8 +341,9 @@ def _histogram_specs(analysis: pa.Table) -> list[tuple[str, np.ndarray, list[str
     """(title, values, gate keys whose thresholds apply): gated scores first, grouped by what
     the gate measures, then every other score column."""
     specs: list[tuple[str, np.ndarray, list[str]]] = []
-    for label in dict.fromkeys(g.label for g in GATES):
-        gates = [g for g in GATES if g.label == label]
+    scored = [g for g in GATES if not g.flag]  # on/off gates have no distribution to draw
+    for label in dict.fromkeys(g.label for g in scored):
+        gates = [g for g in scored if g.label == label]
         specs.append((label, gates[0].column(analysis), [g.key for g in gates]))
     for column in SCORE_COLUMNS:
         if column not in {title for title, _, _ in specs}:

@@ -181,20 +181,58 @@ TEXT_DETECTORS: dict[str, type] = {"morphology": MorphologyTextDetector}
 """Text detectors by the name used in ``analyze.text.detector``."""
 
 
+STABLE_AFTER_S = 0.25
+"""Text lines found in a sampled frame are looked at again this much later."""
+
+MIN_STABILITY = 0.55
+"""Correlation a line's patch needs with the same patch :data:`STABLE_AFTER_S` later to
+count: captions, titles and watermarks hold still on screen for seconds, while texture that
+happens to line up like letters moves, flickers or falls apart (0.5 and below on moving
+texture, 0.9 and above on overlaid text)."""
+
+
+def stability(before: np.ndarray, after: np.ndarray) -> float:
+    """Zero-mean normalised correlation of two patches of the same place."""
+    a = before.astype(np.float32) - before.mean()
+    b = after.astype(np.float32) - after.mean()
+    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-6))
+
+
 @dataclass
 class TextSignal:
-    """Text coverage of frames sampled at ``fps``."""
+    """Text coverage of frames sampled at ``fps``, counting only lines that stay put on
+    screen for :data:`STABLE_AFTER_S` (the temporal filter against texture)."""
 
     detector: TextDetector
     fps: float
     times: list[float] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
     _next_t: float = 0.0
+    _pending: tuple[float, np.ndarray, list[np.ndarray]] | None = None
+    """Sample time, line boxes and their patches, waiting for the frame that confirms them."""
 
     def wants(self, t: float) -> bool:
-        return t >= self._next_t
+        return t >= self._next_t or (
+            self._pending is not None and t >= self._pending[0] + STABLE_AFTER_S
+        )
 
     def update(self, t: float, gray: np.ndarray) -> None:
-        self.ratios.append(coverage(self.detector.detect(gray), gray.shape))
-        self.times.append(t)
-        self._next_t = t + 1.0 / self.fps
+        if self._pending is not None and t >= self._pending[0] + STABLE_AFTER_S:
+            sampled, boxes, patches = self._pending
+            stable = [
+                box
+                for box, patch in zip(boxes, patches)
+                if stability(patch, gray[box[1] : box[3], box[0] : box[2]]) >= MIN_STABILITY
+            ]
+            self.times.append(sampled)
+            self.ratios.append(coverage(np.asarray(stable).reshape(-1, 4), gray.shape))
+            self._pending = None
+        if t >= self._next_t:
+            boxes = self.detector.detect(gray)
+            if len(boxes):
+                patches = [gray[y0:y1, x0:x1].copy() for x0, y0, x1, y1 in boxes]
+                self._pending = (t, boxes, patches)
+            else:
+                self.times.append(t)
+                self.ratios.append(0.0)
+            self._next_t = t + 1.0 / self.fps
