@@ -140,23 +140,27 @@ ANALYSIS = pa.schema(
         pa.field("sample_weight", pa.float32()),
         pa.field("tier", pa.string()),
         pa.field("thumbnail", pa.binary()),
-    ]
-)
-"""Every candidate clip with every score: the phase-1 checkpoint."""
-
-TIER = pa.schema(
-    [
-        *ANALYSIS,
         pa.field("caption", pa.string()),
         pa.field("prompt", pa.string()),
         pa.field("prompts", pa.list_(pa.string())),
+        pa.field("captioner", pa.string()),
+        pa.field("keyframes", pa.list_(pa.binary())),
+    ]
+)
+"""Every candidate clip with every score: the phase-1 checkpoint. ``keyframes`` (at most
+``analyze.keyframes.per_clip`` small JPEGs) are kept so that phase 3 can caption survivors,
+also after a re-tier, without decoding again; caption columns are set in phase 3 for the
+clips that reach a tier."""
+
+TIER = pa.schema(
+    [
+        *(f for f in ANALYSIS if f.name != "keyframes"),
         pa.field("clip_path", pa.string()),
         pa.field("video", pa.binary()),
     ]
 )
 """Accepted clip–prompt rows of one tier (``tier`` holds the folder's name)."""
 
-CANDIDATE = pa.schema([*ANALYSIS, pa.field("keyframes", pa.list_(pa.binary()))])
 """A candidate clip inside phase 1: its analysis row plus the JPEG keyframes the embed stage
 reads (not written to ``analysis``)."""
 
@@ -164,7 +168,7 @@ ANALYZED_SOURCE = pa.schema(
     [
         *SOURCE,
         pa.field("shots", pa.list_(pa.struct(list(SHOTS)))),
-        pa.field("clips", pa.list_(pa.struct(list(CANDIDATE)))),
+        pa.field("clips", pa.list_(pa.struct(list(ANALYSIS)))),
         pa.field("rejects", pa.list_(pa.struct(list(REJECTS)))),
         pa.field("frames", pa.int64()),
         pa.field("analyze_s", pa.float64()),
@@ -185,6 +189,19 @@ EXPORTED = pa.schema(
     ]
 )
 """Export stage output: one encoded clip (path or bytes) per clip and export spec."""
+
+CAPTIONED = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("caption", pa.string()),
+        pa.field("prompt", pa.string()),
+        pa.field("prompts", pa.list_(pa.string())),
+        pa.field("captioner", pa.string()),
+        pa.field("error", pa.string()),
+        pa.field("caption_s", pa.float64()),
+    ]
+)
+"""Caption stage output: one structured caption and its prompts per clip, or the error."""
 
 
 def clip_id(source: str, start_s: float, end_s: float) -> str:

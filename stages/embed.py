@@ -236,6 +236,4 @@ class EmbedStage:
                     pooled = mine.mean(axis=0)
                     clip["embedding"] = (pooled / (np.linalg.norm(pooled) + 1e-12)).tolist()
                     clip["embedding_model"] = self.embedder.name
-        for clip in clips:
-            clip["keyframes"] = None  # not needed past this stage
         return schema.from_rows(rows, schema.ANALYZED_SOURCE)
