@@ -138,7 +138,7 @@ def test_permutation_reorders_fields():
 
 @pytest.mark.parametrize("camera", CAMERA_MOTIONS)
 def test_camera_motion_is_phrased_naturally(camera):
-    prompt, prompts = synthesize(caption(camera), PromptConfig(), "c")
+    prompt, _ = synthesize(caption(camera), PromptConfig(), "c")
     assert CAMERA_PHRASES[camera][0] in prompt
     assert "_" not in prompt  # never the raw label (pan_left)
 
