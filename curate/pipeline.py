@@ -340,18 +340,20 @@ class Run:
         if not cfg.enabled or not wanted_ids:
             self.record("caption", len(wanted_ids), len(wanted_ids), Counter(), enabled=cfg.enabled)
             return {}, []
-        done = self._reusable_captions(index, wanted)
+        folder = self.output / "analysis"
+        # An analysis table written before keyframes were kept is captioned from thumbnails.
+        stored = set(pq.read_schema(next(folder.glob("part-*.parquet"))).names)
+        done = self._reusable_captions(index, wanted) if "captioner" in stored else {}
         todo = [c for c in wanted_ids if c not in done]
         assigned = assign_captioners(todo, cfg)
         results: dict[str, dict] = {}
-        folder = str(self.output / "analysis")
         busy = 0.0
         for number, captioner in enumerate(cfg.captioners):
             mine = [c for c, a in zip(todo, assigned) if a == number]
             if not mine:
                 continue
-            ds = ray.data.read_parquet(folder, file_extensions=["parquet"]).select_columns(
-                CAPTION_INPUT_COLUMNS
+            ds = ray.data.read_parquet(str(folder), file_extensions=["parquet"]).select_columns(
+                [c for c in CAPTION_INPUT_COLUMNS if c in stored]
             )
             ds = ds.map_batches(
                 _only_clips, fn_kwargs={"ids": pa.array(mine, pa.string())}, batch_format="pyarrow"
@@ -406,8 +408,6 @@ class Run:
             return {}
         columns = ["clip_id", "caption", "prompt", "prompts", "captioner"]
         table = read_table(self.output / "analysis", columns=columns)
-        if "captioner" not in table.column_names:
-            return {}  # an analysis table from before captioning existed
         tiers = dict(zip(index["clip_id"].to_pylist(), index["tier"].to_pylist()))
         done = {}
         for row, w in zip(table.to_pylist(), wanted):

@@ -201,3 +201,14 @@ def test_caption_config_errors_name_their_key():
                            "{name: a, backend: template}]"])  # fmt: skip
     with pytest.raises(ConfigError, match=r"caption\.prompts\.dropout"):
         load_config(None, ["caption.prompts.dropout=1.5"])
+
+
+def test_shipped_configs_caption_offline_or_with_a_70_30_mix():
+    from conftest import ROOT
+
+    for name in ("default.yaml", "demo.yaml"):
+        captioners = load_config(ROOT / "configs" / name).caption.captioners
+        assert [c.backend for c in captioners] == ["template"]
+    mix = load_config(ROOT / "configs" / "movie_gen.yaml").caption.captioners
+    assert [(c.backend, c.weight) for c in mix] == [("openai", 0.7), ("openai", 0.3)]
+    assert all(c.api_key_env for c in mix)
