@@ -16,7 +16,7 @@ NOTE = (
     "fields are measured"
 )
 
-LUMA_LEVELS = ((45, "dark, low-key"), (85, "dim"), (170, "balanced exposure"), (210, "bright"))
+LUMA_LEVELS = ((45, "dark, low-key"), (85, "dim"), (170, "medium-key"), (210, "bright"))
 """Mean luma (0-255) below each bound gets that phrase; above the last, ``very bright,
 high-key``."""
 
@@ -58,16 +58,17 @@ def exposure(images: list[bytes]) -> tuple[float, float, float] | None:
 
 
 def lighting(mean: float, std: float, warmth: float) -> str:
-    words = next((text for bound, text in LUMA_LEVELS if mean < bound), "very bright, high-key")
+    """An adjective phrase: "dim, low-contrast and warm-toned"."""
+    words = [next((text for bound, text in LUMA_LEVELS if mean < bound), "very bright, high-key")]
     if std < LOW_CONTRAST:
-        words += ", low contrast"
+        words.append("low-contrast")
     elif std > HIGH_CONTRAST:
-        words += ", high contrast"
+        words.append("high-contrast")
     if warmth > WARM_COOL:
-        words += ", warm tones"
+        words.append("warm-toned")
     elif warmth < -WARM_COOL:
-        words += ", cool tones"
-    return words
+        words.append("cool-toned")
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 class TemplateCaptioner(Captioner):
