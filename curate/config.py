@@ -256,6 +256,125 @@ class ExportConfig(Model):
     preset: str = "veryfast"
 
 
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+"""An environment variable name."""
+
+
+class CaptionerBase(Model):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Recorded in the `captioner` column of every row this captioner wrote.",
+    )
+    weight: float = Field(
+        1.0, gt=0, description="Share of clips, relative to the other captioners' weights."
+    )
+    images: int = Field(
+        3,
+        ge=1,
+        description="Keyframes shown per clip (analysis keeps analyze.keyframes.per_clip).",
+    )
+
+
+class OpenAICaptionerConfig(CaptionerBase):
+    """Any OpenAI-compatible chat-completions server with image input (vLLM, SGLang, TGI, a
+    hosted API)."""
+
+    backend: Literal["openai"]
+    base_url: str = Field(description="API root, e.g. http://localhost:8000/v1.")
+    model: str = Field(description="Model name as the server knows it.")
+    api_key_env: Annotated[str, StringConstraints(pattern=ENV_NAME)] | None = Field(
+        description="Environment variable holding the API key (read at start-up, never "
+        "written anywhere); null for a server that takes no key."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="Connect/read/write timeout per request.")
+    max_retries: int = Field(
+        4, ge=0, description="Retries on 429, 5xx, timeouts, connection errors, bad replies."
+    )
+    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each retry.")
+    backoff_max_s: float = Field(30.0, ge=0, description="Longest retry delay.")
+    concurrency: int = Field(8, ge=1, description="Requests in flight per caption actor.")
+    max_tokens: int = Field(1024, ge=16)
+    temperature: float = Field(0.2, ge=0)
+    response_format: Literal["text", "json_object", "json_schema"] = Field(
+        "text",
+        description="Ask the server to constrain the reply: json_object or json_schema (vLLM, "
+        "SGLang, OpenAI support them); text relies on the prompt and the parser.",
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="Extra request fields, e.g. vLLM's top_k."
+    )
+
+
+class TransformersCaptionerConfig(CaptionerBase):
+    """A local vision-language model loaded with Hugging Face transformers
+    (AutoModelForImageTextToText, e.g. Qwen2-VL), once per caption actor."""
+
+    backend: Literal["transformers"]
+    model: str = Field(description="Hub model id or local folder (save_pretrained layout).")
+    revision: str | None = None
+    cache_dir: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="auto: bfloat16 on GPU, float32 on CPU."
+    )
+    batch_size: int = Field(4, ge=1, description="Clips per generate call.")
+    max_new_tokens: int = Field(512, ge=16)
+    max_retries: int = Field(
+        1, ge=0, description="Malformed replies are generated again, sampling this many times."
+    )
+    temperature: float = Field(0.7, gt=0, description="Sampling temperature of those retries.")
+
+
+class TemplateCaptionerConfig(CaptionerBase):
+    """No model: fills what can be measured; descriptions stay empty."""
+
+    backend: Literal["template"]
+
+
+CAPTION_BACKENDS = ("openai", "transformers", "template")
+
+CaptionerConfig = Annotated[
+    OpenAICaptionerConfig | TransformersCaptionerConfig | TemplateCaptionerConfig,
+    Field(discriminator="backend"),
+]
+
+
+class PromptConfig(Model):
+    """Prompt synthesis from the structured caption (HunyuanVideo's dropout and permutation)."""
+
+    variants: int = Field(4, ge=1, description="Length of `prompts` (its first is `prompt`).")
+    dropout: float = Field(
+        0.3, ge=0, lt=1, description="Chance that a variant leaves out one optional field."
+    )
+    permute: bool = Field(True, description="Shuffle the order of a variant's optional fields.")
+    seed: int = 0
+
+
+class CaptionConfig(Model):
+    enabled: bool = True
+    captioners: list[CaptionerConfig] = Field(
+        default_factory=lambda: [TemplateCaptionerConfig(name="template", backend="template")],
+        min_length=1,
+        description="Clips are assigned to captioners by clip_id hash, in proportion to weight.",
+    )
+    camera_motion_min_confidence: float = Field(
+        0.5, ge=0, le=1, description="The classifier's label enters the caption from here on."
+    )
+    on_failure: Literal["reject", "template"] = Field(
+        "reject",
+        description="reject: caption_failed; template: keep with a template caption, flagged.",
+    )
+    batch_size: int = Field(8, ge=1, description="Clips per caption-stage call.")
+    prompts: PromptConfig = PromptConfig()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CaptionConfig:
+        names = [c.name for c in self.captioners]
+        if len(set(names)) != len(names):
+            raise ValueError(f"captioner names must be unique, got {names}")
+        return self
+
+
 class OutputConfig(Model):
     rows_per_file: int = Field(10_000, ge=1)
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
@@ -279,6 +398,7 @@ class RayConfig(Model):
     embed: StageResources = StageResources(num_cpus=0.5, max_actors=1)
     phase2: StageResources = StageResources(num_cpus=0.5)
     export: StageResources = StageResources(num_cpus=0.5)
+    caption: StageResources = StageResources(num_cpus=0.5, max_actors=1)
 
 
 class CurateConfig(Model):
@@ -290,6 +410,7 @@ class CurateConfig(Model):
     tiers: list[TierConfig] = Field(
         default_factory=lambda: [TierConfig(name="default")], min_length=1
     )
+    caption: CaptionConfig = CaptionConfig()
     export: ExportConfig = ExportConfig()
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
@@ -305,7 +426,12 @@ class CurateConfig(Model):
 def _format_errors(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "<root>"
+        loc = list(e["loc"])
+        # A captioner's errors carry its backend as a union tag: drop it so the path is the
+        # key as written (caption.captioners.0.weight).
+        if loc[:2] == ["caption", "captioners"] and len(loc) > 3 and loc[3] in CAPTION_BACKENDS:
+            del loc[3]
+        path = ".".join(str(p) for p in loc) or "<root>"
         lines.append(f"  {path}: {e['msg']}")
     return "invalid configuration:\n" + "\n".join(lines)
 

@@ -1,5 +1,6 @@
 """Pipeline assembly: phase 1 (probe + analyze, streaming on Ray Data), phase 2 (tiers over
-the analysis table), phase 3 (export of accepted clips), then the tier shards and manifest."""
+the analysis table), phase 3 (captioning and export of accepted clips), then the tier shards
+and manifest."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import ray
 import ray.data
 
 from curate import schema
+from curate.captions import with_tier
 from curate.config import CurateConfig
 from curate.io import (
     ShardWriter,
@@ -31,6 +33,9 @@ from curate.io import (
 )
 from curate.phase2 import dedup_and_rebalance
 from curate.runner import configure_data_context, map_stage, ray_session
+from stages.caption import FALLBACK_CAPTIONER
+from stages.caption import INPUT_COLUMNS as CAPTION_INPUT_COLUMNS
+from stages.captioners import Secret, assign_captioners, check_captioners
 from stages.embed import check_embedder
 from stages.export import clip_relpath, export_key
 from stages.tiers import assign_tiers
@@ -73,6 +78,8 @@ PACKAGES = (
     "pydantic",
     "torch",
     "open_clip_torch",
+    "transformers",
+    "httpx",
 )
 """Package versions recorded in the manifest."""
 
@@ -134,6 +141,9 @@ class Run:
         self.timings: dict[str, float] = {}
         self.stage_stats: dict[str, dict] = {}
         self.embedding_model: str | None = None
+        self.caption_keys: dict[str, Secret] = {}
+        self.previous_caption_config: dict | None = None
+        """A re-tier reuses the captions of a run with this very caption config."""
         # Embedding width of this run's tables: embed.dim for a new run, the stored width for
         # a re-tier (which embeds nothing).
         self.dim = config.embed.dim
@@ -164,6 +174,7 @@ class Run:
         log.info("discovered %d inputs", len(sources))
         self.record("discover", len(sources), len(sources), Counter())
         self.embedding_model = check_embedder(self.config)
+        self.caption_keys = check_captioners(self.config)
         prepare_output(self.output)
         rejects = self.writer("rejects", schema.REJECTS)
         with ray_session(self.config, ray_address):
@@ -179,6 +190,8 @@ class Run:
         """Phase 2 and 3 again from ``analysis/`` alone, with this run's config."""
         started = time.perf_counter()
         previous = json.loads((self.output / "manifest.json").read_text())
+        self.caption_keys = check_captioners(self.config)
+        self.previous_caption_config = previous["config"].get("caption")
         for stage in ("discover", "probe", "analyze"):
             self.funnel[stage] = previous["funnel"][stage]
         self.stage_stats = previous["timing"].get("stages", {})
@@ -201,7 +214,8 @@ class Run:
         return self.write_manifest(inputs["given"], inputs["discovered"], tier_sizes)
 
     def curate(self, rejects: ShardWriter) -> dict:
-        """Phase 2 (tiers, dedup, re-balancing) and 3 (export), then the tier shards."""
+        """Phase 2 (tiers, dedup, re-balancing) and 3 (captions, export), then the tier
+        shards."""
         t = time.perf_counter()
         index = read_table(self.output / "analysis", columns=TIER_INPUT_COLUMNS)
         tiers = assign_tiers(index, self.config.tiers)
@@ -230,23 +244,31 @@ class Run:
         self.timings["phase2_dedup_rebalance_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        ids = np.asarray(index["clip_id"].to_pylist(), dtype=object)
         accepted = tiers.passed & survivors
-        exported, failed = self.export(index, accepted)
+        # Captions first: the expensive model time goes to survivors only, and a clip whose
+        # caption failed is not exported.
+        captions, caption_failed = self.caption(index, accepted.any(axis=0))
+        rejects.write(schema.from_rows(caption_failed, schema.REJECTS))
+        captioned = accepted & ~np.isin(ids, [r["clip_id"] for r in caption_failed])
+        self.timings["phase3_caption_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        exported, failed = self.export(index, captioned)
         rejects.write(schema.from_rows(failed, schema.REJECTS))
         rejects.close()
         self.timings["phase3_export_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        ids = np.asarray(index["clip_id"].to_pylist(), dtype=object)
-        keep = accepted & ~np.isin(ids, [r["clip_id"] for r in failed])
+        keep = captioned & ~np.isin(ids, [r["clip_id"] for r in failed])
         self.record(
             "export",
-            int(accepted[0].sum()),
+            int(captioned[0].sum()),
             int(keep[0].sum()),
             Counter(r["reason"] for r in failed),
             mode=self.config.export.mode,
         )
-        self.annotate_analysis(columns)
+        self.annotate_analysis({**columns, **caption_columns(ids, keep.any(axis=0), captions)})
         tier_sizes = self.write_tiers(ids, keep, exported)
         self.remove_stale_clips(exported)
         self.timings["write_tiers_s"] = time.perf_counter() - t
@@ -315,6 +337,94 @@ class Run:
 
     # Phase 3 ------------------------------------------------------------------------------
 
+    def caption(self, index: pa.Table, wanted: np.ndarray) -> tuple[dict[str, dict], list[dict]]:
+        """Caption the ``wanted`` clips (the survivors), one actor pool per captioner.
+
+        Returns ``{clip_id: {caption, prompt, prompts, captioner}}`` and ``caption_failed``
+        reject rows. A re-tier with the same caption config reuses the captions ``analysis``
+        already holds (their tier tag updated) instead of captioning again."""
+        cfg = self.config.caption
+        ids = index["clip_id"].to_pylist()
+        wanted_ids = [c for c, w in zip(ids, wanted) if w]
+        if not cfg.enabled or not wanted_ids:
+            self.record("caption", len(wanted_ids), len(wanted_ids), Counter(), enabled=cfg.enabled)
+            return {}, []
+        folder = self.output / "analysis"
+        # An analysis table written before keyframes were kept is captioned from thumbnails.
+        stored = set(pq.read_schema(next(folder.glob("part-*.parquet"))).names)
+        done = self._reusable_captions(index, wanted) if "captioner" in stored else {}
+        todo = [c for c in wanted_ids if c not in done]
+        assigned = assign_captioners(todo, cfg)
+        results: dict[str, dict] = {}
+        busy = 0.0
+        for number, captioner in enumerate(cfg.captioners):
+            mine = [c for c, a in zip(todo, assigned) if a == number]
+            if not mine:
+                continue
+            ds = ray.data.read_parquet(str(folder), file_extensions=["parquet"]).select_columns(
+                [c for c in CAPTION_INPUT_COLUMNS if c in stored]
+            )
+            ds = ds.map_batches(
+                _only_clips, fn_kwargs={"ids": pa.array(mine, pa.string())}, batch_format="pyarrow"
+            )
+            ds = map_stage(
+                ds,
+                "caption",
+                self.config,
+                batch_size=cfg.batch_size,
+                captioner=number,
+                api_key=self.caption_keys.get(captioner.name),
+            )
+            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                busy += pc.sum(batch["caption_s"]).as_py() or 0.0
+                for row in batch.to_pylist():
+                    results[row["clip_id"]] = row
+            log.info("captioned %d clips with %s", len(mine), captioner.name)
+        by_id = {c: i for i, c in enumerate(ids)}
+        failed = []
+        for clip_id in sorted(c for c, r in results.items() if r["error"] is not None):
+            i = by_id[clip_id]
+            failed.append(
+                {
+                    "source": index["source"][i].as_py(),
+                    "clip_id": clip_id,
+                    "stage": "caption",
+                    "reason": "caption_failed",
+                    "detail": results.pop(clip_id)["error"],
+                    "start_s": index["start_s"][i].as_py(),
+                    "end_s": index["end_s"][i].as_py(),
+                }
+            )
+        if failed:
+            log.warning("%d clips failed to caption", len(failed))
+        results.update(done)
+        self.record(
+            "caption",
+            len(wanted_ids),
+            len(results),
+            Counter(r["reason"] for r in failed),
+            captioners=dict(sorted(Counter(r["captioner"] for r in results.values()).items())),
+            reused=len(done),
+            busy_s=round(busy, 3),
+        )
+        return results, failed
+
+    def _reusable_captions(self, index: pa.Table, wanted: np.ndarray) -> dict[str, dict]:
+        """Captions ``analysis`` holds from a run with the same caption config, for the
+        ``wanted`` clips; stand-in template captions are not reused (their captioner may
+        succeed this time)."""
+        if self.previous_caption_config != self.config.caption.model_dump(mode="json"):
+            return {}
+        columns = ["clip_id", "caption", "prompt", "prompts", "captioner"]
+        table = read_table(self.output / "analysis", columns=columns)
+        tiers = dict(zip(index["clip_id"].to_pylist(), index["tier"].to_pylist()))
+        done = {}
+        for row, w in zip(table.to_pylist(), wanted):
+            if w and row["caption"] and row["captioner"] != FALLBACK_CAPTIONER:
+                row["caption"] = with_tier(row["caption"], tiers[row["clip_id"]])
+                done[row["clip_id"]] = row
+        return done
+
     def export(self, index: pa.Table, passed: np.ndarray) -> tuple[dict, list[dict]]:
         """Export every accepted clip once per distinct export spec among its tiers; a clip
         file an earlier run already wrote (same id, same spec) is reused.
@@ -378,11 +488,12 @@ class Run:
         """Set whole columns of ``analysis`` (aligned with its shards read in order)."""
         offset = 0
         for path in sorted((self.output / "analysis").glob("part-*.parquet")):
-            shard = pq.read_table(path)
+            # Conformed first: an analysis table written before a column existed gains it.
+            shard = schema.conform(pq.read_table(path), self.analysis_schema)
             for name, values in columns.items():
                 part = values.slice(offset, shard.num_rows)
                 shard = shard.set_column(shard.schema.get_field_index(name), name, part)
-            shard = schema.conform(shard, self.analysis_schema)  # older runs lack new columns
+            shard = schema.conform(shard, self.analysis_schema)
             write_parquet_atomic(path, shard, self.config.output.compression)
             offset += shard.num_rows
 
@@ -444,6 +555,22 @@ class Run:
         }
         write_json_atomic(self.output / "manifest.json", manifest)
         return manifest
+
+
+def _only_clips(batch: pa.Table, ids: pa.Array) -> pa.Table:
+    return batch.filter(pc.is_in(batch["clip_id"], value_set=ids))
+
+
+def caption_columns(ids: np.ndarray, kept: np.ndarray, captions: dict[str, dict]) -> dict:
+    """``caption``, ``prompt``, ``prompts`` and ``captioner`` of every analysis row: set for
+    the clips that reach a tier, null for every other."""
+    rows = [captions.get(c) if k else None for c, k in zip(ids, kept)]
+    return {
+        "caption": pa.array([r and r["caption"] for r in rows], pa.string()),
+        "prompt": pa.array([r and r["prompt"] for r in rows], pa.string()),
+        "prompts": pa.array([r and r["prompts"] for r in rows], pa.list_(pa.string())),
+        "captioner": pa.array([r and r["captioner"] for r in rows], pa.string()),
+    }
 
 
 def _flatten(batch: pa.Table, column: str, target: pa.Schema) -> pa.Table:

@@ -4,6 +4,7 @@ stage classes."""
 from __future__ import annotations
 
 from stages.analyze import AnalyzeStage
+from stages.caption import CaptionStage
 from stages.embed import EmbedStage
 from stages.export import ExportStage
 from stages.probe import ProbeStage
@@ -12,6 +13,7 @@ STAGES: dict[str, type] = {
     ProbeStage.name: ProbeStage,
     AnalyzeStage.name: AnalyzeStage,
     EmbedStage.name: EmbedStage,
+    CaptionStage.name: CaptionStage,
     ExportStage.name: ExportStage,
 }
 """Ray-executed stages by name; each takes the run config and maps a pyarrow batch."""

@@ -116,7 +116,11 @@ REJECTS = pa.schema(
 
 @lru_cache
 def analysis_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
-    """Every candidate clip with every score: the phase-1 checkpoint (``dim``-d embeddings)."""
+    """Every candidate clip with every score: the phase-1 checkpoint (``dim``-d embeddings).
+
+    ``keyframes`` (at most ``analyze.keyframes.per_clip`` small JPEGs) are kept so that phase 3
+    can caption survivors, also after a re-tier, without decoding again; caption columns are
+    set in phase 3 for the clips that reach a tier."""
     return pa.schema(
         [
             pa.field("clip_id", pa.string(), nullable=False),
@@ -155,6 +159,11 @@ def analysis_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
             pa.field("sample_weight", pa.float32()),
             pa.field("tier", pa.string()),
             pa.field("thumbnail", pa.binary()),
+            pa.field("caption", pa.string()),
+            pa.field("prompt", pa.string()),
+            pa.field("prompts", pa.list_(pa.string())),
+            pa.field("captioner", pa.string()),
+            pa.field("keyframes", pa.list_(pa.binary())),
         ]
     )
 
@@ -164,21 +173,11 @@ def tier_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
     """Accepted clip–prompt rows of one tier (``tier`` holds the folder's name)."""
     return pa.schema(
         [
-            *analysis_schema(dim),
-            pa.field("caption", pa.string()),
-            pa.field("prompt", pa.string()),
-            pa.field("prompts", pa.list_(pa.string())),
+            *(f for f in analysis_schema(dim) if f.name != "keyframes"),
             pa.field("clip_path", pa.string()),
             pa.field("video", pa.binary()),
         ]
     )
-
-
-@lru_cache
-def candidate_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
-    """A candidate clip inside phase 1: its analysis row plus the JPEG keyframes the embed
-    stage reads (not written to ``analysis``)."""
-    return pa.schema([*analysis_schema(dim), pa.field("keyframes", pa.list_(pa.binary()))])
 
 
 @lru_cache
@@ -189,7 +188,7 @@ def analyzed_source_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
         [
             *SOURCE,
             pa.field("shots", pa.list_(pa.struct(list(SHOTS)))),
-            pa.field("clips", pa.list_(pa.struct(list(candidate_schema(dim))))),
+            pa.field("clips", pa.list_(pa.struct(list(analysis_schema(dim))))),
             pa.field("rejects", pa.list_(pa.struct(list(REJECTS)))),
             pa.field("frames", pa.int64()),
             pa.field("analyze_s", pa.float64()),
@@ -207,8 +206,6 @@ ANALYSIS = analysis_schema()
 """``analysis`` with the default embedding width."""
 TIER = tier_schema()
 """A tier table with the default embedding width."""
-CANDIDATE = candidate_schema()
-"""A phase-1 candidate clip with the default embedding width."""
 ANALYZED_SOURCE = analyzed_source_schema()
 """The analyze stage's per-source row with the default embedding width."""
 
@@ -239,6 +236,19 @@ SCORE_COLUMNS = (
     "sample_weight",
 )
 """Numeric per-clip scores that ``curate inspect`` and ``curate report`` summarise."""
+
+CAPTIONED = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("caption", pa.string()),
+        pa.field("prompt", pa.string()),
+        pa.field("prompts", pa.list_(pa.string())),
+        pa.field("captioner", pa.string()),
+        pa.field("error", pa.string()),
+        pa.field("caption_s", pa.float64()),
+    ]
+)
+"""Caption stage output: one structured caption and its prompts per clip, or the error."""
 
 
 def clip_id(source: str, start_s: float, end_s: float) -> str:

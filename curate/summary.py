@@ -108,7 +108,7 @@ def summarize(
         "thresholds": manifest.get("funnel", {}).get("tiers", {}).get("thresholds", {}),
         "rejects": dict(sorted(Counter(reasons).items())),
         "rejects_by_stage": dict(sorted(by_stage.items())),
-        "schema_problems": output_schema_problems(output, names),
+        "schema_problems": output_schema_problems(output, manifest, names),
         "selection": selection,
     }
 
@@ -184,13 +184,15 @@ def _samples(data: ds.Dataset, condition, rows: int, n: int) -> list[dict]:
     ]
 
 
-def output_schema_problems(output: Path, tiers: list[str]) -> list[str]:
-    """Every shard's schema compared with the contract in ``curate.schema``."""
+def output_schema_problems(output: Path, manifest: dict, tiers: list[str]) -> list[str]:
+    """Every shard's schema compared with the contract in ``curate.schema``, at the embedding
+    width the run was configured with."""
+    dim = manifest["config"].get("embed", {}).get("dim", schema.EMBEDDING_DIM)
     contracts = {
         "shots": schema.SHOTS,
-        "analysis": schema.ANALYSIS,
+        "analysis": schema.analysis_schema(dim),
         "rejects": schema.REJECTS,
-        **{f"tiers/{name}": schema.TIER for name in tiers},
+        **{f"tiers/{name}": schema.tier_schema(dim) for name in tiers},
     }
     problems = []
     for folder, contract in contracts.items():

@@ -34,7 +34,7 @@ def validate(output: Path) -> list[str]:
         names = tier_names(manifest)
     except (InspectError, KeyError, TypeError) as e:
         return [f"manifest.json: {e}"]
-    problems = output_schema_problems(output, names)
+    problems = output_schema_problems(output, manifest, names)
     checks: list[tuple[str, Callable[[], list[str]]]] = [
         ("accounting", lambda: accounting_problems(output)),
         ("tiers", lambda: _tier_problems(output, manifest, names)),

@@ -277,6 +277,4 @@ class EmbedStage:
                 if scores is not None:
                     clip["aesthetic"] = float(scores[mine].mean())
                     clip["aesthetic_model"] = self.head.name
-        for clip in clips:
-            clip["keyframes"] = None  # not needed past this stage
         return schema.from_rows(rows, self.schema)

@@ -91,6 +91,28 @@ def test_shared_videos_accounted_for(shared_run):
 
 
 @needs_shared
+def test_shared_tier_rows_have_captions_and_prompts(shared_run):
+    from curate.captions import StructuredCaption
+
+    out, _, _ = shared_run
+    tier = rows(out / "tiers" / "default")
+    assert tier
+    for r in tier:
+        caption = StructuredCaption.model_validate_json(r["caption"])
+        assert caption.tags.source == r["source"] and caption.tags.tier == "default"
+        assert caption.short_description is None and caption.note  # template: says so
+        assert r["captioner"] == "template"
+        assert r["prompt"] and r["prompts"] and r["prompts"][0] == r["prompt"]
+        assert all(p.strip() and "null" not in p for p in r["prompts"])
+    analysis = rows(out / "analysis", ["clip_id", "caption"])
+    tiered = {r["clip_id"] for r in tier}
+    assert all((a["caption"] is not None) == (a["clip_id"] in tiered) for a in analysis)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["funnel"]["caption"]["out"] == len(tier)
+    assert manifest["funnel"]["caption"]["captioners"] == {"template": len(tier)}
+
+
+@needs_shared
 def test_inspect_reports_tiers_and_rejects(shared_run, capsys):
     out, _, _ = shared_run
     assert main(["inspect", str(out), "--json"]) == 0

@@ -1,0 +1,125 @@
+"""Caption stage (phase 3): structured captions and prompts for the clips that survived the
+tiers, dedup and re-balancing.
+
+One actor pool per configured captioner, each actor loading its captioner once. A batch of
+survivor clips (their analysis rows with keyframes) becomes one row per clip with ``caption``
+(JSON text), ``prompt``, ``prompts``, ``captioner`` — or ``error`` when the captioner failed
+after its retries. With ``caption.on_failure: template`` a failed clip gets the template
+caption instead, flagged in the caption's ``fallback`` and in ``captioner``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from curate import schema
+from curate.captions import CaptionFallback, ClipInfo, build_caption
+from curate.config import CaptionConfig, CurateConfig
+from curate.prompts import synthesize
+from stages.captioners import Captioner, CaptionOutcome, Secret, build_captioner
+from stages.captioners.template import TemplateCaptioner
+
+log = logging.getLogger(__name__)
+
+INPUT_COLUMNS = [
+    "clip_id",
+    "source",
+    "tier",
+    "width",
+    "height",
+    "orientation",
+    "duration_s",
+    "fps",
+    "motion_score",
+    "camera_motion",
+    "camera_motion_confidence",
+    "thumbnail",
+    "keyframes",
+]
+"""The analysis columns a captioner reads."""
+
+FALLBACK_CAPTIONER = "template-fallback"
+"""``captioner`` of a clip whose captioner failed and that kept the template caption."""
+
+
+def pick(items: list, n: int) -> list:
+    """``n`` items spread evenly over ``items`` (all of them when there are fewer)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def clip_info(row: dict, cfg: CaptionConfig, images: int) -> ClipInfo:
+    """A captioner's view of one analysis row: ``images`` keyframes (or the thumbnail), and
+    the camera motion only when the classifier was confident enough."""
+    frames = pick(row.get("keyframes") or [], images)
+    if not frames and row.get("thumbnail"):
+        frames = [row["thumbnail"]]
+    confidence = row.get("camera_motion_confidence")
+    confident = confidence is not None and confidence >= cfg.camera_motion_min_confidence
+    return ClipInfo(
+        clip_id=row["clip_id"],
+        source=row["source"],
+        images=frames,
+        tier=row.get("tier"),
+        width=row.get("width"),
+        height=row.get("height"),
+        orientation=row.get("orientation"),
+        duration_s=row.get("duration_s"),
+        fps=row.get("fps"),
+        motion_score=row.get("motion_score"),
+        camera_motion=row.get("camera_motion") if confident else None,
+    )
+
+
+class CaptionStage:
+    """Captions a batch of survivor clips with captioner number ``captioner`` of the config."""
+
+    name = "caption"
+
+    def __init__(
+        self, config: CurateConfig, captioner: int = 0, api_key: Secret | None = None
+    ) -> None:
+        self.cfg = config.caption
+        self.captioner_cfg = self.cfg.captioners[captioner]
+        self.captioner: Captioner = build_captioner(self.captioner_cfg, api_key)
+        self.template = TemplateCaptioner(FALLBACK_CAPTIONER)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.perf_counter()
+        clips = [clip_info(r, self.cfg, self.captioner_cfg.images) for r in batch.to_pylist()]
+        try:
+            outcomes = self.captioner.caption(clips)
+            if len(outcomes) != len(clips):
+                raise RuntimeError(f"{len(outcomes)} outcomes for {len(clips)} clips")
+        except Exception as e:  # a misbehaving captioner fails its clips, never the run
+            log.exception("captioner %s failed on a batch", self.captioner.name)
+            outcomes = [CaptionOutcome(error=f"{type(e).__name__}: {e}") for _ in clips]
+        seconds = (time.perf_counter() - started) / max(1, len(clips))
+        rows = [{**self.finish(c, o), "caption_s": seconds} for c, o in zip(clips, outcomes)]
+        failed = sum(r.get("error") is not None for r in rows)
+        log.info("captioner %s: %d clips, %d failed", self.captioner.name, len(rows), failed)
+        return schema.from_rows(rows, schema.CAPTIONED)
+
+    def finish(self, clip: ClipInfo, outcome: CaptionOutcome) -> dict:
+        """The stored caption and prompts of one clip, or its error."""
+        name, fallback = self.captioner.name, None
+        if outcome.error is not None or outcome.fields is None:
+            error = outcome.error or "captioner returned nothing"
+            if self.cfg.on_failure == "reject":
+                return {"clip_id": clip.clip_id, "error": error}
+            fallback = CaptionFallback(captioner=name, error=error)
+            name, outcome = FALLBACK_CAPTIONER, self.template.caption_one(clip)
+        caption = build_caption(outcome.fields or {}, clip, note=outcome.note, fallback=fallback)
+        prompt, prompts = synthesize(caption.model_dump(), self.cfg.prompts, clip.clip_id)
+        return {
+            "clip_id": clip.clip_id,
+            "caption": caption.to_json(),
+            "prompt": prompt,
+            "prompts": prompts,
+            "captioner": name,
+        }
