@@ -12,6 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from curate.signals import downscale
+
 STATIC_SPEED = 0.008
 """Diagonals per second below which a component counts as still (~6 px/s at 720p)."""
 
@@ -63,8 +65,9 @@ def classify(motion: np.ndarray) -> tuple[str | None, float | None]:
     return ("roll_ccw" if rotation > 0 else "roll_cw"), confidence
 
 
-CHANGE_SIZE = (64, 36)
-"""Thumbnail on which consecutive frames are compared for :func:`motion_pattern`."""
+CHANGE_FACTOR = 8
+"""Consecutive frames are compared on thumbnails this many times smaller than the analysis
+frame (about 57×32 at the 256 px default): an integer factor keeps the area resize cheap."""
 
 STILL_CHANGE = 1.0
 """Mean absolute thumbnail difference (gray levels) below which a frame did not change:
@@ -72,7 +75,7 @@ sensor noise and compression flicker stay under it."""
 
 JUMP_CHANGE = 12.0
 """Difference above which the picture jumped: no camera move or subject motion changes a
-64 px thumbnail this much in one frame, and a brief movement in a still scene leaves it
+small thumbnail this much in one frame, and a brief movement in a still scene leaves it
 unchanged after; a new slide or a violent shake does."""
 
 MAX_TRANSITION_FRAMES = 15
@@ -106,7 +109,7 @@ class ChangeSignal:
         self._moving = 0
 
     def update(self, gray: np.ndarray) -> None:
-        small = cv2.resize(gray, CHANGE_SIZE, interpolation=cv2.INTER_AREA).astype(np.int16)
+        small = downscale(gray, max(1, min(gray.shape) // CHANGE_FACTOR))
         change = _difference(self._previous, small)
         jump = 0.0
         if change < STILL_CHANGE:
@@ -122,7 +125,7 @@ class ChangeSignal:
 
 
 def _difference(a: np.ndarray | None, b: np.ndarray) -> float:
-    return 0.0 if a is None else float(np.abs(b - a).mean())
+    return 0.0 if a is None else cv2.norm(a, b, cv2.NORM_L1) / b.size
 
 
 def motion_pattern(change: np.ndarray, jump: np.ndarray) -> str | None:

@@ -11,9 +11,20 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
-from scenedetect.detectors import AdaptiveDetector, ContentDetector
+from scenedetect.detectors import AdaptiveDetector, ContentDetector, content_detector
 
 from curate.config import FlowConfig, ShotsConfig
+
+
+def _mean_pixel_distance(left: np.ndarray, right: np.ndarray) -> float:
+    """PySceneDetect's ``_mean_pixel_distance`` (mean absolute difference of two 8-bit
+    planes) as one OpenCV pass: the same sum, without numpy's int32 copies of both planes,
+    which cost more than the rest of the shot detector."""
+    return cv2.norm(left, right, cv2.NORM_L1) / float(left.shape[0] * left.shape[1])
+
+
+# ContentDetector and AdaptiveDetector score every frame through this module-level helper.
+content_detector._mean_pixel_distance = _mean_pixel_distance
 
 
 def laplacian_variance(gray: np.ndarray) -> float:
@@ -172,7 +183,8 @@ class FlowSignal:
             dt = t - self._prev_t
             if dt > 0:
                 flow = self._flow(self._prev, small)
-                mag = float(np.sqrt((flow**2).sum(axis=2)).mean())
+                # OpenCV's magnitude: numpy's sum over a length-2 last axis is ten times slower.
+                mag = cv2.mean(cv2.magnitude(flow[..., 0], flow[..., 1]))[0]
                 diag = float(np.hypot(*small.shape[:2]))
                 self.samples.append(
                     FlowSample(self._prev_index, mag / diag / dt, fit_global_motion(flow, dt))

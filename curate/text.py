@@ -26,7 +26,7 @@ TOPHAT_SIZE = 17
 """Structuring element of the top-hat/black-hat filters, pixels at the 256 px analysis size:
 strokes thinner than this stand out from their background, large flat areas do not."""
 
-CONTRASTS = (35, 70, 120)
+CONTRASTS = (35, 100)
 """Gray-level contrasts at which the filtered frame is cut into components: several levels
 separate text from touching bright or dark surroundings (a cheap stand-in for MSER)."""
 

@@ -186,3 +186,14 @@ def test_truncated_media_data_keeps_the_decodable_part(tmp_path):
     out = AnalyzeStage(CurateConfig()).analyze_one({**probed, "source_index": 0})
     assert 0 < out["frames"] < 250
     assert out["clips"] or out["rejects"]
+
+
+def test_shot_detector_frame_distance_equals_pyscenedetects_formula():
+    from scenedetect.detectors import content_detector
+
+    import curate.signals  # noqa: F401  (installs the OpenCV frame distance)
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (128, 228), dtype=np.uint8) for _ in range(2))
+    expected = np.abs(a.astype(np.int32) - b.astype(np.int32)).sum() / a.size
+    assert content_detector._mean_pixel_distance(a, b) == pytest.approx(expected, rel=1e-12)
