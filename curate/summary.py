@@ -34,7 +34,8 @@ SAMPLE_COLUMNS = (
     "caption",
     "prompt",
 )
-"""Columns of a sample row (``caption``/``prompt`` exist in tier tables only)."""
+"""Columns of a sample row (runs older than captioning hold ``caption``/``prompt`` in their
+tier tables only)."""
 
 MIX_COLUMNS = ("orientation", "camera_motion")
 """Categorical columns whose value counts are shown."""

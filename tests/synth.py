@@ -291,6 +291,8 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
     ]
     centroids = rng.normal(size=(8, schema.EMBEDDING_DIM)).astype(np.float32)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    # Captions are written in phase 3, for clips that reach a tier.
+    captions = np.where(kept & (np.arange(n) % 2 == 1), "a synthetic clip of a grey square", None)
     analysis = schema.conform(
         pa.table(
             {
@@ -319,6 +321,8 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
                 "sample_weight": pa.array(np.ones(n, np.float32), mask=~kept),
                 "tier": strictest,
                 "thumbnail": pa.array([thumbs[c] for c in cluster], pa.binary()),
+                "caption": pa.array(captions, pa.string()),
+                "prompt": pa.array(captions, pa.string()),
             }
         ),
         schema.ANALYSIS,
@@ -353,7 +357,6 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
             }
         )
     rejects = schema.from_rows(reject_rows, schema.REJECTS)
-    captions = np.where(np.arange(n) % 2 == 0, None, "a synthetic clip of a grey square")
 
     def write(name: str, table: pa.Table, table_schema: pa.Schema) -> None:
         with ShardWriter(
@@ -376,8 +379,6 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
         rows = rows.set_column(
             rows.schema.get_field_index("tier"), "tier", pa.array([name] * rows.num_rows)
         )
-        rows = rows.append_column("caption", pa.array(captions[member], pa.string()))
-        rows = rows.append_column("prompt", pa.array(captions[member], pa.string()))
         write(f"tiers/{name}", schema.conform(rows, schema.TIER), schema.TIER)
         sizes_of[name] = {
             "clips": int(member.sum()),

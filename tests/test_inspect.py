@@ -91,7 +91,7 @@ def test_inspect_selects_tier_where_and_samples(small_output, capsys):
         **dict.fromkeys(["min", "p10", "p50", "p90", "max", "mean"]),
     }
     assert sum(selection["orientation"].values()) == 400
-    assert len(selection["samples"]) == 4 and "caption" not in selection["samples"][0]
+    assert len(selection["samples"]) == 4 and "caption" in selection["samples"][0]
 
     strict = f"sharpness < {2 * SYNTH_TIERS['strict']} and orientation = portrait"
     args = ["inspect", str(small_output), "--tier", "strict", "--where", strict, "--json"]

@@ -36,8 +36,8 @@ def add_blurry_clip(out) -> None:
     analysis = pq.read_table(out / "analysis")
     blurry = analysis.filter(pc.is_null(analysis["tier"]))
     tier = pq.read_table(sorted((out / "tiers" / "loose").glob("*.parquet"))[0])
-    extra = blurry.slice(0, 1).append_column("caption", pa.nulls(1, pa.string()))
-    for name in ("prompt", "prompts", "clip_path", "video"):
+    extra = blurry.slice(0, 1)
+    for name in ("clip_path", "video"):
         extra = extra.append_column(name, pa.nulls(1, tier.schema.field(name).type))
     rewrite(out / "tiers" / "loose", lambda t: pa.concat_tables([t, extra.select(t.column_names)]))
 
