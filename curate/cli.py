@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set analyze.flow.fps=4 (repeatable)",
     )
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: discard an unfinished or finished run in the output folder "
+        "instead of continuing it",
+    )
     run.add_argument("--ray-address", help="join a Ray cluster (auto, ray://host:10001, ...)")
     run.add_argument("--no-progress", action="store_true", help="hide Ray Data progress bars")
     run.add_argument("--log-level", default="INFO")
@@ -118,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     from curate.io import InputError
+    from curate.journal import ResumeError
     from curate.pipeline import OutputError, retier, run
 
     try:
@@ -132,8 +139,9 @@ def _run(args: argparse.Namespace) -> int:
                 args.output,
                 ray_address=args.ray_address,
                 progress=not args.no_progress,
+                fresh=args.fresh,
             )
-    except (ConfigError, InputError, OutputError) as e:
+    except (ConfigError, InputError, OutputError, ResumeError) as e:
         print(f"curate: {e}", file=sys.stderr)
         return EXIT_USAGE
     from curate.summary import tiers_text

@@ -378,6 +378,12 @@ class CaptionConfig(Model):
 class OutputConfig(Model):
     rows_per_file: int = Field(10_000, ge=1)
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    checkpoint_interval_s: float = Field(
+        30.0,
+        ge=0,
+        description="Analyzed sources are written to the run journal at least this often "
+        "(0: after every batch); a crash loses at most this much phase-1 work.",
+    )
 
 
 class StageResources(Model):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 import logging
 import os
+import posixpath
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from curate.storage import Store, is_uri
 
 log = logging.getLogger(__name__)
 
@@ -47,40 +51,68 @@ class InputError(ValueError):
     """An ``--input`` that does not exist or cannot be read as a manifest."""
 
 
-def _is_uri(text: str) -> bool:
-    return "://" in text
+def _suffix(name: str) -> str:
+    return Path(name).suffix.lower()
 
 
-def _manifest_entries(path: Path) -> list[str]:
-    ext = path.suffix.lower()
+def _manifest_entries(path: str, data: bytes) -> list[str]:
+    """The entries of a manifest file (its name and contents): data only, nothing is
+    evaluated."""
+    ext = _suffix(path)
     if ext == ".txt":
-        lines = path.read_text().splitlines()
+        lines = data.decode().splitlines()
         return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     if ext == ".csv":
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = list(csv.DictReader(io.StringIO(data.decode(), newline="")))
         columns = rows[0].keys() if rows else []
         return [r[_manifest_column(path, columns)] for r in rows]
     if ext == ".jsonl":
-        rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+        rows = [json.loads(ln) for ln in data.decode().splitlines() if ln.strip()]
         column = _manifest_column(path, {k for r in rows for k in r})
         return [r[column] for r in rows if r.get(column)]
-    table = pq.read_table(path)
+    table = pq.read_table(pa.BufferReader(data))
     column = _manifest_column(path, table.column_names)
     return [v for v in table.column(column).to_pylist() if v]
 
 
-def _manifest_column(path: Path, columns) -> str:
+def _manifest_column(path: str, columns) -> str:
     for name in MANIFEST_COLUMNS:
         if name in columns:
             return name
     raise InputError(f"manifest {path} has no 'path' or 'uri' column (columns: {sorted(columns)})")
 
 
-def _resolve_entry(entry: str, base: Path) -> str:
-    if _is_uri(entry) or os.path.isabs(entry):
+def _resolve_entry(entry: str, manifest: str) -> str:
+    if is_uri(entry) or os.path.isabs(entry):
         return entry
-    return os.path.normpath(base / entry)
+    if is_uri(manifest):
+        scheme, rest = manifest.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(posixpath.dirname(rest), entry))}"
+    return os.path.normpath(Path(manifest).parent / entry)
+
+
+def _read_manifest(item: str, data: bytes) -> list[str]:
+    try:
+        entries = _manifest_entries(item, data)
+    except (OSError, ValueError, KeyError, pa.ArrowException) as e:
+        raise InputError(f"cannot read manifest {item}: {e}") from e
+    return [_resolve_entry(e, item) for e in entries]
+
+
+def _discover_uri(item: str) -> list[str]:
+    """A URI input: an object-store folder (prefix), a manifest, or one video."""
+    store = Store(item)
+    try:
+        if store.is_dir():
+            found = [f for f in store.walk() if _suffix(f) in VIDEO_EXTENSIONS]
+            if not found:
+                log.warning("input folder %s holds no video files", item)
+            return [store.uri(f) for f in found]
+        if _suffix(item) in MANIFEST_EXTENSIONS and store.is_file(""):
+            return _read_manifest(item, store.read_bytes(""))
+    except OSError as e:
+        raise InputError(f"cannot read input {item}: {e}") from e
+    return [item]
 
 
 def discover(inputs: list[str]) -> list[str]:
@@ -94,8 +126,8 @@ def discover(inputs: list[str]) -> list[str]:
     sources: list[str] = []
     for item in inputs:
         path = Path(item)
-        if _is_uri(item):
-            sources.append(item)
+        if is_uri(item):
+            sources.extend(_discover_uri(item))
         elif path.is_dir():
             found = sorted(
                 os.path.normpath(os.path.join(root, name))
@@ -108,10 +140,10 @@ def discover(inputs: list[str]) -> list[str]:
             sources.extend(found)
         elif path.is_file() and path.suffix.lower() in MANIFEST_EXTENSIONS:
             try:
-                entries = _manifest_entries(path)
-            except (OSError, ValueError, KeyError, pa.ArrowException) as e:
+                data = path.read_bytes()
+            except OSError as e:
                 raise InputError(f"cannot read manifest {item}: {e}") from e
-            sources.extend(_resolve_entry(e, path.parent) for e in entries)
+            sources.extend(_read_manifest(item, data))
         elif path.is_file():
             sources.append(os.path.normpath(item))
         elif glob.has_magic(item):
@@ -134,9 +166,9 @@ class ShardWriter:
     """
 
     def __init__(
-        self, folder: str | Path, schema: pa.Schema, *, rows_per_file: int, compression: str
+        self, folder: str | Path | Store, schema: pa.Schema, *, rows_per_file: int, compression: str
     ) -> None:
-        self.folder = Path(folder)
+        self.store = folder if isinstance(folder, Store) else Store(folder)
         self.schema = schema
         self.rows_per_file = rows_per_file
         self.compression = compression
@@ -144,7 +176,7 @@ class ShardWriter:
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._part = 0
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.store.makedirs()
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -169,8 +201,8 @@ class ShardWriter:
         self._write_file(head)
 
     def _write_file(self, table: pa.Table) -> None:
-        final = self.folder / f"part-{self._part:05d}.parquet"
-        write_parquet_atomic(final, table.cast(self.schema), self.compression)
+        name = f"part-{self._part:05d}.parquet"
+        self.store.write_parquet(name, table.cast(self.schema), self.compression)
         self._part += 1
         self.rows_written += table.num_rows
 
@@ -182,23 +214,10 @@ class ShardWriter:
             self.close()
 
 
-def write_parquet_atomic(path: Path, table: pa.Table, compression: str) -> None:
-    """Write under a temporary name, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression=None if compression == "none" else compression)
-    os.replace(tmp, path)
-
-
-def read_table(folder: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """Read every ``part-*.parquet`` shard of a folder as one table."""
-    files = sorted(Path(folder).glob("part-*.parquet"))
+def read_table(folder: str | Path | Store, columns: list[str] | None = None) -> pa.Table:
+    """Read every ``part-*.parquet`` shard of a folder (local or a URI) as one table."""
+    store = folder if isinstance(folder, Store) else Store(folder)
+    files = store.files("")
     if not files:
         raise FileNotFoundError(f"no Parquet shards in {folder}")
-    return pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
-
-
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    return pa.concat_tables(store.read_parquet(f, columns=columns) for f in files)

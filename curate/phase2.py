@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray.data
 
 from curate.clustering import assign, embeddings_of, fit_centroids, sample_embeddings
 from curate.config import CurateConfig
+from curate.runner import read_shards
+from curate.storage import Store
 from stages.dedup import RANK_COLUMNS, find_duplicates
 from stages.rebalance import rebalance
 
@@ -49,10 +49,11 @@ def _funnel(rows_in: int, rows_out: int, reason: str, **extra) -> dict:
 
 
 def dedup_and_rebalance(
-    index: pa.Table, eligible: np.ndarray, files: list[Path], config: CurateConfig
+    index: pa.Table, eligible: np.ndarray, analysis: Store, config: CurateConfig
 ) -> Phase2Result:
     """``index`` holds the scalar columns of every analysis row (``tier`` = strictest tier
-    passed), in the order of ``files``; ``eligible`` marks the clips that passed a tier."""
+    passed), in the order of the ``analysis`` shards; ``eligible`` marks the clips that
+    passed a tier."""
     n = index.num_rows
     ids = index["clip_id"].to_pylist()
     row_of = {c: i for i, c in enumerate(ids)}
@@ -74,15 +75,9 @@ def dedup_and_rebalance(
         )
 
     ds = None
-    if files:
+    if analysis.files(""):
         columns = [*RANK_COLUMNS, "orientation", "embedding"]
-        # One folder path, not a file list: Ray resolves each listed path separately, and
-        # without aiohttp its fsspec probe fails from the second path on.
-        folder = {str(Path(f).parent) for f in files}
-        assert len(folder) == 1, "analysis shards live in one folder"
-        ds = ray.data.read_parquet(folder.pop(), file_extensions=["parquet"]).select_columns(
-            columns
-        )
+        ds = read_shards(analysis).select_columns(columns)
     candidates = int(eligible.sum())
     if config.dedup.enabled and ds is not None and candidates > 1:
         found = find_duplicates(

@@ -4,10 +4,8 @@ and manifest."""
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,22 +15,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 import ray.data
 
-from curate import schema
+from curate import journal, schema
 from curate.captions import with_tier
 from curate.config import CurateConfig
-from curate.io import (
-    ShardWriter,
-    discover,
-    read_table,
-    write_json_atomic,
-    write_parquet_atomic,
-)
+from curate.io import ShardWriter, discover, read_table
+from curate.journal import Journal
 from curate.phase2 import dedup_and_rebalance
-from curate.runner import configure_data_context, map_stage, ray_session
+from curate.runner import configure_data_context, map_stage, ray_session, read_shards
+from curate.storage import Store
 from stages.caption import FALLBACK_CAPTIONER
 from stages.caption import INPUT_COLUMNS as CAPTION_INPUT_COLUMNS
 from stages.captioners import Secret, assign_captioners, check_captioners
@@ -42,8 +35,11 @@ from stages.tiers import assign_tiers
 
 log = logging.getLogger(__name__)
 
-OUTPUT_TABLES = ("shots", "analysis", "tiers", "rejects", "clips")
+OUTPUT_TABLES = ("shots", "analysis", "tiers", "rejects", "clips", journal.FOLDER)
 """Folders a run owns inside its output folder (cleared when a run starts over)."""
+
+PHASE1_TABLES = ("shots", "analysis", "tiers", "rejects")
+"""Tables rebuilt from the journal when phase 1 completes."""
 
 TIER_INPUT_COLUMNS = [
     "clip_id",
@@ -86,22 +82,25 @@ PACKAGES = (
 
 BORDER_SIDES = ("top", "bottom", "left", "right")
 
+CHECKPOINT_MAX_SOURCES = 500
+"""Analyzed sources the driver holds before writing them to the journal, whatever
+``output.checkpoint_interval_s`` says: bounds the driver's memory and the work a crash
+loses."""
+
 
 class OutputError(ValueError):
     """The output folder cannot be used."""
 
 
-def prepare_output(output: Path) -> None:
-    """Create ``output`` or clear a previous run in it; refuse a folder that is not ours."""
-    if output.exists() and any(output.iterdir()) and not (output / "manifest.json").exists():
-        raise OutputError(f"output folder {output} is not empty and holds no curate run")
-    output.mkdir(parents=True, exist_ok=True)
+def prepare_output(store: Store) -> None:
+    """Clear a previous run from ``store``; refuse a non-empty folder that is not ours."""
+    if not store.is_empty() and not (
+        store.is_file("manifest.json") or store.is_file(journal.STATE)
+    ):
+        raise OutputError(f"output folder {store} is not empty and holds no curate run")
+    store.makedirs()
     for name in (*OUTPUT_TABLES, "manifest.json"):
-        target = output / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+        store.remove(name)
 
 
 def retier(
@@ -113,10 +112,10 @@ def retier(
 ) -> dict:
     """Recompute tiers, dedup, re-balancing and the tier shards of an existing run from its
     ``analysis/`` table: no decoding, no embedding."""
-    output = Path(output)
-    if not (output / "manifest.json").is_file() or not (output / "analysis").is_dir():
+    store = Store(output)
+    if not store.is_file("manifest.json") or not store.files("analysis"):
         raise OutputError(f"{output} holds no finished curate run to re-tier")
-    return Run(config, output).retier(ray_address=ray_address, progress=progress)
+    return Run(config, store).retier(ray_address=ray_address, progress=progress)
 
 
 def run(
@@ -126,22 +125,30 @@ def run(
     *,
     ray_address: str | None = None,
     progress: bool = True,
+    fresh: bool = False,
 ) -> dict:
-    """Run the whole pipeline and return the manifest it wrote to ``output/manifest.json``."""
-    return Run(config, Path(output)).execute(inputs, ray_address=ray_address, progress=progress)
+    """Run the whole pipeline and return the manifest it wrote to ``output/manifest.json``.
+
+    A run whose journal is in ``output`` is continued (``fresh`` starts over instead)."""
+    return Run(config, Store(output)).execute(
+        inputs, ray_address=ray_address, progress=progress, fresh=fresh
+    )
 
 
 class Run:
     """One pipeline run into one output folder: its writers, funnel counts and timings."""
 
-    def __init__(self, config: CurateConfig, output: Path) -> None:
+    def __init__(self, config: CurateConfig, store: Store) -> None:
         self.config = config
-        self.output = output
+        self.store = store
+        self.journal = Journal(store)
         self.funnel: dict[str, dict] = {}
         self.timings: dict[str, float] = {}
         self.stage_stats: dict[str, dict] = {}
         self.embedding_model: str | None = None
         self.caption_keys: dict[str, Secret] = {}
+        self.sources_done_before = 0
+        """Sources an earlier, interrupted invocation of this run had finished."""
         self.previous_caption_config: dict | None = None
         """A re-tier reuses the captions of a run with this very caption config."""
         # Embedding width of this run's tables: embed.dim for a new run, the stored width for
@@ -154,7 +161,7 @@ class Run:
 
     def writer(self, folder: str, table_schema: pa.Schema) -> ShardWriter:
         return ShardWriter(
-            self.output / folder,
+            self.store.sub(folder),
             table_schema,
             rows_per_file=self.config.output.rows_per_file,
             compression=self.config.output.compression,
@@ -168,56 +175,70 @@ class Run:
             **extra,
         }
 
-    def execute(self, inputs: list[str], *, ray_address: str | None, progress: bool) -> dict:
+    def execute(
+        self, inputs: list[str], *, ray_address: str | None, progress: bool, fresh: bool
+    ) -> dict:
         started = time.perf_counter()
         sources = discover(inputs)
         log.info("discovered %d inputs", len(sources))
-        self.record("discover", len(sources), len(sources), Counter())
         self.embedding_model = check_embedder(self.config)
         self.caption_keys = check_captioners(self.config)
-        prepare_output(self.output)
-        rejects = self.writer("rejects", schema.REJECTS)
+        expected = journal.fingerprint(self.config, sources)
+        if not fresh and self.journal.exists:
+            self.journal.load()
+            self.journal.check(expected)
+            self.journal.resume()
+            log.info("continuing the run in %s", self.store)
+        else:
+            prepare_output(self.store)
+            self.journal.start(expected)
         with ray_session(self.config, ray_address):
             configure_data_context(progress)
-            t = time.perf_counter()
-            self.analyze(sources, rejects)
-            self.timings["phase1_probe_analyze_embed_s"] = time.perf_counter() - t
-            tier_sizes = self.curate(rejects)
+            if self.journal.phase1_done:
+                self.sources_done_before = len(sources)
+            else:
+                self.analyze(sources)
+            self.restore_phase1()
+            tier_sizes = self.curate(self.phase1_rejects())
         self.timings["total_s"] = time.perf_counter() - started
-        return self.write_manifest(inputs, len(sources), tier_sizes)
+        manifest = self.write_manifest(inputs, len(sources), tier_sizes)
+        self.journal.finish()
+        return manifest
 
     def retier(self, *, ray_address: str | None, progress: bool) -> dict:
         """Phase 2 and 3 again from ``analysis/`` alone, with this run's config."""
         started = time.perf_counter()
-        previous = json.loads((self.output / "manifest.json").read_text())
+        previous = self.store.read_json("manifest.json")
         self.caption_keys = check_captioners(self.config)
         self.previous_caption_config = previous["config"].get("caption")
         for stage in ("discover", "probe", "analyze"):
             self.funnel[stage] = previous["funnel"][stage]
         self.stage_stats = previous["timing"].get("stages", {})
         self.embedding_model = previous.get("embedding_model")
-        shards = sorted((self.output / "analysis").glob("part-*.parquet"))
-        if shards:
-            self.dim = schema.embedding_dim(pq.read_schema(shards[0]))
-        # Phase-1 rejects stay; everything phase 2 and 3 wrote is replaced.
-        kept = read_table(self.output / "rejects")
-        kept = kept.filter(pc.is_in(kept["stage"], pa.array(schema.PHASE1_STAGES)))
-        for folder in ("rejects", "tiers"):
-            shutil.rmtree(self.output / folder, ignore_errors=True)
-        rejects = self.writer("rejects", schema.REJECTS)
-        rejects.write(kept)
+        self.dim = schema.embedding_dim(self.store.read_schema(self.store.files("analysis")[0]))
         with ray_session(self.config, ray_address):
             configure_data_context(progress)
-            tier_sizes = self.curate(rejects)
+            tier_sizes = self.curate(self.phase1_rejects())
         self.timings["total_s"] = time.perf_counter() - started
         inputs = previous["inputs"]
         return self.write_manifest(inputs["given"], inputs["discovered"], tier_sizes)
+
+    def phase1_rejects(self) -> ShardWriter:
+        """A fresh ``rejects`` writer holding the phase-1 rejects only, and no tiers: phase 2
+        and 3 replace everything else they wrote."""
+        kept = read_table(self.store.sub("rejects"))
+        kept = kept.filter(pc.is_in(kept["stage"], pa.array(schema.PHASE1_STAGES)))
+        for folder in ("rejects", "tiers"):
+            self.store.remove(folder)
+        rejects = self.writer("rejects", schema.REJECTS)
+        rejects.write(kept)
+        return rejects
 
     def curate(self, rejects: ShardWriter) -> dict:
         """Phase 2 (tiers, dedup, re-balancing) and 3 (captions, export), then the tier
         shards."""
         t = time.perf_counter()
-        index = read_table(self.output / "analysis", columns=TIER_INPUT_COLUMNS)
+        index = read_table(self.store.sub("analysis"), columns=TIER_INPUT_COLUMNS)
         tiers = assign_tiers(index, self.config.tiers)
         rejects.write(schema.from_rows(tiers.rejects, schema.REJECTS))
         self.record(
@@ -236,8 +257,9 @@ class Run:
         self.timings["phase2_tiers_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        files = sorted((self.output / "analysis").glob("part-*.parquet"))
-        phase2 = dedup_and_rebalance(index, tiers.passed[0], files, self.config)
+        phase2 = dedup_and_rebalance(
+            index, tiers.passed[0], self.store.sub("analysis"), self.config
+        )
         self.funnel.update(phase2.funnel)
         survivors, columns = phase2.survivors, phase2.columns
         rejects.write(schema.from_rows(phase2.rejects, schema.REJECTS))
@@ -276,15 +298,62 @@ class Run:
 
     # Phase 1 ------------------------------------------------------------------------------
 
-    def analyze(self, sources: list[str], rejects: ShardWriter) -> None:
-        """Probe and analyze every source on Ray Data; stream shots, clips, rejects to disk."""
+    def analyze(self, sources: list[str]) -> None:
+        """Probe, analyze and embed every source the journal does not hold yet, recording
+        them in the journal as they complete; then build the phase-1 tables from it."""
+        started = time.perf_counter()
+        done = self.journal.done_sources()
+        self.sources_done_before = len(done)
+        todo = [i for i in range(len(sources)) if i not in done]
+        if done:
+            log.info(
+                "%d of %d sources were done before; analyzing %d",
+                len(done),
+                len(sources),
+                len(todo),
+            )
+        interval = self.config.output.checkpoint_interval_s
+        pending: list[pa.Table] = []
+        pending_sources = 0
+        last_flush = time.monotonic()
+        analyzed = len(done)
+
+        def flush() -> None:
+            nonlocal pending, pending_sources, last_flush
+            if pending:
+                table = pa.concat_tables(pending, promote_options="permissive")
+                self.journal.append(table, self.config.output.compression)
+            pending, pending_sources, last_flush = [], 0, time.monotonic()
+
+        for batch in self._analyzed_batches(sources, todo):
+            pending.append(batch)
+            pending_sources += batch.num_rows
+            analyzed += batch.num_rows
+            log.info("analyzed %d/%d sources", analyzed, len(sources))
+            if (
+                pending_sources >= CHECKPOINT_MAX_SOURCES
+                or time.monotonic() - last_flush >= interval
+            ):
+                flush()
+        flush()
+        self.timings["phase1_probe_analyze_embed_s"] = time.perf_counter() - started
+        self.build_phase1_tables(sources)
+
+    def build_phase1_tables(self, sources: list[str]) -> None:
+        """``shots``, ``analysis`` and ``rejects`` from the journal's chunks, in source order;
+        a source without a result (its worker failed for good) becomes a reject."""
+        for folder in PHASE1_TABLES:
+            self.store.remove(folder)
         by_stage: dict[str, Counter] = {"probe": Counter(), "analyze": Counter()}
         totals = Counter()
+        seen: set[int] = set()
         with (
             self.writer("shots", schema.SHOTS) as shots,
             self.writer("analysis", self.analysis_schema) as clips,
+            self.writer("rejects", schema.REJECTS) as rejects,
         ):
-            for batch in self._analyzed_batches(sources):
+            for batch in self.journal.chunks():
+                seen.update(batch["source_index"].to_pylist())
                 shots.write(_flatten(batch, "shots", schema.SHOTS))
                 clips.write(_flatten(batch, "clips", self.analysis_schema))
                 batch_rejects = _flatten(batch, "rejects", schema.REJECTS)
@@ -293,30 +362,37 @@ class Run:
                     batch_rejects["stage"].to_pylist(), batch_rejects["reason"].to_pylist()
                 ):
                     by_stage[stage][reason] += 1
-                totals["sources"] += batch.num_rows
                 for name in ("frames", "probe_s", "analyze_s"):
                     totals[name] += pc.sum(batch[name]).as_py() or 0
                 for name in ("shots", "clips"):
                     totals[name] += pc.sum(pc.list_value_length(batch[name])).as_py() or 0
-                log.info(
-                    "analyzed %d/%d sources: %d shots, %d candidate clips",
-                    totals["sources"],
-                    len(sources),
-                    totals["shots"],
-                    totals["clips"],
-                )
-        probed_ok = len(sources) - sum(by_stage["probe"].values())
-        self.record("probe", len(sources), probed_ok, by_stage["probe"])
+            lost = [
+                {
+                    "source": source,
+                    "stage": "analyze",
+                    "reason": "decode_error",
+                    "detail": "no result: the worker processing this source failed repeatedly",
+                }
+                for i, source in enumerate(sources)
+                if i not in seen
+            ]
+            if lost:
+                log.warning("%d sources have no result and are rejected", len(lost))
+                rejects.write(schema.from_rows(lost, schema.REJECTS))
+                by_stage["analyze"]["decode_error"] += len(lost)
+        probe_rejected = sum(by_stage["probe"].values())
+        self.record("discover", len(sources), len(sources), Counter())
+        self.record("probe", len(sources), len(sources) - probe_rejected, by_stage["probe"])
         self.record(
             "analyze",
-            probed_ok,
+            len(sources) - probe_rejected,
             totals["clips"],
             by_stage["analyze"],
             shots=totals["shots"],
             frames=totals["frames"],
         )
         busy = totals["analyze_s"]
-        self.stage_stats = {
+        stats = {
             "probe": {"busy_s": round(totals["probe_s"], 3)},
             "analyze": {
                 "busy_s": round(busy, 3),
@@ -324,11 +400,29 @@ class Run:
                 "frames_per_busy_s": round(totals["frames"] / busy, 1) if busy else None,
             },
         }
+        self.journal.finish_phase1(
+            {
+                "funnel": {k: self.funnel[k] for k in ("discover", "probe", "analyze")},
+                "stages": stats,
+                "embedding_model": self.embedding_model,
+                "timings": dict(self.timings),
+            }
+        )
 
-    def _analyzed_batches(self, sources: list[str]) -> Iterator[pa.Table]:
-        if not sources:
+    def restore_phase1(self) -> None:
+        """Funnel, stage statistics and embedding model of phase 1, as the journal has them
+        (phase 1 may have finished in an earlier, interrupted invocation)."""
+        phase1 = self.journal.state["phase1"]
+        self.funnel.update(phase1["funnel"])
+        self.stage_stats = phase1["stages"]
+        self.embedding_model = phase1["embedding_model"]
+        for name, seconds in phase1["timings"].items():
+            self.timings.setdefault(name, seconds)
+
+    def _analyzed_batches(self, sources: list[str], todo: list[int]) -> Iterator[pa.Table]:
+        if not todo:
             return
-        items = [{"source": s, "source_index": i} for i, s in enumerate(sources)]
+        items = [{"source": sources[i], "source_index": i} for i in todo]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = map_stage(ds, "probe", self.config)
         ds = map_stage(ds, "analyze", self.config)
@@ -349,9 +443,9 @@ class Run:
         if not cfg.enabled or not wanted_ids:
             self.record("caption", len(wanted_ids), len(wanted_ids), Counter(), enabled=cfg.enabled)
             return {}, []
-        folder = self.output / "analysis"
+        analysis = self.store.sub("analysis")
         # An analysis table written before keyframes were kept is captioned from thumbnails.
-        stored = set(pq.read_schema(next(folder.glob("part-*.parquet"))).names)
+        stored = set(analysis.read_schema(analysis.files("")[0]).names)
         done = self._reusable_captions(index, wanted) if "captioner" in stored else {}
         todo = [c for c in wanted_ids if c not in done]
         assigned = assign_captioners(todo, cfg)
@@ -361,7 +455,7 @@ class Run:
             mine = [c for c, a in zip(todo, assigned) if a == number]
             if not mine:
                 continue
-            ds = ray.data.read_parquet(str(folder), file_extensions=["parquet"]).select_columns(
+            ds = read_shards(analysis).select_columns(
                 [c for c in CAPTION_INPUT_COLUMNS if c in stored]
             )
             ds = ds.map_batches(
@@ -416,7 +510,7 @@ class Run:
         if self.previous_caption_config != self.config.caption.model_dump(mode="json"):
             return {}
         columns = ["clip_id", "caption", "prompt", "prompts", "captioner"]
-        table = read_table(self.output / "analysis", columns=columns)
+        table = read_table(self.store.sub("analysis"), columns=columns)
         tiers = dict(zip(index["clip_id"].to_pylist(), index["tier"].to_pylist()))
         done = {}
         for row, w in zip(table.to_pylist(), wanted):
@@ -441,7 +535,7 @@ class Run:
             for i in np.flatnonzero(tier_passed):
                 c = clips[i]
                 rel = clip_relpath(key, c["clip_id"])
-                if self.config.export.mode == "files" and (self.output / rel).is_file():
+                if self.config.export.mode == "files" and self.store.is_file(rel):
                     exported[(c["clip_id"], key)] = (rel, None)
                     continue
                 jobs.setdefault(c["source"], {})[(c["clip_id"], key)] = {
@@ -459,7 +553,7 @@ class Run:
             return exported, []
         items = [{"source": s, "jobs": list(j.values())} for s, j in jobs.items()]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = map_stage(ds, "export", self.config, output=str(self.output.resolve()))
+        ds = map_stage(ds, "export", self.config, output=self.store.uri())
         by_id = {c["clip_id"]: c for c in clips}
         failed: dict[str, dict] = {}
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -487,14 +581,14 @@ class Run:
     def annotate_analysis(self, columns: dict[str, pa.Array]) -> None:
         """Set whole columns of ``analysis`` (aligned with its shards read in order)."""
         offset = 0
-        for path in sorted((self.output / "analysis").glob("part-*.parquet")):
+        for path in self.store.files("analysis"):
             # Conformed first: an analysis table written before a column existed gains it.
-            shard = schema.conform(pq.read_table(path), self.analysis_schema)
+            shard = schema.conform(self.store.read_parquet(path), self.analysis_schema)
             for name, values in columns.items():
                 part = values.slice(offset, shard.num_rows)
                 shard = shard.set_column(shard.schema.get_field_index(name), name, part)
             shard = schema.conform(shard, self.analysis_schema)
-            write_parquet_atomic(path, shard, self.config.output.compression)
+            self.store.write_parquet(path, shard, self.config.output.compression)
             offset += shard.num_rows
 
     def write_tiers(self, ids: np.ndarray, keep: np.ndarray, exported: dict) -> dict:
@@ -503,8 +597,8 @@ class Run:
         tier_schema = schema.tier_schema(self.dim)
         writers = [self.writer(f"tiers/{t.name}", tier_schema) for t in self.config.tiers]
         sizes = {t.name: {"clips": 0, "hours": 0.0} for t in self.config.tiers}
-        for path in sorted((self.output / "analysis").glob("part-*.parquet")):
-            shard = pq.read_table(path)
+        for path in self.store.files("analysis"):
+            shard = self.store.read_parquet(path)
             shard_ids = shard["clip_id"].to_pylist()
             for tier, members, writer in zip(self.config.tiers, kept, writers):
                 rows = shard.filter(pa.array([c in members for c in shard_ids], pa.bool_()))
@@ -528,20 +622,21 @@ class Run:
 
     def remove_stale_clips(self, exported: dict) -> None:
         """Delete exported clip files no tier refers to any more (after a re-tier)."""
-        folder = self.output / "clips"
-        if not folder.is_dir():
-            return
-        wanted = {self.output / path for path, _ in exported.values() if path}
-        for path in folder.rglob("*.mp4"):
-            if path not in wanted:
-                path.unlink()
+        wanted = {path for path, _ in exported.values() if path}
+        for path in self.store.walk("clips"):
+            if path.endswith(".mp4") and path not in wanted:
+                self.store.remove(path)
 
     def write_manifest(self, inputs: list[str], discovered: int, tier_sizes: dict) -> dict:
-        reasons = read_table(self.output / "rejects", columns=["reason"])["reason"].to_pylist()
+        reasons = read_table(self.store.sub("rejects"), columns=["reason"])["reason"].to_pylist()
         manifest = {
             "curate_version": _version("curate"),
             "created_unix": time.time(),
             "inputs": {"given": list(inputs), "discovered": discovered},
+            "run": {
+                "invocations": self.journal.state.get("invocations", 1),
+                "sources_done_before": self.sources_done_before,
+            },
             "embedding_model": self.embedding_model,
             "funnel": self.funnel,
             "tiers": tier_sizes,
@@ -553,7 +648,7 @@ class Run:
             "config": self.config.model_dump(mode="json"),
             "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
         }
-        write_json_atomic(self.output / "manifest.json", manifest)
+        self.store.write_json("manifest.json", manifest)
         return manifest
 
 

@@ -11,6 +11,7 @@ import ray.data
 
 from curate.config import CurateConfig
 from curate.registry import STAGES
+from curate.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +78,10 @@ def map_stage(
         fn_constructor_kwargs={"config": config, **stage_kwargs},
         **pool_args(config, name),
     )
+
+
+def read_shards(folder: Store) -> ray.data.Dataset:
+    """The Parquet shards of ``folder`` (local or object storage) as a Ray dataset."""
+    # One folder path, not a file list: Ray resolves each listed path separately, and
+    # without aiohttp its fsspec probe fails from the second path on.
+    return ray.data.read_parquet(folder.path(), filesystem=folder.fs, file_extensions=["parquet"])

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from curate.storage import IO_BUFFER_BYTES, is_uri, open_input
+
 DECODE_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError)
 """Errors PyAV raises for unreadable, truncated or corrupt media."""
 
@@ -68,7 +70,12 @@ def open_video(
     """Open ``source`` and its first video stream with threaded decoding; ``fast`` skips the
     in-loop deblocking filter (for analysis, never for export)."""
     try:
-        container = av.open(source, metadata_errors="ignore")
+        if is_uri(source):
+            container = av.open(
+                open_input(source), metadata_errors="ignore", buffer_size=IO_BUFFER_BYTES
+            )
+        else:
+            container = av.open(source, metadata_errors="ignore")
     except DECODE_ERRORS as e:
         raise MediaError("unreadable", f"cannot open: {e}") from e
     if not container.streams.video:

@@ -8,7 +8,6 @@ an exported clip lasts its stated duration to within one frame.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from fractions import Fraction
@@ -21,6 +20,7 @@ from av.video.reformatter import VideoReformatter
 
 from curate import schema
 from curate.config import CurateConfig, TierExport
+from curate.storage import Store
 from curate.video import (
     DECODE_ERRORS,
     MediaError,
@@ -56,7 +56,7 @@ class ExportStage:
 
     def __init__(self, config: CurateConfig, output: str) -> None:
         self.cfg = config.export
-        self.output = Path(output)
+        self.output = Store(output)
         self.max_pixels = config.probe.max_pixels
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -79,12 +79,13 @@ class ExportStage:
             for job in sorted(item["jobs"], key=lambda j: j["start_s"]):
                 started = time.perf_counter()
                 rel = clip_relpath(job["export_key"], job["clip_id"])
-                if self.cfg.mode == "inline":
+                if self.cfg.mode == "inline" or not self.output.local:
                     tmp = Path(scratch.name) / f"{job['clip_id']}.mp4"
                 else:
-                    target = self.output / rel
+                    # Written next to its final place under a temporary name, renamed when
+                    # complete.
+                    target = self.output.local_path(rel)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    # Written under a temporary name, renamed when complete.
                     tmp = target.with_name(f".{target.name}.tmp.mp4")
                 try:
                     self._encode(container, stream, info, job, tmp)
@@ -97,7 +98,7 @@ class ExportStage:
                     row["video"] = tmp.read_bytes()
                     tmp.unlink()
                 else:
-                    os.replace(tmp, target)
+                    self.output.put_file(tmp, rel)
                     row["clip_path"] = rel
                 row["export_s"] = time.perf_counter() - started
                 rows.append(row)
