@@ -62,13 +62,21 @@ def orientation(width: int, height: int) -> str:
     return "square"
 
 
+def ffmpeg_url(path: str) -> str:
+    """What to hand FFmpeg for ``path``: a URI (``scheme://…``) as is, anything else pinned to
+    the file protocol. FFmpeg reads a leading ``name:`` as a protocol, so without ``file:`` a
+    relative file named ``concat:a.mp4`` would open ``a.mp4``, ``pipe:0.mp4`` standard input,
+    and ``12:30.mp4`` nothing at all ("Protocol not found")."""
+    return path if "://" in path else f"file:{path}"
+
+
 def open_video(
     source: str, threads: int = 0, fast: bool = False
 ) -> tuple[av.container.InputContainer, av.VideoStream]:
     """Open ``source`` and its first video stream with threaded decoding; ``fast`` skips the
     in-loop deblocking filter (for analysis, never for export)."""
     try:
-        container = av.open(source, metadata_errors="ignore")
+        container = av.open(ffmpeg_url(source), metadata_errors="ignore")
     except DECODE_ERRORS as e:
         raise MediaError("unreadable", f"cannot open: {e}") from e
     if not container.streams.video:
