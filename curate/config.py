@@ -447,7 +447,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set expects KEY=VALUE, got {text!r}")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:  # also refuses tags such as !!python/object: safe_load only
+        raise ConfigError(f"--set {key.strip()}: value is not valid YAML: {e}") from None
+    return key.strip().split("."), value
 
 
 def apply_override(data: dict, path: list[str], value: Any) -> None:

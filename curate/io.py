@@ -96,6 +96,9 @@ def _read_manifest(item: str, data: bytes) -> list[str]:
         entries = _manifest_entries(item, data)
     except (OSError, ValueError, KeyError, pa.ArrowException) as e:
         raise InputError(f"cannot read manifest {item}: {e}") from e
+    for row, entry in enumerate(entries, 1):
+        if not isinstance(entry, str) or not entry:
+            raise InputError(f"manifest {item}, entry {row}: expected a path, got {entry!r}")
     return [_resolve_entry(e, item) for e in entries]
 
 

@@ -26,8 +26,16 @@ IO_BUFFER_BYTES = 1 << 20
 32 KiB default would cost a round trip per 32 KiB."""
 
 
+FFMPEG_SCHEMES = frozenset({"http", "https"})
+"""URL schemes FFmpeg reads with its own network protocols (streaming, no listing)."""
+
+
 def is_uri(text: str | os.PathLike) -> bool:
     return "://" in str(text)
+
+
+def ffmpeg_reads(uri: str) -> bool:
+    return uri.split("://", 1)[0].lower() in FFMPEG_SCHEMES
 
 
 def resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from curate.storage import IO_BUFFER_BYTES, is_uri, open_input
+from curate.storage import IO_BUFFER_BYTES, ffmpeg_reads, is_uri, open_input
 
 DECODE_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError)
 """Errors PyAV raises for unreadable, truncated or corrupt media."""
@@ -64,18 +64,26 @@ def orientation(width: int, height: int) -> str:
     return "square"
 
 
+def ffmpeg_url(path: str) -> str:
+    """What to hand FFmpeg for ``path``: a URI (``scheme://…``) as is, anything else pinned to
+    the file protocol. FFmpeg reads a leading ``name:`` as a protocol, so without ``file:`` a
+    relative file named ``concat:a.mp4`` would open ``a.mp4``, ``pipe:0.mp4`` standard input,
+    and ``12:30.mp4`` nothing at all ("Protocol not found")."""
+    return path if "://" in path else f"file:{path}"
+
+
 def open_video(
     source: str, threads: int = 0, fast: bool = False
 ) -> tuple[av.container.InputContainer, av.VideoStream]:
     """Open ``source`` and its first video stream with threaded decoding; ``fast`` skips the
     in-loop deblocking filter (for analysis, never for export)."""
     try:
-        if is_uri(source):
+        if is_uri(source) and not ffmpeg_reads(source):
             container = av.open(
                 open_input(source), metadata_errors="ignore", buffer_size=IO_BUFFER_BYTES
             )
         else:
-            container = av.open(source, metadata_errors="ignore")
+            container = av.open(ffmpeg_url(source), metadata_errors="ignore")
     except DECODE_ERRORS as e:
         raise MediaError("unreadable", f"cannot open: {e}") from e
     if not container.streams.video:

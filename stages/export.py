@@ -25,6 +25,7 @@ from curate.video import (
     DECODE_ERRORS,
     MediaError,
     VideoInfo,
+    ffmpeg_url,
     open_video,
     probe,
     scaled_size,
@@ -121,7 +122,8 @@ class ExportStage:
         y1 = upright_h - 2 * round(bottom * upright_h / 2)
         x1 = upright_w - 2 * round(right * upright_w / 2)
 
-        with av.open(str(target), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        options = {"movflags": "+faststart"}
+        with av.open(ffmpeg_url(str(target)), "w", format="mp4", options=options) as out:
             ost = out.add_stream("libx264", rate=rate)
             ost.width, ost.height = x1 - x0, y1 - y0
             ost.pix_fmt = "yuv420p"
