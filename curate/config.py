@@ -392,6 +392,11 @@ class StageResources(Model):
     num_cpus: float = Field(0.5, gt=0)
     num_gpus: float = Field(0.0, ge=0)
     memory: int | None = Field(None, ge=0, description="Bytes reserved per task or actor.")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources per actor, e.g. {decode_node: 1} to pin a stage to "
+        "the nodes started with --resources '{\"decode_node\": N}'.",
+    )
     min_actors: int = Field(1, ge=1)
     max_actors: int | None = Field(None, ge=1, description="null = one per available CPU.")
 

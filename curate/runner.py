@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -38,7 +39,14 @@ def ray_session(config: CurateConfig, address: str | None = None) -> Iterator[No
         ray.shutdown()
 
 
+PARQUET_FOOTER_ACTORS = "2"
+"""Ray Data 2.60 reads Parquet footers with a fleet of 32 actors per read by default: on a
+small machine that costs more than the reads. Our tables are a few large shards.
+``RAY_DATA_PARQUET_FOOTER_NUM_ACTORS`` in the environment overrides this."""
+
+
 def configure_data_context(progress: bool = True) -> None:
+    os.environ.setdefault("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS", PARQUET_FOOTER_ACTORS)
     ctx = ray.data.DataContext.get_current()
     # Output order follows input order, so re-runs write identical shards.
     ctx.execution_options.preserve_order = True
@@ -60,6 +68,8 @@ def pool_args(config: CurateConfig, name: str) -> dict:
         args["num_gpus"] = res.num_gpus
     if res.memory:
         args["memory"] = res.memory
+    if res.resources:
+        args["resources"] = dict(res.resources)
     return args
 
 

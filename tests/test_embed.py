@@ -9,6 +9,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+import torch
 from conftest import ROOT, VIDEOS, needs_shared
 
 from curate import schema
@@ -172,6 +173,15 @@ def test_open_clip_stage_with_random_tiny_model(tiny_clip_config):
         assert v.shape == (512,) and np.linalg.norm(v) == pytest.approx(1.0, abs=1e-4)
         assert clip["embedding_model"] == "open_clip:tiny-test-clip/random-init"
         assert clip["keyframes"]  # kept in analysis for captioning
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_explicit_cuda_without_a_gpu_is_an_error(tiny_clip_config):
+    config = tiny_clip_config.model_copy(
+        update={"embed": tiny_clip_config.embed.model_copy(update={"device": "cuda"})}
+    )
+    with pytest.raises(RuntimeError, match=r"embed\.device is cuda"):
+        EmbedStage(config)
 
 
 def test_signature_stage_fills_every_clip():
