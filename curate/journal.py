@@ -4,8 +4,9 @@ the same command after a crash continues instead of starting over.
 ``OUT/journal/run.json`` holds the run's fingerprint (its inputs and every setting that
 changes phase-1 results) and its progress; ``OUT/journal/phase1/chunk-*.parquet`` hold the
 analyzed sources (probe, analysis, embeddings, rejects) as they complete, each chunk written
-atomically. When every source is done the chunks become the ``shots``, ``analysis`` and
-``rejects`` tables and are deleted; phase 2 and 3 always start from ``analysis/``.
+atomically. When every source is done the chunks become the ``shots`` and ``analysis`` tables
+and the phase-1 rejects (``OUT/journal/phase1-rejects/``), and are deleted; phase 2 and 3
+always start from ``analysis/`` and those rejects.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from curate.storage import Store
 FOLDER = "journal"
 STATE = f"{FOLDER}/run.json"
 CHUNKS = f"{FOLDER}/phase1"
+PHASE1_REJECTS = f"{FOLDER}/phase1-rejects"
+"""The phase-1 rejects, kept apart: every invocation rebuilds ``rejects/`` from them."""
 
 FINGERPRINT_SECTIONS = ("probe", "analyze", "embed")
 """Config sections whose values change what phase 1 writes. Everything else (tiers, dedup,

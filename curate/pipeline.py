@@ -226,8 +226,12 @@ class Run:
     def phase1_rejects(self) -> ShardWriter:
         """A fresh ``rejects`` writer holding the phase-1 rejects only, and no tiers: phase 2
         and 3 replace everything else they wrote."""
-        kept = read_table(self.store.sub("rejects"))
-        kept = kept.filter(pc.is_in(kept["stage"], pa.array(schema.PHASE1_STAGES)))
+        if self.store.files(journal.PHASE1_REJECTS):
+            # The journal's copy: ``rejects/`` may be half rewritten by a crashed invocation.
+            kept = read_table(self.store.sub(journal.PHASE1_REJECTS))
+        else:  # a run from before the journal
+            kept = read_table(self.store.sub("rejects"))
+            kept = kept.filter(pc.is_in(kept["stage"], pa.array(schema.PHASE1_STAGES)))
         for folder in ("rejects", "tiers"):
             self.store.remove(folder)
         rejects = self.writer("rejects", schema.REJECTS)
@@ -342,7 +346,7 @@ class Run:
     def build_phase1_tables(self, sources: list[str]) -> None:
         """``shots``, ``analysis`` and ``rejects`` from the journal's chunks, in source order;
         a source without a result (its worker failed for good) becomes a reject."""
-        for folder in PHASE1_TABLES:
+        for folder in (*PHASE1_TABLES, journal.PHASE1_REJECTS):
             self.store.remove(folder)
         by_stage: dict[str, Counter] = {"probe": Counter(), "analyze": Counter()}
         totals = Counter()
@@ -350,7 +354,7 @@ class Run:
         with (
             self.writer("shots", schema.SHOTS) as shots,
             self.writer("analysis", self.analysis_schema) as clips,
-            self.writer("rejects", schema.REJECTS) as rejects,
+            self.writer(journal.PHASE1_REJECTS, schema.REJECTS) as rejects,
         ):
             for batch in self.journal.chunks():
                 seen.update(batch["source_index"].to_pylist())

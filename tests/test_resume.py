@@ -141,7 +141,9 @@ def test_interrupted_phase3_restarts_from_analysis(inputs, uninterrupted, tmp_pa
     state["finished_unix"] = None
     state_file.write_text(json.dumps(state))
     (out / "manifest.json").unlink()
-    shutil.rmtree(out / "tiers" / "default")  # half-written tiers, stale clips
+    # Half-rewritten rejects and tiers, a stale clip.
+    shutil.rmtree(out / "rejects")
+    shutil.rmtree(out / "tiers" / "default")
     stale = out / "clips" / "fullres" / "zz" / "zz-stale.mp4"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"x")
