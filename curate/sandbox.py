@@ -47,6 +47,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -234,12 +235,15 @@ class _Child:
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         fd = child_sock.fileno()
         try:
-            self.proc = subprocess.Popen(
+            # Started from one long-lived thread: Linux sends the parent-death signal when the
+            # *thread* that started a child ends, and the calling thread may be short-lived.
+            self.proc = _LAUNCHER.submit(
+                subprocess.Popen,
                 [sys.executable, "-c", _CHILD_CODE, str(fd), str(os.getpid()), *preload],
                 pass_fds=(fd,),
                 env=env,
                 stdin=subprocess.DEVNULL,
-            )
+            ).result()
         finally:
             child_sock.close()
         self.conn = Connection(parent_sock.detach())
@@ -274,6 +278,9 @@ class _Child:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
 
+
+_LAUNCHER = ThreadPoolExecutor(1, thread_name_prefix="sandbox-launcher")
+"""The thread that starts every sandbox process (its worker lives as long as the process)."""
 
 _CHILDREN: dict[tuple[str, ...], _Child] = {}
 """This process's sandbox children, by the modules they preload."""

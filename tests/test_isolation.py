@@ -65,6 +65,18 @@ def test_result_comes_from_one_long_lived_child(video):
     assert run_in(box, os.getpid) == child  # not a process per source
 
 
+def test_child_outlives_the_thread_that_started_it():
+    """Linux's parent-death signal follows the starting *thread*; a Ray task thread may end."""
+    box = sandbox()
+    box.close()
+    started: list[int] = []
+    thread = threading.Thread(target=lambda: started.append(run_in(box, os.getpid)))
+    thread.start()
+    thread.join()
+    time.sleep(0.5)
+    assert run_in(box, os.getpid) == started[0]
+
+
 def test_hang_is_a_timeout_and_the_next_source_gets_a_fresh_child(video):
     box = sandbox(faults={"*/hang.mp4": "hang"})
     first = run_in(box, os.getpid, source="/videos/ok.mp4")
