@@ -187,6 +187,19 @@ def test_config_errors_name_the_key():
 # End to end on a local 2-CPU Ray ---------------------------------------------------------
 
 
+PHASE1_ONLY = [
+    "--set",
+    "dedup.enabled=false",
+    "--set",
+    "rebalance.enabled=false",
+    "--set",
+    "caption.enabled=false",
+    "--set",
+    "export.mode=reference",
+]
+"""What these tests are about happens in phase 1: skip the slow parts of phase 2 and 3."""
+
+
 def rows(folder, columns=None):
     return pq.read_table(folder, columns=columns).to_pylist()
 
@@ -197,7 +210,8 @@ def test_bad_and_poison_inputs_each_get_one_reject(ray_local, tmp_path):
     write_video(folder / "pan.mp4", pan_frames(textured_image(11), 125, 2.0))
     shots_video(folder / "shots.mp4", [110, 110])
     out = tmp_path / "out"
-    assert run([folder], out, *(a for o in poison_overrides() for a in ("--set", o))) == 0
+    poison = [a for o in poison_overrides() for a in ("--set", o)]
+    assert run([folder], out, *poison, *PHASE1_ONLY) == 0
     assert main(["validate", str(out)]) == 0
     assert accounting_problems(out) == []
     rejects = rows(out / "rejects")
@@ -257,7 +271,7 @@ def test_killed_analyze_worker_is_replaced_and_its_source_rerun(ray_local, tmp_p
     killer.start()
     out = tmp_path / "out"
     try:
-        assert run([folder], out) == 0
+        assert run([folder], out, *PHASE1_ONLY) == 0
     finally:
         stop.set()
         killer.join()
