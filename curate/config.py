@@ -124,6 +124,62 @@ class AnalyzeConfig(Model):
     text: TextConfig = TextConfig()
 
 
+FaultKind = Literal[
+    "hang",
+    "crash",
+    "memory",
+    "probe:hang",
+    "probe:crash",
+    "probe:memory",
+    "analyze:hang",
+    "analyze:crash",
+    "analyze:memory",
+]
+"""A simulated poison input (``isolation.faults``): the sandbox child sleeps forever, segfaults
+or allocates memory until it is killed; ``probe:``/``analyze:`` limit it to one stage (without a
+prefix the probe, which comes first, meets it)."""
+
+
+class IsolationConfig(Model):
+    """Per-source isolation of the decoders: each probe and analyze actor runs its sources in one
+    long-lived child process, killed when a source exceeds its time or memory limit or crashes
+    it, so a poison input costs at most its own ``rejects`` row (see ``curate.sandbox``)."""
+
+    enabled: bool = Field(
+        True, description="false: decode inside the Ray worker itself (debugging; no limits)."
+    )
+    memory_mb: int = Field(
+        4096,
+        ge=64,
+        description="Largest resident memory of a decoder child, MiB; a source that drives it "
+        "past this is rejected as decode_error.",
+    )
+    probe_timeout_s: float = Field(60.0, gt=0, description="Wall-clock limit to probe one source.")
+    analyze_timeout_s: float = Field(
+        300.0, gt=0, description="Wall-clock limit to analyze one source: this base ..."
+    )
+    analyze_timeout_per_minute_s: float = Field(
+        120.0, ge=0, description="... plus this per minute of the source's probed duration."
+    )
+    retries: int = Field(
+        1,
+        ge=0,
+        description="A source whose decoder process dies (a crash) is tried again this many "
+        "times, each in a fresh process; timeouts and the memory limit are final.",
+    )
+    faults: dict[str, FaultKind] = Field(
+        default_factory=dict,
+        description="Testing hook: {glob over the source path: fault} makes the child hang, "
+        "crash or exhaust memory on matching sources, so the real limits are exercised.",
+    )
+
+    @model_validator(mode="after")
+    def _faults_need_a_sandbox(self) -> IsolationConfig:
+        if self.faults and not self.enabled:
+            raise ValueError("faults are simulated inside the sandbox: they need enabled: true")
+        return self
+
+
 class OpenClipConfig(Model):
     model: str = "ViT-B-32"
     pretrained: str | None = Field(
@@ -399,6 +455,19 @@ class StageResources(Model):
     )
     min_actors: int = Field(1, ge=1)
     max_actors: int | None = Field(None, ge=1, description="null = one per available CPU.")
+    max_restarts: int = Field(
+        -1,
+        ge=-1,
+        description="Times Ray restarts a dead actor of this pool (-1: always, as Ray Data "
+        "expects of its pools; a worker lost to a node failure or the OOM killer is replaced).",
+    )
+    max_task_retries: int = Field(
+        3,
+        ge=-1,
+        description="Times a batch whose actor died is run again on a restarted actor (-1: "
+        "forever). Bounded, so that an input that kills every worker it meets fails the run "
+        "instead of restarting workers forever.",
+    )
 
 
 class RayConfig(Model):
@@ -415,6 +484,7 @@ class RayConfig(Model):
 class CurateConfig(Model):
     probe: ProbeConfig = ProbeConfig()
     analyze: AnalyzeConfig = AnalyzeConfig()
+    isolation: IsolationConfig = IsolationConfig()
     embed: EmbedConfig = EmbedConfig()
     dedup: DedupConfig = DedupConfig()
     rebalance: RebalanceConfig = RebalanceConfig()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,6 +16,11 @@ from curate.registry import STAGES
 from curate.storage import Store
 
 log = logging.getLogger(__name__)
+
+# Ray 2.60 has no named map_batches parameter for an actor pool's max_restarts and
+# max_task_retries yet: they travel as ray_remote_args, which Ray deprecates (for 2.64) with a
+# warning per pool. Silence only that message; revisit when its replacement lands.
+warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
 
 
 @contextmanager
@@ -55,14 +61,28 @@ def configure_data_context(progress: bool = True) -> None:
 
 
 def pool_args(config: CurateConfig, name: str) -> dict:
-    """``compute`` and resource arguments for an actor pool with the resources of
-    ``ray.<name>``."""
+    """``compute``, resource and fault-tolerance arguments for an actor pool with the settings
+    of ``ray.<name>``.
+
+    Fault tolerance is set explicitly rather than left to Ray Data, whose default for actor
+    pools is ``max_restarts=-1`` *and* ``max_task_retries=-1``: a batch whose actor dies is
+    re-run forever, so an input that kills every worker it meets (a decoder crash with
+    ``isolation.enabled: false``) would restart workers without end. We keep restarting dead
+    actors (``max_restarts``, default -1: a worker lost to the OOM killer, a node failure or an
+    operator's ``kill`` is replaced; Ray Data's pool expects its actors to come back) but bound
+    the re-runs of the batch that was in flight (``max_task_retries``, default 3). Decoder
+    crashes, hangs and memory blow-ups of a single source never get this far: the sandbox
+    (``curate.sandbox``) turns them into rejects inside the worker. Application exceptions are
+    never retried (Ray's default for actor tasks): they are bugs, and fail the run.
+    """
     res = getattr(config.ray, name)
     cpus = ray.cluster_resources().get("CPU", 1.0)
     max_actors = res.max_actors or max(res.min_actors, int(cpus))
     args: dict = {
         "compute": ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=max_actors),
         "num_cpus": res.num_cpus,
+        "max_restarts": res.max_restarts,
+        "max_task_retries": res.max_task_retries,
     }
     if res.num_gpus:
         args["num_gpus"] = res.num_gpus

@@ -20,6 +20,7 @@ RejectReason = Literal[
     "unreadable",
     "no_video_stream",
     "decode_error",
+    "timeout",
     "too_short",
     "too_long",
     "low_resolution",

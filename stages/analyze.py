@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from curate import camera_motion, schema
 from curate.config import AnalyzeConfig, ClipsConfig, CurateConfig
+from curate.sandbox import Sandbox
 from curate.signals import (
     TECHNICAL,
     BorderSignal,
@@ -206,16 +207,27 @@ def plan_windows(series: FrameSeries, cfg: ClipsConfig) -> tuple[list[Window], l
 
 
 class AnalyzeStage:
-    """Decode once per source; emit its shots, candidate clips and rejects as one row."""
+    """Decode once per source; emit its shots, candidate clips and rejects as one row.
+
+    The decode runs in a sandbox process (``isolation``): a source that crashes, hangs or
+    exhausts the memory of the decoder is rejected (``decode_error``, ``timeout``) instead of
+    taking the worker down."""
 
     name = "analyze"
 
     def __init__(self, config: CurateConfig) -> None:
         self.cfg = config.analyze
+        self.isolation = config.isolation
         self.schema = schema.analyzed_source_schema(config.embed.dim)
+        self.sandbox = Sandbox(config.isolation, self.name, preload=(__name__,))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return schema.from_rows([self.analyze_one(r) for r in batch.to_pylist()], self.schema)
+
+    def timeout_s(self, info: VideoInfo) -> float:
+        """Time limit for one source: a base plus an allowance per minute of video."""
+        iso = self.isolation
+        return iso.analyze_timeout_s + iso.analyze_timeout_per_minute_s * info.duration_s / 60
 
     def analyze_one(self, probed: dict) -> dict:
         source = probed["source"]
@@ -234,51 +246,66 @@ class AnalyzeStage:
         info = VideoInfo.from_row(probed)
         started = time.perf_counter()
         try:
-            series = decode_series(source, info, self.cfg)
+            result = self.sandbox.run(
+                analyze_source,
+                source,
+                info,
+                self.cfg,
+                source=source,
+                timeout_s=self.timeout_s(info),
+                timeout_key="isolation.analyze_timeout_s + analyze_timeout_per_minute_s",
+            )
         except MediaError as e:
             out["rejects"].append(_reject(source, self.name, e.reason, e.detail))
+            log.info("analyze rejected %s: %s (%s)", source, e.reason, e.detail)
             return out
         finally:
             out["analyze_s"] = time.perf_counter() - started
-        out["frames"] = series.num_frames
-        out["shots"] = _shot_rows(source, series)
-        clips, short = plan_windows(series, self.cfg.clips)
-        out["clips"] = [_clip_row(source, info, series, w, self.cfg) for w in clips]
-        for w in short:
-            start_s, end_s = _span(series, w)
-            out["rejects"].append(
-                _reject(
-                    source,
-                    self.name,
-                    "too_short",
-                    f"shot {w.shot_index}: {end_s - start_s:.2f} s left < "
-                    f"analyze.clips.min_duration_s {self.cfg.clips.min_duration_s}",
-                    clip_id=schema.clip_id(source, start_s, end_s),
-                    start_s=start_s,
-                    end_s=end_s,
-                )
-            )
-        if not out["clips"]:
-            longest = max((r["duration_s"] for r in out["shots"]), default=0.0)
-            out["rejects"].append(
-                _reject(
-                    source,
-                    self.name,
-                    "too_short",
-                    f"no shot yields a clip: longest shot {longest:.2f} s < "
-                    f"analyze.clips.min_duration_s {self.cfg.clips.min_duration_s}",
-                )
-            )
-        out["analyze_s"] = time.perf_counter() - started
+        out.update(result)
         log.info(
             "analyzed %s: %d frames, %d shots, %d clips in %.1f s",
             source,
-            series.num_frames,
+            out["frames"],
             len(out["shots"]),
             len(out["clips"]),
             out["analyze_s"],
         )
         return out
+
+
+def analyze_source(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> dict:
+    """Decode ``source`` once and derive its ``shots``, candidate ``clips`` and ``rejects``
+    (``frames``: frames decoded). Runs in the sandbox process; raises :class:`MediaError`."""
+    series = decode_series(source, info, cfg)
+    out: dict = {"frames": series.num_frames, "shots": _shot_rows(source, series), "rejects": []}
+    clips, short = plan_windows(series, cfg.clips)
+    out["clips"] = [_clip_row(source, info, series, w, cfg) for w in clips]
+    for w in short:
+        start_s, end_s = _span(series, w)
+        out["rejects"].append(
+            _reject(
+                source,
+                AnalyzeStage.name,
+                "too_short",
+                f"shot {w.shot_index}: {end_s - start_s:.2f} s left < "
+                f"analyze.clips.min_duration_s {cfg.clips.min_duration_s}",
+                clip_id=schema.clip_id(source, start_s, end_s),
+                start_s=start_s,
+                end_s=end_s,
+            )
+        )
+    if not out["clips"]:
+        longest = max((r["duration_s"] for r in out["shots"]), default=0.0)
+        out["rejects"].append(
+            _reject(
+                source,
+                AnalyzeStage.name,
+                "too_short",
+                f"no shot yields a clip: longest shot {longest:.2f} s < "
+                f"analyze.clips.min_duration_s {cfg.clips.min_duration_s}",
+            )
+        )
+    return out
 
 
 def _reject(source: str, stage: str, reason: str, detail: str, **extra) -> dict:

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from curate import schema
 from curate.config import CurateConfig
+from curate.sandbox import Sandbox
 from curate.video import MediaError, probe
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,9 @@ class ProbeStage:
     """Reads display size, rotation, fps and duration of each source (no full decode).
 
     Inputs that cannot be opened, have no video stream, are shorter than the minimum clip or
-    fall below the resolution floor come out with ``ok = false`` and a reason.
+    fall below the resolution floor come out with ``ok = false`` and a reason; so do inputs
+    that crash, hang or exhaust the memory of the decoder, which runs in a sandbox process
+    (``isolation``).
     """
 
     name = "probe"
@@ -26,6 +29,8 @@ class ProbeStage:
     def __init__(self, config: CurateConfig) -> None:
         self.cfg = config.probe
         self.min_duration_s = config.analyze.clips.min_duration_s
+        self.timeout_s = config.isolation.probe_timeout_s
+        self.sandbox = Sandbox(config.isolation, self.name, preload=("curate.video",))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [self.probe_one(r["source"], r["source_index"]) for r in batch.to_pylist()]
@@ -35,7 +40,14 @@ class ProbeStage:
         started = time.perf_counter()
         row: dict = {"source": source, "source_index": source_index, "ok": False}
         try:
-            info = probe(source, max_pixels=self.cfg.max_pixels)
+            info = self.sandbox.run(
+                probe,
+                source,
+                max_pixels=self.cfg.max_pixels,
+                source=source,
+                timeout_s=self.timeout_s,
+                timeout_key="isolation.probe_timeout_s",
+            )
             row.update(
                 width=info.width,
                 height=info.height,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -103,8 +105,50 @@ def audio_only(path: Path, seconds: float = 2.0) -> Path:
     return path
 
 
-def bad_inputs(folder: Path) -> dict[str, str]:
-    """Write broken inputs into ``folder``; returns file name -> expected rejects reason."""
+def one_pixel_video(path: Path, frames: int = 125) -> Path:
+    """A valid 5 s H.264 video of 1x1 px (4:4:4, since 4:2:0 needs even sizes)."""
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width = stream.height = 1
+        stream.pix_fmt = "yuv444p"
+        for i in range(frames):
+            frame = np.full((1, 1, 3), i % 256, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_image(width: int, height: int, pixels: bytes | None = None) -> bytes:
+    """An RGB PNG whose header says ``width`` x ``height``. Without ``pixels`` its image data
+    are those of an all-black image of that size: highly compressible, so a 16000 px square is
+    a 750 KB file that decodes to 770 MB (a decompression bomb)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    if pixels is None:
+        packer = zlib.compressobj()
+        rows = bytes((3 * width + 1) * 256)  # per row: filter byte + black pixels
+        parts = [packer.compress(rows) for _ in range(height // 256)]
+        parts.append(packer.compress(bytes((3 * width + 1) * (height % 256))))
+        pixels = b"".join(parts) + packer.flush()
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", pixels)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def bad_inputs(folder: Path, *, poison: bool = False) -> dict[str, str]:
+    """Write broken inputs into ``folder``; returns file name -> expected rejects reason (each
+    gets exactly one rejects row, with a null ``clip_id``, from the probe stage).
+
+    With ``poison``, also ``hang.mp4`` and ``crash.mp4``: valid videos that make the decoder
+    hang or segfault under the ``POISON_FAULTS`` test hook (``isolation.faults``, see
+    :func:`poison_overrides`), whose rejects come from the probe (hang: ``timeout``) and the
+    analyze stage (crash: ``decode_error``)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "zero_bytes.mp4").write_bytes(b"")
     (folder / "text_file.mp4").write_text("this is not a video\n" * 50)
@@ -113,12 +157,40 @@ def bad_inputs(folder: Path) -> dict[str, str]:
     good.unlink()
     (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
     audio_only(folder / "audio_only.mp4")
-    return {
+    one_pixel_video(folder / "one_pixel.mp4")
+    # A PNG (named .mp4) whose header claims 30000 x 30000 px, over FFmpeg's own size limit:
+    # FFmpeg refuses to allocate it, so the stream has no frame size.
+    (folder / "huge_header.mp4").write_bytes(png_image(30000, 30000, zlib.compress(bytes(64))))
+    expected = {
         "zero_bytes.mp4": "unreadable",
         "text_file.mp4": "unreadable",
         "truncated.mp4": "unreadable",
         "audio_only.mp4": "no_video_stream",
+        "one_pixel.mp4": "low_resolution",
+        "huge_header.mp4": "unreadable",
     }
+    if poison:
+        frames = list(still_frames(textured_image(8), 125))
+        write_video(folder / "hang.mp4", frames)
+        write_video(folder / "crash.mp4", frames)
+        expected.update({"hang.mp4": "timeout", "crash.mp4": "decode_error"})
+    return expected
+
+
+POISON_FAULTS = {"*/hang.mp4": "hang", "*/crash.mp4": "analyze:crash"}
+"""``isolation.faults`` that turn :func:`bad_inputs`'s ``hang.mp4`` and ``crash.mp4`` into
+poison: the probe hangs on the first, the analyze decoder segfaults on the second."""
+
+
+def poison_overrides(probe_timeout_s: float = 5.0) -> list[str]:
+    """``--set`` arguments that arm ``POISON_FAULTS``, with a short probe time limit so that
+    the hang costs a test only seconds."""
+    import json
+
+    return [
+        f"isolation.faults={json.dumps(POISON_FAULTS)}",
+        f"isolation.probe_timeout_s={probe_timeout_s}",
+    ]
 
 
 CAMERA_CLASSES = tuple(m for m in CAMERA_MOTIONS if m != "complex")

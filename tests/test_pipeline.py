@@ -56,7 +56,11 @@ def test_synthetic_run_accounts_for_everything(ray_local, synthetic_inputs, tmp_
     shots = rows(out / "shots", ["source", "start_frame"])
     assert [s["start_frame"] for s in shots if s["source"].endswith("shots.mp4")] == [0, 130, 160]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["funnel"]["probe"]["rejected"] == {"no_video_stream": 1, "unreadable": 3}
+    assert manifest["funnel"]["probe"]["rejected"] == {
+        "low_resolution": 1,
+        "no_video_stream": 1,
+        "unreadable": 4,
+    }
     assert manifest["tiers"]["default"]["clips"] == 3
 
 
