@@ -134,10 +134,12 @@ FaultKind = Literal[
     "analyze:hang",
     "analyze:crash",
     "analyze:memory",
+    "analyze:worker",
 ]
 """A simulated poison input (``isolation.faults``): the sandbox child sleeps forever, segfaults
 or allocates memory until it is killed; ``probe:``/``analyze:`` limit it to one stage (without a
-prefix the probe, which comes first, meets it)."""
+prefix the probe, which comes first, meets it). ``analyze:worker`` kills the Ray worker itself
+on every try, as a fault outside the sandbox would."""
 
 
 class IsolationConfig(Model):

@@ -375,7 +375,8 @@ class Run:
                     "source": source,
                     "stage": "analyze",
                     "reason": "decode_error",
-                    "detail": "no result: the worker processing this source failed repeatedly",
+                    "detail": "no result: the Ray worker processing this source died on every "
+                    "try (ray.<stage>.max_task_retries)",
                 }
                 for i, source in enumerate(sources)
                 if i not in seen
@@ -431,6 +432,10 @@ class Run:
         ds = map_stage(ds, "probe", self.config)
         ds = map_stage(ds, "analyze", self.config)
         ds = map_stage(ds, "embed", self.config, batch_size=self.config.embed.sources_per_batch)
+        # A batch whose worker died on every retry (ray.<stage>.max_task_retries) is skipped
+        # rather than failing the run; ``build_phase1_tables`` turns its sources into rejects.
+        # Only here: a skipped caption or export batch would have no such accounting.
+        ds.context.max_errored_blocks = -1
         yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
 
     # Phase 3 ------------------------------------------------------------------------------

@@ -111,6 +111,8 @@ class Sandbox:
         if not self.cfg.enabled:
             return fn(*args, **kwargs)
         fault = self.fault_for(source)
+        if fault == "worker":
+            os.kill(os.getpid(), signal.SIGKILL)
         attempts = 1 + self.cfg.retries
         for attempt in range(1, attempts + 1):
             outcome = self._attempt(fn, args, kwargs, fault, timeout_s, timeout_key)

@@ -325,3 +325,27 @@ def _sandbox_children(pid: int) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+def test_worker_that_dies_on_every_try_costs_its_source_only(ray_local, tmp_path):
+    """A source whose Ray worker dies each time (outside the sandbox's reach) exhausts
+    ``ray.analyze.max_task_retries``; its batch is skipped, the source becomes a
+    ``decode_error`` reject, and the other sources are curated as usual."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = textured_image(22)
+    for i in range(3):
+        write_video(folder / f"pan{i}.mp4", pan_frames(image, 130, 1.0 + i))
+    out = tmp_path / "out"
+    faults = ["--set", "isolation.faults={'*pan1.mp4': 'analyze:worker'}"]
+    retries = ["--set", "ray.analyze.max_task_retries=1"]
+    assert run([folder], out, *PHASE1_ONLY, *faults, *retries) == 0
+    assert main(["validate", str(out)]) == 0
+    assert accounting_problems(out) == []
+    analysed = {r["source"].rsplit("/", 1)[1] for r in rows(out / "analysis", ["source"])}
+    assert analysed == {"pan0.mp4", "pan2.mp4"}
+    lost = [r for r in rows(out / "rejects") if r["clip_id"] is None]
+    assert [(r["source"].rsplit("/", 1)[1], r["reason"]) for r in lost] == [
+        ("pan1.mp4", "decode_error")
+    ]
+    assert "max_task_retries" in lost[0]["detail"]
