@@ -435,6 +435,12 @@ class CaptionConfig(Model):
 
 class OutputConfig(Model):
     rows_per_file: int = Field(10_000, ge=1)
+    max_file_mb: float = Field(
+        256.0,
+        gt=0,
+        description="A shard is closed at about this many MB of rows in memory, whatever "
+        "rows_per_file says: bounds the writer's buffer when rows carry keyframes or clips.",
+    )
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
     checkpoint_interval_s: float = Field(
         30.0,

@@ -162,22 +162,32 @@ def discover(inputs: list[str]) -> list[str]:
 
 
 class ShardWriter:
-    """Writes a table as ``part-NNNNN.parquet`` files of at most ``rows_per_file`` rows.
+    """Writes a table as ``part-NNNNN.parquet`` files of at most ``rows_per_file`` rows and
+    about ``bytes_per_file`` bytes (in memory, before compression): the byte bound keeps the
+    writer's buffer small when rows are heavy (keyframes, inline clips).
 
     Each file is written under a temporary name and renamed into place, so a reader never
     sees a half-written shard.
     """
 
     def __init__(
-        self, folder: str | Path | Store, schema: pa.Schema, *, rows_per_file: int, compression: str
+        self,
+        folder: str | Path | Store,
+        schema: pa.Schema,
+        *,
+        rows_per_file: int,
+        compression: str,
+        bytes_per_file: int | None = None,
     ) -> None:
         self.store = folder if isinstance(folder, Store) else Store(folder)
         self.schema = schema
         self.rows_per_file = rows_per_file
+        self.bytes_per_file = bytes_per_file
         self.compression = compression
         self.rows_written = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._pending_bytes = 0
         self._part = 0
         self.store.makedirs()
 
@@ -186,21 +196,33 @@ class ShardWriter:
             return
         self._pending.append(table)
         self._pending_rows += table.num_rows
-        while self._pending_rows >= self.rows_per_file:
-            self._flush(self.rows_per_file)
+        self._pending_bytes += table.nbytes
+        while self._pending_rows >= self.rows_per_file or self._over_bytes():
+            self._flush(self._next_file_rows())
 
     def close(self) -> None:
         while self._pending_rows:
-            self._flush(min(self._pending_rows, self.rows_per_file))
+            self._flush(self._next_file_rows())
         if self._part == 0:
             # An empty table still gets one shard so readers always find the schema.
             self._write_file(self.schema.empty_table())
+
+    def _over_bytes(self) -> bool:
+        return self.bytes_per_file is not None and self._pending_bytes >= self.bytes_per_file
+
+    def _next_file_rows(self) -> int:
+        rows = min(self.rows_per_file, self._pending_rows)
+        if self._over_bytes():
+            share = self._pending_rows * self.bytes_per_file // self._pending_bytes
+            rows = min(rows, max(1, share))
+        return rows
 
     def _flush(self, n: int) -> None:
         table = pa.concat_tables(self._pending)
         head, rest = table.slice(0, n), table.slice(n)
         self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows
+        self._pending_bytes = rest.nbytes
         self._write_file(head)
 
     def _write_file(self, table: pa.Table) -> None:

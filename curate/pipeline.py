@@ -165,6 +165,7 @@ class Run:
             table_schema,
             rows_per_file=self.config.output.rows_per_file,
             compression=self.config.output.compression,
+            bytes_per_file=int(self.config.output.max_file_mb * 1e6),
         )
 
     def record(self, stage: str, rows_in: int, rows_out: int, rejects: Counter, **extra) -> None:

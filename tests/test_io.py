@@ -33,3 +33,19 @@ def test_no_temporary_files_left(tmp_path):
     with ShardWriter(tmp_path / "t", SCHEMA, rows_per_file=1, compression="none") as w:
         w.write(pa.table({"x": [1, 2]}, schema=SCHEMA))
     assert not [p for p in (tmp_path / "t").iterdir() if p.name.startswith(".")]
+
+
+def test_heavy_rows_close_shards_by_bytes(tmp_path):
+    """100 rows of 100 kB: a 1 MB bound gives ~10-row shards, in order, whatever the batches."""
+    heavy = pa.schema([pa.field("i", pa.int64()), pa.field("blob", pa.binary())])
+    blob = b"\x01" * 100_000
+    with ShardWriter(
+        tmp_path / "h", heavy, rows_per_file=1000, compression="none", bytes_per_file=1_000_000
+    ) as w:
+        for start in range(0, 100, 7):
+            ids = list(range(start, min(start + 7, 100)))
+            w.write(pa.table({"i": ids, "blob": [blob] * len(ids)}, schema=heavy))
+    files = sorted((tmp_path / "h").glob("part-*.parquet"))
+    sizes = [pq.read_metadata(f).num_rows for f in files]
+    assert sum(sizes) == 100 and max(sizes) <= 10 and len(files) >= 10
+    assert read_table(tmp_path / "h", columns=["i"])["i"].to_pylist() == list(range(100))
