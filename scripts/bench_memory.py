@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib
 import json
 import os
 import shutil
@@ -67,7 +68,8 @@ from synth import textured_image  # noqa: E402
 try:
     import psutil
 except ImportError:
-    __import__("ray")  # Ray vendors psutil and puts it on sys.path when imported
+    # Ray vendors psutil and puts it on sys.path when imported.
+    importlib.import_module("ray")
     import psutil
 
 GB = 1e9
