@@ -136,7 +136,7 @@ def discover(inputs: list[str]) -> list[str]:
                 os.path.normpath(os.path.join(root, name))
                 for root, _dirs, files in os.walk(path, followlinks=True)
                 for name in files
-                if Path(name).suffix.lower() in VIDEO_EXTENSIONS
+                if _suffix(name) in VIDEO_EXTENSIONS
             )
             if not found:
                 log.warning("input folder %s holds no video files", item)
@@ -154,7 +154,7 @@ def discover(inputs: list[str]) -> list[str]:
             sources.extend(
                 os.path.normpath(m)
                 for m in matches
-                if os.path.isfile(m) and Path(m).suffix.lower() in VIDEO_EXTENSIONS
+                if os.path.isfile(m) and _suffix(m) in VIDEO_EXTENSIONS
             )
         else:
             raise InputError(f"input not found: {item}")

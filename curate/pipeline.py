@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 OUTPUT_TABLES = ("shots", "analysis", "tiers", "rejects", "clips", journal.FOLDER)
 """Folders a run owns inside its output folder (cleared when a run starts over)."""
 
-PHASE1_TABLES = ("shots", "analysis", "tiers", "rejects")
-"""Tables rebuilt from the journal when phase 1 completes."""
+PHASE1_TABLES = ("shots", "analysis", journal.PHASE1_REJECTS)
+"""Tables built from the journal's chunks when phase 1 completes (``rejects/`` and ``tiers/``
+are rebuilt by every invocation's phase 2 and 3)."""
 
 TIER_INPUT_COLUMNS = [
     "clip_id",
@@ -347,7 +348,7 @@ class Run:
     def build_phase1_tables(self, sources: list[str]) -> None:
         """``shots``, ``analysis`` and ``rejects`` from the journal's chunks, in source order;
         a source without a result (its worker failed for good) becomes a reject."""
-        for folder in (*PHASE1_TABLES, journal.PHASE1_REJECTS):
+        for folder in PHASE1_TABLES:
             self.store.remove(folder)
         by_stage: dict[str, Counter] = {"probe": Counter(), "analyze": Counter()}
         totals = Counter()

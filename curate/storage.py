@@ -110,9 +110,9 @@ class Store:
     def is_dir(self, rel: str = "") -> bool:
         return self.info(rel).type == pafs.FileType.Directory
 
-    def walk(self, rel: str = "") -> list[str]:
-        """Every file under ``rel``, as sorted paths relative to this store."""
-        selector = pafs.FileSelector(self.path(rel), recursive=True, allow_not_found=True)
+    def _listing(self, rel: str, recursive: bool) -> list[str]:
+        """Files in ``rel`` (and below it if ``recursive``), sorted, relative to this store."""
+        selector = pafs.FileSelector(self.path(rel), recursive=recursive, allow_not_found=True)
         prefix = self.root.rstrip("/") + "/"
         return sorted(
             info.path[len(prefix) :]
@@ -120,13 +120,17 @@ class Store:
             if info.type == pafs.FileType.File
         )
 
+    def walk(self, rel: str = "") -> list[str]:
+        """Every file under ``rel``, as sorted paths relative to this store."""
+        return self._listing(rel, recursive=True)
+
     def files(self, folder: str, pattern: str = "part-*.parquet") -> list[str]:
         """Files directly in ``folder`` whose name matches ``pattern``, sorted, as paths
         relative to this store."""
         return [
             f
-            for f in self.walk(folder)
-            if posixpath.dirname(f) == folder and fnmatch.fnmatch(posixpath.basename(f), pattern)
+            for f in self._listing(folder, recursive=False)
+            if fnmatch.fnmatch(posixpath.basename(f), pattern)
         ]
 
     def is_empty(self) -> bool:
