@@ -9,14 +9,20 @@ fields only: camera motion and tags are measured, so a model's guess never overr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from curate.config import CaptionConfig
 from curate.schema import CAMERA_MOTIONS
+
+FALLBACK_CAPTIONER = "template-fallback"
+"""``captioner`` of a clip whose captioner failed and that kept the template caption."""
 
 TEXT_FIELDS = (
     "short_description",
@@ -269,3 +275,19 @@ def parse_reply(text: str) -> dict[str, str | None]:
     if not any(fields[name] for name in DESCRIPTIONS):
         raise MalformedReply("reply has neither short_description nor dense_description")
     return fields
+
+
+def assign_captioners(clip_ids: list[str], cfg: CaptionConfig) -> np.ndarray:
+    """Index into ``cfg.captioners`` for every clip: deterministic by clip id, in proportion
+    to the weights."""
+    weights = np.asarray([c.weight for c in cfg.captioners], np.float64)
+    bounds = np.cumsum(weights) / weights.sum()
+    # A salted hash: independent of any other use of the clip id's bits.
+    u = np.asarray(
+        [
+            int(hashlib.sha1(f"captioner:{c}".encode()).hexdigest()[:13], 16) / 16**13
+            for c in clip_ids
+        ],
+        np.float64,
+    )
+    return np.minimum(np.searchsorted(bounds, u, side="right"), len(bounds) - 1)

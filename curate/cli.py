@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -17,7 +16,13 @@ EXIT_USAGE = 2
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="curate", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    _add_run_commands(sub)
+    _add_reader_commands(sub)
+    return p
 
+
+def _add_run_commands(sub: argparse._SubParsersAction) -> None:
+    """``run`` and ``retier``: the commands that start Ray and write an output."""
     run = sub.add_parser("run", help="curate videos into tiered clip shards")
     run.add_argument("--config", "-c", help="YAML config (defaults apply when omitted)")
     run.add_argument(
@@ -56,11 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     ret.add_argument("--no-progress", action="store_true")
     ret.add_argument("--log-level", default="INFO")
 
+
+def _add_reader_commands(sub: argparse._SubParsersAction) -> None:
+    """``inspect``, ``report`` and ``validate``: they read an output, local or in a store."""
     ins = sub.add_parser(
         "inspect",
         help="summarise a run's output folder: tiers, rejects, scores, schema, samples",
     )
-    ins.add_argument("output")
+    ins.add_argument("output", help="output folder: a local path or a URI (s3://bucket/run)")
     ins.add_argument("--tier", help="summarise this tier's rows instead of every candidate clip")
     ins.add_argument(
         "--where",
@@ -78,8 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     ins.add_argument("--json", action="store_true", help="machine-readable output")
 
     rep = sub.add_parser("report", help="write a self-contained HTML curation report")
-    rep.add_argument("output")
-    rep.add_argument("--html", help="report file (default: OUTPUT/report.html)")
+    rep.add_argument("output", help="output folder: a local path or a URI (s3://bucket/run)")
+    rep.add_argument(
+        "--html",
+        help="local report file (default: report.html inside OUTPUT, written into the "
+        "output's own storage, e.g. s3://bucket/run/report.html)",
+    )
     rep.add_argument(
         "--examples",
         type=_count,
@@ -91,8 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser(
         "validate", help="check an output folder's schema and accounting; exit 1 on problems"
     )
-    val.add_argument("output")
-    return p
+    val.add_argument("output", help="output folder: a local path or a URI (s3://bucket/run)")
 
 
 def _count(text: str) -> int:
@@ -155,7 +166,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from curate.where import WhereError
 
     try:
-        summary = summarize(Path(args.output), tier=args.tier, where=args.where, sample=args.sample)
+        summary = summarize(args.output, tier=args.tier, where=args.where, sample=args.sample)
     except (InspectError, WhereError) as e:
         print(f"curate: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -167,10 +178,8 @@ def _report(args: argparse.Namespace) -> int:
     from curate.report import write_report
     from curate.summary import InspectError
 
-    output = Path(args.output)
-    target = Path(args.html) if args.html else output / "report.html"
     try:
-        write_report(output, target, examples=args.examples)
+        target = write_report(args.output, args.html, examples=args.examples)
     except (InspectError, OSError) as e:
         print(f"curate: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -179,11 +188,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from curate.manifest import InspectError, open_output
     from curate.validate import validate
 
-    output = Path(args.output)
-    if not output.is_dir():
-        print(f"curate: {output} is not a folder", file=sys.stderr)
+    try:
+        output = open_output(args.output)
+        if not output.is_dir():
+            raise InspectError(f"{output} is not a folder")
+    except (InspectError, OSError) as e:
+        print(f"curate: {e}", file=sys.stderr)
         return EXIT_USAGE
     problems = validate(output)
     if not problems:

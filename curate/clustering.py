@@ -15,7 +15,7 @@ import ray.data
 from sklearn.cluster import KMeans
 
 from curate import schema
-from curate.config import CurateConfig, KMeansConfig
+from curate.config import KMeansConfig, StageResources
 from curate.runner import pool_args
 
 
@@ -94,11 +94,11 @@ class AssignClusters:
 
 
 def assign(
-    ds: ray.data.Dataset, centroids: np.ndarray, column: str, config: CurateConfig
+    ds: ray.data.Dataset, centroids: np.ndarray, column: str, resources: StageResources
 ) -> ray.data.Dataset:
     return ds.map_batches(
         AssignClusters,
         fn_constructor_kwargs={"centroids": centroids, "column": column},
         batch_format="pyarrow",
-        **pool_args(config, "phase2"),
+        **pool_args(resources),
     )

@@ -7,7 +7,7 @@ config fails before any work starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -37,6 +37,16 @@ class ProbeConfig(Model):
     )
 
 
+class SignalConfig(Model):
+    """The block under ``analyze`` that configures one per-frame signal (``curate/signals/``).
+
+    Every such block of :class:`AnalyzeConfig` is a signal that runs in the decode pass, in
+    the order the blocks are declared: that is the signal registry."""
+
+    signal: ClassVar[str]
+    """The implementation, as ``module:Class`` under ``curate.signals``."""
+
+
 class ContentDetectorConfig(Model):
     """PySceneDetect ContentDetector parameters (see its documentation)."""
 
@@ -55,7 +65,9 @@ class AdaptiveDetectorConfig(Model):
     luma_only: bool = False
 
 
-class ShotsConfig(Model):
+class ShotsConfig(SignalConfig):
+    signal = "shots:ShotSignal"
+
     detector: Literal["content", "adaptive"] = "content"
     content: ContentDetectorConfig = ContentDetectorConfig()
     adaptive: AdaptiveDetectorConfig = AdaptiveDetectorConfig()
@@ -77,14 +89,31 @@ class ClipsConfig(Model):
         return self
 
 
-class FlowConfig(Model):
+class SharpnessConfig(SignalConfig):
+    """Laplacian variance of every frame at the analysis size (no settings)."""
+
+    signal = "sharpness:SharpnessSignal"
+
+
+class FlowConfig(SignalConfig):
+    signal = "flow:FlowSignal"
+
     method: Literal["dis", "farneback"] = "dis"
     fps: float = Field(4.0, gt=0, description="Flow samples per second of video.")
     short_side: int = Field(128, ge=16, description="Flow is computed at this short side.")
 
 
-class KeyframesConfig(Model):
-    """Small JPEG keyframes kept during the decode pass, for embeddings and thumbnails."""
+class MotionPatternConfig(SignalConfig):
+    """Thumbnail change of every frame: still, slideshow, chaotic or moving (no settings)."""
+
+    signal = "motion_pattern:MotionPatternSignal"
+
+
+class KeyframesConfig(SignalConfig):
+    """Small JPEG keyframes kept during the decode pass, for embeddings, thumbnails and the
+    technical-quality ``aesthetic`` score."""
+
+    signal = "keyframes:KeyframeSignal"
 
     short_side: int = Field(224, ge=16)
     fps: float = Field(1.0, gt=0, description="Keyframes kept per second of video.")
@@ -97,11 +126,20 @@ class ThumbnailConfig(Model):
     quality: int = Field(80, ge=10, le=100)
 
 
-class TextConfig(Model):
+class TextConfig(SignalConfig):
+    signal = "text:TextSignal"
+
     detector: Literal["morphology"] = Field(
-        "morphology", description="Text detector, by its name in curate.text.TEXT_DETECTORS."
+        "morphology",
+        description="Text detector, by its name in curate.signals.text.TEXT_DETECTORS.",
     )
     fps: float = Field(0.5, gt=0, description="Frames per second searched for on-screen text.")
+
+
+class BordersConfig(SignalConfig):
+    signal = "borders:BorderSignal"
+
+    fps: float = Field(2.0, gt=0, description="Frames per second profiled for bars.")
 
 
 class AnalyzeConfig(Model):
@@ -115,13 +153,34 @@ class AnalyzeConfig(Model):
     skip_loop_filter: bool = Field(
         True, description="Skip H.264/VP8 deblocking while analysing (faster, invisible at 256 px)."
     )
-    borders_fps: float = Field(2.0, gt=0, description="Frames per second profiled for bars.")
+    # The signals, in registry order (their columns' and gates' order).
     shots: ShotsConfig = ShotsConfig()
-    clips: ClipsConfig = ClipsConfig()
+    sharpness: SharpnessConfig = SharpnessConfig()
     flow: FlowConfig = FlowConfig()
+    motion_pattern: MotionPatternConfig = MotionPatternConfig()
     keyframes: KeyframesConfig = KeyframesConfig()
-    thumbnail: ThumbnailConfig = ThumbnailConfig()
     text: TextConfig = TextConfig()
+    borders: BordersConfig = BordersConfig()
+    # How the signals become clips.
+    clips: ClipsConfig = ClipsConfig()
+    thumbnail: ThumbnailConfig = ThumbnailConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keys(cls, data: Any) -> Any:
+        # ``analyze.borders_fps`` became ``analyze.borders.fps`` with the signal blocks.
+        if isinstance(data, dict) and "borders_fps" in data:
+            data = {**data, "borders": {**data.get("borders", {}), "fps": data["borders_fps"]}}
+            del data["borders_fps"]
+        return data
+
+    def signal_blocks(self) -> list[tuple[str, SignalConfig]]:
+        """``(name, block)`` of every signal, in registry order."""
+        return [
+            (name, getattr(self, name))
+            for name, f in type(self).model_fields.items()
+            if isinstance(f.annotation, type) and issubclass(f.annotation, SignalConfig)
+        ]
 
 
 FaultKind = Literal[
@@ -389,12 +448,18 @@ class TemplateCaptionerConfig(CaptionerBase):
     backend: Literal["template"]
 
 
-CAPTION_BACKENDS = ("openai", "transformers", "template")
-
 CaptionerConfig = Annotated[
     OpenAICaptionerConfig | TransformersCaptionerConfig | TemplateCaptionerConfig,
     Field(discriminator="backend"),
 ]
+
+CAPTION_BACKENDS: tuple[str, ...] = tuple(
+    backend
+    for member in get_args(get_args(CaptionerConfig)[0])
+    for backend in get_args(member.model_fields["backend"].annotation)
+)
+"""The ``backend`` literals of :data:`CaptionerConfig`'s members, in declaration order: the
+union is the one list of caption backends (``stages.captioners.CAPTIONERS`` implements them)."""
 
 
 class PromptConfig(Model):

@@ -1,4 +1,4 @@
-"""Input discovery and atomic Parquet output."""
+"""Input discovery, atomic Parquet output, and the one reader of output shards."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import posixpath
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from curate.storage import Store, is_uri
@@ -239,10 +240,24 @@ class ShardWriter:
             self.close()
 
 
-def read_table(folder: str | Path | Store, columns: list[str] | None = None) -> pa.Table:
-    """Read every ``part-*.parquet`` shard of a folder (local or a URI) as one table."""
-    store = folder if isinstance(folder, Store) else Store(folder)
-    files = store.files("")
+def shards(store: Store, folder: str = "", pattern: str = "part-*.parquet") -> ds.Dataset:
+    """The ``part-*.parquet`` shards directly in ``folder`` of ``store`` as one dataset
+    (nothing read yet). Files are listed through the store and opened on its filesystem, so a
+    local folder and an object-store prefix read alike; ``FileNotFoundError`` when there are
+    none."""
+    files = store.files(folder, pattern)
     if not files:
-        raise FileNotFoundError(f"no Parquet shards in {folder}")
-    return pa.concat_tables(store.read_parquet(f, columns=columns) for f in files)
+        raise FileNotFoundError(f"no Parquet shards in {store.display(folder)}")
+    return ds.dataset([store.path(f) for f in files], format="parquet", filesystem=store.fs)
+
+
+def read_table(
+    source: str | Path | Store, folder: str = "", *, columns: list[str] | None = None
+) -> pa.Table:
+    """Every shard of ``folder`` in ``source`` (a store, a local path or a URI) as one table.
+
+    Each shard is read with its own schema and the parts concatenated, so shards that
+    disagree (a dropped or retyped column) fail here instead of being unified silently."""
+    store = source if isinstance(source, Store) else Store(source)
+    parts = [f.to_table(columns=columns) for f in shards(store, folder).get_fragments()]
+    return pa.concat_tables(parts)

@@ -5,6 +5,9 @@ and after re-balancing, a contact sheet per tier, rejected examples per reason a
 duplicate groups. Charts are matplotlib PNGs and thumbnails the JPEGs of ``analysis``, both
 embedded as data URIs, so the file can be mailed or archived alone.
 
+The output is read as a ``Store`` (a local folder or an object-store prefix); the page is
+written to a local file, or into the output's own store by default.
+
 Everything that comes from the data (file names, captions, details, tier names) goes through
 ``html.escape``, and a Content-Security-Policy forbids scripts, so a caption such as
 ``<script>`` shows as text and runs nothing.
@@ -16,6 +19,7 @@ import base64
 import html
 import io
 import os
+import posixpath
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -26,9 +30,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from matplotlib.figure import Figure
 
+from curate.gates import all_gates
+from curate.manifest import Manifest, open_output
 from curate.schema import SCORE_COLUMNS
-from curate.summary import load_manifest, shards, spread, tier_names, unreadable
-from stages.tiers import GATES
+from curate.storage import Store
+from curate.summary import dataset, spread, unreadable
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 """No scripts, no network: images only from data URIs, styles only inline."""
@@ -85,35 +91,54 @@ figure.thumb img { width: 176px; height: 112px; object-fit: cover; display: bloc
 """
 
 
-def write_report(output: Path, target: Path, *, examples: int = 12) -> None:
-    """Render the report of ``output`` into ``target`` (written under a temporary name)."""
-    page = render_report(output, examples=examples)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
+REPORT = "report.html"
+"""The report's name inside the output when no ``--html`` file is given."""
+
+
+def write_report(
+    output: Store | str | os.PathLike,
+    target: str | os.PathLike | None = None,
+    *,
+    examples: int = 12,
+) -> str:
+    """Render the report of ``output`` into the local file ``target`` or, without one, into
+    ``report.html`` in the output itself (local or object storage); written under a
+    temporary name either way. Returns where it went."""
+    store = open_output(output)
+    page = render_report(store, examples=examples)
+    if target is None:
+        store.write_bytes(REPORT, page.encode("utf-8"))
+        return store.display(REPORT)
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    os.replace(tmp, path)
+    return str(path)
 
 
-def render_report(output: Path, *, examples: int = 12) -> str:
-    manifest = load_manifest(output)
+def render_report(output: Store | str | os.PathLike, *, examples: int = 12) -> str:
+    """The whole page, as text."""
+    store = open_output(output)
+    manifest = Manifest.read(store)
+    names = manifest.tier_names
     try:
-        names = tier_names(manifest)
-        analysis = shards(output / "analysis").to_table(columns=ANALYSIS_COLUMNS)
-        rejects = shards(output / "rejects").to_table(
+        analysis = dataset(store, "analysis").to_table(columns=ANALYSIS_COLUMNS)
+        rejects = dataset(store, "rejects").to_table(
             columns=["source", "clip_id", "stage", "reason", "detail", "start_s", "end_s"]
         )
-        sheets = {name: _sheet_rows(output / "tiers" / name, examples) for name in names}
+        sheets = {name: _sheet_rows(dataset(store, f"tiers/{name}"), examples) for name in names}
         clusters = _cluster_examples(analysis, rejects, examples)
         reject_examples = _reject_examples(rejects, examples)
         duplicates = _duplicate_groups(analysis, rejects, examples)
         wanted = {r["clip_id"] for rows in clusters.values() for r in rows}
         wanted |= {r["clip_id"] for rows in reject_examples.values() for r in rows}
         wanted |= {r["clip_id"] for group in duplicates for r in group}
-        thumbs = _thumbnails(shards(output / "analysis"), wanted - {None})
-    except (pa.ArrowInvalid, KeyError) as e:
-        raise unreadable(output, e) from e
+        thumbs = _thumbnails(dataset(store, "analysis"), wanted - {None})
+    except (pa.ArrowInvalid, KeyError, OSError) as e:
+        raise unreadable(store, e) from e
     sections = [
-        ("overview", "Overview", _overview(output, manifest, names, analysis.num_rows)),
+        ("overview", "Overview", _overview(store, manifest, names, analysis.num_rows)),
         ("funnel", "Funnel", _funnel(manifest, names)),
         ("scores", "Scores and thresholds", _histograms(analysis, manifest, names)),
         ("clusters", "Concept clusters", _clusters(manifest, clusters, thumbs)),
@@ -121,6 +146,7 @@ def render_report(output: Path, *, examples: int = 12) -> str:
         ("rejects", "Rejected examples", _rejects(rejects, reject_examples, thumbs)),
         ("duplicates", "Duplicate groups", _duplicates(duplicates, thumbs)),
     ]
+    heading = _e(posixpath.basename(store.location.rstrip("/")))
     nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title, _ in sections)
     body = "".join(
         f'<section id="{key}"><h2>{_e(title)}</h2>{content}</section>'
@@ -129,8 +155,8 @@ def render_report(output: Path, *, examples: int = 12) -> str:
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        f"<title>curate report: {_e(output.name)}</title><style>{STYLE}</style></head>"
-        f"<body><h1>curate report: {_e(output.name)}</h1><nav>{nav}</nav>{body}</body></html>\n"
+        f"<title>curate report: {heading}</title><style>{STYLE}</style></head>"
+        f"<body><h1>curate report: {heading}</h1><nav>{nav}</nav>{body}</body></html>\n"
     )
 
 
@@ -186,9 +212,8 @@ def _table(header: list[str], rows: list[list[object]]) -> str:
 # Data -------------------------------------------------------------------------------------
 
 
-def _sheet_rows(folder: Path, n: int) -> dict:
+def _sheet_rows(data: ds.Dataset, n: int) -> dict:
     """Up to ``n`` rows of a tier spread over it, with their thumbnails."""
-    data = shards(folder)
     total = data.count_rows()
     indices = spread(total, n)
     columns = [c for c in [*SHEET_COLUMNS, "thumbnail"] if c in data.schema.names]
@@ -255,70 +280,69 @@ def _thumbnails(analysis: ds.Dataset, ids: set[str]) -> dict[str, bytes | None]:
 # Sections ---------------------------------------------------------------------------------
 
 
-def _overview(output: Path, manifest: dict, names: list[str], candidates: int) -> str:
-    created = manifest.get("created_unix")
+def _overview(output: Store, manifest: Manifest, names: list[str], candidates: int) -> str:
+    created = manifest.created_unix
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "?"
     facts = _table(
         ["", ""],
         [
             ["output", output],
             ["created", when],
-            ["curate version", manifest.get("curate_version")],
-            ["embedding model", manifest.get("embedding_model")],
-            ["inputs", manifest["inputs"]["discovered"]],
+            ["curate version", manifest.curate_version],
+            ["embedding model", manifest.embedding_model],
+            ["inputs", manifest.inputs.discovered],
             ["candidate clips", candidates],
         ],
     )
-    sizes = manifest.get("tiers", {})
-    thresholds = manifest.get("funnel", {}).get("tiers", {}).get("thresholds", {})
+    thresholds = manifest.thresholds
     tiers = _table(
         ["tier", "clips", "hours", "thresholds"],
         [
             [
                 name,
-                sizes.get(name, {}).get("clips"),
-                f"{sizes.get(name, {}).get('hours', 0):.3f}",
+                size.clips if (size := manifest.tiers.get(name)) else None,
+                f"{size.hours if size else 0:.3f}",
                 ", ".join(f"{k}={v:.4g}" for k, v in thresholds.get(name, {}).items()),
             ]
             for name in names
         ],
     )
-    rejected = _table(["reject reason", "rows"], list(manifest.get("rejects", {}).items()))
+    rejected = _table(["reject reason", "rows"], list(manifest.rejects.items()))
     return facts + tiers + rejected
 
 
-def _funnel_steps(manifest: dict, names: list[str]) -> list[tuple[str, int, str]]:
+def _funnel_steps(manifest: Manifest, names: list[str]) -> list[tuple[str, int, str]]:
     """(label, rows, phase) from inputs to each tier; a step the manifest lacks is left out."""
-    funnel = manifest.get("funnel", {})
+    stage = manifest.stage
     steps: list[tuple[str, int, str]] = []
 
     def add(label: str, value: object, phase: str) -> None:
         if isinstance(value, int):
             steps.append((label, value, phase))
 
-    add("inputs", funnel.get("discover", {}).get("in"), "inputs")
-    add("readable inputs", funnel.get("probe", {}).get("out"), "inputs")
-    add("shots", funnel.get("analyze", {}).get("shots"), "phase 1")
-    remaining = funnel.get("analyze", {}).get("out")
+    add("inputs", stage("discover").in_, "inputs")
+    add("readable inputs", stage("probe").out, "inputs")
+    add("shots", stage("analyze").get("shots"), "phase 1")
+    remaining = stage("analyze").out
     add("candidate clips", remaining, "phase 1")
-    gates = funnel.get("tiers", {})
-    loosest = gates.get("thresholds", {}).get(names[0], {}) if names else {}
-    failed = gates.get("rejected", {})
+    loosest = manifest.thresholds.get(names[0], {}) if names else {}
+    failed = stage("tiers").rejected
     # A clip that passes no tier is rejected by the first loosest-tier gate it fails, in
-    # GATES order: subtracting those in that order gives the clips left after each gate.
-    for gate in GATES:
+    # gate order: subtracting those in that order gives the clips left after each gate.
+    for gate in all_gates():
         if gate.key in loosest and isinstance(remaining, int):
             remaining -= failed.get(gate.reason, 0)
             add(f"gate {gate.key}", remaining, "gates")
-    add("after dedup", funnel.get("dedup", {}).get("out"), "phase 2")
-    add("after re-balancing", funnel.get("rebalance", {}).get("out"), "phase 2")
-    add("exported", funnel.get("export", {}).get("out"), "phase 2")
+    add("after dedup", stage("dedup").out, "phase 2")
+    add("after re-balancing", stage("rebalance").out, "phase 2")
+    add("exported", stage("export").out, "phase 2")
     for name in names:
-        add(f"tier {name}", manifest.get("tiers", {}).get(name, {}).get("clips"), "tiers")
+        size = manifest.tiers.get(name)
+        add(f"tier {name}", size.clips if size else None, "tiers")
     return steps
 
 
-def _funnel(manifest: dict, names: list[str]) -> str:
+def _funnel(manifest: Manifest, names: list[str]) -> str:
     steps = _funnel_steps(manifest, names)
     if not steps:
         return '<p class="muted">The manifest records no funnel.</p>'
@@ -341,7 +365,7 @@ def _histogram_specs(analysis: pa.Table) -> list[tuple[str, np.ndarray, list[str
     """(title, values, gate keys whose thresholds apply): gated scores first, grouped by what
     the gate measures, then every other score column."""
     specs: list[tuple[str, np.ndarray, list[str]]] = []
-    scored = [g for g in GATES if not g.flag]  # on/off gates have no distribution to draw
+    scored = [g for g in all_gates() if not g.flag]  # on/off gates have no distribution to draw
     for label in dict.fromkeys(g.label for g in scored):
         gates = [g for g in scored if g.label == label]
         specs.append((label, gates[0].column(analysis), [g.key for g in gates]))
@@ -352,8 +376,8 @@ def _histogram_specs(analysis: pa.Table) -> list[tuple[str, np.ndarray, list[str
     return specs
 
 
-def _histograms(analysis: pa.Table, manifest: dict, names: list[str]) -> str:
-    thresholds = manifest.get("funnel", {}).get("tiers", {}).get("thresholds", {})
+def _histograms(analysis: pa.Table, manifest: Manifest, names: list[str]) -> str:
+    thresholds = manifest.thresholds
     passed = pc.is_valid(analysis["tier"]).to_numpy(zero_copy_only=False)
     figures, empty = [], []
     for title, values, keys in _histogram_specs(analysis):
@@ -389,10 +413,10 @@ def _histograms(analysis: pa.Table, manifest: dict, names: list[str]) -> str:
     return f'<div class="charts">{"".join(figures)}</div>{note}'
 
 
-def _clusters(manifest: dict, examples: dict[int, list[dict]], thumbs: dict) -> str:
-    rebalance = manifest.get("funnel", {}).get("rebalance", {})
-    before = {int(k): v for k, v in rebalance.get("clusters_before", {}).items()}
-    after = {int(k): v for k, v in rebalance.get("clusters_after", {}).items()}
+def _clusters(manifest: Manifest, examples: dict[int, list[dict]], thumbs: dict) -> str:
+    rebalance = manifest.stage("rebalance")
+    before = {int(k): v for k, v in (rebalance.get("clusters_before") or {}).items()}
+    after = {int(k): v for k, v in (rebalance.get("clusters_after") or {}).items()}
     if not examples:
         return '<p class="muted">No concept clusters (re-balancing disabled or no clips).</p>'
     parts = [

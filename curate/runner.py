@@ -11,8 +11,8 @@ from contextlib import contextmanager
 import ray
 import ray.data
 
-from curate.config import CurateConfig
-from curate.registry import STAGES
+from curate.config import CurateConfig, StageResources
+from curate.stage import Stage
 from curate.storage import Store
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,9 @@ def configure_data_context(progress: bool = True) -> None:
     ctx.print_on_execution_start = False
 
 
-def pool_args(config: CurateConfig, name: str) -> dict:
+def pool_args(res: StageResources) -> dict:
     """``compute``, resource and fault-tolerance arguments for an actor pool with the settings
-    of ``ray.<name>``.
+    ``res`` (a ``ray.<name>`` section).
 
     Fault tolerance is set explicitly rather than left to Ray Data, whose default for actor
     pools is ``max_restarts=-1`` *and* ``max_task_retries=-1``: a batch whose actor dies is
@@ -75,7 +75,6 @@ def pool_args(config: CurateConfig, name: str) -> dict:
     (``curate.sandbox``) turns them into rejects inside the worker. Application exceptions are
     never retried (Ray's default for actor tasks): they are bugs, and fail the run.
     """
-    res = getattr(config.ray, name)
     cpus = ray.cluster_resources().get("CPU", 1.0)
     max_actors = res.max_actors or max(res.min_actors, int(cpus))
     args: dict = {
@@ -94,19 +93,25 @@ def pool_args(config: CurateConfig, name: str) -> dict:
 
 
 def map_stage(
-    ds: ray.data.Dataset, name: str, config: CurateConfig, batch_size: int = 1, **stage_kwargs
+    ds: ray.data.Dataset,
+    stage: type[Stage],
+    config: CurateConfig,
+    batch_size: int = 1,
+    **runtime,
 ) -> ray.data.Dataset:
-    """Run stage ``name`` over ``ds`` as an actor pool with the resources of ``ray.<name>``.
+    """Run ``stage`` over ``ds`` as an actor pool with the resources of ``ray.<stage.name>``;
+    each actor is built from the config sections the stage declares (``Stage.inputs``) and
+    the ``runtime`` keyword arguments.
 
     Pools start at ``min_actors`` and grow on demand, and actors take fractional CPUs, so the
     read tasks feeding them always find a CPU (an all-CPU pool deadlocks a 2-core machine).
     """
     return ds.map_batches(
-        STAGES[name],
+        stage,
         batch_size=batch_size,
         batch_format="pyarrow",
-        fn_constructor_kwargs={"config": config, **stage_kwargs},
-        **pool_args(config, name),
+        fn_constructor_kwargs={**stage.inputs(config), **runtime},
+        **pool_args(getattr(config.ray, stage.name)),
     )
 
 

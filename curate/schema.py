@@ -24,22 +24,23 @@ RejectReason = Literal[
     "too_short",
     "too_long",
     "low_resolution",
-    "blurry",
-    "static",
-    "excessive_motion",
-    "slideshow",
-    "chaotic_motion",
-    "text_heavy",
-    "border",
-    "low_aesthetic",
     "duplicate",
     "rebalanced_out",
     "caption_failed",
     "export_failed",
 ]
-"""Closed vocabulary of rejection reasons."""
+"""Rejection reasons of the framework's own steps: probing, decoding, clip windows, the base
+tier gates, dedup, re-balancing, captions and export. Each signal's tier gates add theirs
+(``blurry``, ``static``, ``text_heavy`` …): see :func:`reject_reasons`."""
 
-REJECT_REASONS: frozenset[str] = frozenset(get_args(RejectReason))
+
+@lru_cache
+def reject_reasons() -> frozenset[str]:
+    """The closed vocabulary of rejection reasons: the framework's and the signals' gates'."""
+    from curate.gates import all_gates
+
+    return frozenset(get_args(RejectReason)) | {g.reason for g in all_gates()}
+
 
 PHASE1_STAGES = ("probe", "analyze")
 """Stages that reject inputs or clip windows before ``analysis`` (their rejected clips have no
@@ -115,66 +116,67 @@ REJECTS = pa.schema(
 """One row per rejected clip or failed input; ``clip_id`` is null when the whole input failed."""
 
 
-@lru_cache
-def analysis_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
-    """Every candidate clip with every score: the phase-1 checkpoint (``dim``-d embeddings).
+CLIP_FIELDS = (
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("shot_index", pa.int32()),
+    pa.field("start_s", pa.float64()),
+    pa.field("end_s", pa.float64()),
+    pa.field("duration_s", pa.float64()),
+    pa.field("start_frame", pa.int64()),
+    pa.field("end_frame", pa.int64()),
+    pa.field("num_frames", pa.int32()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("fps", pa.float32()),
+    pa.field("orientation", pa.string()),
+)
+"""What a clip is: its source, span and picture size (the analyze stage's own columns)."""
 
-    ``keyframes`` (at most ``analyze.keyframes.per_clip`` small JPEGs) are kept so that phase 3
-    can caption survivors, also after a re-tier, without decoding again; caption columns are
-    set in phase 3 for the clips that reach a tier."""
-    return pa.schema(
-        [
-            pa.field("clip_id", pa.string(), nullable=False),
-            pa.field("source", pa.string(), nullable=False),
-            pa.field("shot_index", pa.int32()),
-            pa.field("start_s", pa.float64()),
-            pa.field("end_s", pa.float64()),
-            pa.field("duration_s", pa.float64()),
-            pa.field("start_frame", pa.int64()),
-            pa.field("end_frame", pa.int64()),
-            pa.field("num_frames", pa.int32()),
-            pa.field("width", pa.int32()),
-            pa.field("height", pa.int32()),
-            pa.field("fps", pa.float32()),
-            pa.field("orientation", pa.string()),
-            pa.field("sharpness", pa.float32()),
-            pa.field("sharpness_start", pa.float32()),
-            pa.field("start_shift_s", pa.float32()),
-            pa.field("motion_score", pa.float32()),
-            pa.field("motion_p90", pa.float32()),
-            pa.field("motion_pattern", pa.string()),
-            pa.field("camera_motion", pa.string()),
-            pa.field("camera_motion_confidence", pa.float32()),
-            pa.field("text_ratio", pa.float32()),
-            pa.field("text_ratio_max", pa.float32()),
-            pa.field("border_top", pa.float32()),
-            pa.field("border_bottom", pa.float32()),
-            pa.field("border_left", pa.float32()),
-            pa.field("border_right", pa.float32()),
-            pa.field("aesthetic", pa.float32()),
-            pa.field("aesthetic_model", pa.string()),
-            pa.field("embedding", pa.list_(pa.float32(), dim)),
-            pa.field("embedding_model", pa.string()),
-            pa.field("cluster_id", pa.int32()),
-            pa.field("duplicate_of", pa.string()),
-            pa.field("sample_weight", pa.float32()),
-            pa.field("tier", pa.string()),
-            pa.field("thumbnail", pa.binary()),
-            pa.field("caption", pa.string()),
-            pa.field("prompt", pa.string()),
-            pa.field("prompts", pa.list_(pa.string())),
-            pa.field("captioner", pa.string()),
-            pa.field("keyframes", pa.list_(pa.binary())),
-        ]
+
+def later_fields(dim: int) -> tuple[pa.Field, ...]:
+    """Columns filled after the decode pass: the embed stage, phase 2 and captions."""
+    return (
+        pa.field("embedding", pa.list_(pa.float32(), dim)),
+        pa.field("embedding_model", pa.string()),
+        pa.field("cluster_id", pa.int32()),
+        pa.field("duplicate_of", pa.string()),
+        pa.field("sample_weight", pa.float32()),
+        pa.field("tier", pa.string()),
+        pa.field("caption", pa.string()),
+        pa.field("prompt", pa.string()),
+        pa.field("prompts", pa.list_(pa.string())),
+        pa.field("captioner", pa.string()),
     )
 
 
 @lru_cache
-def tier_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
+def analysis_schema(
+    dim: int = EMBEDDING_DIM, signal_fields: tuple[pa.Field, ...] | None = None
+) -> pa.Schema:
+    """Every candidate clip with every score: the phase-1 checkpoint (``dim``-d embeddings).
+
+    Between the clip's own columns and those filled later sit the columns each per-frame
+    signal declares (``curate.signals``), in registry order; ``signal_fields`` gives them
+    explicitly (a reader holding a run's recorded contract), otherwise they are assembled
+    from the signals. ``keyframes`` (at most ``analyze.keyframes.per_clip`` small JPEGs) are
+    kept so that phase 3 can caption survivors, also after a re-tier, without decoding again;
+    caption columns are set in phase 3 for the clips that reach a tier."""
+    if signal_fields is None:
+        from curate.signals import signal_fields as declared
+
+        signal_fields = tuple(declared())
+    return pa.schema([*CLIP_FIELDS, *signal_fields, *later_fields(dim)])
+
+
+@lru_cache
+def tier_schema(
+    dim: int = EMBEDDING_DIM, signal_fields: tuple[pa.Field, ...] | None = None
+) -> pa.Schema:
     """Accepted clip–prompt rows of one tier (``tier`` holds the folder's name)."""
     return pa.schema(
         [
-            *(f for f in analysis_schema(dim) if f.name != "keyframes"),
+            *(f for f in analysis_schema(dim, signal_fields) if f.name != "keyframes"),
             pa.field("clip_path", pa.string()),
             pa.field("video", pa.binary()),
         ]
@@ -198,17 +200,43 @@ def analyzed_source_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
     )
 
 
+def fields_to_json(fields: tuple[pa.Field, ...] | list[pa.Field]) -> dict[str, str]:
+    """Column names and Arrow types, as recorded in a manifest."""
+    return {f.name: str(f.type) for f in fields}
+
+
+def fields_from_json(columns: dict[str, str]) -> tuple[pa.Field, ...]:
+    """The inverse of :func:`fields_to_json`."""
+    return tuple(pa.field(name, _arrow_type(text)) for name, text in columns.items())
+
+
+def _arrow_type(text: str) -> pa.DataType:
+    """An Arrow type from its ``str``: primitives (``float``, ``string``, ``binary`` …) and
+    lists of them (``list<item: binary>``), which is what signals declare."""
+    if text.startswith("list<") and text.endswith(">"):
+        return pa.list_(_arrow_type(text[5:-1].split(": ", 1)[1]))
+    return pa.type_for_alias(text)
+
+
 def embedding_dim(table_schema: pa.Schema) -> int:
     """Width of the ``embedding`` column of an analysis or tier table."""
     return table_schema.field("embedding").type.list_size
 
 
-ANALYSIS = analysis_schema()
-"""``analysis`` with the default embedding width."""
-TIER = tier_schema()
-"""A tier table with the default embedding width."""
-ANALYZED_SOURCE = analyzed_source_schema()
-"""The analyze stage's per-source row with the default embedding width."""
+def __getattr__(name: str) -> pa.Schema | frozenset[str]:
+    # The default-width schemas and the reject vocabulary, assembled on first use: importing
+    # this module must not import the signals (``curate inspect`` runs where only pyarrow is
+    # installed).
+    defaults = {
+        "ANALYSIS": analysis_schema,
+        "TIER": tier_schema,
+        "ANALYZED_SOURCE": analyzed_source_schema,
+        "REJECT_REASONS": reject_reasons,
+    }
+    if name in defaults:
+        return defaults[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 EXPORTED = pa.schema(
     [
@@ -256,6 +284,30 @@ def clip_id(source: str, start_s: float, end_s: float) -> str:
     """Stable clip id: the same source and span always give the same id."""
     key = f"{source}|{start_s:.3f}|{end_s:.3f}".encode()
     return hashlib.sha1(key).hexdigest()[:16]
+
+
+def reject_row(
+    source: str,
+    stage: str,
+    reason: str,
+    detail: str,
+    *,
+    clip_id: str | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> dict:
+    """One ``rejects`` row; ``reason`` must belong to the closed vocabulary."""
+    if reason not in reject_reasons():
+        raise ValueError(f"reject reason {reason!r} is not one of {sorted(reject_reasons())}")
+    return {
+        "source": source,
+        "clip_id": clip_id,
+        "stage": stage,
+        "reason": reason,
+        "detail": detail,
+        "start_s": start_s,
+        "end_s": end_s,
+    }
 
 
 def from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:

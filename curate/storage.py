@@ -87,6 +87,11 @@ class Store:
         """Filesystem path of ``rel`` (for pyarrow calls with ``filesystem=self.fs``)."""
         return posixpath.join(self.root, rel) if rel else self.root
 
+    def display(self, rel: str = "") -> str:
+        """``rel`` named from the location as given (``out/tiers/a``, not an absolute path), for
+        messages."""
+        return posixpath.join(self.location, rel) if rel else self.location
+
     def uri(self, rel: str = "") -> str:
         """A location string for ``rel`` that any process can resolve on its own."""
         if self.local:
@@ -123,6 +128,16 @@ class Store:
     def walk(self, rel: str = "") -> list[str]:
         """Every file under ``rel``, as sorted paths relative to this store."""
         return self._listing(rel, recursive=True)
+
+    def folders(self, rel: str = "") -> list[str]:
+        """Names of the folders directly in ``rel``, sorted (an object store's common
+        prefixes); ``FileNotFoundError`` when ``rel`` does not exist."""
+        selector = pafs.FileSelector(self.path(rel), recursive=False)
+        return sorted(
+            posixpath.basename(info.path.rstrip("/"))
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.Directory
+        )
 
     def files(self, folder: str, pattern: str = "part-*.parquet") -> list[str]:
         """Files directly in ``folder`` whose name matches ``pattern``, sorted, as paths

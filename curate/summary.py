@@ -1,22 +1,24 @@
 """Summaries and checks of an output folder, read from its shards (only the columns needed).
 
-Imports nothing but pyarrow and the standard library, so that ``scripts/inspect_shards.py``
-works where only pyarrow is installed.
+The output is a ``Store``: a local folder or an object-store prefix (``s3://...``), read
+through its filesystem only. Imports nothing but pyarrow, the standard library and curate's
+light modules, so that ``scripts/inspect_shards.py`` works where only pyarrow is installed.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import posixpath
 from collections import Counter
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from curate import schema
-from curate.io import read_table
+from curate.io import read_table, shards
+from curate.manifest import InspectError, Manifest, open_output
+from curate.storage import Store
 from curate.where import parse_where
 
 PERCENTILES = (0.1, 0.5, 0.9)
@@ -41,36 +43,15 @@ MIX_COLUMNS = ("orientation", "camera_motion")
 """Categorical columns whose value counts are shown."""
 
 
-class InspectError(ValueError):
-    """The folder is not a (readable) curate output, or the request does not fit it."""
-
-
-def load_manifest(output: Path) -> dict:
-    if not output.is_dir():
-        raise InspectError(f"{output} is not a folder")
-    path = output / "manifest.json"
-    if not path.is_file():
-        raise InspectError(f"{output} holds no manifest.json: not a finished curate run")
+def dataset(output: Store, folder: str) -> ds.Dataset:
+    """``curate.io.shards`` for the inspecting commands: no shards is an ``InspectError``."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InspectError(f"cannot read {path}: {e}") from e
+        return shards(output, folder)
+    except FileNotFoundError as e:
+        raise InspectError(str(e)) from e
 
 
-def tier_names(manifest: dict) -> list[str]:
-    """The run's tiers, loosest first."""
-    return [t["name"] for t in manifest["config"]["tiers"]]
-
-
-def shards(folder: Path) -> ds.Dataset:
-    """The ``part-*.parquet`` shards of a folder as one dataset (nothing read yet)."""
-    files = sorted(folder.glob("part-*.parquet"))
-    if not files:
-        raise InspectError(f"no Parquet shards in {folder}")
-    return ds.dataset([str(f) for f in files], format="parquet")
-
-
-def unreadable(output: Path, error: Exception) -> InspectError:
+def unreadable(output: Store, error: Exception) -> InspectError:
     """A damaged output: name the first line of the cause (Arrow appends whole schemas)."""
     cause = (str(error).splitlines() or [type(error).__name__])[0]
     return InspectError(
@@ -79,48 +60,53 @@ def unreadable(output: Path, error: Exception) -> InspectError:
 
 
 def summarize(
-    output: Path, *, tier: str | None = None, where: str | None = None, sample: int = 3
+    output: Store | str | os.PathLike,
+    *,
+    tier: str | None = None,
+    where: str | None = None,
+    sample: int = 3,
 ) -> dict:
     """Per-tier clips and hours, reject counts by reason and by stage, the schema check, and
     score summaries, category mixes and sample rows of a selection: ``analysis`` (every
     candidate clip) or one tier, optionally filtered by ``where``."""
-    manifest = load_manifest(output)
+    store = open_output(output)
+    manifest = Manifest.read(store)
+    names = manifest.tier_names
     try:
-        names = tier_names(manifest)
         tiers = {}
         for name in names:
-            durations = shards(output / "tiers" / name).to_table(columns=["duration_s"])
+            durations = dataset(store, f"tiers/{name}").to_table(columns=["duration_s"])
             tiers[name] = {
                 "clips": durations.num_rows,
                 "hours": round(_sum(durations["duration_s"]) / 3600, 6),
             }
-        rejects = shards(output / "rejects").to_table(columns=["stage", "reason"])
+        rejects = dataset(store, "rejects").to_table(columns=["stage", "reason"])
         reasons = rejects["reason"].to_pylist()
         by_stage = Counter(f"{s}/{r}" for s, r in zip(rejects["stage"].to_pylist(), reasons))
-        candidates = shards(output / "analysis").count_rows()
-        selection = _selection(output, names, tier, where, sample)
-    except (pa.ArrowInvalid, KeyError) as e:
-        raise unreadable(output, e) from e
+        candidates = dataset(store, "analysis").count_rows()
+        selection = _selection(store, names, tier, where, sample)
+    except (pa.ArrowInvalid, KeyError, OSError) as e:
+        raise unreadable(store, e) from e
     return {
-        "output": str(output),
-        "inputs": manifest["inputs"],
+        "output": str(store),
+        "inputs": manifest.inputs.to_json_dict(),
         "candidates": candidates,
         "tiers": tiers,
-        "thresholds": manifest.get("funnel", {}).get("tiers", {}).get("thresholds", {}),
+        "thresholds": manifest.thresholds,
         "rejects": dict(sorted(Counter(reasons).items())),
         "rejects_by_stage": dict(sorted(by_stage.items())),
-        "schema_problems": output_schema_problems(output, manifest, names),
+        "schema_problems": output_schema_problems(store, manifest, names),
         "selection": selection,
     }
 
 
 def _selection(
-    output: Path, names: list[str], tier: str | None, where: str | None, sample: int
+    output: Store, names: list[str], tier: str | None, where: str | None, sample: int
 ) -> dict:
     if tier is not None and tier not in names:
         raise InspectError(f"no tier {tier!r} in this run (tiers: {', '.join(names)})")
     table_name = f"tiers/{tier}" if tier else "analysis"
-    data = shards(output / table_name)
+    data = dataset(output, table_name)
     condition = parse_where(where, data.schema) if where else None
     present = set(data.schema.names)
     scores = [c for c in schema.SCORE_COLUMNS if c in present]
@@ -185,41 +171,44 @@ def _samples(data: ds.Dataset, condition, rows: int, n: int) -> list[dict]:
     ]
 
 
-def output_schema_problems(output: Path, manifest: dict, tiers: list[str]) -> list[str]:
+def output_schema_problems(output: Store, manifest: Manifest, tiers: list[str]) -> list[str]:
     """Every shard's schema compared with the contract in ``curate.schema``, at the embedding
-    width the run was configured with."""
-    dim = manifest["config"].get("embed", {}).get("dim", schema.EMBEDDING_DIM)
+    width the run was configured with and with the signal columns it recorded."""
+    dim = manifest.embedding_dim or schema.EMBEDDING_DIM
+    signals = manifest.signal_fields
     contracts = {
         "shots": schema.SHOTS,
-        "analysis": schema.analysis_schema(dim),
+        "analysis": schema.analysis_schema(dim, signals),
         "rejects": schema.REJECTS,
-        **{f"tiers/{name}": schema.tier_schema(dim) for name in tiers},
+        **{f"tiers/{name}": schema.tier_schema(dim, signals) for name in tiers},
     }
     problems = []
     for folder, contract in contracts.items():
-        files = sorted((output / folder).glob("part-*.parquet"))
+        files = output.files(folder)
         if not files:
             problems.append(f"{folder}: no Parquet shards")
-        for f in files:
+        for path in files:
+            shown = f"{folder}/{posixpath.basename(path)}"
             try:
-                actual = pq.read_schema(f)
+                actual = output.read_schema(path)
             except (OSError, pa.ArrowException) as e:
-                problems.append(f"{folder}/{f.name}: unreadable ({e})")
+                problems.append(f"{shown}: unreadable ({e})")
                 continue
-            problems += schema.schema_problems(actual, contract, f"{folder}/{f.name}")
+            problems += schema.schema_problems(actual, contract, shown)
     return problems
 
 
-def accounting_problems(output: Path) -> list[str]:
+def accounting_problems(output: Store | str | os.PathLike) -> list[str]:
     """Check the accounting invariant: every input is the source of an analysis row or of a
     whole-input reject, and every analysis row is in a tier or has a reject."""
-    manifest = json.loads((output / "manifest.json").read_text())
-    analysis = read_table(output / "analysis", columns=["clip_id", "source"])
-    rejects = read_table(output / "rejects", columns=["clip_id", "source"])
+    store = open_output(output)
+    manifest = Manifest.read(store)
+    analysis = read_table(store, "analysis", columns=["clip_id", "source"])
+    rejects = read_table(store, "rejects", columns=["clip_id", "source"])
     tiered: set[str] = set()
-    for name in tier_names(manifest):
+    for name in manifest.tier_names:
         tiered |= set(
-            read_table(output / "tiers" / name, columns=["clip_id"])["clip_id"].to_pylist()
+            read_table(store, f"tiers/{name}", columns=["clip_id"])["clip_id"].to_pylist()
         )
     rejected_ids = {c for c in rejects["clip_id"].to_pylist() if c is not None}
     failed_inputs = {
@@ -229,9 +218,9 @@ def accounting_problems(output: Path) -> list[str]:
     }
     analysed = set(analysis["source"].to_pylist())
     problems = []
-    if len(analysed | failed_inputs) != manifest["inputs"]["discovered"]:
+    if len(analysed | failed_inputs) != manifest.inputs.discovered:
         problems.append(
-            f"{manifest['inputs']['discovered']} inputs discovered but "
+            f"{manifest.inputs.discovered} inputs discovered but "
             f"{len(analysed | failed_inputs)} accounted for"
         )
     lost = set(analysis["clip_id"].to_pylist()) - tiered - rejected_ids
@@ -245,8 +234,10 @@ def accounting_problems(output: Path) -> list[str]:
 # Text output -------------------------------------------------------------------------------
 
 
-def tiers_text(summary: dict) -> str:
+def tiers_text(summary: dict | Manifest) -> str:
     """Inputs, per-tier clips and hours, rejects by reason (a manifest or a summary)."""
+    if isinstance(summary, Manifest):
+        summary = summary.to_json_dict()
     lines = [f"inputs: {summary['inputs']['discovered']}", "tiers:"]
     for name, t in summary["tiers"].items():
         lines.append(f"  {name:<24} {t['clips']:>8} clips {t['hours']:>10.3f} h")

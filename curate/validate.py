@@ -2,43 +2,41 @@
 
 Checks every shard's schema, the accounting invariant, that each tier folder holds exactly
 the clips that passed its gates and were not rejected afterwards, and that ``manifest.json``
-agrees with the tables. Imports nothing but pyarrow and the standard library.
+agrees with the tables. The output is a ``Store`` (a local folder or an object-store prefix),
+read through its filesystem only.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import pyarrow as pa
 
 from curate.io import read_table
+from curate.manifest import InspectError, Manifest, open_output
 from curate.schema import PHASE1_STAGES, REJECT_REASONS
-from curate.summary import (
-    InspectError,
-    accounting_problems,
-    load_manifest,
-    output_schema_problems,
-    tier_names,
-)
+from curate.storage import Store
+from curate.summary import accounting_problems, output_schema_problems
 
 SHOWN_IDS = 5
 """How many offending clip ids a message names."""
 
 
-def validate(output: Path) -> list[str]:
+def validate(output: Store | str | os.PathLike) -> list[str]:
     """Every problem found, as one readable line each; empty when the output is sound."""
     try:
-        manifest = load_manifest(output)
-        names = tier_names(manifest)
-    except (InspectError, KeyError, TypeError) as e:
+        store = open_output(output)
+        manifest = Manifest.read(store)
+        names = manifest.tier_names
+    except InspectError as e:
         return [f"manifest.json: {e}"]
-    problems = output_schema_problems(output, manifest, names)
+    problems = output_schema_problems(store, manifest, names)
     checks: list[tuple[str, Callable[[], list[str]]]] = [
-        ("accounting", lambda: accounting_problems(output)),
-        ("tiers", lambda: _tier_problems(output, manifest, names)),
-        ("rejects", lambda: _reject_problems(output, manifest)),
+        ("accounting", lambda: accounting_problems(store)),
+        ("tiers", lambda: _tier_problems(store, manifest, names)),
+        ("rejects", lambda: _reject_problems(store, manifest)),
     ]
     for what, check in checks:
         try:
@@ -54,9 +52,9 @@ def _ids(values: set[str]) -> str:
     return ", ".join(sorted(values)[:SHOWN_IDS]) + (", ..." if len(values) > SHOWN_IDS else "")
 
 
-def _tier_problems(output: Path, manifest: dict, names: list[str]) -> list[str]:
+def _tier_problems(output: Store, manifest: Manifest, names: list[str]) -> list[str]:
     problems = []
-    analysis = read_table(output / "analysis", columns=["clip_id", "tier"])
+    analysis = read_table(output, "analysis", columns=["clip_id", "tier"])
     ids = analysis["clip_id"].to_pylist()
     repeated = {c for c, n in Counter(ids).items() if n > 1}
     if repeated:
@@ -66,17 +64,18 @@ def _tier_problems(output: Path, manifest: dict, names: list[str]) -> list[str]:
     unknown = {t for t in strictest if t is not None and t not in rank}
     if unknown:
         problems.append(f"analysis: tier values {sorted(unknown)} are not tiers of this run")
-    rejected = read_table(output / "rejects", columns=["clip_id"])["clip_id"].to_pylist()
+    rejected = read_table(output, "rejects", columns=["clip_id"])["clip_id"].to_pylist()
     rejected = {c for c in rejected if c is not None}
-    folders = {p.name for p in (output / "tiers").iterdir() if p.is_dir()}
+    folders = set(output.folders("tiers"))
     for extra in sorted(folders - set(names)):
         problems.append(f"tiers/{extra}: not a tier of this run's config")
     for k, name in enumerate(names):
         if name not in folders:
             continue  # named by the schema check
-        table = read_table(output / "tiers" / name, columns=["clip_id", "tier"])
+        table = read_table(output, f"tiers/{name}", columns=["clip_id", "tier"])
         members = table["clip_id"].to_pylist()
-        recorded = manifest.get("tiers", {}).get(name, {}).get("clips")
+        size = manifest.tiers.get(name)
+        recorded = size.clips if size else None
         if recorded != len(members):
             problems.append(
                 f"tiers/{name}: {len(members)} rows, but manifest.json records {recorded}"
@@ -103,11 +102,11 @@ def _tier_problems(output: Path, manifest: dict, names: list[str]) -> list[str]:
     return problems
 
 
-def _reject_problems(output: Path, manifest: dict) -> list[str]:
+def _reject_problems(output: Store, manifest: Manifest) -> list[str]:
     problems = []
-    rejects = read_table(output / "rejects", columns=["clip_id", "stage", "reason"])
+    rejects = read_table(output, "rejects", columns=["clip_id", "stage", "reason"])
     counts = Counter(rejects["reason"].to_pylist())
-    recorded = manifest.get("rejects", {})
+    recorded = manifest.rejects
     for reason in sorted(set(counts) | set(recorded)):
         if counts.get(reason, 0) != recorded.get(reason, 0):
             problems.append(
@@ -117,7 +116,7 @@ def _reject_problems(output: Path, manifest: dict) -> list[str]:
     unknown = set(counts) - REJECT_REASONS
     if unknown:
         problems.append(f"rejects: reasons outside the vocabulary: {sorted(map(str, unknown))}")
-    analysed = set(read_table(output / "analysis", columns=["clip_id"])["clip_id"].to_pylist())
+    analysed = set(read_table(output, "analysis", columns=["clip_id"])["clip_id"].to_pylist())
     # Later stages only ever reject analysis rows.
     later = {
         c

@@ -59,7 +59,7 @@ def main() -> None:
     stages = {}
     for mode in ("on", "off"):
         config = load_config(None, [f"isolation.enabled={'true' if mode == 'on' else 'false'}"])
-        stages[mode] = AnalyzeStage(config)
+        stages[mode] = AnalyzeStage.from_config(config)
     probe = ProbeStage(load_config(None, ["isolation.enabled=false"]))
     probed = []
     for path in sorted(root.rglob("*")):

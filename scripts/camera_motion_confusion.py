@@ -23,8 +23,8 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
 from synth import CAMERA_CLASSES, camera_motion_frames, real_frames, write_video  # noqa: E402
 
-from curate import camera_motion  # noqa: E402
 from curate.config import CurateConfig  # noqa: E402
+from curate.signals import camera_motion  # noqa: E402
 from curate.video import probe  # noqa: E402
 from stages.analyze import decode_series  # noqa: E402
 
@@ -42,7 +42,7 @@ def evaluate(videos: Path, per_class: int, workdir: Path) -> list[tuple[str, str
             write_video(path, camera_motion_frames(image, kind, speed, seed=k))
             info = probe(str(path), max_pixels=config.probe.max_pixels)
             series = decode_series(str(path), info, config.analyze)
-            label, _ = camera_motion.classify(series.flow_motion)
+            label, _ = camera_motion.classify(series["flow"].motion)
             results.append((kind, label))
     return results
 

@@ -1,8 +1,9 @@
 """Analyze stage: decode each source once and derive shots, candidate clips and their scores.
 
 Decoded frames are scaled to the analysis short side by the decoder itself and feed, in the
-same pass, the shot detector, Laplacian sharpness, sampled optical flow and small keyframes.
-Clips are then windows over those per-frame series: no second decode.
+same pass, every per-frame signal (``curate.signals``: shots, sharpness, flow, motion
+pattern, keyframes, text, borders). Clips are then windows over those per-frame series: no
+second decode.
 """
 
 from __future__ import annotations
@@ -10,26 +11,18 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
+from typing import Any
 
-import cv2
 import numpy as np
 import pyarrow as pa
 
-from curate import camera_motion, schema
-from curate.config import AnalyzeConfig, ClipsConfig, CurateConfig
+from curate import schema
+from curate.config import AnalyzeConfig, ClipsConfig, CurateConfig, IsolationConfig
 from curate.sandbox import Sandbox
-from curate.signals import (
-    TECHNICAL,
-    BorderSignal,
-    FlowSignal,
-    ShotSignal,
-    bar_size,
-    downscale,
-    laplacian_variance,
-    technical_quality,
-)
-from curate.text import TEXT_DETECTORS, TextSignal
+from curate.schema import reject_row
+from curate.signals import ClipWindow, FrameSignal, build_signals
+from curate.stage import Stage
 from curate.video import (
     DECODE_ERRORS,
     MediaError,
@@ -45,81 +38,39 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FrameSeries:
-    """What one decode pass keeps of a source: a few numbers per frame, tiny keyframes."""
+    """What one decode pass keeps of a source: each signal's per-frame series."""
 
     times: np.ndarray
     """Presentation time of every decoded frame, seconds."""
     end_time: float
     """End of the last frame, seconds."""
-    sharpness: np.ndarray
-    """Laplacian variance of every frame at the analysis resolution."""
-    change: np.ndarray
-    jump: np.ndarray
-    """Thumbnail change of every frame (see ``camera_motion.ChangeSignal``)."""
-    cuts: list[int]
-    """First frame index of every shot but the first."""
-    flow_index: np.ndarray
-    """First frame index of each flow pair (the pair is ``index, index + 1``)."""
-    flow_magnitude: np.ndarray
-    """Flow magnitude of each pair, frame diagonals per second."""
-    flow_motion: np.ndarray
-    """Global motion of each pair: rows of ``(tx, ty, scale, rotation, residual)``."""
-    border_times: np.ndarray
-    border_rows: np.ndarray
-    """``(samples, 2, height)``: per-row gray mean and std of frames sampled for borders."""
-    border_cols: np.ndarray
-    """``(samples, 2, width)``: the same per column."""
-    text_times: np.ndarray
-    text_ratio: np.ndarray
-    """Share of the frame covered by on-screen text, per frame sampled for text."""
-    keyframe_times: np.ndarray
-    keyframe_quality: np.ndarray
-    """Technical-quality score (0-10) of every keyframe."""
-    keyframes: list[bytes]
-    """JPEG keyframes at ``analyze.keyframes`` size and rate."""
+    signals: list[FrameSignal]
+    values: dict[str, Any]
+    """Each signal's series, by signal name."""
 
     @property
     def num_frames(self) -> int:
         return len(self.times)
 
+    def __getitem__(self, signal: str) -> Any:
+        return self.values[signal]
+
 
 def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeries:
-    """The single decode pass over ``source``."""
+    """The single decode pass over ``source``: every frame goes to every signal that wants
+    it."""
     container, stream = open_video(source, cfg.decode_threads, fast=cfg.skip_loop_filter)
     # A multiple of 8 keeps the half-size frame's chroma planes even.
     size = scaled_size(info, cfg.short_side, multiple=8)
-    shots = ShotSignal(cfg.shots)
-    flow = FlowSignal(cfg.flow)
-    borders = BorderSignal(cfg.borders_fps)
-    text = TextSignal(TEXT_DETECTORS[cfg.text.detector](), cfg.text.fps)
-    key_every = 1.0 / cfg.keyframes.fps
+    signals = build_signals(cfg)
     times: list[float] = []
-    sharpness: list[float] = []
-    changes = camera_motion.ChangeSignal()
-    key_times: list[float] = []
-    key_quality: list[float] = []
-    keyframes: list[bytes] = []
-    next_key = -1.0
     frames = iter_scaled_frames(container, stream, info, size)
     try:
         for frame in frames:
-            gray, t = frame.gray, frame.time
-            shots.update(frame.index, frame.small_bgr)
-            sharpness.append(laplacian_variance(gray))
-            changes.update(gray)
-            if flow.wants(t):
-                flow.update(frame.index, t, gray)
-            if borders.wants(t):
-                borders.update(t, gray)
-            if text.wants(t):
-                text.update(t, gray)
-            if t >= next_key:
-                image = downscale(frame.to_bgr(), cfg.keyframes.short_side)
-                keyframes.append(_jpeg(image, cfg.keyframes.quality))
-                key_quality.append(technical_quality(image))
-                key_times.append(t)
-                next_key = t + key_every
-            times.append(t)
+            for signal in signals:
+                if signal.wants(frame):
+                    signal.update(frame)
+            times.append(frame.time)
     except DECODE_ERRORS as e:
         if not times:
             raise MediaError("decode_error", f"decoding failed before the first frame: {e}") from e
@@ -135,29 +86,9 @@ def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeri
     return FrameSeries(
         times=np.asarray(times),
         end_time=times[-1] + step,
-        sharpness=np.asarray(sharpness, dtype=np.float32),
-        change=np.asarray(changes.change, dtype=np.float32),
-        jump=np.asarray(changes.jump, dtype=np.float32),
-        cuts=shots.finish(),
-        flow_index=np.asarray([s.index for s in flow.samples], dtype=np.int64),
-        flow_magnitude=np.asarray([s.magnitude for s in flow.samples], dtype=np.float32),
-        flow_motion=np.asarray([astuple(s.motion) for s in flow.samples], dtype=np.float32).reshape(
-            -1, 5
-        ),
-        border_times=np.asarray(borders.times),
-        border_rows=np.asarray(borders.rows, np.float32),
-        border_cols=np.asarray(borders.cols, np.float32),
-        text_times=np.asarray(text.times),
-        text_ratio=np.asarray(text.ratios, np.float32),
-        keyframe_times=np.asarray(key_times),
-        keyframe_quality=np.asarray(key_quality, np.float32),
-        keyframes=keyframes,
+        signals=signals,
+        values={s.name: s.finish() for s in signals},
     )
-
-
-def _jpeg(bgr: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return buf.tobytes() if ok else b""
 
 
 @dataclass(frozen=True)
@@ -176,18 +107,19 @@ def shot_bounds(cuts: list[int], num_frames: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
-def plan_windows(series: FrameSeries, cfg: ClipsConfig) -> tuple[list[Window], list[Window]]:
+def plan_windows(
+    times: np.ndarray, end_time: float, cuts: list[int], sharpness: np.ndarray, cfg: ClipsConfig
+) -> tuple[list[Window], list[Window]]:
     """Cut every shot into consecutive clip windows of ``min..max`` seconds.
 
     Each window starts at the sharpest frame within ``lead_in_s`` of where it could start
     (HunyuanVideo's clearest-frame-first), as long as the window can still reach the minimum
     duration. Returns ``(clips, too_short_pieces)``.
     """
-    times = series.times
-    bounds = np.append(times, series.end_time)
+    bounds = np.append(times, end_time)
     clips: list[Window] = []
     short: list[Window] = []
-    for shot_index, (first, stop) in enumerate(shot_bounds(series.cuts, series.num_frames)):
+    for shot_index, (first, stop) in enumerate(shot_bounds(cuts, len(times))):
         shot_end = bounds[stop]
         start = first
         while start < stop:
@@ -198,7 +130,7 @@ def plan_windows(series: FrameSeries, cfg: ClipsConfig) -> tuple[list[Window], l
             last = int(np.searchsorted(times, times[start] + cfg.lead_in_s, side="right"))
             latest = int(np.searchsorted(times, shot_end - cfg.min_duration_s, side="right"))
             hi = max(start + 1, min(last, latest, stop))
-            best = start + int(np.argmax(series.sharpness[start:hi]))
+            best = start + int(np.argmax(sharpness[start:hi]))
             end = int(np.searchsorted(times, times[best] + cfg.max_duration_s - 1e-6, side="left"))
             end = min(max(end, best + 1), stop)
             clips.append(Window(shot_index, best, end, best - start))
@@ -206,7 +138,7 @@ def plan_windows(series: FrameSeries, cfg: ClipsConfig) -> tuple[list[Window], l
     return clips, short
 
 
-class AnalyzeStage:
+class AnalyzeStage(Stage):
     """Decode once per source; emit its shots, candidate clips and rejects as one row.
 
     The decode runs in a sandbox process (``isolation``): a source that crashes, hangs or
@@ -215,11 +147,15 @@ class AnalyzeStage:
 
     name = "analyze"
 
-    def __init__(self, config: CurateConfig) -> None:
-        self.cfg = config.analyze
-        self.isolation = config.isolation
-        self.schema = schema.analyzed_source_schema(config.embed.dim)
-        self.sandbox = Sandbox(config.isolation, self.name, preload=(__name__,))
+    def __init__(self, analyze: AnalyzeConfig, isolation: IsolationConfig, dim: int) -> None:
+        self.cfg = analyze
+        self.isolation = isolation
+        self.schema = schema.analyzed_source_schema(dim)
+        self.sandbox = Sandbox(isolation, self.name, preload=(__name__,))
+
+    @classmethod
+    def inputs(cls, config: CurateConfig) -> dict[str, Any]:
+        return {"analyze": config.analyze, "isolation": config.isolation, "dim": config.embed.dim}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return schema.from_rows([self.analyze_one(r) for r in batch.to_pylist()], self.schema)
@@ -241,7 +177,7 @@ class AnalyzeStage:
             "probe_s": probed.get("probe_s"),
         }
         if not probed["ok"]:
-            out["rejects"].append(_reject(source, "probe", probed["reason"], probed["detail"]))
+            out["rejects"].append(reject_row(source, "probe", probed["reason"], probed["detail"]))
             return out
         info = VideoInfo.from_row(probed)
         started = time.perf_counter()
@@ -256,7 +192,7 @@ class AnalyzeStage:
                 timeout_key="isolation.analyze_timeout_s + analyze_timeout_per_minute_s",
             )
         except MediaError as e:
-            out["rejects"].append(_reject(source, self.name, e.reason, e.detail))
+            out["rejects"].append(reject_row(source, self.name, e.reason, e.detail))
             log.info("analyze rejected %s: %s (%s)", source, e.reason, e.detail)
             return out
         finally:
@@ -277,18 +213,19 @@ def analyze_source(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> dict:
     """Decode ``source`` once and derive its ``shots``, candidate ``clips`` and ``rejects``
     (``frames``: frames decoded). Runs in the sandbox process; raises :class:`MediaError`."""
     series = decode_series(source, info, cfg)
+    cuts = series["shots"]
     out: dict = {"frames": series.num_frames, "shots": _shot_rows(source, series), "rejects": []}
-    clips, short = plan_windows(series, cfg.clips)
-    out["clips"] = [_clip_row(source, info, series, w, cfg) for w in clips]
+    clips, short = plan_windows(series.times, series.end_time, cuts, series["sharpness"], cfg.clips)
+    out["clips"] = [_clip_row(source, info, series, w) for w in clips]
+    minimum = f"analyze.clips.min_duration_s {cfg.clips.min_duration_s}"
     for w in short:
         start_s, end_s = _span(series, w)
         out["rejects"].append(
-            _reject(
+            reject_row(
                 source,
                 AnalyzeStage.name,
                 "too_short",
-                f"shot {w.shot_index}: {end_s - start_s:.2f} s left < "
-                f"analyze.clips.min_duration_s {cfg.clips.min_duration_s}",
+                f"shot {w.shot_index}: {end_s - start_s:.2f} s left < {minimum}",
                 clip_id=schema.clip_id(source, start_s, end_s),
                 start_s=start_s,
                 end_s=end_s,
@@ -296,20 +233,9 @@ def analyze_source(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> dict:
         )
     if not out["clips"]:
         longest = max((r["duration_s"] for r in out["shots"]), default=0.0)
-        out["rejects"].append(
-            _reject(
-                source,
-                AnalyzeStage.name,
-                "too_short",
-                f"no shot yields a clip: longest shot {longest:.2f} s < "
-                f"analyze.clips.min_duration_s {cfg.clips.min_duration_s}",
-            )
-        )
+        detail = f"no shot yields a clip: longest shot {longest:.2f} s < {minimum}"
+        out["rejects"].append(reject_row(source, AnalyzeStage.name, "too_short", detail))
     return out
-
-
-def _reject(source: str, stage: str, reason: str, detail: str, **extra) -> dict:
-    return {"source": source, "stage": stage, "reason": reason, "detail": detail, **extra}
 
 
 def _span(series: FrameSeries, w: Window) -> tuple[float, float]:
@@ -319,7 +245,7 @@ def _span(series: FrameSeries, w: Window) -> tuple[float, float]:
 
 def _shot_rows(source: str, series: FrameSeries) -> list[dict]:
     rows = []
-    for i, (a, b) in enumerate(shot_bounds(series.cuts, series.num_frames)):
+    for i, (a, b) in enumerate(shot_bounds(series["shots"], series.num_frames)):
         start_s, end_s = _span(series, Window(i, a, b))
         rows.append(
             {
@@ -335,29 +261,13 @@ def _shot_rows(source: str, series: FrameSeries) -> list[dict]:
     return rows
 
 
-def _clip_row(
-    source: str, info: VideoInfo, series: FrameSeries, w: Window, cfg: AnalyzeConfig
-) -> dict:
+def _clip_row(source: str, info: VideoInfo, series: FrameSeries, w: Window) -> dict:
+    """The clip's own columns, then every signal's values for its window."""
     start_s, end_s = _span(series, w)
-    sharp = series.sharpness[w.start : w.end]
-    # Flow pairs count when both frames lie inside the clip.
-    in_clip = (series.flow_index >= w.start) & (series.flow_index + 1 < w.end)
-    motion = series.flow_magnitude[in_clip]
-    camera, confidence = camera_motion.classify(series.flow_motion[in_clip])
-    keyed = (series.keyframe_times >= start_s) & (series.keyframe_times < end_s)
-    quality = series.keyframe_quality[keyed]
-    sampled = (series.border_times >= start_s) & (series.border_times < end_s)
-    top, bottom = bar_size(series.border_rows[sampled])
-    left, right = bar_size(series.border_cols[sampled])
-    text = series.text_ratio[_samples_in(series.text_times, start_s, end_s)]
-    keyframes = _clip_keyframes(series, start_s, end_s, cfg.keyframes.per_clip)
-    thumbnail = None
-    if keyframes:
-        middle = cv2.imdecode(
-            np.frombuffer(keyframes[len(keyframes) // 2], np.uint8), cv2.IMREAD_COLOR
-        )
-        thumbnail = _jpeg(downscale(middle, cfg.thumbnail.short_side), cfg.thumbnail.quality)
-    return {
+    clip = ClipWindow(
+        w.shot_index, w.start, w.end, start_s, end_s, float(series.times[w.start - w.shift])
+    )
+    row = {
         "clip_id": schema.clip_id(source, start_s, end_s),
         "source": source,
         "shot_index": w.shot_index,
@@ -371,41 +281,7 @@ def _clip_row(
         "height": info.height,
         "fps": info.fps,
         "orientation": orientation(info.width, info.height),
-        "sharpness": float(np.median(sharp)),
-        "sharpness_start": float(sharp[0]),
-        "start_shift_s": float(start_s - series.times[w.start - w.shift]),
-        "motion_score": float(motion.mean()) if motion.size else None,
-        "motion_p90": float(np.percentile(motion, 90)) if motion.size else None,
-        "aesthetic": float(quality.mean()) if quality.size else None,
-        "aesthetic_model": TECHNICAL if quality.size else None,
-        "text_ratio": float(text.mean()) if text.size else None,
-        "text_ratio_max": float(text.max()) if text.size else None,
-        "border_top": top,
-        "border_bottom": bottom,
-        "border_left": left,
-        "border_right": right,
-        "motion_pattern": camera_motion.motion_pattern(
-            series.change[w.start : w.end], series.jump[w.start : w.end]
-        ),
-        "camera_motion": camera,
-        "camera_motion_confidence": confidence,
-        "thumbnail": thumbnail,
-        "keyframes": keyframes,
     }
-
-
-def _samples_in(times: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
-    """Indices of the samples inside the clip, or of the nearest one if none is."""
-    inside = np.flatnonzero((times >= start_s) & (times < end_s))
-    if inside.size == 0 and times.size:
-        inside = np.array([int(np.argmin(np.abs(times - (start_s + end_s) / 2)))])
-    return inside
-
-
-def _clip_keyframes(series: FrameSeries, start_s: float, end_s: float, n: int) -> list[bytes]:
-    """Up to ``n`` keyframes spread evenly over the clip (the nearest one if none inside)."""
-    if not series.keyframes:
-        return []
-    inside = _samples_in(series.keyframe_times, start_s, end_s)
-    picks = inside[np.linspace(0, inside.size - 1, min(n, inside.size)).round().astype(int)]
-    return [series.keyframes[i] for i in picks]
+    for signal in series.signals:
+        row.update(signal.clip_values(series[signal.name], clip))
+    return row

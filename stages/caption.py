@@ -11,21 +11,24 @@ caption instead, flagged in the caption's ``fallback`` and in ``captioner``.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from curate import schema
-from curate.captions import CaptionFallback, ClipInfo, build_caption
-from curate.config import CaptionConfig, CurateConfig
+from curate.captions import FALLBACK_CAPTIONER, CaptionFallback, ClipInfo, build_caption
+from curate.config import CaptionConfig, CaptionerConfig, ConfigError, CurateConfig
 from curate.prompts import synthesize
+from curate.stage import Stage
 from stages.captioners import Captioner, CaptionOutcome, Secret, build_captioner
 from stages.captioners.template import TemplateCaptioner
 
 log = logging.getLogger(__name__)
 
-INPUT_COLUMNS = [
+INPUT_COLUMNS = (
     "clip_id",
     "source",
     "tier",
@@ -39,11 +42,8 @@ INPUT_COLUMNS = [
     "camera_motion_confidence",
     "thumbnail",
     "keyframes",
-]
+)
 """The analysis columns a captioner reads."""
-
-FALLBACK_CAPTIONER = "template-fallback"
-"""``captioner`` of a clip whose captioner failed and that kept the template caption."""
 
 
 def pick(items: list, n: int) -> list:
@@ -76,18 +76,60 @@ def clip_info(row: dict, cfg: CaptionConfig, images: int) -> ClipInfo:
     )
 
 
-class CaptionStage:
-    """Captions a batch of survivor clips with captioner number ``captioner`` of the config."""
+def _check_captioner(cap: CaptionerConfig, where: str) -> Secret | None:
+    """Raise ``ConfigError`` naming the key under ``where`` unless captioner ``cap`` can
+    work; returns its API key when it reads one from the environment."""
+    if cap.backend == "openai" and cap.api_key_env:
+        value = os.environ.get(cap.api_key_env)
+        if not value:
+            raise ConfigError(
+                f"{where}.api_key_env: environment variable {cap.api_key_env} is not set "
+                f"(captioner {cap.name!r} needs the API key there)"
+            )
+        return Secret(value)
+    if cap.backend == "transformers":
+        from stages.captioners.hf_transformers import check_model
+
+        check_model(cap, f"{where}.model")
+    return None
+
+
+class CaptionStage(Stage):
+    """Captions a batch of survivor clips with captioner number ``captioner`` of
+    ``caption.captioners``.
+
+    ``captioner`` and ``api_key`` are run-time arguments: the pipeline runs one pool per
+    captioner, and hands each the key :meth:`check` read on the driver (an actor's environment
+    need not hold it)."""
 
     name = "caption"
+    input_columns = INPUT_COLUMNS
 
     def __init__(
-        self, config: CurateConfig, captioner: int = 0, api_key: Secret | None = None
+        self, caption: CaptionConfig, captioner: int = 0, api_key: Secret | None = None
     ) -> None:
-        self.cfg = config.caption
+        self.cfg = caption
         self.captioner_cfg = self.cfg.captioners[captioner]
         self.captioner: Captioner = build_captioner(self.captioner_cfg, api_key)
         self.template = TemplateCaptioner(FALLBACK_CAPTIONER)
+
+    @classmethod
+    def inputs(cls, config: CurateConfig) -> dict[str, Any]:
+        return {"caption": config.caption}
+
+    @classmethod
+    def check(cls, config: CurateConfig) -> dict[str, Any]:
+        """Fail at start-up, naming the key to fix, when a captioner cannot work: an API key
+        variable that is not set, a model that cannot be found. ``api_keys``: the API keys
+        read from the environment, by captioner name (none when captioning is off)."""
+        keys: dict[str, Secret] = {}
+        if not config.caption.enabled:
+            return {"api_keys": keys}
+        for i, cap in enumerate(config.caption.captioners):
+            key = _check_captioner(cap, f"caption.captioners.{i}")
+            if key is not None:
+                keys[cap.name] = key
+        return {"api_keys": keys}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.perf_counter()

@@ -14,14 +14,18 @@ them a dataset keeps.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray.data
 from sklearn.cluster import KMeans
 
 from curate.clustering import assign, embeddings_of, fit_centroids, sample_embeddings
-from curate.config import CurateConfig, DedupConfig
+from curate.config import CurateConfig, DedupConfig, StageResources
+from curate.funnel import funnel_entry
+from curate.phase2 import Candidates, Phase2Step, StepResult
 from curate.runner import pool_args
 
 log = logging.getLogger(__name__)
@@ -142,21 +146,24 @@ DUPLICATES = pa.schema(
 
 
 def find_duplicates(
-    ds: ray.data.Dataset, total: int, config: CurateConfig, seed: int = 0
+    ds: ray.data.Dataset,
+    total: int,
+    cfg: DedupConfig,
+    tier_names: list[str],
+    resources: StageResources,
+    seed: int = 0,
 ) -> pa.Table:
     """Duplicates among the clips of ``ds`` (which must carry ``RANK_COLUMNS`` + embedding)."""
-    cfg = config.dedup
     if total < 2:
         return DUPLICATES.empty_table()
     sample = embeddings_of(sample_embeddings(ds, total, cfg.kmeans, seed))
     centroids = fit_centroids(sample, total, cfg.kmeans, seed)
-    labelled = assign(ds, centroids, "dedup_cluster", config)
-    tier_names = [t.name for t in config.tiers]
+    labelled = assign(ds, centroids, "dedup_cluster", resources)
     result = labelled.groupby("dedup_cluster").map_groups(
         DedupCluster,
         fn_constructor_kwargs={"cfg": cfg, "tier_names": tier_names, "seed": seed},
         batch_format="pyarrow",
-        **pool_args(config, "phase2"),
+        **pool_args(resources),
     )
     tables = list(result.iter_batches(batch_size=None, batch_format="pyarrow"))
     found = pa.concat_tables(tables) if tables else DUPLICATES.empty_table()
@@ -164,3 +171,61 @@ def find_duplicates(
         "dedup: %d duplicates among %d clips in %d clusters", found.num_rows, total, len(centroids)
     )
     return found.cast(DUPLICATES).sort_by("clip_id")
+
+
+def _with_tier(batch: pa.Table) -> pa.Table:
+    """Clips that passed at least the loosest tier (the dedup candidates)."""
+    return batch.filter(pc.is_valid(batch["tier"]))
+
+
+class DedupStep(Phase2Step):
+    """Drops near-duplicates among the clips that passed a tier; sets ``duplicate_of``."""
+
+    name = "dedup"
+
+    def __init__(
+        self, dedup: DedupConfig, tier_names: list[str], resources: StageResources
+    ) -> None:
+        self.cfg = dedup
+        self.tier_names = tier_names
+        self.resources = resources
+
+    @classmethod
+    def inputs(cls, config: CurateConfig) -> dict[str, Any]:
+        return {
+            "dedup": config.dedup,
+            "tier_names": [t.name for t in config.tiers],
+            "resources": config.ray.phase2,
+        }
+
+    def run(self, clips: Candidates) -> StepResult:
+        kept = clips.alive.copy()
+        duplicate_of: list[str | None] = [None] * clips.index.num_rows
+        rejects = []
+        candidates = int(kept.sum())
+        ds = clips.shards([*RANK_COLUMNS, "orientation", "embedding"])
+        if self.cfg.enabled and ds is not None and candidates > 1:
+            ds = ds.map_batches(_with_tier, batch_format="pyarrow")
+            found = find_duplicates(ds, candidates, self.cfg, self.tier_names, self.resources)
+            for cid, original, sim in zip(
+                found["clip_id"].to_pylist(),
+                found["duplicate_of"].to_pylist(),
+                found["similarity"].to_pylist(),
+            ):
+                row = clips.row_of[cid]
+                kept[row] = False
+                duplicate_of[row] = original
+                detail = f"cosine {sim:.3f} >= dedup.threshold {self.cfg.threshold} with {original}"
+                rejects.append(clips.reject(row, self.name, "duplicate", detail))
+        return StepResult(
+            kept=kept,
+            columns={"duplicate_of": pa.array(duplicate_of, pa.string())},
+            rejects=rejects,
+            funnel=funnel_entry(
+                candidates,
+                int(kept.sum()),
+                {"duplicate": len(rejects)} if rejects else {},
+                enabled=self.cfg.enabled,
+                threshold=self.cfg.threshold,
+            ),
+        )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ import pyarrow as pa
 from curate import schema
 from curate.aesthetic_head import AestheticHead
 from curate.config import ConfigError, CurateConfig, EmbedConfig, OpenClipConfig
+from curate.stage import Stage
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,22 @@ class SignatureEmbedder:
     def __init__(self, cfg: EmbedConfig) -> None:
         self.cfg = cfg
 
+    @classmethod
+    def check(cls, cfg: EmbedConfig) -> str:
+        """The model name a run records; raises ``ConfigError`` for settings this backend
+        cannot honour."""
+        if cfg.aesthetic_head.path is not None:
+            raise ConfigError(
+                "embed.aesthetic_head.path needs CLIP image embeddings: set "
+                "embed.backend=open_clip (with a model of the head's width) or unset the head"
+            )
+        if cfg.dim != SIGNATURE_DIM:
+            raise ConfigError(
+                f"embed.dim: the signature backend gives {SIGNATURE_DIM}-d embeddings, "
+                f"not {cfg.dim}; set embed.dim={SIGNATURE_DIM} or embed.backend=open_clip"
+            )
+        return cls.name
+
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         return np.stack([frame_signature(im) for im in images]).astype(np.float32)
 
@@ -108,6 +126,86 @@ def open_clip_name(cfg: OpenClipConfig) -> str:
     else:
         weights = cfg.pretrained
     return f"open_clip:{cfg.model}/{weights}"
+
+
+WEIGHT_FIXES = (
+    "fixes: run once with network access so open_clip caches the weights "
+    "(embed.open_clip.cache_dir), point embed.open_clip.checkpoint at a local file, "
+    "or set embed.backend=signature"
+)
+"""Said with every error about open_clip weights that cannot be found."""
+
+
+def _check_open_clip_width(cfg: EmbedConfig) -> int:
+    """The embedding width of ``embed.open_clip.model``, which must be ``embed.dim``."""
+    import open_clip
+
+    oc = cfg.open_clip
+    if oc.config_file:
+        if not Path(oc.config_file).is_file():
+            raise ConfigError(f"embed.open_clip.config_file: no such file {oc.config_file}")
+        open_clip.add_model_config(oc.config_file)
+    model_cfg = open_clip.get_model_config(oc.model)
+    if model_cfg is None:
+        raise ConfigError(
+            f"embed.open_clip.model: unknown open_clip model {oc.model!r} "
+            f"(see open_clip.list_models(), or set embed.open_clip.config_file)"
+        )
+    width = model_cfg.get("embed_dim")
+    if width != cfg.dim:
+        raise ConfigError(
+            f"embed.open_clip.model: {oc.model} gives {width}-d embeddings but embed.dim is "
+            f"{cfg.dim}; set embed.dim={width} (the analysis table stores embed.dim-d ones)"
+        )
+    return width
+
+
+def _check_aesthetic_head(cfg: EmbedConfig, width: int) -> None:
+    """A configured aesthetic head must load and take ``width``-d embeddings."""
+    if cfg.aesthetic_head.path is None:
+        return
+    head = AestheticHead(cfg.aesthetic_head)
+    if head.in_dim != width:
+        raise ConfigError(
+            f"embed.aesthetic_head.path: {head.name} is a {head.in_dim}-d {head.kind} head "
+            f"but embed.open_clip.model {cfg.open_clip.model} gives {width}-d embeddings (LAION "
+            f"heads: sa_0_4_vit_b_32_linear for 512-d ViT-B/32, sa_0_4_vit_l_14_linear or "
+            f"sac+logos+ava1-l14-linearMSE for 768-d ViT-L/14)"
+        )
+
+
+def _check_open_clip_weights(oc: OpenClipConfig) -> None:
+    """The weights must be at hand: random, a local checkpoint, or a ``pretrained`` tag,
+    fetched into open_clip's cache here, once, so actors find them there."""
+    if oc.random_init:
+        log.warning("embed.open_clip.random_init is set: embeddings come from random weights")
+        return
+    if oc.checkpoint:
+        if not Path(oc.checkpoint).is_file():
+            raise ConfigError(
+                f"embed.open_clip.checkpoint: no such file {oc.checkpoint}; {WEIGHT_FIXES}"
+            )
+        return
+    if not oc.pretrained:
+        raise ConfigError(
+            f"embed.open_clip.pretrained or embed.open_clip.checkpoint is required; {WEIGHT_FIXES}"
+        )
+    import open_clip
+
+    pretrained_cfg = open_clip.get_pretrained_cfg(oc.model, oc.pretrained)
+    if not pretrained_cfg:
+        tags = open_clip.list_pretrained_tags_by_model(oc.model)
+        raise ConfigError(
+            f"embed.open_clip.pretrained: {oc.pretrained!r} is not a tag of {oc.model} "
+            f"(known: {', '.join(tags) or 'none'})"
+        )
+    try:
+        open_clip.download_pretrained(pretrained_cfg, cache_dir=oc.cache_dir)
+    except Exception as e:  # network, hub and cache errors all mean: no weights
+        raise ConfigError(
+            f"cannot obtain weights for embed.open_clip.model={oc.model} "
+            f"embed.open_clip.pretrained={oc.pretrained}: {type(e).__name__}: {e}; {WEIGHT_FIXES}"
+        ) from None
 
 
 class OpenClipEmbedder:
@@ -143,6 +241,15 @@ class OpenClipEmbedder:
         self.name = open_clip_name(oc)
         self._torch = torch
 
+    @classmethod
+    def check(cls, cfg: EmbedConfig) -> str:
+        """The model name a run records, once the model, its width, the aesthetic head and
+        the weights are known to be usable; raises ``ConfigError`` otherwise."""
+        width = _check_open_clip_width(cfg)
+        _check_aesthetic_head(cfg, width)
+        _check_open_clip_weights(cfg.open_clip)
+        return open_clip_name(cfg.open_clip)
+
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         from PIL import Image
 
@@ -162,99 +269,33 @@ class OpenClipEmbedder:
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
-EMBEDDERS = {"signature": SignatureEmbedder, "open_clip": OpenClipEmbedder}
-"""Embedding backends by ``embed.backend``."""
+EMBEDDERS: dict[str, type[SignatureEmbedder | OpenClipEmbedder]] = {
+    "signature": SignatureEmbedder,
+    "open_clip": OpenClipEmbedder,
+}
+"""Embedding backends by ``embed.backend`` (the config's literals; ``tests/test_registry.py``
+keeps the two in step). Each is built from ``EmbedConfig`` and has a classmethod ``check``."""
 
 
-def check_embedder(config: CurateConfig) -> str:
-    """Fail at start-up, naming the keys to fix, when the configured model cannot be loaded.
-
-    Returns the embedding model name the run will record. Weights given by ``pretrained`` tag
-    are fetched into open_clip's cache here, once, so actors find them there."""
-    cfg = config.embed
-    if cfg.backend == "signature":
-        if cfg.aesthetic_head.path is not None:
-            raise ConfigError(
-                "embed.aesthetic_head.path needs CLIP image embeddings: set "
-                "embed.backend=open_clip (with a model of the head's width) or unset the head"
-            )
-        if cfg.dim != SIGNATURE_DIM:
-            raise ConfigError(
-                f"embed.dim: the signature backend gives {SIGNATURE_DIM}-d embeddings, "
-                f"not {cfg.dim}; set embed.dim={SIGNATURE_DIM} or embed.backend=open_clip"
-            )
-        return SignatureEmbedder.name
-    import open_clip
-
-    oc = cfg.open_clip
-    if oc.config_file:
-        if not Path(oc.config_file).is_file():
-            raise ConfigError(f"embed.open_clip.config_file: no such file {oc.config_file}")
-        open_clip.add_model_config(oc.config_file)
-    model_cfg = open_clip.get_model_config(oc.model)
-    if model_cfg is None:
-        raise ConfigError(
-            f"embed.open_clip.model: unknown open_clip model {oc.model!r} "
-            f"(see open_clip.list_models(), or set embed.open_clip.config_file)"
-        )
-    width = model_cfg.get("embed_dim")
-    if width != cfg.dim:
-        raise ConfigError(
-            f"embed.open_clip.model: {oc.model} gives {width}-d embeddings but embed.dim is "
-            f"{cfg.dim}; set embed.dim={width} (the analysis table stores embed.dim-d ones)"
-        )
-    if cfg.aesthetic_head.path is not None:
-        head = AestheticHead(cfg.aesthetic_head)
-        if head.in_dim != width:
-            raise ConfigError(
-                f"embed.aesthetic_head.path: {head.name} is a {head.in_dim}-d {head.kind} head "
-                f"but embed.open_clip.model {oc.model} gives {width}-d embeddings (LAION heads: "
-                f"sa_0_4_vit_b_32_linear for 512-d ViT-B/32, sa_0_4_vit_l_14_linear or "
-                f"sac+logos+ava1-l14-linearMSE for 768-d ViT-L/14)"
-            )
-    if oc.random_init:
-        log.warning("embed.open_clip.random_init is set: embeddings come from random weights")
-        return open_clip_name(oc)
-    fixes = (
-        "fixes: run once with network access so open_clip caches the weights "
-        "(embed.open_clip.cache_dir), point embed.open_clip.checkpoint at a local file, "
-        "or set embed.backend=signature"
-    )
-    if oc.checkpoint:
-        if not Path(oc.checkpoint).is_file():
-            raise ConfigError(f"embed.open_clip.checkpoint: no such file {oc.checkpoint}; {fixes}")
-        return open_clip_name(oc)
-    if not oc.pretrained:
-        raise ConfigError(
-            f"embed.open_clip.pretrained or embed.open_clip.checkpoint is required; {fixes}"
-        )
-    pretrained_cfg = open_clip.get_pretrained_cfg(oc.model, oc.pretrained)
-    if not pretrained_cfg:
-        tags = open_clip.list_pretrained_tags_by_model(oc.model)
-        raise ConfigError(
-            f"embed.open_clip.pretrained: {oc.pretrained!r} is not a tag of {oc.model} "
-            f"(known: {', '.join(tags) or 'none'})"
-        )
-    try:
-        open_clip.download_pretrained(pretrained_cfg, cache_dir=oc.cache_dir)
-    except Exception as e:  # network, hub and cache errors all mean: no weights
-        raise ConfigError(
-            f"cannot obtain weights for embed.open_clip.model={oc.model} "
-            f"embed.open_clip.pretrained={oc.pretrained}: {type(e).__name__}: {e}; {fixes}"
-        ) from None
-    return open_clip_name(oc)
-
-
-class EmbedStage:
+class EmbedStage(Stage):
     """Embeds the keyframes of every candidate clip of a batch of analysed sources."""
 
     name = "embed"
 
-    def __init__(self, config: CurateConfig) -> None:
-        cfg = config.embed
-        self.embedder = EMBEDDERS[cfg.backend](cfg)
-        self.head = AestheticHead(cfg.aesthetic_head) if cfg.aesthetic_head.path else None
-        self.schema = schema.analyzed_source_schema(cfg.dim)
+    def __init__(self, embed: EmbedConfig) -> None:
+        self.embedder = EMBEDDERS[embed.backend](embed)
+        self.head = AestheticHead(embed.aesthetic_head) if embed.aesthetic_head.path else None
+        self.schema = schema.analyzed_source_schema(embed.dim)
+
+    @classmethod
+    def inputs(cls, config: CurateConfig) -> dict[str, Any]:
+        return {"embed": config.embed}
+
+    @classmethod
+    def check(cls, config: CurateConfig) -> dict[str, Any]:
+        """Fail at start-up, naming the keys to fix, when the configured model cannot be
+        loaded. ``embedding_model``: the model name the run records."""
+        return {"embedding_model": EMBEDDERS[config.embed.backend].check(config.embed)}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()

@@ -12,6 +12,7 @@ import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -19,7 +20,9 @@ import pyarrow as pa
 from av.video.reformatter import VideoReformatter
 
 from curate import schema
-from curate.config import CurateConfig, TierExport
+from curate.config import CurateConfig, ExportConfig
+from curate.exporting import clip_relpath
+from curate.stage import Stage
 from curate.storage import Store
 from curate.video import (
     DECODE_ERRORS,
@@ -39,26 +42,24 @@ EPS = 1e-4
 """Seconds of slack when comparing frame times (timestamps are rounded by containers)."""
 
 
-def export_key(spec: TierExport) -> str:
-    """Folder name of one export spec, e.g. ``720p_24fps`` or ``fullres``."""
-    size = f"{spec.short_side}p" if spec.short_side else "fullres"
-    return size + (f"_{spec.fps:g}fps" if spec.fps else "") + ("_crop" if spec.crop_borders else "")
+class ExportStage(Stage):
+    """Encodes every job of one source with a single open of that source.
 
-
-def clip_relpath(key: str, clip_id: str) -> str:
-    """Output path of an exported clip, derived from ids only (never from input names)."""
-    return f"clips/{key}/{clip_id[:2]}/{clip_id}.mp4"
-
-
-class ExportStage:
-    """Encodes every job of one source with a single open of that source."""
+    ``output`` (the run's output folder or URI) is a run-time argument: the pipeline knows it,
+    the config does not."""
 
     name = "export"
 
-    def __init__(self, config: CurateConfig, output: str) -> None:
-        self.cfg = config.export
+    def __init__(self, export: ExportConfig, max_pixels: int, output: str) -> None:
+        self.cfg = export
         self.output = Store(output)
-        self.max_pixels = config.probe.max_pixels
+        self.max_pixels = max_pixels
+
+    @classmethod
+    def inputs(cls, config: CurateConfig) -> dict[str, Any]:
+        # The export re-probes each source and must refuse oversized frames as the probe
+        # stage did: hence probe.max_pixels.
+        return {"export": config.export, "max_pixels": config.probe.max_pixels}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows: list[dict] = []

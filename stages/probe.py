@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import pyarrow as pa
 
 from curate import schema
-from curate.config import CurateConfig
+from curate.config import CurateConfig, IsolationConfig, ProbeConfig
 from curate.sandbox import Sandbox
+from curate.stage import Stage
 from curate.video import MediaError, probe
 
 log = logging.getLogger(__name__)
 
 
-class ProbeStage:
+class ProbeStage(Stage):
     """Reads display size, rotation, fps and duration of each source (no full decode).
 
     Inputs that cannot be opened, have no video stream, are shorter than the minimum clip or
@@ -26,11 +28,23 @@ class ProbeStage:
 
     name = "probe"
 
-    def __init__(self, config: CurateConfig) -> None:
-        self.cfg = config.probe
-        self.min_duration_s = config.analyze.clips.min_duration_s
-        self.timeout_s = config.isolation.probe_timeout_s
-        self.sandbox = Sandbox(config.isolation, self.name, preload=("curate.video",))
+    def __init__(
+        self, probe: ProbeConfig, isolation: IsolationConfig, min_duration_s: float
+    ) -> None:
+        self.cfg = probe
+        self.min_duration_s = min_duration_s
+        self.timeout_s = isolation.probe_timeout_s
+        self.sandbox = Sandbox(isolation, self.name, preload=("curate.video",))
+
+    @classmethod
+    def inputs(cls, config: CurateConfig) -> dict[str, Any]:
+        # A source shorter than the shortest clip can yield nothing: rejected here, before
+        # it is decoded.
+        return {
+            "probe": config.probe,
+            "isolation": config.isolation,
+            "min_duration_s": config.analyze.clips.min_duration_s,
+        }
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [self.probe_one(r["source"], r["source_index"]) for r in batch.to_pylist()]

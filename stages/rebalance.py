@@ -13,15 +13,22 @@ Selection reads only scalar columns (a few bytes per clip), never embeddings.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from curate.config import RebalanceConfig
+from curate.clustering import assign, embeddings_of, fit_centroids, sample_embeddings
+from curate.config import CurateConfig, RebalanceConfig, StageResources
+from curate.funnel import funnel_entry
+from curate.phase2 import Candidates, Phase2Step, StepResult
 from stages.dedup import rank_order
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -117,3 +124,94 @@ def _orientation_cap(orientations, rank, clusters, alive, cfg: RebalanceConfig, 
         alive[row] = False
         result.dropped[int(row)] = f"cluster {clusters[row]}: orientation mix {over} over target"
     result.report["orientation_target_landscape"] = target
+
+
+class RebalanceStep(Phase2Step):
+    """Gives every analysis row a concept cluster (``cluster_id``), then caps or weights
+    (``sample_weight``) the clips still alive per cluster, source and orientation."""
+
+    name = "rebalance"
+
+    def __init__(
+        self,
+        rebalance: RebalanceConfig,
+        rank_by: list[str],
+        tier_names: list[str],
+        resources: StageResources,
+    ) -> None:
+        self.cfg = rebalance
+        self.rank_by = rank_by
+        self.tier_names = tier_names
+        self.resources = resources
+
+    @classmethod
+    def inputs(cls, config: CurateConfig) -> dict[str, Any]:
+        return {
+            "rebalance": config.rebalance,
+            "rank_by": config.dedup.rank_by,
+            "tier_names": [t.name for t in config.tiers],
+            "resources": config.ray.phase2,
+        }
+
+    def run(self, clips: Candidates) -> StepResult:
+        cfg = self.cfg
+        n = clips.index.num_rows
+        kept = clips.alive.copy()
+        cluster_id = np.full(n, -1, np.int32)
+        weights = np.ones(n, np.float32)
+        report: dict = {"enabled": cfg.enabled, "mode": cfg.mode}
+        rejects = []
+        before = int(kept.sum())
+        ds = clips.shards(["clip_id", "embedding"])
+        if cfg.enabled and ds is not None and before:
+            cluster_id = self.clusters(clips, ds)
+            rows = np.flatnonzero(kept)
+            balanced = rebalance(
+                clips.index.take(rows), cluster_id[rows], cfg, self.rank_by, self.tier_names
+            )
+            weights[rows] = balanced.weights
+            for local, detail in sorted(balanced.dropped.items()):
+                kept[rows[local]] = False
+                rejects.append(clips.reject(int(rows[local]), self.name, "rebalanced_out", detail))
+            report.update(balanced.report)
+        log.info("re-balancing: %d of %d clips kept", int(kept.sum()), before)
+        return StepResult(
+            kept=kept,
+            columns={
+                "cluster_id": pa.array(
+                    np.where(cluster_id >= 0, cluster_id, 0), pa.int32(), mask=cluster_id < 0
+                ),
+                "sample_weight": pa.array(weights, pa.float32(), mask=~kept),
+            },
+            rejects=rejects,
+            funnel=funnel_entry(
+                before,
+                int(kept.sum()),
+                {"rebalanced_out": len(rejects)} if rejects else {},
+                **report,
+            ),
+        )
+
+    def clusters(self, clips: Candidates, ds) -> np.ndarray:
+        """K-means concept cluster of every analysis row, survivors or not; centroids are
+        fitted on a sample of the clips still alive."""
+        n, alive = clips.index.num_rows, clips.alive
+        before = int(alive.sum())
+        # Sample every clip by id hash, then keep the survivors' part of the sample: cheaper
+        # than shipping the survivor ids to every task. The fraction is raised to make up.
+        kmeans = self.cfg.kmeans
+        oversample = kmeans.model_copy(
+            update={"sample_size": min(4, n // before + 1) * kmeans.sample_size}
+        )
+        sample = sample_embeddings(ds, n, oversample, self.cfg.seed)
+        chosen = [alive[clips.row_of[c]] for c in sample["clip_id"].to_pylist()]
+        sample = embeddings_of(sample.filter(pa.array(chosen, pa.bool_())))[: kmeans.sample_size]
+        centroids = fit_centroids(sample, before, kmeans, self.cfg.seed)
+        cluster_id = np.full(n, -1, np.int32)
+        labelled = assign(ds, centroids, "cluster_id", self.resources)
+        for batch in labelled.select_columns(["clip_id", "cluster_id"]).iter_batches(
+            batch_size=None, batch_format="pyarrow"
+        ):
+            labels = batch["cluster_id"].to_numpy()
+            cluster_id[[clips.row_of[c] for c in batch["clip_id"].to_pylist()]] = labels
+        return cluster_id

@@ -6,92 +6,18 @@ every looser one, so each ``tiers/<name>/`` folder is a complete dataset of its 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from curate.config import Gates, TierConfig
-
-
-@dataclass(frozen=True)
-class Gate:
-    key: str
-    """Name of the threshold in a tier's ``gates``."""
-    label: str
-    """What the threshold applies to, as shown in a reject's detail."""
-    reason: str
-    """Rejects reason when a clip fails this gate."""
-    column: Callable[[pa.Table], np.ndarray]
-    """The clip value the threshold applies to."""
-    passes: Callable[[np.ndarray, float], np.ndarray]
-    flag: bool = False
-    """An on/off gate (``reject_…: true``) rather than a threshold."""
-
-
-def _col(name: str) -> Callable[[pa.Table], np.ndarray]:
-    return lambda t: t.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-
-
-def _short_side(t: pa.Table) -> np.ndarray:
-    return np.minimum(_col("width")(t), _col("height")(t))
-
-
-def _largest_border(t: pa.Table) -> np.ndarray:
-    sides = [_col(f"border_{side}")(t) for side in ("top", "bottom", "left", "right")]
-    return np.nan_to_num(np.max(sides, axis=0), nan=0.0) if t.num_rows else np.zeros(0)
-
-
-def _pattern_is(pattern: str) -> Callable[[pa.Table], np.ndarray]:
-    return lambda t: np.asarray(
-        [p == pattern for p in t.column("motion_pattern").to_pylist()], np.float64
-    )
-
-
-def _not_flagged(v: np.ndarray, flag: float) -> np.ndarray:
-    return v < 0.5
-
-
-def _at_least(v: np.ndarray, threshold: float) -> np.ndarray:
-    # A missing score (NaN) never passes a gate.
-    return v >= threshold
-
-
-def _at_most(v: np.ndarray, threshold: float) -> np.ndarray:
-    return v <= threshold
-
-
-GATES: tuple[Gate, ...] = (
-    Gate("min_short_side", "short side", "low_resolution", _short_side, _at_least),
-    Gate("min_duration_s", "duration_s", "too_short", _col("duration_s"), _at_least),
-    Gate("max_duration_s", "duration_s", "too_long", _col("duration_s"), _at_most),
-    Gate("min_sharpness", "sharpness", "blurry", _col("sharpness"), _at_least),
-    Gate("min_motion", "motion_score", "static", _col("motion_score"), _at_least),
-    Gate("max_motion", "motion_score", "excessive_motion", _col("motion_score"), _at_most),
-    Gate(
-        "reject_slideshow",
-        "motion pattern",
-        "slideshow",
-        _pattern_is("slideshow"),
-        _not_flagged,
-        flag=True,
-    ),
-    Gate(
-        "reject_chaotic",
-        "motion pattern",
-        "chaotic_motion",
-        _pattern_is("chaotic"),
-        _not_flagged,
-        flag=True,
-    ),
-    Gate("min_aesthetic", "aesthetic", "low_aesthetic", _col("aesthetic"), _at_least),
-    Gate("max_text", "text_ratio", "text_heavy", _col("text_ratio"), _at_most),
-    Gate("max_border", "largest border", "border", _largest_border, _at_most),
-)
-"""Every gate, in the order they are checked (the first failure names the reject reason)."""
-
-assert {g.key for g in GATES} == set(Gates.model_fields), "every configurable gate has a Gate"
+from curate.config import CurateConfig, TierConfig
+from curate.funnel import funnel_entry
+from curate.gates import all_gates
+from curate.phase2 import Candidates, Phase2Step, StepResult
+from curate.schema import reject_row
 
 
 @dataclass
@@ -114,7 +40,7 @@ def resolve_gates(analysis: pa.Table, tiers: list[TierConfig]) -> list[dict[str,
     resolved = []
     for tier in tiers:
         gates = {}
-        for gate in GATES:
+        for gate in all_gates():
             threshold = getattr(tier.gates, gate.key)
             if isinstance(threshold, str):
                 values = gate.column(analysis)
@@ -133,12 +59,13 @@ def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
     passed = np.zeros((len(tiers), n), dtype=bool)
     first_fail: list[tuple[str, str] | None] = [None] * n
     failures: dict[str, dict[str, int]] = {}
-    values = {g.key: g.column(analysis) for g in GATES}
+    gates = all_gates()
+    values = {g.key: g.column(analysis) for g in gates}
     previous = np.ones(n, dtype=bool)
     for k, tier in enumerate(tiers):
         ok = previous.copy()
         failures[tier.name] = {}
-        for gate in GATES:
+        for gate in gates:
             threshold = resolved[k].get(gate.key)
             if threshold is None:
                 continue
@@ -170,15 +97,14 @@ def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
     starts = analysis.column("start_s").to_pylist()
     ends = analysis.column("end_s").to_pylist()
     rejects = [
-        {
-            "source": sources[i],
-            "clip_id": ids[i],
-            "stage": "tiers",
-            "reason": first_fail[i][0],
-            "detail": first_fail[i][1],
-            "start_s": starts[i],
-            "end_s": ends[i],
-        }
+        reject_row(
+            sources[i],
+            "tiers",
+            *first_fail[i],
+            clip_id=ids[i],
+            start_s=starts[i],
+            end_s=ends[i],
+        )
         for i in np.flatnonzero(~passed[0])
     ]
     return TierResult(passed, strictest, rejects, failures, resolved)
@@ -186,3 +112,40 @@ def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
 
 def _shown_threshold(configured: float | str, value: float) -> str:
     return f"{configured} ({value:.4g})" if isinstance(configured, str) else f"{value:g}"
+
+
+@dataclass
+class TierStepResult(StepResult):
+    passed: np.ndarray | None = None
+    """``[num_tiers, num_clips]``: the nested tier membership (see :class:`TierResult`)."""
+
+
+class TierStep(Phase2Step):
+    """The quality gates of every tier; sets ``tier`` (the strictest tier passed)."""
+
+    name = "tiers"
+
+    def __init__(self, tiers: list[TierConfig]) -> None:
+        self.tiers = tiers
+
+    @classmethod
+    def inputs(cls, config: CurateConfig) -> dict[str, Any]:
+        return {"tiers": config.tiers}
+
+    def run(self, clips: Candidates) -> TierStepResult:
+        result = assign_tiers(clips.index, self.tiers)
+        passed = result.passed[0]
+        return TierStepResult(
+            kept=clips.alive & passed,
+            columns={"tier": pa.array(result.strictest, pa.string())},
+            rejects=result.rejects,
+            funnel=funnel_entry(
+                clips.index.num_rows,
+                int(passed.sum()),
+                Counter(r["reason"] for r in result.rejects),
+                tiers={t.name: int(p.sum()) for t, p in zip(self.tiers, result.passed)},
+                thresholds={t.name: g for t, g in zip(self.tiers, result.thresholds)},
+                gate_failures=result.gate_failures,
+            ),
+            passed=result.passed,
+        )

@@ -332,12 +332,13 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
     of the tier rows have a caption. It keeps the accounting invariant, so corrupting it is
     the only way to make ``curate validate`` fail. Returns the folder.
     """
-    import json
-
     import pyarrow as pa
 
     from curate import schema
     from curate.io import ShardWriter
+    from curate.manifest import FunnelStage, Inputs, Manifest, TierSize
+    from curate.signals import signal_fields
+    from curate.storage import Store
 
     rng = np.random.default_rng(seed)
     n = clips
@@ -458,41 +459,43 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
         }
     reasons = {"blurry": int((strictest == None).sum()), "duplicate": len(dups), "unreadable": 2}  # noqa: E711
     inputs = len(np.unique(sources)) + len(broken)
-    manifest = {
-        "inputs": {"given": ["/data/videos"], "discovered": inputs},
-        "embedding_model": "synthetic",
-        "funnel": {
-            "discover": {"in": inputs, "out": inputs, "rejected": {}},
-            "probe": {"in": inputs, "out": inputs - 2, "rejected": {"unreadable": 2}},
-            "analyze": {"in": inputs - 2, "out": n, "rejected": {}, "shots": inputs - 2},
-            "tiers": {
-                "in": n,
-                "out": len(passed),
-                "rejected": {"blurry": reasons["blurry"]},
-                "thresholds": {name: {"min_sharpness": t} for name, t in SYNTH_TIERS.items()},
-            },
-            "dedup": {
-                "in": len(passed),
-                "out": int(kept.sum()),
-                "rejected": {"duplicate": len(dups)},
-            },
-            "rebalance": {
-                "in": int(kept.sum()),
-                "out": int(kept.sum()),
-                "rejected": {},
-                "mode": "weight",
-                "clusters_before": {str(c): int((cluster[kept] == c).sum()) for c in range(8)},
-                "clusters_after": {str(c): int((cluster[kept] == c).sum()) for c in range(8)},
-            },
-            "export": {"in": int(kept.sum()), "out": int(kept.sum()), "rejected": {}},
+    manifest = Manifest(
+        inputs=Inputs(given=["/data/videos"], discovered=inputs),
+        embedding_model="synthetic",
+        funnel={
+            "discover": FunnelStage(in_=inputs, out=inputs),
+            "probe": FunnelStage(in_=inputs, out=inputs - 2, rejected={"unreadable": 2}),
+            "analyze": FunnelStage(in_=inputs - 2, out=n, extra={"shots": inputs - 2}),
+            "tiers": FunnelStage(
+                in_=n,
+                out=len(passed),
+                rejected={"blurry": reasons["blurry"]},
+                extra={
+                    "thresholds": {name: {"min_sharpness": t} for name, t in SYNTH_TIERS.items()}
+                },
+            ),
+            "dedup": FunnelStage(
+                in_=len(passed), out=int(kept.sum()), rejected={"duplicate": len(dups)}
+            ),
+            "rebalance": FunnelStage(
+                in_=int(kept.sum()),
+                out=int(kept.sum()),
+                extra={
+                    "mode": "weight",
+                    "clusters_before": {str(c): int((cluster[kept] == c).sum()) for c in range(8)},
+                    "clusters_after": {str(c): int((cluster[kept] == c).sum()) for c in range(8)},
+                },
+            ),
+            "export": FunnelStage(in_=int(kept.sum()), out=int(kept.sum())),
         },
-        "tiers": sizes_of,
-        "rejects": dict(sorted(reasons.items())),
-        "config": {
+        tiers={name: TierSize(**size) for name, size in sizes_of.items()},
+        rejects=dict(sorted(reasons.items())),
+        config={
             "tiers": [
                 {"name": name, "gates": {"min_sharpness": t}} for name, t in SYNTH_TIERS.items()
             ]
         },
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        signal_columns=schema.fields_to_json(signal_fields()),
+    )
+    manifest.write(Store(folder))
     return folder

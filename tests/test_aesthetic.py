@@ -20,8 +20,8 @@ from curate import schema
 from curate.aesthetic_head import AestheticHead
 from curate.clustering import embeddings_of
 from curate.config import AestheticHeadConfig, ConfigError, CurateConfig
-from curate.signals import TECHNICAL, technical_quality
-from stages.embed import EmbedStage, check_embedder
+from curate.signals.keyframes import TECHNICAL, technical_quality
+from stages.embed import EmbedStage
 
 
 @needs_shared
@@ -147,8 +147,8 @@ def test_head_scores_each_clip_from_its_keyframe_embeddings(tmp_path, dim, make,
     state = make(dim)
     head = save_head(state, tmp_path / filename)
     config = open_clip_config(tmp_path, dim, head)
-    assert check_embedder(config).startswith("open_clip:tiny-aesthetic-clip")
-    stage = EmbedStage(config)
+    assert EmbedStage.check(config)["embedding_model"].startswith("open_clip:tiny-aesthetic-clip")
+    stage = EmbedStage.from_config(config)
     assert stage.head.kind == ("linear" if make is linear_head else "mlp")
     images = [smooth_images(n, seed=n) for n in (1, 3, 2)]
     table = stage(analysed_source(images, dim))
@@ -167,7 +167,8 @@ def test_head_scores_each_clip_from_its_keyframe_embeddings(tmp_path, dim, make,
 
 def test_without_head_the_technical_score_stays(tmp_path):
     config = open_clip_config(tmp_path)
-    out = EmbedStage(config)(analysed_source([smooth_images(2, 0)])).to_pylist()[0]["clips"]
+    stage = EmbedStage.from_config(config)
+    out = stage(analysed_source([smooth_images(2, 0)])).to_pylist()[0]["clips"]
     assert out[0]["aesthetic"] == 5.0 and out[0]["aesthetic_model"] == TECHNICAL
 
 
@@ -191,25 +192,25 @@ def test_head_loader_refuses_foreign_and_mismatched_files(tmp_path):
 
 def test_bad_head_configs_fail_at_start_up(tmp_path):
     with pytest.raises(ConfigError, match=r"embed\.aesthetic_head\.path: no such file"):
-        check_embedder(open_clip_config(tmp_path, head=tmp_path / "missing.pth"))
+        EmbedStage.check(open_clip_config(tmp_path, head=tmp_path / "missing.pth"))
     wide = save_head(linear_head(768), tmp_path / "sa_0_4_vit_l_14_linear.pth")
     with pytest.raises(ConfigError) as err:
-        check_embedder(open_clip_config(tmp_path, 512, wide))
+        EmbedStage.check(open_clip_config(tmp_path, 512, wide))
     assert "embed.aesthetic_head.path" in str(err.value)
     assert "embed.open_clip.model" in str(err.value) and "768" in str(err.value)
     narrow = save_head(mlp_head(512), tmp_path / "mlp-512.pth")
     with pytest.raises(ConfigError, match=r"embed\.aesthetic_head\.path.*512-d mlp.*768-d"):
-        check_embedder(open_clip_config(tmp_path, 768, narrow))
+        EmbedStage.check(open_clip_config(tmp_path, 768, narrow))
     signature = CurateConfig.model_validate({"embed": {"aesthetic_head": {"path": str(narrow)}}})
     with pytest.raises(ConfigError, match=r"embed\.aesthetic_head\.path.*embed\.backend"):
-        check_embedder(signature)
+        EmbedStage.check(signature)
 
 
 def test_embedding_width_must_match_the_model(tmp_path):
     with pytest.raises(ConfigError, match=r"embed\.open_clip\.model.*768-d.*embed\.dim=768"):
-        check_embedder(_wide(tmp_path))
+        EmbedStage.check(_wide(tmp_path))
     with pytest.raises(ConfigError, match=r"embed\.dim.*signature"):
-        check_embedder(CurateConfig.model_validate({"embed": {"dim": 768}}))
+        EmbedStage.check(CurateConfig.model_validate({"embed": {"dim": 768}}))
 
 
 def _wide(tmp_path):

@@ -9,7 +9,7 @@ from conftest import VIDEOS, needs_shared
 from synth import camera_motion_frames, real_frames, write_video
 
 from curate.config import CurateConfig
-from curate.signals import bar_size
+from curate.signals.borders import bar_size
 from stages.analyze import AnalyzeStage
 from stages.export import ExportStage
 from stages.probe import ProbeStage
@@ -18,9 +18,9 @@ from stages.tiers import assign_tiers
 
 def analyse(path, config=None):
     config = config or CurateConfig()
-    probed = ProbeStage(config).probe_one(str(path), 0)
+    probed = ProbeStage.from_config(config).probe_one(str(path), 0)
     assert probed["ok"], probed
-    return AnalyzeStage(config).analyze_one(probed)
+    return AnalyzeStage.from_config(config).analyze_one(probed)
 
 
 def with_bars(frames, top=0.0, bottom=0.0, left=0.0, right=0.0, level=0):
@@ -113,7 +113,9 @@ def test_border_gate_and_crop_on_export(tmp_path):
         "fps": None,
         "crop": [clip["border_top"], clip["border_bottom"], 0.0, 0.0],
     }
-    (row,) = ExportStage(config, str(tmp_path)).export_source({"source": str(path), "jobs": [job]})
+    (row,) = ExportStage.from_config(config, output=str(tmp_path)).export_source(
+        {"source": str(path), "jobs": [job]}
+    )
     with av.open(str(tmp_path / row["clip_path"])) as c:
         frame = next(c.decode(video=0)).to_ndarray(format="gray")
     assert frame.shape[0] == pytest.approx(360 * 0.75, abs=4)

@@ -8,9 +8,9 @@ import numpy as np
 from conftest import VIDEOS, needs_shared
 from synth import CAMERA_CLASSES, camera_motion_frames, real_frames, write_video
 
-from curate import camera_motion
 from curate.config import CurateConfig
-from curate.signals import fit_global_motion
+from curate.signals import camera_motion
+from curate.signals.flow import fit_global_motion
 from curate.video import probe
 from stages.analyze import decode_series
 
@@ -47,7 +47,7 @@ def test_classifier_on_synthetic_camera_moves(tmp_path, capsys):
                 camera_motion_frames(images[k % len(images)], kind, speed, seed=k),
             )
             series = decode_series(str(path), probe(str(path), max_pixels=1 << 40), config.analyze)
-            label, confidence = camera_motion.classify(series.flow_motion)
+            label, confidence = camera_motion.classify(series["flow"].motion)
             assert 0 <= confidence <= 1
             results.append((kind, label))
     accuracy = sum(t == p for t, p in results) / len(results)

@@ -17,12 +17,12 @@ from conftest import ROOT
 from synth import pan_frames, shots_video, still_frames, textured_image, write_video
 
 from curate import schema
-from curate.captions import TEXT_FIELDS, ClipInfo, StructuredCaption
+from curate.captions import FALLBACK_CAPTIONER, TEXT_FIELDS, ClipInfo, StructuredCaption
 from curate.cli import EXIT_USAGE, main
 from curate.config import ConfigError, CurateConfig, OpenAICaptionerConfig
 from curate.summary import accounting_problems
-from stages.caption import FALLBACK_CAPTIONER, CaptionStage
-from stages.captioners import Secret, check_captioners
+from stages.caption import CaptionStage
+from stages.captioners import Secret
 from stages.captioners.openai_chat import OpenAICaptioner
 from stages.captioners.template import NOTE, TemplateCaptioner
 
@@ -226,7 +226,7 @@ def config_with(captioners, **caption) -> CurateConfig:
 
 
 def test_stage_template_fills_caption_prompt_prompts():
-    out = CaptionStage(CurateConfig())(analysis_rows()).to_pylist()
+    out = CaptionStage.from_config(CurateConfig())(analysis_rows()).to_pylist()
     assert [r["clip_id"] for r in out] == ["c0", "c1", "c2"]
     for row in out:
         assert row["error"] is None and row["captioner"] == "template"
@@ -238,7 +238,7 @@ def test_stage_template_fills_caption_prompt_prompts():
 
 
 def test_stage_drops_unconfident_camera_motion():
-    out = CaptionStage(CurateConfig())(analysis_rows(1, confidence=0.3)).to_pylist()[0]
+    out = CaptionStage.from_config(CurateConfig())(analysis_rows(1, confidence=0.3)).to_pylist()[0]
     assert json.loads(out["caption"])["camera_motion"] is None
     assert "camera" not in out["prompt"]
 
@@ -247,8 +247,9 @@ def test_stage_sends_the_configured_number_of_keyframes(monkeypatch):
     monkeypatch.setenv("CURATE_TEST_KEY", KEY)
     with ChatServer(lambda n, r: (200, chat_reply(json.dumps(GOOD)))) as server:
         config = config_with([openai_cfg(server, images=2).model_dump()])
-        keys = check_captioners(config)
-        out = CaptionStage(config, 0, keys["vlm"])(analysis_rows(1)).to_pylist()[0]
+        keys = CaptionStage.check(config)["api_keys"]
+        stage = CaptionStage.from_config(config, captioner=0, api_key=keys["vlm"])
+        out = stage(analysis_rows(1)).to_pylist()[0]
     keyframes = analysis_rows(1)["keyframes"][0].as_py()
     assert server.requests[0].images == [keyframes[0], keyframes[3]]  # first and last
     assert out["captioner"] == "vlm"
@@ -261,7 +262,8 @@ def test_stage_failure_policy(policy, monkeypatch):
     monkeypatch.setenv("CURATE_TEST_KEY", KEY)
     with ChatServer(lambda n, r: (503, "overloaded")) as server:
         config = config_with([openai_cfg(server, max_retries=1).model_dump()], on_failure=policy)
-        stage = CaptionStage(config, 0, check_captioners(config)["vlm"])
+        key = CaptionStage.check(config)["api_keys"]["vlm"]
+        stage = CaptionStage.from_config(config, captioner=0, api_key=key)
         out = stage(analysis_rows(2)).to_pylist()
     for row in out:
         if policy == "reject":
@@ -275,7 +277,7 @@ def test_stage_failure_policy(policy, monkeypatch):
 
 
 def test_stage_survives_a_captioner_that_raises(monkeypatch):
-    stage = CaptionStage(CurateConfig())
+    stage = CaptionStage.from_config(CurateConfig())
 
     def explode(clips):
         raise RuntimeError("driver crashed")
@@ -299,7 +301,7 @@ def test_missing_api_key_variable_is_a_config_error(monkeypatch, tmp_path, capsy
     with pytest.raises(ConfigError, match=r"caption\.captioners\.0\.api_key_env.*CURATE_TEST_KEY"):
         from curate.config import load_config
 
-        check_captioners(load_config(config_path))
+        CaptionStage.check(load_config(config_path))
     videos = tmp_path / "in"
     videos.mkdir()
     write_video(videos / "a.mp4", still_frames(textured_image(1), 10))

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from curate import schema
+from curate.captions import FALLBACK_CAPTIONER
 from curate.config import ConfigError, CurateConfig, TransformersCaptionerConfig
-from stages.caption import FALLBACK_CAPTIONER, CaptionStage
-from stages.captioners import check_captioners
+from stages.caption import CaptionStage
 from stages.captioners.hf_transformers import TransformersCaptioner
 
 pytest.importorskip("transformers")
@@ -150,17 +150,17 @@ class CountingGenerate:
 
 
 def test_start_up_check_accepts_the_model_and_names_the_key_otherwise(tiny_model, tmp_path):
-    assert check_captioners(config_for(tiny_model)) == {}
+    assert CaptionStage.check(config_for(tiny_model)) == {"api_keys": {}}
     with pytest.raises(ConfigError, match=r"caption\.captioners\.0\.model.*no config\.json"):
-        check_captioners(config_for(str(tmp_path / "nowhere")))
+        CaptionStage.check(config_for(str(tmp_path / "nowhere")))
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match=r"caption\.captioners\.0\.model.*no weights"):
-        check_captioners(config_for(str(tmp_path / "empty")))
+        CaptionStage.check(config_for(str(tmp_path / "empty")))
 
 
 def test_random_model_generates_in_batches_and_fails_cleanly(tiny_model):
-    stage = CaptionStage(config_for(tiny_model, max_retries=1))
+    stage = CaptionStage.from_config(config_for(tiny_model, max_retries=1))
     counter = CountingGenerate(stage.captioner)
     stage.captioner.model.generate = counter
     out = stage(rows(3)).to_pylist()
@@ -172,7 +172,9 @@ def test_random_model_generates_in_batches_and_fails_cleanly(tiny_model):
 
 
 def test_random_model_failure_falls_back_to_template(tiny_model):
-    stage = CaptionStage(config_for(tiny_model, {"on_failure": "template"}, max_retries=0))
+    stage = CaptionStage.from_config(
+        config_for(tiny_model, {"on_failure": "template"}, max_retries=0)
+    )
     out = stage(rows(2)).to_pylist()
     for row in out:
         assert row["error"] is None and row["captioner"] == FALLBACK_CAPTIONER
@@ -182,7 +184,7 @@ def test_random_model_failure_falls_back_to_template(tiny_model):
 
 
 def test_generated_json_flows_into_caption_and_prompts(tiny_model):
-    stage = CaptionStage(config_for(tiny_model, max_retries=0))
+    stage = CaptionStage.from_config(config_for(tiny_model, max_retries=0))
     reply = "Sure:\n```json\n" + json.dumps(GOOD) + "\n```"
     counter = CountingGenerate(stage.captioner, reply)
     stage.captioner.model.generate = counter

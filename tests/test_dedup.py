@@ -112,7 +112,13 @@ def test_distributed_dedup_recovers_planted_duplicates(ray_local, max_cluster_si
             }
         }
     )
-    dups = find_duplicates(ray.data.from_arrow(table), table.num_rows, config)
+    dups = find_duplicates(
+        ray.data.from_arrow(table),
+        table.num_rows,
+        config.dedup,
+        [t.name for t in config.tiers],
+        config.ray.phase2,
+    )
     pairs = found_pairs(dups)
     recall = len(pairs & truth) / 120  # 60 groups x 2 copies each lose one pair to the keeper
     precision = len(pairs & truth) / max(1, len(pairs))

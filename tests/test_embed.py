@@ -15,7 +15,7 @@ from conftest import ROOT, VIDEOS, needs_shared
 from curate import schema
 from curate.cli import main
 from curate.config import ConfigError, CurateConfig, load_config
-from stages.embed import EmbedStage, SignatureEmbedder, check_embedder
+from stages.embed import EmbedStage, SignatureEmbedder
 
 TINY_CLIP = {
     "embed_dim": 512,
@@ -162,12 +162,13 @@ def tiny_clip_config(tmp_path):
 
 
 def test_open_clip_stage_with_random_tiny_model(tiny_clip_config):
-    assert check_embedder(tiny_clip_config) == "open_clip:tiny-test-clip/random-init"
+    model = "open_clip:tiny-test-clip/random-init"
+    assert EmbedStage.check(tiny_clip_config) == {"embedding_model": model}
     rng = np.random.default_rng(1)
     images = [
         [rng.integers(0, 255, (96, 128, 3), dtype=np.uint8) for _ in range(n)] for n in (1, 3)
     ]
-    out = EmbedStage(tiny_clip_config)(_analysed_source(images)).to_pylist()[0]["clips"]
+    out = EmbedStage.from_config(tiny_clip_config)(_analysed_source(images)).to_pylist()[0]["clips"]
     for clip in out:
         v = np.array(clip["embedding"], np.float32)
         assert v.shape == (512,) and np.linalg.norm(v) == pytest.approx(1.0, abs=1e-4)
@@ -181,13 +182,13 @@ def test_explicit_cuda_without_a_gpu_is_an_error(tiny_clip_config):
         update={"embed": tiny_clip_config.embed.model_copy(update={"device": "cuda"})}
     )
     with pytest.raises(RuntimeError, match=r"embed\.device is cuda"):
-        EmbedStage(config)
+        EmbedStage.from_config(config)
 
 
 def test_signature_stage_fills_every_clip():
     rng = np.random.default_rng(2)
     images = [[rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)] for _ in range(3)]
-    table = EmbedStage(CurateConfig())(_analysed_source(images))
+    table = EmbedStage.from_config(CurateConfig())(_analysed_source(images))
     clips = table.to_pylist()[0]["clips"]
     assert all(c["embedding_model"] == "signature-v1" and len(c["embedding"]) == 512 for c in clips)
 
@@ -207,7 +208,7 @@ def test_missing_pretrained_weights_fail_at_start_up(tmp_path, monkeypatch):
         }
     )
     with pytest.raises(ConfigError) as err:
-        check_embedder(config)
+        EmbedStage.check(config)
     message = str(err.value)
     for key in ("embed.open_clip.pretrained", "embed.open_clip.checkpoint", "embed.backend"):
         assert key in message
@@ -219,7 +220,7 @@ def test_unknown_tag_and_missing_checkpoint(tmp_path):
         {"embed": {**base, "open_clip": {"model": "ViT-B-32", "pretrained": "no-such-tag"}}}
     )
     with pytest.raises(ConfigError, match=r"embed\.open_clip\.pretrained.*known"):
-        check_embedder(bad_tag)
+        EmbedStage.check(bad_tag)
     missing = CurateConfig.model_validate(
         {
             "embed": {
@@ -229,12 +230,12 @@ def test_unknown_tag_and_missing_checkpoint(tmp_path):
         }
     )
     with pytest.raises(ConfigError, match=r"embed\.open_clip\.checkpoint"):
-        check_embedder(missing)
+        EmbedStage.check(missing)
     wide = CurateConfig.model_validate(
         {"embed": {**base, "open_clip": {"model": "ViT-L-14", "random_init": True}}}
     )
     with pytest.raises(ConfigError, match="768"):
-        check_embedder(wide)
+        EmbedStage.check(wide)
 
 
 def test_cli_exits_2_on_missing_weights_before_any_work(tmp_path, monkeypatch, capsys):

@@ -7,7 +7,8 @@ from conftest import VIDEOS, needs_shared
 from synth import pan_frames, textured_image, write_video
 
 from curate.config import CurateConfig
-from stages.export import ExportStage, clip_relpath
+from curate.exporting import clip_relpath
+from stages.export import ExportStage
 
 
 def decode_all(path):
@@ -37,7 +38,7 @@ def counting_video(tmp_path_factory):
 
 
 def test_exact_frame_boundaries_and_duration(tmp_path, counting_video):
-    stage = ExportStage(CurateConfig(), str(tmp_path))
+    stage = ExportStage.from_config(CurateConfig(), output=str(tmp_path))
     rows = stage.export_source({"source": str(counting_video), "jobs": [job("ab12", 1.0, 3.0)]})
     assert rows[0].get("error") is None, rows
     frames, fps, _ = decode_all(tmp_path / rows[0]["clip_path"])
@@ -48,7 +49,7 @@ def test_exact_frame_boundaries_and_duration(tmp_path, counting_video):
 
 
 def test_target_fps_and_size(tmp_path, counting_video):
-    stage = ExportStage(CurateConfig(), str(tmp_path))
+    stage = ExportStage.from_config(CurateConfig(), output=str(tmp_path))
     rows = stage.export_source(
         {"source": str(counting_video), "jobs": [job("cd34", 0.4, 4.4, short_side=120, fps=10)]}
     )
@@ -59,7 +60,7 @@ def test_target_fps_and_size(tmp_path, counting_video):
 
 def test_inline_mode_returns_bytes(tmp_path, counting_video):
     config = CurateConfig.model_validate({"export": {"mode": "inline"}})
-    rows = ExportStage(config, str(tmp_path)).export_source(
+    rows = ExportStage.from_config(config, output=str(tmp_path)).export_source(
         {"source": str(counting_video), "jobs": [job("ef56", 0.0, 1.0)]}
     )
     data = rows[0]["video"]
@@ -70,7 +71,7 @@ def test_inline_mode_returns_bytes(tmp_path, counting_video):
 def test_unreadable_source_fails_every_job(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"nope")
-    rows = ExportStage(CurateConfig(), str(tmp_path)).export_source(
+    rows = ExportStage.from_config(CurateConfig(), output=str(tmp_path)).export_source(
         {"source": str(bad), "jobs": [job("a", 0, 1), job("b", 1, 2)]}
     )
     assert [r["error"] is not None for r in rows] == [True, True]
@@ -78,7 +79,7 @@ def test_unreadable_source_fails_every_job(tmp_path):
 
 @needs_shared
 def test_rotated_source_exports_upright(tmp_path):
-    rows = ExportStage(CurateConfig(), str(tmp_path)).export_source(
+    rows = ExportStage.from_config(CurateConfig(), output=str(tmp_path)).export_source(
         {
             "source": str(VIDEOS / "PySceneDetect/issue-134-rotate.mp4"),
             "jobs": [job("r1", 4.0, 6.0, short_side=272)],
@@ -90,7 +91,7 @@ def test_rotated_source_exports_upright(tmp_path):
 
 def test_pan_video_roundtrip(tmp_path):
     src = write_video(tmp_path / "pan.mp4", pan_frames(textured_image(9), 100, 2.0), fps=25)
-    rows = ExportStage(CurateConfig(), str(tmp_path)).export_source(
+    rows = ExportStage.from_config(CurateConfig(), output=str(tmp_path)).export_source(
         {"source": str(src), "jobs": [job("p1", 0.0, 4.0)]}
     )
     frames, _fps, size = decode_all(tmp_path / rows[0]["clip_path"])

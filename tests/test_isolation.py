@@ -120,7 +120,7 @@ def test_decompression_bomb_is_stopped_by_the_memory_limit(tmp_path):
     bomb = tmp_path / "bomb.mp4"
     bomb.write_bytes(png_image(8000, 8000))
     config = CurateConfig(isolation={"memory_mb": 160})
-    row = ProbeStage(config).probe_one(str(bomb), 0)
+    row = ProbeStage.from_config(config).probe_one(str(bomb), 0)
     assert row["reason"] == "decode_error" and "memory limit exceeded" in row["detail"], row
 
 

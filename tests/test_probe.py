@@ -9,7 +9,7 @@ from stages.probe import ProbeStage
 
 def probe(path, **overrides):
     config = CurateConfig.model_validate({"probe": overrides}) if overrides else CurateConfig()
-    return ProbeStage(config).probe_one(str(path), 0)
+    return ProbeStage.from_config(config).probe_one(str(path), 0)
 
 
 @needs_shared

@@ -12,6 +12,7 @@ from curate.captions import (
     ClipInfo,
     MalformedReply,
     StructuredCaption,
+    assign_captioners,
     build_caption,
     parse_reply,
     with_tier,
@@ -19,7 +20,6 @@ from curate.captions import (
 from curate.config import CaptionConfig, PromptConfig, load_config
 from curate.prompts import CAMERA_PHRASES, FALLBACK, synthesize
 from curate.schema import CAMERA_MOTIONS
-from stages.captioners import assign_captioners
 
 FIELDS = {
     "short_description": "A red fox trots across a snowy field.",

@@ -32,8 +32,8 @@ DEFAULT_GATES = {
 
 def clips_of(path, min_duration=4.0):
     config = CurateConfig.model_validate({"analyze": {"clips": {"min_duration_s": min_duration}}})
-    probed = ProbeStage(config).probe_one(str(path), 0)
-    return AnalyzeStage(config).analyze_one(probed)["clips"]
+    probed = ProbeStage.from_config(config).probe_one(str(path), 0)
+    return AnalyzeStage.from_config(config).analyze_one(probed)["clips"]
 
 
 def reasons(clips):

@@ -11,7 +11,7 @@ from synth import TEXT_KINDS, camera_motion_frames, draw_text, real_frames, writ
 
 from curate import schema
 from curate.config import CurateConfig, load_config
-from curate.text import MorphologyTextDetector, coverage
+from curate.signals.text import MorphologyTextDetector, coverage
 from stages.analyze import AnalyzeStage
 from stages.probe import ProbeStage
 from stages.tiers import assign_tiers
@@ -19,8 +19,8 @@ from stages.tiers import assign_tiers
 
 def analyse(path, config=None):
     config = config or CurateConfig()
-    probed = ProbeStage(config).probe_one(str(path), 0)
-    return AnalyzeStage(config).analyze_one(probed)["clips"]
+    probed = ProbeStage.from_config(config).probe_one(str(path), 0)
+    return AnalyzeStage.from_config(config).analyze_one(probed)["clips"]
 
 
 def clip_frames(image, kind: str | None, seed: int):

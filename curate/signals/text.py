@@ -1,19 +1,26 @@
-"""On-screen text detection: captions, subtitles, titles and watermarks.
+"""On-screen text: captions, subtitles, titles and watermarks.
 
 A detector maps a gray analysis frame to text-line boxes; ``text_ratio`` is the share of the
-frame those boxes cover. The default detector needs no model: it finds character-like
-connected components and keeps only those that line up as text lines. A learned detector
-(an OCR model's detection head) plugs in by implementing :class:`TextDetector` and adding
-itself to :data:`TEXT_DETECTORS`.
+frame those boxes cover, counting only lines that hold still on screen. Tier gate ``max_text``
+(``text_heavy``) applies to a clip's mean.
+
+The default detector needs no model: it finds character-like connected components and keeps
+only those that line up as text lines. A learned detector (an OCR model's detection head)
+plugs in by implementing :class:`TextDetector` and adding itself to :data:`TEXT_DETECTORS`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import cv2
 import numpy as np
+import pyarrow as pa
+
+from curate.config import TextConfig
+from curate.gates import Gate, at_most, column
+from curate.signals.base import ClipWindow, FrameSignal, samples_in
+from curate.video import DecodedFrame
 
 
 class TextDetector(Protocol):
@@ -198,25 +205,31 @@ def stability(before: np.ndarray, after: np.ndarray) -> float:
     return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-6))
 
 
-@dataclass
-class TextSignal:
+class TextSignal(FrameSignal):
     """Text coverage of frames sampled at ``fps``, counting only lines that stay put on
     screen for :data:`STABLE_AFTER_S` (the temporal filter against texture)."""
 
-    detector: TextDetector
-    fps: float
-    times: list[float] = field(default_factory=list)
-    ratios: list[float] = field(default_factory=list)
-    _next_t: float = 0.0
-    _pending: tuple[float, np.ndarray, list[np.ndarray]] | None = None
-    """Sample time, line boxes and their patches, waiting for the frame that confirms them."""
+    name = "text"
+    fields = (pa.field("text_ratio", pa.float32()), pa.field("text_ratio_max", pa.float32()))
+    gates = (Gate("max_text", "text_ratio", "text_heavy", column("text_ratio"), at_most),)
 
-    def wants(self, t: float) -> bool:
-        return t >= self._next_t or (
-            self._pending is not None and t >= self._pending[0] + STABLE_AFTER_S
+    def __init__(self, cfg: TextConfig) -> None:
+        self.detector: TextDetector = TEXT_DETECTORS[cfg.detector]()
+        self.fps = cfg.fps
+        self.times: list[float] = []
+        self.ratios: list[float] = []
+        self._next_t = 0.0
+        self._pending: tuple[float, np.ndarray, list[np.ndarray]] | None = None
+        """Sample time, line boxes and their patches, waiting for the frame that confirms
+        them."""
+
+    def wants(self, frame: DecodedFrame) -> bool:
+        return frame.time >= self._next_t or (
+            self._pending is not None and frame.time >= self._pending[0] + STABLE_AFTER_S
         )
 
-    def update(self, t: float, gray: np.ndarray) -> None:
+    def update(self, frame: DecodedFrame) -> None:
+        t, gray = frame.time, frame.gray
         if self._pending is not None and t >= self._pending[0] + STABLE_AFTER_S:
             sampled, boxes, patches = self._pending
             stable = [
@@ -236,3 +249,14 @@ class TextSignal:
                 self.times.append(t)
                 self.ratios.append(0.0)
             self._next_t = t + 1.0 / self.fps
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.times), np.asarray(self.ratios, np.float32)
+
+    def clip_values(self, series: tuple[np.ndarray, np.ndarray], clip: ClipWindow) -> dict:
+        times, ratios = series
+        text = ratios[samples_in(times, clip.start_s, clip.end_s)]
+        return {
+            "text_ratio": float(text.mean()) if text.size else None,
+            "text_ratio_max": float(text.max()) if text.size else None,
+        }

@@ -1,0 +1,101 @@
+"""Export planning (phase 3): which clip files each tier needs, where they go, which an
+earlier run already wrote, and the export stage run over the rest (one item per source, so
+each source is opened once)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+import ray.data
+
+from curate.config import CurateConfig, TierExport
+from curate.runner import map_stage
+from curate.schema import reject_row
+from curate.stage import Stage
+from curate.storage import Store
+
+log = logging.getLogger(__name__)
+
+BORDER_SIDES = ("top", "bottom", "left", "right")
+
+
+def export_key(spec: TierExport) -> str:
+    """Folder name of one export spec, e.g. ``720p_24fps`` or ``fullres``."""
+    size = f"{spec.short_side}p" if spec.short_side else "fullres"
+    return size + (f"_{spec.fps:g}fps" if spec.fps else "") + ("_crop" if spec.crop_borders else "")
+
+
+def clip_relpath(key: str, clip_id: str) -> str:
+    """Output path of an exported clip, derived from ids only (never from input names)."""
+    return f"clips/{key}/{clip_id[:2]}/{clip_id}.mp4"
+
+
+def plan_exports(
+    config: CurateConfig, store: Store, clips: list[dict], passed: np.ndarray
+) -> tuple[dict, list[dict]]:
+    """Every accepted clip once per distinct export spec among its tiers (``passed[k]``: the
+    clips tier k keeps). Returns the files an earlier run already wrote (same id, same spec:
+    ``{(clip_id, key): (clip_path, None)}``) and the export stage's items for the rest."""
+    exported: dict = {}
+    jobs: dict[str, dict[tuple[str, str], dict]] = {}
+    for tier, tier_passed in zip(config.tiers, passed):
+        key = export_key(tier.export)
+        for i in np.flatnonzero(tier_passed):
+            c = clips[i]
+            rel = clip_relpath(key, c["clip_id"])
+            if config.export.mode == "files" and store.is_file(rel):
+                exported[(c["clip_id"], key)] = (rel, None)
+                continue
+            jobs.setdefault(c["source"], {})[(c["clip_id"], key)] = {
+                "clip_id": c["clip_id"],
+                "export_key": key,
+                "start_s": c["start_s"],
+                "end_s": c["end_s"],
+                "short_side": tier.export.short_side,
+                "fps": tier.export.fps,
+                # Bars come off as (top, bottom, left, right) fractions.
+                "crop": [c[f"border_{side}"] or 0.0 for side in BORDER_SIDES]
+                if tier.export.crop_borders
+                else None,
+            }
+    return exported, [{"source": s, "jobs": list(j.values())} for s, j in jobs.items()]
+
+
+def export_clips(
+    stage: type[Stage], config: CurateConfig, store: Store, index: pa.Table, passed: np.ndarray
+) -> tuple[dict, list[dict]]:
+    """Export every accepted clip (see :func:`plan_exports`) with ``stage``.
+
+    Returns ``{(clip_id, export_key): (clip_path, video)}`` and export reject rows."""
+    if config.export.mode == "reference":
+        return {}, []
+    border_columns = [f"border_{side}" for side in BORDER_SIDES]
+    clips = index.select(["clip_id", "source", "start_s", "end_s", *border_columns]).to_pylist()
+    exported, items = plan_exports(config, store, clips, passed)
+    if not items:
+        return exported, []
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = map_stage(ds, stage, config, output=store.uri())
+    by_id = {c["clip_id"]: c for c in clips}
+    failed: dict[str, dict] = {}
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for row in batch.to_pylist():
+            if row["error"]:
+                c = by_id[row["clip_id"]]
+                failed[row["clip_id"]] = reject_row(
+                    c["source"],
+                    "export",
+                    "export_failed",
+                    row["error"],
+                    clip_id=c["clip_id"],
+                    start_s=c["start_s"],
+                    end_s=c["end_s"],
+                )
+            else:
+                exported[(row["clip_id"], row["export_key"])] = (row["clip_path"], row["video"])
+        log.info("exported %d clips", len(exported))
+    if failed:
+        log.warning("%d clips failed to export", len(failed))
+    return exported, [failed[k] for k in sorted(failed)]

@@ -1,0 +1,77 @@
+"""The per-frame signal interface.
+
+A signal is fed the frames of the single decode pass one by one (``wants`` / ``update``),
+keeps only what it needs (a number per frame, a few samples, tiny keyframes), hands over its
+per-frame series at the end (``finish``) and turns that series into the values of one clip
+window (``clip_values``). Beside the code it declares the ``analysis`` columns it fills
+(``fields``) and the tier gates that read them (``gates``); the analysis schema and the gate
+list are assembled from these declarations.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from curate.gates import Gate
+
+if TYPE_CHECKING:
+    from curate.config import AnalyzeConfig
+    from curate.video import DecodedFrame
+
+
+@dataclass(frozen=True)
+class ClipWindow:
+    """One candidate clip: frames ``[start, end)`` of shot ``shot_index``."""
+
+    shot_index: int
+    start: int
+    end: int
+    start_s: float
+    """Presentation time of the first frame."""
+    end_s: float
+    """End of the last frame (exclusive)."""
+    planned_start_s: float
+    """Where the clip could have started before its start moved to the sharpest frame."""
+
+
+class FrameSignal(ABC):
+    name: ClassVar[str]
+    """Its config block under ``analyze`` (``analyze.<name>``)."""
+    fields: ClassVar[tuple[pa.Field, ...]] = ()
+    """The ``analysis`` columns :meth:`clip_values` fills."""
+    gates: ClassVar[tuple[Gate, ...]] = ()
+    """The tier gates on those columns (their keys are fields of ``config.Gates``)."""
+
+    @classmethod
+    def from_config(cls, analyze: AnalyzeConfig) -> FrameSignal:
+        """A fresh signal for one source, from its own block of ``analyze``."""
+        return cls(getattr(analyze, cls.name))
+
+    def wants(self, frame: DecodedFrame) -> bool:
+        """Whether ``frame`` needs to be looked at (cheap: called for every frame)."""
+        return True
+
+    @abstractmethod
+    def update(self, frame: DecodedFrame) -> None:
+        """Take in one decoded frame (in decode order; only frames it wants)."""
+
+    @abstractmethod
+    def finish(self) -> Any:
+        """The per-frame series of the whole source."""
+
+    def clip_values(self, series: Any, clip: ClipWindow) -> dict[str, Any]:
+        """The values of :attr:`fields` for one clip window of ``series``."""
+        return {}
+
+
+def samples_in(times: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
+    """Indices of the samples inside the clip, or of the nearest one if none is."""
+    inside = np.flatnonzero((times >= start_s) & (times < end_s))
+    if inside.size == 0 and times.size:
+        inside = np.array([int(np.argmin(np.abs(times - (start_s + end_s) / 2)))])
+    return inside

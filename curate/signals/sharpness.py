@@ -1,0 +1,43 @@
+"""Sharpness: the Laplacian variance of every frame (HunyuanVideo's measure).
+
+Its series also moves each clip's start to the sharpest frame of the lead-in (the analyze
+stage's window planning); a clip's score is the median over its frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from curate.config import SharpnessConfig
+from curate.gates import Gate, at_least, column
+from curate.imaging import laplacian_variance
+from curate.signals.base import ClipWindow, FrameSignal
+from curate.video import DecodedFrame
+
+
+class SharpnessSignal(FrameSignal):
+    name = "sharpness"
+    fields = (
+        pa.field("sharpness", pa.float32()),
+        pa.field("sharpness_start", pa.float32()),
+        pa.field("start_shift_s", pa.float32()),
+    )
+    gates = (Gate("min_sharpness", "sharpness", "blurry", column("sharpness"), at_least),)
+
+    def __init__(self, cfg: SharpnessConfig) -> None:
+        self.values: list[float] = []
+
+    def update(self, frame: DecodedFrame) -> None:
+        self.values.append(laplacian_variance(frame.gray))
+
+    def finish(self) -> np.ndarray:
+        return np.asarray(self.values, dtype=np.float32)
+
+    def clip_values(self, series: np.ndarray, clip: ClipWindow) -> dict:
+        sharp = series[clip.start : clip.end]
+        return {
+            "sharpness": float(np.median(sharp)),
+            "sharpness_start": float(sharp[0]),
+            "start_shift_s": float(clip.start_s - clip.planned_start_s),
+        }

@@ -1,0 +1,50 @@
+"""The contract every Ray stage keeps (probe, analyze, embed, caption, export).
+
+A stage is a class Ray Data runs as an actor pool: constructed once per actor, then called on
+pyarrow batches. It declares beside itself
+
+- ``name``: its key in :data:`curate.registry.STAGES`; its Ray resources are ``ray.<name>``;
+- :meth:`Stage.inputs`: the config sections it reads, handed to its constructor, so a stage
+  never sees (or depends on) the rest of the config;
+- :meth:`Stage.check`: a start-up check that runs on the driver before any work and fails
+  with a :class:`~curate.config.ConfigError` naming the key to fix.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from curate.config import CurateConfig
+
+
+class Stage(ABC):
+    name: ClassVar[str]
+    """Registry key and resources section (``ray.<name>``)."""
+    input_columns: ClassVar[tuple[str, ...]] = ()
+    """Columns of its input the stage reads, when the pipeline selects them from a table
+    (empty: the stage takes the rows it is given as they are)."""
+
+    @classmethod
+    @abstractmethod
+    def inputs(cls, config: CurateConfig) -> dict[str, Any]:
+        """The config sections (or values) this stage reads: its constructor's keyword
+        arguments, besides the run-time ones the pipeline passes."""
+
+    @classmethod
+    def check(cls, config: CurateConfig) -> dict[str, Any]:
+        """Fail before any work when the stage cannot run with ``config`` (a model that
+        cannot be loaded, a missing API key). Returns facts the run records or hands to
+        the stage (an embedding model's name, API keys); nothing by default."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: CurateConfig, **runtime: Any) -> Stage:
+        """The stage as one actor of its pool gets it."""
+        return cls(**cls.inputs(config), **runtime)
+
+    @abstractmethod
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """Map one batch."""

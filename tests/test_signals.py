@@ -1,0 +1,64 @@
+"""The signal registry: config blocks, implementations, columns and gates agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curate import schema
+from curate.config import AnalyzeConfig, Gates
+from curate.gates import BASE_GATES, all_gates
+from curate.signals import FrameSignal, build_signals, signal_types
+from curate.video import DecodedFrame
+
+
+def test_every_signal_block_names_its_implementation():
+    blocks = AnalyzeConfig().signal_blocks()
+    types = signal_types()
+    assert [name for name, _ in blocks] == [t.name for t in types]
+    assert all(issubclass(t, FrameSignal) for t in types)
+    assert [type(s) for s in build_signals(AnalyzeConfig())] == list(types)
+
+
+def test_every_configurable_gate_is_declared_once():
+    keys = [g.key for g in all_gates()]
+    assert len(keys) == len(set(keys))
+    assert set(keys) == set(Gates.model_fields)
+    assert all_gates()[: len(BASE_GATES)] == BASE_GATES
+
+
+def test_schema_and_vocabulary_are_assembled_from_the_signals():
+    names = schema.ANALYSIS.names
+    for signal in signal_types():
+        for field in signal.fields:
+            assert schema.ANALYSIS.field(field.name).type == field.type
+        assert all(g.reason in schema.REJECT_REASONS for g in signal.gates)
+    assert len(names) == len(set(names))
+    assert "keyframes" not in schema.TIER.names and "clip_path" in schema.TIER.names
+
+
+def test_reject_rows_keep_the_vocabulary():
+    row = schema.reject_row("a.mp4", "tiers", "blurry", "sharpness 3 fails", clip_id="c")
+    assert row["reason"] == "blurry" and row["start_s"] is None
+    with pytest.raises(ValueError, match="'ugly'"):
+        schema.reject_row("a.mp4", "tiers", "ugly", "")
+
+
+def test_signals_fill_exactly_their_fields():
+    """Every signal, fed real frames, returns exactly its declared columns for a window."""
+    from curate.signals import ClipWindow
+
+    rng = np.random.default_rng(0)
+    signals = build_signals(AnalyzeConfig())
+    for i in range(60):
+        yuv = rng.integers(0, 256, (96 * 3 // 2, 128), dtype=np.uint8)
+        gray = np.ascontiguousarray(yuv[:96])
+        small = np.ascontiguousarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+        frame = DecodedFrame(i, i / 25, gray, small, yuv, 0)
+        for s in signals:
+            if s.wants(frame):
+                s.update(frame)
+    window = ClipWindow(0, 0, 60, 0.0, 2.4, 0.0)
+    for s in signals:
+        values = s.clip_values(s.finish(), window)
+        assert set(values) == {f.name for f in s.fields}, s.name
