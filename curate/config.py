@@ -142,6 +142,12 @@ class BordersConfig(SignalConfig):
     fps: float = Field(2.0, gt=0, description="Frames per second profiled for bars.")
 
 
+class BrightnessConfig(SignalConfig):
+    signal = "brightness:BrightnessSignal"
+
+    fps: float = Field(2.0, gt=0, description="Frames per second whose mean luma is measured.")
+
+
 class AnalyzeConfig(Model):
     short_side: int = Field(
         256,
@@ -161,6 +167,7 @@ class AnalyzeConfig(Model):
     keyframes: KeyframesConfig = KeyframesConfig()
     text: TextConfig = TextConfig()
     borders: BordersConfig = BordersConfig()
+    brightness: BrightnessConfig = BrightnessConfig()
     # How the signals become clips.
     clips: ClipsConfig = ClipsConfig()
     thumbnail: ThumbnailConfig = ThumbnailConfig()
@@ -350,6 +357,9 @@ class Gates(Model):
     )
     max_border: float | None = Field(
         None, ge=0, le=1, description="Largest bar (fraction of height/width) a clip may have."
+    )
+    min_brightness: Annotated[float, Field(ge=0, le=255)] | Percentile | None = Field(
+        None, description="Lowest mean luma (0-255) of a clip: drops near-black clips."
     )
 
 

@@ -1,0 +1,53 @@
+"""Brightness: the mean luma of frames sampled at ``analyze.brightness.fps``.
+
+Clips that are nearly black (fades to black, night shots with nothing visible, a lens cap)
+teach a video model little; tier gate ``min_brightness`` drops them (``too_dark``). A clip's
+``brightness`` is the mean over its samples and ``brightness_min`` the darkest sample, from
+0 (black) to 255 (white): decoded video-range luma (16-235) mapped to the full 8-bit range.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pyarrow as pa
+
+from curate.config import BrightnessConfig
+from curate.gates import Gate, at_least, column
+from curate.signals.base import ClipWindow, FrameSignal, samples_in
+from curate.video import DecodedFrame
+
+VIDEO_BLACK, VIDEO_WHITE = 16, 235
+"""Luma levels of black and white in video-range frames, as the decoder delivers them."""
+
+
+class BrightnessSignal(FrameSignal):
+    name = "brightness"
+    fields = (pa.field("brightness", pa.float32()), pa.field("brightness_min", pa.float32()))
+    gates = (Gate("min_brightness", "brightness", "too_dark", column("brightness"), at_least),)
+
+    def __init__(self, cfg: BrightnessConfig) -> None:
+        self.fps = cfg.fps
+        self.times: list[float] = []
+        self.values: list[float] = []
+        self._next_t = 0.0
+
+    def wants(self, frame: DecodedFrame) -> bool:
+        return frame.time >= self._next_t
+
+    def update(self, frame: DecodedFrame) -> None:
+        luma = (cv2.mean(frame.gray)[0] - VIDEO_BLACK) * 255 / (VIDEO_WHITE - VIDEO_BLACK)
+        self.times.append(frame.time)
+        self.values.append(min(255.0, max(0.0, luma)))
+        self._next_t = frame.time + 1.0 / self.fps
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.times), np.asarray(self.values, np.float32)
+
+    def clip_values(self, series: tuple[np.ndarray, np.ndarray], clip: ClipWindow) -> dict:
+        times, values = series
+        luma = values[samples_in(times, clip.start_s, clip.end_s)]
+        return {
+            "brightness": float(luma.mean()) if luma.size else None,
+            "brightness_min": float(luma.min()) if luma.size else None,
+        }
