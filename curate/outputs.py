@@ -40,6 +40,14 @@ class Outputs:
     def read(self, folder: str, columns: list[str] | None = None) -> pa.Table:
         return read_table(self.store.sub(folder), columns=columns)
 
+    def read_index(self) -> pa.Table:
+        """The scalar columns of every ``analysis`` row, in shard order (see
+        :func:`schema.index_columns`); a column a run from an older version lacks is null."""
+        wanted = pa.schema([self.analysis_schema.field(c) for c in schema.index_columns(self.dim)])
+        stored = set(self.store.read_schema(self.store.files("analysis")[0]).names)
+        table = self.read("analysis", columns=[c for c in wanted.names if c in stored])
+        return schema.conform(table, wanted)
+
     def phase1_rejects(self) -> ShardWriter:
         """A fresh ``rejects`` writer holding the phase-1 rejects only, and no tiers: phase 2
         and 3 replace everything else they wrote."""

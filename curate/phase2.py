@@ -9,6 +9,7 @@ scalar columns (ids, scores, cluster labels) and a bounded sample for each centr
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -86,3 +87,18 @@ class Phase2Step(ABC):
     @abstractmethod
     def run(self, clips: Candidates) -> StepResult:
         """Decide over the clips still alive."""
+
+
+def run_steps(steps: Sequence[Phase2Step], clips: Candidates) -> StepResult:
+    """Run ``steps`` in order, each over the rows the previous ones left alive. Returns the
+    rows still alive, every column set, every reject (in step order) and the funnel entries
+    by step name."""
+    done = StepResult(kept=clips.alive)
+    for step in steps:
+        result = step.run(clips)
+        clips.alive = result.kept
+        done.columns.update(result.columns)
+        done.rejects += result.rejects
+        done.funnel[step.name] = result.funnel
+    done.kept = clips.alive
+    return done

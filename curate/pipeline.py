@@ -25,7 +25,7 @@ from curate.journal import Journal
 from curate.manifest import Inputs, Manifest, RunInfo, Timing, Versions
 from curate.outputs import Outputs, caption_columns
 from curate.phase1 import Phase1
-from curate.phase2 import Candidates
+from curate.phase2 import Candidates, run_steps
 from curate.registry import PHASE2_STEPS, STAGES
 from curate.runner import configure_data_context, ray_session
 from curate.signals import signal_fields
@@ -35,28 +35,6 @@ log = logging.getLogger(__name__)
 
 OUTPUT_TABLES = ("shots", "analysis", "tiers", "rejects", "clips", journal.FOLDER)
 """Folders a run owns inside its output folder (cleared when a run starts over)."""
-
-TIER_INPUT_COLUMNS = [
-    "clip_id",
-    "source",
-    "start_s",
-    "end_s",
-    "width",
-    "height",
-    "orientation",
-    "duration_s",
-    "sharpness",
-    "motion_score",
-    "motion_pattern",
-    "aesthetic",
-    "text_ratio",
-    "border_top",
-    "border_bottom",
-    "border_left",
-    "border_right",
-    "tier",
-]
-"""The slice of ``analysis`` that phase 2 and 3 read (never thumbnails or embeddings)."""
 
 PACKAGES = (
     "curate",
@@ -211,7 +189,7 @@ class Run:
         """Phase 2 (tiers, dedup, re-balancing) and 3 (captions, export), then the tier
         shards. Rejects are written in that order after the phase-1 ones."""
         rejects = self.outputs.phase1_rejects()
-        index = self.outputs.read("analysis", columns=TIER_INPUT_COLUMNS)
+        index = self.outputs.read_index()
         passed, survivors, columns = self.phase2(index, rejects)
         ids = np.asarray(index["clip_id"].to_pylist(), dtype=object)
         accepted = passed & survivors
@@ -268,16 +246,11 @@ class Run:
                 index.schema.get_field_index("tier"), "tier", tiers.columns["tier"]
             )
             self.outputs.annotate_analysis(tiers.columns)
-        columns: dict[str, pa.Array] = {}
         with self.funnel.timed("phase2_dedup_rebalance_s"):
-            clips = Candidates(index, tiers.kept, analysis)
-            for step in steps:
-                result = step.run(clips)
-                clips.alive = result.kept
-                columns.update(result.columns)
-                rejects.write(schema.from_rows(result.rejects, schema.REJECTS))
-                self.funnel.steps[step.name] = result.funnel
-        return tiers.passed, clips.alive, columns
+            result = run_steps(steps, Candidates(index, tiers.kept, analysis))
+            rejects.write(schema.from_rows(result.rejects, schema.REJECTS))
+            self.funnel.steps.update(result.funnel)
+        return tiers.passed, result.kept, result.columns
 
     def write_manifest(self, inputs: list[str], discovered: int, tier_sizes: dict) -> Manifest:
         reasons = self.outputs.read("rejects", columns=["reason"])["reason"].to_pylist()

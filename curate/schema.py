@@ -169,6 +169,23 @@ def analysis_schema(
     return pa.schema([*CLIP_FIELDS, *signal_fields, *later_fields(dim)])
 
 
+def index_columns(dim: int = EMBEDDING_DIM) -> list[str]:
+    """The slice of ``analysis`` that phase 2 and 3 hold on the driver: every scalar column
+    (the clip's own, each signal's: the gates read them, and ``tier``), never thumbnails,
+    keyframes, embeddings or captions."""
+    scalar = [
+        f.name
+        for f in analysis_schema(dim)
+        if not (
+            pa.types.is_binary(f.type)
+            or pa.types.is_list(f.type)
+            or pa.types.is_fixed_size_list(f.type)
+        )
+    ]
+    later = {f.name for f in later_fields(dim)} - {"tier"}
+    return [name for name in scalar if name not in later]
+
+
 @lru_cache
 def tier_schema(
     dim: int = EMBEDDING_DIM, signal_fields: tuple[pa.Field, ...] | None = None

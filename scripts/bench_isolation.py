@@ -60,7 +60,7 @@ def main() -> None:
     for mode in ("on", "off"):
         config = load_config(None, [f"isolation.enabled={'true' if mode == 'on' else 'false'}"])
         stages[mode] = AnalyzeStage.from_config(config)
-    probe = ProbeStage(load_config(None, ["isolation.enabled=false"]))
+    probe = ProbeStage.from_config(load_config(None, ["isolation.enabled=false"]))
     probed = []
     for path in sorted(root.rglob("*")):
         rel = str(path.relative_to(root))

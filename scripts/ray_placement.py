@@ -3,7 +3,7 @@
 Run it on any node of the cluster (or with the cluster's address) during or after a
 ``curate run``; finished actors stay in the GCS's actor table::
 
-    python scripts/ray_placement.py [--address auto|HOST:6379] [--json]
+    python scripts/ray_placement.py [--address auto|HOST:6379|local] [--json]
 
 Each curate stage runs as a Ray Data actor pool whose actors are named after the stage class,
 e.g. ``MapWorker(MapBatches(EmbedStage))``; the table counts them per node, next to each
@@ -74,7 +74,12 @@ def summary_text(data: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--address", default="auto", help="GCS address (default: auto)")
+    p.add_argument(
+        "--address",
+        default="auto",
+        help="GCS address (default: auto); 'local' starts a throwaway local instance and "
+        "reports on it (a smoke test of this script)",
+    )
     p.add_argument("--json", action="store_true", help="print nodes and actors as JSON")
     args = p.parse_args()
     data = placement(args.address)
