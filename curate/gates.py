@@ -22,16 +22,22 @@ class Gate:
     """What the threshold applies to, as shown in a reject's detail."""
     reason: str
     """Rejects reason when a clip fails this gate."""
-    column: Callable[[pa.Table], np.ndarray]
-    """The clip value the threshold applies to."""
+    columns: tuple[str, ...]
+    """The ``analysis`` columns it reads."""
     passes: Callable[[np.ndarray, float], np.ndarray]
+    value: Callable[[pa.Table], np.ndarray] | None = None
+    """The clip value the threshold applies to; by default the one column, as floats."""
     flag: bool = False
     """An on/off gate (``reject_…: true``) rather than a threshold."""
 
+    def column(self, t: pa.Table) -> np.ndarray:
+        """The clip value of every row of ``t`` (a missing score is NaN)."""
+        return self.value(t) if self.value is not None else floats(t, self.columns[0])
 
-def column(name: str) -> Callable[[pa.Table], np.ndarray]:
-    """A float column of the analysis table (nulls become NaN)."""
-    return lambda t: t.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+
+def floats(t: pa.Table, name: str) -> np.ndarray:
+    """A column of the analysis table as floats (nulls become NaN)."""
+    return t.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
 def equals(name: str, value: str) -> Callable[[pa.Table], np.ndarray]:
@@ -53,13 +59,20 @@ def not_flagged(v: np.ndarray, flag: float) -> np.ndarray:
 
 
 def _short_side(t: pa.Table) -> np.ndarray:
-    return np.minimum(column("width")(t), column("height")(t))
+    return np.minimum(floats(t, "width"), floats(t, "height"))
 
 
 BASE_GATES: tuple[Gate, ...] = (
-    Gate("min_short_side", "short side", "low_resolution", _short_side, at_least),
-    Gate("min_duration_s", "duration_s", "too_short", column("duration_s"), at_least),
-    Gate("max_duration_s", "duration_s", "too_long", column("duration_s"), at_most),
+    Gate(
+        "min_short_side",
+        "short side",
+        "low_resolution",
+        ("width", "height"),
+        at_least,
+        value=_short_side,
+    ),
+    Gate("min_duration_s", "duration_s", "too_short", ("duration_s",), at_least),
+    Gate("max_duration_s", "duration_s", "too_long", ("duration_s",), at_most),
 )
 """Gates on what the probe and the clip windows give, whatever the signals."""
 

@@ -123,7 +123,7 @@ def render_report(output: Store | str | os.PathLike, *, examples: int = 12) -> s
     manifest = Manifest.read(store)
     names = manifest.tier_names
     try:
-        analysis = dataset(store, "analysis").to_table(columns=ANALYSIS_COLUMNS)
+        analysis = _analysis_columns(dataset(store, "analysis"))
         rejects = dataset(store, "rejects").to_table(
             columns=["source", "clip_id", "stage", "reason", "detail", "start_s", "end_s"]
         )
@@ -361,11 +361,21 @@ def _funnel(manifest: Manifest, names: list[str]) -> str:
     return _png(fig, "funnel: inputs to tiers") + table
 
 
+def _analysis_columns(data: ds.Dataset) -> pa.Table:
+    """The scalar columns the report reads, and those the gates read (an output written
+    before a signal existed lacks its columns)."""
+    gated = [c for g in all_gates() for c in g.columns]
+    wanted = dict.fromkeys([*ANALYSIS_COLUMNS, *gated])
+    return data.to_table(columns=[c for c in wanted if c in data.schema.names])
+
+
 def _histogram_specs(analysis: pa.Table) -> list[tuple[str, np.ndarray, list[str]]]:
     """(title, values, gate keys whose thresholds apply): gated scores first, grouped by what
     the gate measures, then every other score column."""
     specs: list[tuple[str, np.ndarray, list[str]]] = []
-    scored = [g for g in all_gates() if not g.flag]  # on/off gates have no distribution to draw
+    present = set(analysis.column_names)
+    # On/off gates have no distribution to draw.
+    scored = [g for g in all_gates() if not g.flag and present.issuperset(g.columns)]
     for label in dict.fromkeys(g.label for g in scored):
         gates = [g for g in scored if g.label == label]
         specs.append((label, gates[0].column(analysis), [g.key for g in gates]))

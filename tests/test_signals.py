@@ -25,6 +25,8 @@ def test_every_configurable_gate_is_declared_once():
     assert len(keys) == len(set(keys))
     assert set(keys) == set(Gates.model_fields)
     assert all_gates()[: len(BASE_GATES)] == BASE_GATES
+    # Phase 2 holds the columns every gate reads.
+    assert {c for g in all_gates() for c in g.columns} <= set(schema.index_columns())
 
 
 def test_schema_and_vocabulary_are_assembled_from_the_signals():

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.config import BordersConfig
-from curate.gates import Gate, at_most, column
+from curate.gates import Gate, at_most, floats
 from curate.signals.base import ClipWindow, FrameSignal
 from curate.video import DecodedFrame
 
@@ -66,7 +66,7 @@ def bar_size(profiles: np.ndarray) -> tuple[float, float]:
 
 
 def largest_border(t: pa.Table) -> np.ndarray:
-    sides = [column(f"border_{side}")(t) for side in SIDES]
+    sides = [floats(t, f"border_{side}") for side in SIDES]
     return np.nan_to_num(np.max(sides, axis=0), nan=0.0) if t.num_rows else np.zeros(0)
 
 
@@ -82,7 +82,16 @@ class BorderSeries:
 class BorderSignal(FrameSignal):
     name = "borders"
     fields = tuple(pa.field(f"border_{side}", pa.float32()) for side in SIDES)
-    gates = (Gate("max_border", "largest border", "border", largest_border, at_most),)
+    gates = (
+        Gate(
+            "max_border",
+            "largest border",
+            "border",
+            tuple(f"border_{side}" for side in SIDES),
+            at_most,
+            value=largest_border,
+        ),
+    )
 
     def __init__(self, cfg: BordersConfig) -> None:
         self.fps = cfg.fps

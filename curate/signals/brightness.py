@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.config import BrightnessConfig
-from curate.gates import Gate, at_least, column
+from curate.gates import Gate, at_least
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
 from curate.video import DecodedFrame
 
@@ -24,7 +24,7 @@ VIDEO_BLACK, VIDEO_WHITE = 16, 235
 class BrightnessSignal(FrameSignal):
     name = "brightness"
     fields = (pa.field("brightness", pa.float32()), pa.field("brightness_min", pa.float32()))
-    gates = (Gate("min_brightness", "brightness", "too_dark", column("brightness"), at_least),)
+    gates = (Gate("min_brightness", "brightness", "too_dark", ("brightness",), at_least),)
 
     def __init__(self, cfg: BrightnessConfig) -> None:
         self.fps = cfg.fps

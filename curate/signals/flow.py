@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.config import FlowConfig
-from curate.gates import Gate, at_least, at_most, column
+from curate.gates import Gate, at_least, at_most
 from curate.imaging import downscale
 from curate.signals import camera_motion
 from curate.signals.base import ClipWindow, FrameSignal
@@ -94,8 +94,8 @@ class FlowSignal(FrameSignal):
         pa.field("camera_motion_confidence", pa.float32()),
     )
     gates = (
-        Gate("min_motion", "motion_score", "static", column("motion_score"), at_least),
-        Gate("max_motion", "motion_score", "excessive_motion", column("motion_score"), at_most),
+        Gate("min_motion", "motion_score", "static", ("motion_score",), at_least),
+        Gate("max_motion", "motion_score", "excessive_motion", ("motion_score",), at_most),
     )
 
     def __init__(self, cfg: FlowConfig) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.config import AnalyzeConfig, KeyframesConfig, ThumbnailConfig
-from curate.gates import Gate, at_least, column
+from curate.gates import Gate, at_least
 from curate.imaging import downscale, from_jpeg, jpeg, laplacian_variance
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
 from curate.video import DecodedFrame
@@ -81,7 +81,7 @@ class KeyframeSignal(FrameSignal):
         pa.field("thumbnail", pa.binary()),
         pa.field("keyframes", pa.list_(pa.binary())),
     )
-    gates = (Gate("min_aesthetic", "aesthetic", "low_aesthetic", column("aesthetic"), at_least),)
+    gates = (Gate("min_aesthetic", "aesthetic", "low_aesthetic", ("aesthetic",), at_least),)
 
     def __init__(self, cfg: KeyframesConfig, thumbnail: ThumbnailConfig) -> None:
         self.cfg = cfg

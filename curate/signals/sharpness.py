@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.config import SharpnessConfig
-from curate.gates import Gate, at_least, column
+from curate.gates import Gate, at_least
 from curate.imaging import laplacian_variance
 from curate.signals.base import ClipWindow, FrameSignal
 from curate.video import DecodedFrame
@@ -23,7 +23,7 @@ class SharpnessSignal(FrameSignal):
         pa.field("sharpness_start", pa.float32()),
         pa.field("start_shift_s", pa.float32()),
     )
-    gates = (Gate("min_sharpness", "sharpness", "blurry", column("sharpness"), at_least),)
+    gates = (Gate("min_sharpness", "sharpness", "blurry", ("sharpness",), at_least),)
 
     def __init__(self, cfg: SharpnessConfig) -> None:
         self.values: list[float] = []

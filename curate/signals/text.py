@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.config import TextConfig
-from curate.gates import Gate, at_most, column
+from curate.gates import Gate, at_most
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
 from curate.video import DecodedFrame
 
@@ -211,7 +211,7 @@ class TextSignal(FrameSignal):
 
     name = "text"
     fields = (pa.field("text_ratio", pa.float32()), pa.field("text_ratio_max", pa.float32()))
-    gates = (Gate("max_text", "text_ratio", "text_heavy", column("text_ratio"), at_most),)
+    gates = (Gate("max_text", "text_ratio", "text_heavy", ("text_ratio",), at_most),)
 
     def __init__(self, cfg: TextConfig) -> None:
         self.detector: TextDetector = TEXT_DETECTORS[cfg.detector]()
