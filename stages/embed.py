@@ -26,6 +26,7 @@ import pyarrow as pa
 from curate import schema
 from curate.aesthetic_head import AestheticHead
 from curate.config import ConfigError, CurateConfig, EmbedConfig, OpenClipConfig
+from curate.imaging import from_jpeg
 from curate.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -304,7 +305,7 @@ class EmbedStage(Stage):
         owners: list[int] = []
         for i, clip in enumerate(clips):
             for jpeg in clip["keyframes"] or []:
-                images.append(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
+                images.append(from_jpeg(jpeg))
                 owners.append(i)
         if images:
             vectors = self.embedder.embed(images)
