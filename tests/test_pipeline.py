@@ -211,6 +211,44 @@ def test_retier_matches_a_fresh_run(shared_run, tmp_path, capsys):
     assert {str(p.relative_to(copy)) for p in (copy / "clips").rglob("*.mp4")} == kept
 
 
+def _loosest(key: str, flag: bool):
+    """The loosest valid threshold of a gate (every gate on, nothing meant to fail it)."""
+    from pydantic import ValidationError
+
+    from curate.config import Gates
+
+    for value in [True] if flag else ([0, 1] if key.startswith("min") else [1e9, 1]):
+        try:
+            Gates.model_validate({key: value})
+            return value
+        except ValidationError:
+            continue
+    raise AssertionError(f"no valid loose threshold for gates.{key}")
+
+
+@needs_shared
+def test_every_gate_applies_in_a_retier(shared_run, tmp_path):
+    """Every declared gate, a new signal's too, reaches its columns in phase 2."""
+    import shutil
+
+    from curate.gates import all_gates
+
+    out, _, _ = shared_run
+    copy = tmp_path / "every-gate"
+    shutil.copytree(out, copy)
+    sets = [f"tiers.0.gates.{g.key}={_loosest(g.key, g.flag)}" for g in all_gates()]
+    assert (
+        main(
+            ["retier", str(copy), "--config", DEFAULT, "--no-progress"]
+            + [arg for s in sets for arg in ("--set", s)]
+        )
+        == 0
+    )
+    tiers = json.loads((copy / "manifest.json").read_text())["funnel"]["tiers"]
+    assert set(tiers["gate_failures"]["default"]) == {g.key for g in all_gates()}
+    assert accounting_problems(copy) == []
+
+
 def test_vit_l_width_run_with_aesthetic_head(ray_local, synthetic_inputs, tmp_path):
     """A 768-d (ViT-L/14-wide) run: embeddings stored 768-d, the LAION head scores every clip,
     and a re-tier reads the stored width back."""
