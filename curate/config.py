@@ -175,10 +175,16 @@ class AnalyzeConfig(Model):
     @model_validator(mode="before")
     @classmethod
     def _legacy_keys(cls, data: Any) -> Any:
-        # ``analyze.borders_fps`` became ``analyze.borders.fps`` with the signal blocks.
-        if isinstance(data, dict) and "borders_fps" in data:
-            data = {**data, "borders": {**data.get("borders", {}), "fps": data["borders_fps"]}}
-            del data["borders_fps"]
+        # ``analyze.borders_fps`` became ``analyze.borders.fps`` with the signal blocks; the
+        # old key, when given, sets the new one (``--set`` overrides a materialised config,
+        # which always holds the new key).
+        if not (isinstance(data, dict) and "borders_fps" in data):
+            return data
+        borders = data.get("borders") or {}
+        if not isinstance(borders, dict):
+            return data  # the block's own validation names the problem
+        data = {**data, "borders": {**borders, "fps": data["borders_fps"]}}
+        del data["borders_fps"]
         return data
 
     def signal_blocks(self) -> list[tuple[str, SignalConfig]]:

@@ -13,12 +13,11 @@ import ray.data
 from curate.config import CurateConfig, TierExport
 from curate.runner import map_stage
 from curate.schema import reject_row
+from curate.signals.borders import SIDES as BORDER_SIDES
 from curate.stage import Stage
 from curate.storage import Store
 
 log = logging.getLogger(__name__)
-
-BORDER_SIDES = ("top", "bottom", "left", "right")
 
 
 def export_key(spec: TierExport) -> str:

@@ -107,6 +107,9 @@ class Journal:
         else:
             shown = "; ".join(changed[:6]) + ("; ..." if len(changed) > 6 else "")
             lead = f"{self.store} holds a run made with other settings ({shown})"
+            if _flat(self.state.get("fingerprint", {})).keys() != _flat(expected).keys():
+                # Settings only one side has: another version of curate (other signals).
+                lead += " or by another version of curate"
         raise ResumeError(
             f"{lead}: continuing it would mix inconsistent results. Run with the original "
             "inputs and settings to continue it, or add --fresh to start over "

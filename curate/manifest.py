@@ -311,12 +311,10 @@ class Manifest(Record):
     the run's own output contract, readable without the signals' code."""
 
     @property
-    def signal_fields(self) -> tuple[pa.Field, ...] | None:
-        """:attr:`signal_columns` as Arrow fields (``None`` for a run that did not record
-        them: the contract is then the current signals')."""
-        if self.signal_columns is None:
-            return None
-        return schema.fields_from_json(self.signal_columns)
+    def signal_fields(self) -> tuple[pa.Field, ...]:
+        """:attr:`signal_columns` as Arrow fields (a run that did not record them has those
+        of the version before the record existed)."""
+        return schema.fields_from_json(self.signal_columns or schema.LEGACY_SIGNAL_COLUMNS)
 
     @property
     def tier_names(self) -> list[str]:

@@ -159,7 +159,9 @@ class Run:
         """Phase 2 and 3 again from ``analysis/`` alone, with this run's config."""
         started = time.perf_counter()
         previous = Manifest.read(self.store)
+        # The stages a re-tier runs: captions and export.
         self.api_keys = STAGES["caption"].check(self.config)["api_keys"]
+        STAGES["export"].check(self.config)
         self.previous_caption_config = previous.config.get("caption")
         for stage in ("discover", "probe", "analyze"):
             self.funnel.steps[stage] = previous.funnel[stage].to_json_dict()
@@ -236,7 +238,9 @@ class Run:
         re-balancing, and the analysis columns those set (``tier`` is written at once: the
         dedup ranks clips by it, reading it from the shards)."""
         analysis = self.store.sub("analysis")
-        tiers_step, *steps = (step.from_config(self.config) for step in PHASE2_STEPS.values())
+        # The tier step runs first, on every clip: dedup ranks clips by the ``tier`` it sets.
+        tiers_step = PHASE2_STEPS["tiers"].from_config(self.config)
+        steps = [s.from_config(self.config) for n, s in PHASE2_STEPS.items() if n != "tiers"]
         with self.funnel.timed("phase2_tiers_s"):
             clips = Candidates(index, np.ones(index.num_rows, bool), analysis)
             tiers = tiers_step.run(clips)

@@ -217,6 +217,30 @@ def analyzed_source_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
     )
 
 
+LEGACY_SIGNAL_COLUMNS = {
+    "sharpness": "float",
+    "sharpness_start": "float",
+    "start_shift_s": "float",
+    "motion_score": "float",
+    "motion_p90": "float",
+    "motion_pattern": "string",
+    "camera_motion": "string",
+    "camera_motion_confidence": "float",
+    "text_ratio": "float",
+    "text_ratio_max": "float",
+    "border_top": "float",
+    "border_bottom": "float",
+    "border_left": "float",
+    "border_right": "float",
+    "aesthetic": "float",
+    "aesthetic_model": "string",
+    "thumbnail": "binary",
+    "keyframes": "list<item: binary>",
+}
+"""The signal columns of runs made before manifests recorded them (``signal_columns``): a
+reader checks such a run against the contract it was written with."""
+
+
 def fields_to_json(fields: tuple[pa.Field, ...] | list[pa.Field]) -> dict[str, str]:
     """Column names and Arrow types, as recorded in a manifest."""
     return {f.name: str(f.type) for f in fields}

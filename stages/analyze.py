@@ -2,8 +2,8 @@
 
 Decoded frames are scaled to the analysis short side by the decoder itself and feed, in the
 same pass, every per-frame signal (``curate.signals``: shots, sharpness, flow, motion
-pattern, keyframes, text, borders). Clips are then windows over those per-frame series: no
-second decode.
+pattern, keyframes, text, borders, brightness). Clips are then windows over those per-frame
+series: no second decode.
 """
 
 from __future__ import annotations

@@ -81,3 +81,12 @@ def test_cli_missing_input_exits_2(tmp_path, capsys):
     code = main(["run", "-i", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
     assert code == EXIT_USAGE
     assert "input not found" in capsys.readouterr().err
+
+
+def test_borders_fps_moved_to_the_borders_block(tmp_path):
+    assert load_config(None, ["analyze.borders_fps=4"]).analyze.borders.fps == 4
+    old = tmp_path / "old.yaml"
+    old.write_text("analyze:\n  borders_fps: 3\n")
+    assert load_config(old).analyze.borders.fps == 3
+    with pytest.raises(ConfigError, match=r"analyze\.borders\.fps"):
+        load_config(None, ["analyze.borders_fps=-1"])

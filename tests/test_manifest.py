@@ -132,6 +132,14 @@ def test_older_runs_read_with_defaults():
     assert manifest.stage("dedup") == FunnelStage() and manifest.thresholds == {}
     assert manifest.extra == {"added_later": {"kept": True}}
     assert manifest.to_json_dict()["added_later"] == {"kept": True}
+    # A run from before manifests recorded its signal columns is read with the columns that
+    # version wrote, not with those of today's signals.
+    assert [f.name for f in manifest.signal_fields][:3] == [
+        "sharpness",
+        "sharpness_start",
+        "start_shift_s",
+    ]
+    assert "brightness" not in {f.name for f in manifest.signal_fields}
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,8 @@ section, and the framework (``curate``) reaches the stages only through ``curate
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
 from pathlib import Path
-from types import ModuleType
 from typing import Any, get_args
 
 import pytest
@@ -17,6 +15,7 @@ from pydantic import BaseModel
 import curate
 from curate.config import CAPTION_BACKENDS, CurateConfig, RayConfig, StageResources
 from curate.registry import STAGES
+from curate.signals.text import TEXT_DETECTORS
 from curate.stage import Stage
 from stages.captioners import CAPTIONERS
 from stages.embed import EMBEDDERS
@@ -48,20 +47,6 @@ def literals(key: str) -> set[str]:
     return set(values)
 
 
-def text_detectors() -> dict[str, Any]:
-    # The text signal may live in curate.signals.text (signals package) or curate.text.
-    for name in ("curate.signals.text", "curate.text"):
-        try:
-            module: ModuleType = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name not in (name, name.rpartition(".")[0]):
-                raise  # a module that exists but fails to import is a real error
-            continue
-        if hasattr(module, "TEXT_DETECTORS"):
-            return module.TEXT_DETECTORS
-    pytest.fail("no TEXT_DETECTORS in curate.signals.text or curate.text")
-
-
 # backend registries --------------------------------------------------------------------------
 
 
@@ -75,7 +60,7 @@ def test_caption_backends_match_the_captioners():
 
 
 def test_text_detectors_match_the_detector_registry():
-    assert literals("analyze.text.detector") == set(text_detectors())
+    assert literals("analyze.text.detector") == set(TEXT_DETECTORS)
 
 
 # stages --------------------------------------------------------------------------------------
