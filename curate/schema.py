@@ -98,9 +98,15 @@ SHOTS = pa.schema(
         pa.field("start_s", pa.float64()),
         pa.field("end_s", pa.float64()),
         pa.field("duration_s", pa.float64()),
+        pa.field("transition_frames", pa.int32()),
+        pa.field("boundary_probabilities", pa.list_(pa.float32())),
     ]
 )
-"""Every detected shot of every source; ``end_frame``/``end_s`` are exclusive."""
+"""Every detected shot of every source; ``end_frame``/``end_s`` are exclusive.
+``transition_frames``: frames of the fade or dissolve just before the shot (in no shot);
+``boundary_probabilities``: TransNetV2's probability that each frame ends a shot, from the end
+of the previous shot to the end of this one (null where the network did not run, and for the
+PySceneDetect detectors), so boundaries can be re-drawn at another threshold later."""
 
 REJECTS = pa.schema(
     [

