@@ -104,7 +104,9 @@ class CandidatesConfig(Model):
         2.0, ge=0, description="... and at least this mean absolute difference (0-255)."
     )
     sure_cut_difference: float = Field(
-        25.0, gt=0, description="A difference this large is a candidate whatever its neighbours."
+        40.0,
+        gt=0,
+        description="A difference this large needs only half of cut_ratio to be a candidate.",
     )
     gradual_lag: int = Field(
         8, ge=2, description="Frames between the two pictures compared for slow transitions."

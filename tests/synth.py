@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -499,3 +500,108 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
     )
     manifest.write(Store(folder))
     return folder
+
+
+@dataclass(frozen=True)
+class ShotCase:
+    """A synthetic video with exact shot truth (decoded-frame indices)."""
+
+    name: str
+    path: Path
+    cuts: tuple[int, ...] = ()
+    transitions: tuple[tuple[int, int], ...] = ()
+    """Gradual transitions ``(first, last)``: frames that mix two shots (or fade through black)."""
+
+    @property
+    def single_shot(self) -> bool:
+        return not self.cuts and not self.transitions
+
+
+def _crop(image: np.ndarray, zoom: float, cx: float, cy: float, size=(360, 640)) -> np.ndarray:
+    """The ``size`` window of ``image`` magnified ``zoom`` times around ``(cx, cy)`` (0-1)."""
+    h, w = size
+    ih, iw = image.shape[:2]
+    ch, cw = ih / zoom, iw / zoom
+    x0 = min(max(cx * iw - cw / 2, 0), iw - cw)
+    y0 = min(max(cy * ih - ch / 2, 0), ih - ch)
+    m = np.float32([[w / cw, 0, -x0 * w / cw], [0, h / ch, -y0 * h / ch]])
+    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+
+
+def _drift(image: np.ndarray, n: int, seed: int, px: float = 1.0) -> list[np.ndarray]:
+    """A slow hand-held-like drift over ``image`` with sensor noise: frames that move a little."""
+    rng = np.random.default_rng(seed)
+    h, w = image.shape[:2]
+    out = []
+    for i in range(n):
+        m = np.float32([[1, 0, -px * i + rng.normal(0, 0.3)], [0, 1, rng.normal(0, 0.3)]])
+        frame = cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REFLECT).astype(np.int16)
+        frame += rng.normal(0, 2, frame.shape).astype(np.int16)
+        out.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return out
+
+
+def _grey(frames: list[np.ndarray]) -> list[np.ndarray]:
+    return [cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB) for f in frames]
+
+
+def shot_cases(folder: Path, images: list[np.ndarray], fps: float = 25) -> list[ShotCase]:
+    """Hard cases for shot detection, written as H.264 into ``folder``: jump cuts inside one
+    scene (colour and greyscale), cuts between greyscale scenes, a dissolve, a fade through
+    black, and single shots that must not be cut — a white flash, a fast pan, and a dark hand
+    sweeping across the lens. ``images``: at least three detailed RGB pictures (real frames
+    make the cases realistic; :func:`textured_image` serves without them)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    a, b, c = (cv2.resize(im, (1280, 720), interpolation=cv2.INTER_AREA) for im in images[:3])
+    n = 60
+    cases: list[ShotCase] = []
+
+    def write(name: str, frames: list[np.ndarray], **truth) -> None:
+        path = write_video(folder / f"{name}.mp4", frames, fps)
+        cases.append(ShotCase(name, path, **truth))
+
+    # Jump cuts: the same scene re-framed (closer, to the side), as an editor cuts an interview.
+    jumps = [_crop(a, 1.0, 0.5, 0.5), _crop(a, 1.35, 0.42, 0.45), _crop(a, 1.15, 0.6, 0.55)]
+    frames = [f for k, im in enumerate(jumps) for f in _drift(im, n, k)]
+    write("jump_cuts_colour", frames, cuts=(n, 2 * n))
+    write("jump_cuts_grey", _grey(frames), cuts=(n, 2 * n))
+    scenes = [_crop(im, 1.0, 0.5, 0.5) for im in (a, b, c)]
+    frames = [f for k, im in enumerate(scenes) for f in _drift(im, n, 10 + k)]
+    write("cuts_grey", _grey(frames), cuts=(n, 2 * n))
+
+    first, second = _drift(scenes[0], n, 20), _drift(scenes[1], n, 21)
+    mix = 16
+    dissolve = [
+        cv2.addWeighted(
+            first[n - mix + i], 1 - (i + 1) / (mix + 1), second[i], (i + 1) / (mix + 1), 0
+        )
+        for i in range(mix)
+    ]
+    write("dissolve", first[: n - mix] + dissolve + second[mix:], transitions=((n - mix, n - 1),))
+    fade = 12
+    out = [(f * (1 - (i + 1) / fade)).astype(np.uint8) for i, f in enumerate(first[n - fade :])]
+    into = [(f * ((i + 1) / fade)).astype(np.uint8) for i, f in enumerate(second[:fade])]
+    write(
+        "fade_through_black",
+        first[: n - fade] + out + into + second[fade:],
+        transitions=((n - fade, n + fade - 1),),
+    )
+
+    frames = _drift(scenes[2], 2 * n, 30)
+    for i in (n, n + 1):
+        frames[i] = np.full_like(frames[i], 250)
+    write("flash", frames)
+    write("fast_pan", list(pan_frames(a, 2 * n, 14.0)))
+    frames = _drift(scenes[1], 2 * n, 40)
+    h, w = frames[0].shape[:2]
+    for i in range(n - 12, n + 12):
+        # A dark, out-of-focus hand crossing close to the lens, covering most of the picture.
+        x = int(-0.6 * w + (i - n + 12) / 24 * 2.2 * w)
+        mask = np.zeros((h, w), np.uint8)
+        cv2.ellipse(mask, (x, h // 2), (int(0.45 * w), int(0.8 * h)), 20, 0, 360, 255, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), 15).astype(np.float32)[..., None] / 255
+        hand = np.array([90, 60, 45], np.float32)
+        frames[i] = (frames[i] * (1 - mask) + hand * mask).astype(np.uint8)
+    write("hand_over_lens", frames)
+    return cases

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 import curate
 from curate.config import CAPTION_BACKENDS, CurateConfig, RayConfig, StageResources
 from curate.registry import STAGES
+from curate.signals.shots import SHOT_DETECTORS
 from curate.signals.text import TEXT_DETECTORS
 from curate.stage import Stage
 from stages.captioners import CAPTIONERS
@@ -57,6 +58,10 @@ def test_embed_backends_match_the_embedders():
 def test_caption_backends_match_the_captioners():
     assert len(CAPTION_BACKENDS) == len(set(CAPTION_BACKENDS))
     assert set(CAPTION_BACKENDS) == set(CAPTIONERS)
+
+
+def test_shot_detectors_match_the_detector_registry():
+    assert literals("analyze.shots.detector") == set(SHOT_DETECTORS)
 
 
 def test_text_detectors_match_the_detector_registry():

@@ -77,6 +77,12 @@ SMOKE: dict[str, Smoke] = {
         shared=True,
     ),
     "compare_outputs.py": Smoke(("--help",), ("usage:",)),
+    "eval_shots.py": Smoke(
+        ("--videos", "{videos}", "--limit", "2", "--detectors", "combined,scenedetect-content"),
+        ("real footage", "| combined |", "| scenedetect-content |", "synthetic: 8 videos"),
+        shared=True,
+        timeout=300,
+    ),
     "inspect_shards.py": Smoke(
         ("{tmp}/out", "--tier", "strict", "--sample", "2"),
         ("(200 candidate clips)", "selection: tiers/strict"),

@@ -292,7 +292,9 @@ class CombinedShots(TransNetV2Shots):
         # The neighbours, without the frames right next to it (a cut can spread over two).
         around = self.diffs[max(1, index - w) : index - 1] + self.diffs[index + 2 : index + w + 1]
         baseline = float(np.median(around)) if around else 0.0
-        if diff >= self.c.sure_cut_difference or diff >= self.c.cut_ratio * (baseline + 0.5):
+        # A very large change needs to stand out less; steady fast motion never stands out.
+        ratio = self.c.cut_ratio / 2 if diff >= self.c.sure_cut_difference else self.c.cut_ratio
+        if diff >= ratio * (baseline + 0.5):
             # TransNetV2 marks the last frame of the old shot; the cut may be a frame off.
             self.net.want(index - 2, index + 1)
 

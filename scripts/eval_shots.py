@@ -1,0 +1,293 @@
+"""Shot-boundary evaluation: curate's detectors side by side with PySceneDetect's own.
+
+Truth: ``../shared/testdata/groundtruth/shots.json`` (hard cuts checked frame by frame) plus
+``scripts/truth/shots.json`` (every other shared video, labelled by eye: single shots with an
+empty cut list, fades and dissolves as frame spans, stretches where no answer is right), and
+synthetic videos with exact truth (``tests/synth.py:shot_cases``: jump cuts in colour and
+greyscale, greyscale cuts, a dissolve, a fade through black, and single shots with a white
+flash, a fast pan and a hand passing in front of the lens).
+
+Each of curate's detectors (``analyze.shots.detector``) runs on the frames of curate's decode
+pass, fed to the shot signal alone; PySceneDetect's ``detect()`` runs with ContentDetector and
+AdaptiveDetector at their defaults on the full-resolution video. A found boundary matches a
+true cut within ``--tolerance`` frames (2), and a transition anywhere inside its span; a
+boundary in an ``ignore`` span counts neither way. Printed per detector: true, false and
+missed boundaries, precision, recall, F1, false cuts on the single-shot videos (hand-held,
+static and moving cameras) and frames per second of decode plus detection.
+
+Run from the repo root::
+
+    python scripts/eval_shots.py [--detectors combined,transnetv2,adaptive,content]
+        [--videos ../shared/testdata/videos] [--limit N] [--no-synthetic] [--verbose]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from curate.config import AnalyzeConfig  # noqa: E402
+from curate.signals.shots import SHOT_DETECTORS, Shots, ShotSignal  # noqa: E402
+from curate.video import (  # noqa: E402
+    DECODE_ERRORS,
+    MediaError,
+    iter_scaled_frames,
+    open_video,
+    probe,
+    scaled_size,
+)
+
+SHARED_TRUTH = REPO_ROOT.parent / "shared" / "testdata" / "groundtruth" / "shots.json"
+OUR_TRUTH = REPO_ROOT / "scripts" / "truth" / "shots.json"
+PYSCENEDETECT = ("scenedetect-content", "scenedetect-adaptive")
+
+
+@dataclass
+class Truth:
+    cuts: list[int]
+    transitions: list[tuple[int, int]] = field(default_factory=list)
+    ignore: list[tuple[int, int]] = field(default_factory=list)
+    single_shot: str | None = None
+    """Camera kind of a single-shot video (its every boundary is a false cut)."""
+
+
+@dataclass
+class Tally:
+    true: int = 0
+    false: int = 0
+    missed: int = 0
+    false_single: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: Tally) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def row(self, name: str) -> str:
+        p = self.true / (self.true + self.false) if self.true + self.false else 1.0
+        r = self.true / (self.true + self.missed) if self.true + self.missed else 1.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        fps = self.frames / self.seconds if self.seconds else 0.0
+        return (
+            f"| {name} | {p:.2f} | {r:.2f} | {f1:.2f} | {self.true} | {self.false} | "
+            f"{self.missed} | {self.false_single} | {fps:.0f} |"
+        )
+
+
+HEADER = (
+    "| detector | precision | recall | F1 | true | false | missed | false on single shots | "
+    "frames/s |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def score(boundaries: list[tuple[int, int]], truth: Truth, tolerance: int) -> Tally:
+    """Match found boundaries ``(end of one shot, start of the next)`` against the truth."""
+    items = [(c, c) for c in truth.cuts] + list(truth.transitions)
+    used: set[int] = set()
+    tally = Tally()
+    for lo, hi in items:
+        hit = next(
+            (
+                i
+                for i, (a, b) in enumerate(boundaries)
+                if i not in used and a - tolerance <= hi and b + tolerance >= lo
+            ),
+            None,
+        )
+        if hit is None:
+            tally.missed += 1
+        else:
+            tally.true += 1
+            used.add(hit)
+    for i, (a, b) in enumerate(boundaries):
+        if i in used:
+            continue
+        # A second boundary inside a transition already found, or in an ignored span: no error.
+        if any(a <= hi + tolerance and b >= lo - tolerance for lo, hi in truth.transitions):
+            continue
+        if any(a <= hi and b >= lo for lo, hi in truth.ignore):
+            continue
+        tally.false += 1
+        tally.false_single += truth.single_shot is not None
+    return tally
+
+
+def boundaries_of(shots: Shots) -> list[tuple[int, int]]:
+    return [(a_end, b_start) for (_, a_end), (b_start, _) in zip(shots.spans, shots.spans[1:])]
+
+
+def run_curate(path: Path, detector: str) -> tuple[Shots, np.ndarray, float]:
+    """Shots of ``detector`` on curate's decode pass, the frame times, and the seconds taken."""
+    cfg = AnalyzeConfig.model_validate({"shots": {"detector": detector}})
+    info = probe(str(path), max_pixels=1 << 30)
+    started = time.perf_counter()
+    container, stream = open_video(str(path), cfg.decode_threads, fast=cfg.skip_loop_filter)
+    signal = ShotSignal(cfg.shots)
+    times = []
+    frames = iter_scaled_frames(container, stream, info, scaled_size(info, cfg.short_side, 8))
+    try:
+        for frame in frames:
+            signal.update(frame)
+            times.append(frame.time)
+    except DECODE_ERRORS:
+        pass
+    finally:
+        frames.close()
+        container.close()
+    shots = signal.finish()
+    return shots, np.asarray(times), time.perf_counter() - started
+
+
+def run_scenedetect(path: Path, detector: str) -> tuple[list[tuple[int, int]], float]:
+    from scenedetect import AdaptiveDetector, ContentDetector, detect
+
+    started = time.perf_counter()
+    make = ContentDetector if detector == "scenedetect-content" else AdaptiveDetector
+    scenes = detect(str(path), make())
+    cuts = [start.get_frames() for start, _ in scenes[1:]]
+    return [(c, c) for c in cuts], time.perf_counter() - started
+
+
+def load_truth(videos: Path, shared: Path, ours: Path) -> tuple[dict[str, Truth], dict[str, str]]:
+    labels = json.loads(ours.read_text())
+    if shared.is_file():
+        for rel, entry in json.loads(shared.read_text()).items():
+            if not rel.startswith("_"):
+                labels[rel] = {**labels.get(rel, {}), **entry}
+    truth: dict[str, Truth] = {}
+    excluded: dict[str, str] = {}
+    for rel, entry in sorted(labels.items()):
+        if rel.startswith("_") or not (videos / rel).is_file():
+            continue
+        if "excluded" in entry:
+            excluded[rel] = entry["excluded"]
+            continue
+        cuts = entry.get("cuts")
+        if cuts is None:  # timestamps (a variable-frame-rate file): the frames they fall on
+            _, times, _ = run_curate(videos / rel, "content")
+            cuts = [int(np.searchsorted(times, t - 1e-3)) for t in entry["cut_times_s"]]
+        truth[rel] = Truth(
+            cuts=list(cuts),
+            transitions=[tuple(s) for s in entry.get("transitions", [])],
+            ignore=[tuple(s) for s in entry.get("ignore", [])],
+            single_shot=entry.get("single_shot"),
+        )
+    return truth, excluded
+
+
+def evaluate(
+    cases: dict[str, tuple[Path, Truth]],
+    detectors: list[str],
+    tolerance: int,
+    verbose: bool,
+) -> dict[str, Tally]:
+    totals = {d: Tally() for d in detectors}
+    for rel, (path, truth) in cases.items():
+        line = []
+        for detector in detectors:
+            if detector in PYSCENEDETECT:
+                found, seconds = run_scenedetect(path, detector)
+                frames = None
+            else:
+                shots, times, seconds = run_curate(path, detector)
+                found, frames = boundaries_of(shots), len(times)
+            tally = score(found, truth, tolerance)
+            tally.seconds = seconds
+            tally.frames = frames if frames is not None else 0
+            totals[detector].add(tally)
+            line.append(f"{detector}={[b for b, _ in found]}")
+        if verbose:
+            want = truth.cuts + [f"{a}-{b}" for a, b in truth.transitions]
+            print(f"  {rel}: truth {want}; " + "; ".join(line), flush=True)
+    # PySceneDetect decodes itself: its frames/s counts the frames curate decoded.
+    frames = next((t.frames for d, t in totals.items() if d not in PYSCENEDETECT), 0)
+    for d in PYSCENEDETECT:
+        if d in totals:
+            totals[d].frames = frames
+    return totals
+
+
+def synthetic_cases(videos: Path, folder: Path) -> dict[str, tuple[Path, Truth]]:
+    from synth import real_frames, shot_cases, textured_image
+
+    images = real_frames(videos, count=3) if videos.is_dir() else []
+    images += [textured_image(200 + k) for k in range(3 - len(images))]
+    return {
+        f"synthetic/{c.name}": (
+            c.path,
+            Truth(
+                list(c.cuts),
+                list(c.transitions),
+                single_shot="synthetic" if c.single_shot else None,
+            ),
+        )
+        for c in shot_cases(folder, images)
+    }
+
+
+def print_table(title: str, totals: dict[str, Tally]) -> None:
+    print(f"\n{title}\n{HEADER}")
+    for detector, tally in totals.items():
+        print(tally.row(detector))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--videos", type=Path, default=REPO_ROOT.parent / "shared/testdata/videos")
+    parser.add_argument(
+        "--detectors",
+        default=",".join([*SHOT_DETECTORS, *PYSCENEDETECT]),
+        help="comma-separated: curate's analyze.shots.detector names and "
+        + ", ".join(PYSCENEDETECT),
+    )
+    parser.add_argument("--tolerance", type=int, default=2, help="frames a cut may be off")
+    parser.add_argument("--limit", type=int, help="only the first N labelled videos")
+    parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic cases")
+    parser.add_argument("--verbose", action="store_true", help="boundaries per video")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    detectors = [d for d in args.detectors.split(",") if d]
+    unknown = [d for d in detectors if d not in SHOT_DETECTORS and d not in PYSCENEDETECT]
+    if unknown:
+        parser.error(f"unknown detectors {unknown}")
+
+    if args.videos.is_dir():
+        truth, excluded = load_truth(args.videos, SHARED_TRUTH, OUR_TRUTH)
+        items = list(truth.items())[: args.limit]
+        real = {rel: (args.videos / rel, t) for rel, t in items}
+        boundaries = sum(len(t.cuts) + len(t.transitions) for _, t in real.values())
+        singles = sum(t.single_shot is not None for _, t in real.values())
+        print(
+            f"real footage: {len(real)} labelled videos under {args.videos} ({boundaries} "
+            f"boundaries; {singles} single-shot videos), {len(excluded)} not scored:"
+        )
+        for rel, why in excluded.items():
+            print(f"  - {rel}: {why}")
+        print_table("real footage", evaluate(real, detectors, args.tolerance, args.verbose))
+    else:
+        print(f"no shared videos at {args.videos}: real footage skipped")
+    if not args.no_synthetic:
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = synthetic_cases(args.videos, Path(tmp))
+            totals = evaluate(cases, detectors, args.tolerance, args.verbose)
+        print_table(f"synthetic: {len(cases)} videos with exact truth", totals)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except MediaError as e:
+        sys.exit(f"error: {e}")
