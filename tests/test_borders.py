@@ -72,6 +72,8 @@ def test_clips_without_bars_measure_under_one_percent(name):
     clips = analyse(VIDEOS / name)["clips"]
     assert clips
     for clip in clips:
+        if clip["brightness"] < 16:
+            continue  # a black card with a word on it (sample.mov's credits): no picture to bound
         for side in ("top", "bottom", "left", "right"):
             assert clip[f"border_{side}"] < 0.01, (name, side, clip[f"border_{side}"])
 
