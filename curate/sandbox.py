@@ -23,9 +23,8 @@ exec, safe in a multi-threaded Ray worker, unlike a bare ``fork``) rather than
 ``multiprocessing``'s spawn, which would re-import the Ray worker's ``__main__`` and with it
 Ray. It imports only what its work needs (PyAV, OpenCV, NumPy; torch only once TransNetV2
 looks at a candidate shot boundary) and talks to the parent over a socket pair with pickled
-messages. It dies with its parent: ``PR_SET_PDEATHSIG``
-on Linux (so a child stuck in native code goes too when the actor is killed), and an orderly
-exit when the socket closes.
+messages. It dies with its parent: ``PR_SET_PDEATHSIG`` on Linux (so a child stuck in native
+code goes too when the actor is killed), and an orderly exit when the socket closes.
 
 Testing hook: ``isolation.faults`` maps a glob over source paths to ``hang``, ``crash`` or
 ``memory``; the child then sleeps forever, segfaults or allocates memory until killed instead of

@@ -196,10 +196,14 @@ def main(argv: list[str] | None = None) -> int:
 
     start_s = statistics.median(startup["scenedetect version"])
     import_s = statistics.median(startup["import only"])
-    totals = {
-        m: statistics.median(sum(r.times[m][i] for r in results) for i in range(args.repeats))
-        for m in METHODS
-    }
+
+    def median_total(files: list[FileResult], method: str) -> float:
+        """Median over repeats of the time ``method`` took over ``files``."""
+        return statistics.median(
+            sum(r.times[method][i] for r in files) for i in range(args.repeats)
+        )
+
+    totals = {m: median_total(results, m) for m in METHODS}
     n = len(results)
     totals["scenedetect_corrected"] = max(totals["scenedetect"] - n * start_s, 1e-9)
     total_frames = sum(r.frames for r in results)
@@ -275,11 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     hd = [r for r in results if r.info.codec == "h264" and min(r.info.width, r.info.height) >= 720]
     if hd:
         hd_frames = sum(r.frames for r in hd)
-        hd_totals = {
-            m: statistics.median(sum(r.times[m][i] for r in hd) for i in range(args.repeats))
-            for m in ("decode", "analysis")
-        }
-        ratios["analysis/decode (720p+ H.264)"] = hd_totals["decode"] / hd_totals["analysis"]
+        hd_ratio = median_total(hd, "decode") / median_total(hd, "analysis")
+        ratios["analysis/decode (720p+ H.264)"] = hd_ratio
 
     print()
     print(f"summary: {n} files, {total_frames} frames, median of {args.repeats} repeats")

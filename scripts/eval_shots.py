@@ -40,14 +40,8 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from curate.config import AnalyzeConfig  # noqa: E402
 from curate.signals.shots import SHOT_DETECTORS, Shots, ShotSignal  # noqa: E402
-from curate.video import (  # noqa: E402
-    DECODE_ERRORS,
-    MediaError,
-    iter_scaled_frames,
-    open_video,
-    probe,
-    scaled_size,
-)
+from curate.video import MediaError, probe  # noqa: E402
+from stages.analyze import decode_series  # noqa: E402
 
 SHARED_TRUTH = REPO_ROOT.parent / "shared" / "testdata" / "groundtruth" / "shots.json"
 OUR_TRUTH = REPO_ROOT / "scripts" / "truth" / "shots.json"
@@ -130,25 +124,13 @@ def boundaries_of(shots: Shots) -> list[tuple[int, int]]:
 
 
 def run_curate(path: Path, detector: str) -> tuple[Shots, np.ndarray, float]:
-    """Shots of ``detector`` on curate's decode pass, the frame times, and the seconds taken."""
+    """Shots of ``detector`` on curate's decode pass (feeding the shot signal alone), the frame
+    times, and the seconds taken."""
     cfg = AnalyzeConfig.model_validate({"shots": {"detector": detector}})
     info = probe(str(path), max_pixels=1 << 30)
     started = time.perf_counter()
-    container, stream = open_video(str(path), cfg.decode_threads, fast=cfg.skip_loop_filter)
-    signal = ShotSignal(cfg.shots)
-    times = []
-    frames = iter_scaled_frames(container, stream, info, scaled_size(info, cfg.short_side, 8))
-    try:
-        for frame in frames:
-            signal.update(frame)
-            times.append(frame.time)
-    except DECODE_ERRORS:
-        pass
-    finally:
-        frames.close()
-        container.close()
-    shots = signal.finish()
-    return shots, np.asarray(times), time.perf_counter() - started
+    series = decode_series(str(path), info, cfg, signals=[ShotSignal(cfg.shots)])
+    return series["shots"], series.times, time.perf_counter() - started
 
 
 def run_scenedetect(path: Path, detector: str) -> tuple[list[tuple[int, int]], float]:

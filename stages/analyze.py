@@ -55,13 +55,15 @@ class FrameSeries:
         return self.values[signal]
 
 
-def decode_series(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> FrameSeries:
+def decode_series(
+    source: str, info: VideoInfo, cfg: AnalyzeConfig, signals: list[FrameSignal] | None = None
+) -> FrameSeries:
     """The single decode pass over ``source``: every frame goes to every signal that wants
-    it."""
+    it (``signals``: all of the configured ones by default)."""
     container, stream = open_video(source, cfg.decode_threads, fast=cfg.skip_loop_filter)
     # A multiple of 8 keeps the half-size frame's chroma planes even.
     size = scaled_size(info, cfg.short_side, multiple=8)
-    signals = build_signals(cfg)
+    signals = build_signals(cfg) if signals is None else signals
     times: list[float] = []
     frames = iter_scaled_frames(container, stream, info, size)
     try:

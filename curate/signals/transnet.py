@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections import deque
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -116,17 +116,18 @@ class ChunkedTransNet:
         self.every_chunk = every_chunk
         # A chunk is asked for at most ``CHUNK + PAD`` frames after its window begins.
         self.frames: deque[np.ndarray] = deque(maxlen=WINDOW * (self.batch + 1) + CHUNK)
-        self.first_kept = 0
-        """Index of ``frames[0]``."""
         self.count = 0
         self.wanted: set[int] = set()
         self.done: set[int] = set()
         self.single: list[float] = []
         self.many: list[float] = []
 
+    @property
+    def first_kept(self) -> int:
+        """Index of ``frames[0]``."""
+        return self.count - len(self.frames)
+
     def add(self, tiny: np.ndarray) -> None:
-        if len(self.frames) == self.frames.maxlen:
-            self.first_kept += 1
         self.frames.append(tiny)
         self.single.append(np.nan)
         self.many.append(np.nan)
@@ -159,7 +160,7 @@ class ChunkedTransNet:
             raise RuntimeError(f"TransNetV2 chunk {chunk} asked for after its frames were dropped")
         return np.stack([self.frames[i] for i in idx])
 
-    @property
+    @cached_property
     def model(self) -> Any:
         """Loaded on first use: a source without a candidate never imports torch."""
         return load_model(str(weights_path(self.cfg)), resolve_device(self.cfg.device))
@@ -171,9 +172,8 @@ class ChunkedTransNet:
         for i in range(0, len(chunks), self.batch):
             part = chunks[i : i + self.batch]
             windows = torch.from_numpy(np.stack([self._window(c) for c in part]))
-            model = self.model
             with torch.inference_mode():
-                single, heads = model(windows.to(model.device))
+                single, heads = self.model(windows.to(self.model.device))
                 middle = slice(PAD, PAD + CHUNK)
                 single = torch.sigmoid(single[:, middle, 0]).float().cpu().numpy()
                 many = torch.sigmoid(heads["many_hot"][:, middle, 0]).float().cpu().numpy()
