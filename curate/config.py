@@ -89,6 +89,11 @@ class TransNetV2Config(Model):
     batch_windows: int = Field(
         8, ge=1, description="100-frame windows per forward pass (raise on a GPU)."
     )
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="auto: bfloat16 where the processor computes it natively (recent x86 CPUs, "
+        "Ampere+ GPUs; twice as fast, probabilities within 0.001 of float32), float32 elsewhere.",
+    )
 
 
 class CandidatesConfig(Model):

@@ -82,6 +82,24 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def resolve_precision(precision: str, device: str) -> Any:
+    """The dtype the network computes in (``torch.autocast``); ``None`` for float32."""
+    import torch
+
+    if precision == "float32":
+        return None
+    if precision == "auto":
+        if device == "cuda":
+            native = torch.cuda.is_bf16_supported()
+        else:
+            native = torch.backends.mkldnn.is_available() and bool(
+                torch.ops.mkldnn._is_mkldnn_bf16_supported()
+            )
+        if not native:
+            return None
+    return torch.bfloat16
+
+
 @lru_cache(maxsize=2)
 def load_model(weights: str, device: str) -> Any:
     """The network with its weights, in eval mode on ``device`` (once per process)."""
@@ -165,6 +183,10 @@ class ChunkedTransNet:
         """Loaded on first use: a source without a candidate never imports torch."""
         return load_model(str(weights_path(self.cfg)), resolve_device(self.cfg.device))
 
+    @cached_property
+    def dtype(self) -> Any:
+        return resolve_precision(self.cfg.precision, self.model.device.type)
+
     def _run(self, chunks: list[int]) -> None:
         import torch
 
@@ -172,8 +194,12 @@ class ChunkedTransNet:
         for i in range(0, len(chunks), self.batch):
             part = chunks[i : i + self.batch]
             windows = torch.from_numpy(np.stack([self._window(c) for c in part]))
-            with torch.inference_mode():
-                single, heads = self.model(windows.to(self.model.device))
+            device = self.model.device
+            with (
+                torch.inference_mode(),
+                torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None),
+            ):
+                single, heads = self.model(windows.to(device))
                 middle = slice(PAD, PAD + CHUNK)
                 single = torch.sigmoid(single[:, middle, 0]).float().cpu().numpy()
                 many = torch.sigmoid(heads["many_hot"][:, middle, 0]).float().cpu().numpy()
