@@ -101,6 +101,14 @@ def test_combined_runs_the_network_only_around_candidates_and_agrees_with_it():
     assert still.cuts == [] and np.isnan(still.probabilities).all()
 
 
+@needs_shared
+def test_bfloat16_gives_the_float32_boundaries():
+    exact = detect(VIDEOS / HAMILTON, config("transnetv2", precision="float32"))
+    fast = detect(VIDEOS / HAMILTON, config("transnetv2", precision="bfloat16"))
+    assert fast.cuts == exact.cuts == [20, 82, 211]
+    np.testing.assert_allclose(fast.probabilities, exact.probabilities, atol=0.02)
+
+
 def test_boundaries_and_transitions_from_probabilities():
     cfg = TransNetV2Config()
     single = np.zeros(40, np.float32)
