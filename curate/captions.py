@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from curate.config import CaptionConfig
-from curate.schema import CAMERA_MOTIONS
+from curate.signals.camera_motion import CAMERA_MOTIONS
 
 FALLBACK_CAPTIONER = "template-fallback"
 """``captioner`` of a clip whose captioner failed and that kept the template caption."""

@@ -429,6 +429,15 @@ class Gates(Model):
     min_sharpness: Annotated[float, Field(ge=0)] | Percentile | None = None
     min_motion: Annotated[float, Field(ge=0)] | Percentile | None = None
     max_motion: Annotated[float, Field(gt=0)] | Percentile | None = None
+    min_subject_motion: Annotated[float, Field(ge=0)] | Percentile | None = Field(
+        None,
+        description="Lowest motion relative to the background (diagonals/s): drops clips where "
+        "nothing moves, even when the camera does (a pan over an empty landscape).",
+    )
+    max_subject_motion: Annotated[float, Field(gt=0)] | Percentile | None = None
+    max_camera_speed: Annotated[float, Field(gt=0)] | Percentile | None = Field(
+        None, description="Fastest camera motion (diagonals/s): drops whip pans and wild shake."
+    )
     reject_slideshow: bool = Field(False, description="Drop piecewise-still clips with jumps.")
     reject_chaotic: bool = Field(False, description="Drop clips whose frames jump constantly.")
     min_aesthetic: Annotated[float, Field(ge=0, le=10)] | Percentile | None = None

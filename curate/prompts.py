@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from curate.captions import TEXT_FIELDS, clean_text
 from curate.config import PromptConfig
+from curate.signals.camera_motion import CAMERA_MOTIONS
 
 CAMERA_PHRASES: dict[str, tuple[str, ...]] = {
     "static": ("The camera is static.", "The camera stays still."),
@@ -39,7 +40,27 @@ CAMERA_PHRASES: dict[str, tuple[str, ...]] = {
         "The camera moves in a complex way.",
     ),
 }
-"""Natural phrasings of each camera-motion class (direction = what the camera does)."""
+"""Natural phrasings of each single camera-motion class (direction = what the camera does)."""
+
+_VERBS = {
+    "pan_left": "pans left",
+    "pan_right": "pans right",
+    "tilt_up": "tilts up",
+    "tilt_down": "tilts down",
+    "zoom_in": "zooms in",
+    "zoom_out": "zooms out",
+}
+CAMERA_PHRASES |= {
+    label: (
+        f"The camera {_VERBS[label[:split]]} and {_VERBS[label[split + 1 :]]}.",
+        f"The camera {_VERBS[label[:split]]} while it {_VERBS[label[split + 1 :]]}.",
+    )
+    for label in CAMERA_MOTIONS
+    if label not in CAMERA_PHRASES
+    # A combined class joins two single ones: "zoom_in_pan_left" = "zoom_in" + "pan_left".
+    for split in [label.index("_", label.index("_") + 1)]
+}
+"""Combined moves, phrased from their parts."""
 
 MOTION_PHRASES: dict[str, tuple[str, ...]] = {
     "low": ("There is little motion in the scene.", "Little motion."),

@@ -46,21 +46,6 @@ PHASE1_STAGES = ("probe", "analyze")
 """Stages that reject inputs or clip windows before ``analysis`` (their rejected clips have no
 analysis row); a re-tier keeps their rejects and recomputes everything after them."""
 
-CAMERA_MOTIONS = (
-    "static",
-    "pan_left",
-    "pan_right",
-    "tilt_up",
-    "tilt_down",
-    "zoom_in",
-    "zoom_out",
-    "roll_cw",
-    "roll_ccw",
-    "handheld",
-    "complex",
-)
-"""Camera motion vocabulary (direction = what the camera does)."""
-
 SOURCE = pa.schema(
     [
         pa.field("source", pa.string(), nullable=False),
@@ -302,6 +287,8 @@ SCORE_COLUMNS = (
     "sharpness",
     "motion_score",
     "motion_p90",
+    "camera_speed",
+    "subject_motion",
     "camera_motion_confidence",
     "text_ratio",
     "border_top",

@@ -13,7 +13,7 @@ import av
 import cv2
 import numpy as np
 
-from curate.schema import CAMERA_MOTIONS
+from curate.signals.camera_motion import CAMERA_MOTIONS
 
 
 def textured_image(seed: int, height: int = 720, width: int = 1280, hue: int | None = None):
@@ -197,54 +197,125 @@ def poison_overrides(probe_timeout_s: float = 5.0) -> list[str]:
 CAMERA_CLASSES = tuple(m for m in CAMERA_MOTIONS if m != "complex")
 """Camera moves the generator can make (every label but ``complex``)."""
 
+_MOVES = {
+    "pan_right": (-1.6, 0, 0, 0),
+    "pan_left": (1.6, 0, 0, 0),
+    "tilt_up": (0, 1.6, 0, 0),
+    "tilt_down": (0, -1.6, 0, 0),
+    "zoom_in": (0, 0, 0.008, 0),
+    "zoom_out": (0, 0, -0.008, 0),
+    "roll_cw": (0, 0, 0, 0.35),  # OpenCV: positive angle = counter-clockwise on screen
+    "roll_ccw": (0, 0, 0, -0.35),
+}
+"""Per-frame content motion of each single move at speed 1: dx, dy (px at 320 px), growth
+rate, angle (degrees). Pan, tilt and zoom move a frame corner equally fast (0.004 diagonals
+per frame), so each part of a combined move is plain to see."""
+
+
+def _parts(kind: str) -> list[str]:
+    """The single moves of a (possibly combined) class: ``zoom_in_pan_left`` → both."""
+    words = kind.split("_")
+    return ["_".join(words[i : i + 2]) for i in range(0, len(words), 2)]
+
+
+@dataclass(frozen=True)
+class Mover:
+    """A real image patch crossing the frame: a person, a car, a hand."""
+
+    patch: np.ndarray
+    start: tuple[float, float]
+    """Top-left corner at the first frame, as a share of the frame size."""
+    velocity: tuple[float, float]
+    """Pixels per frame (at 320 px), on screen: independent of the camera."""
+    wobble: float = 0.0
+    """Up-and-down bounce amplitude, pixels (a walking gait, a juggled ball)."""
+
+
+def movers(image: np.ndarray, count: int, seed: int) -> list[Mover]:
+    """``count`` patches cut from ``image`` (a different picture from the background), each
+    6-15 % of the frame area, moving at 1-4 px per frame in random directions."""
+    rng = np.random.default_rng(seed)
+    out = []
+    h, w = image.shape[:2]
+    for _ in range(count):
+        ph, pw = int(rng.uniform(0.3, 0.5) * 240), int(rng.uniform(0.15, 0.3) * 320)
+        scale = min(h / 240, w / 320)
+        y0 = int(rng.integers(0, h - ph * scale))
+        x0 = int(rng.integers(0, w - pw * scale))
+        patch = image[y0 : y0 + int(ph * scale), x0 : x0 + int(pw * scale)]
+        patch = cv2.resize(patch, (pw, ph), interpolation=cv2.INTER_AREA)
+        angle = rng.uniform(0, 2 * np.pi)
+        speed = rng.uniform(1.0, 4.0)
+        out.append(
+            Mover(
+                patch,
+                (float(rng.uniform(0.1, 0.6)), float(rng.uniform(0.1, 0.5))),
+                (speed * float(np.cos(angle)), speed * float(np.sin(angle))),
+                float(rng.uniform(0, 6)),
+            )
+        )
+    return out
+
 
 def camera_motion_frames(
-    image: np.ndarray, kind: str, speed: float, n: int = 75, size=(240, 320), seed: int = 0
+    image: np.ndarray,
+    kind: str,
+    speed: float,
+    n: int = 75,
+    size=(240, 320),
+    seed: int = 0,
+    objects: list[Mover] = (),
 ):
-    """Frames of a virtual camera moving over ``image`` (BGR or RGB, larger than ``size``).
+    """Frames of a virtual camera moving over ``image`` (BGR or RGB, larger than ``size``),
+    with ``objects`` moving across the picture on their own.
 
-    ``speed`` in 0.5..2 scales the motion. Directions follow the camera: panning right
-    slides the content left, tilting up moves it down, rolling clockwise turns it
-    counter-clockwise on screen, zooming in enlarges it. Handheld is a smoothed random shake.
+    ``kind`` is a class of :data:`CAMERA_CLASSES`; combined classes (``pan_left_tilt_up``,
+    ``zoom_in_pan_right``) do both moves at once. ``speed`` in 0.5..2 scales the motion.
+    Directions follow the camera: panning right slides the content left, tilting up moves it
+    down, rolling clockwise turns it counter-clockwise on screen, zooming in enlarges it.
+    Handheld is a smoothed random shake.
     """
     h, w = size
-    # The camera sees most of the picture, not a featureless detail of it.
-    image = cv2.resize(image, (int(w * 1.6), int(h * 1.6)), interpolation=cv2.INTER_AREA)
+    # The picture is large enough that the fastest move never leaves it (a mirrored edge would
+    # move against the camera), yet the view still shows much of it, not a featureless detail.
+    image = cv2.resize(image, (int(w * 2.8), int(h * 2.8)), interpolation=cv2.INTER_AREA)
     ih, iw = image.shape[:2]
     cx, cy = iw / 2, ih / 2
     rng = np.random.default_rng(seed)
     shake = np.cumsum(rng.normal(scale=1.2 * speed, size=(n, 2)), axis=0)
     shake -= np.linspace(0, 1, n)[:, None] * shake[-1]  # wander around, end where it started
     rot_shake = np.cumsum(rng.normal(scale=0.08 * speed, size=n))
+    parts = [] if kind in ("static", "handheld") else _parts(kind)
     for i in range(n):
         dx = dy = angle = 0.0
         zoom = 1.0
-        if kind == "pan_right":
-            dx = -1.6 * speed * i
-        elif kind == "pan_left":
-            dx = 1.6 * speed * i
-        elif kind == "tilt_up":
-            dy = 1.6 * speed * i
-        elif kind == "tilt_down":
-            dy = -1.6 * speed * i
-        elif kind == "zoom_in":
-            zoom = (1 + 0.006 * speed) ** i
-        elif kind == "zoom_out":
-            zoom = (1 + 0.006 * speed) ** (n - i)
-        elif kind == "roll_cw":
-            angle = 0.35 * speed * i  # OpenCV: positive = counter-clockwise on screen
-        elif kind == "roll_ccw":
-            angle = -0.35 * speed * i
-        elif kind == "handheld":
+        for part in parts:
+            mx, my, rate, ma = _MOVES[part]
+            dx += mx * speed * i
+            dy += my * speed * i
+            angle += ma * speed * i
+            if rate:
+                # Zooming out starts close and ends wide, so the view stays in the picture.
+                zoom *= (1 + rate * speed) ** (i if rate > 0 else i - n)
+        if kind == "handheld":
             dx, dy = shake[i]
             angle = rot_shake[i]
         m = cv2.getRotationMatrix2D((cx, cy), angle, zoom)
-        # Centre the output window on the image centre, then move the content.
-        m[0, 2] += dx - (cx - w / 2)
-        m[1, 2] += dy - (cy - h / 2)
-        yield cv2.warpAffine(
+        # Move the content, then zoom and roll about the centre of the view (as a lens does),
+        # and centre the output window on the image centre.
+        m[:, 2] += m[:, :2] @ (dx, dy) - (cx - w / 2, cy - h / 2)
+        frame = cv2.warpAffine(
             image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
         )
+        for obj in objects:
+            ph, pw = obj.patch.shape[:2]
+            x = round(obj.start[0] * w + obj.velocity[0] * i)
+            y = round(obj.start[1] * h + obj.velocity[1] * i + obj.wobble * np.sin(i / 3))
+            # Bounce off the frame edges so the object stays in view.
+            x = int(abs((x + w - pw) % (2 * (w - pw)) - (w - pw)))
+            y = int(abs((y + h - ph) % (2 * (h - ph)) - (h - ph)))
+            frame[y : y + ph, x : x + pw] = obj.patch
+        yield frame
 
 
 def real_frames(videos: Path, min_width: int = 640, count: int = 6) -> list[np.ndarray]:
@@ -382,7 +453,9 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
                 "orientation": orientation,
                 "sharpness": sharpness,
                 "motion_score": rng.uniform(0, 0.3, n).astype(np.float32),
-                "camera_motion": np.array(CAMERA_MOTIONS, dtype=object)[rng.integers(0, 11, n)],
+                "camera_motion": np.array(CAMERA_MOTIONS, dtype=object)[
+                    rng.integers(0, len(CAMERA_MOTIONS), n)
+                ],
                 "camera_motion_confidence": rng.uniform(0.3, 1, n).astype(np.float32),
                 "aesthetic": rng.uniform(2, 9, n).astype(np.float32),
                 "border_top": np.zeros(n, np.float32),

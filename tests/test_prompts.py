@@ -19,7 +19,7 @@ from curate.captions import (
 )
 from curate.config import CaptionConfig, PromptConfig, load_config
 from curate.prompts import CAMERA_PHRASES, FALLBACK, synthesize
-from curate.schema import CAMERA_MOTIONS
+from curate.signals.camera_motion import CAMERA_MOTIONS
 
 FIELDS = {
     "short_description": "A red fox trots across a snowy field.",

@@ -71,12 +71,13 @@ SMOKE: dict[str, Smoke] = {
         ("phase 2 over 2000 clips: wall", "peak memory", "recall", "precision", "rebalance:"),
         ray=True,
     ),
-    "camera_motion_confusion.py": Smoke(
-        ("--videos", "{videos}", "--per-class", "1"),
-        ("accuracy", "recall"),
-        shared=True,
-    ),
     "compare_outputs.py": Smoke(("--help",), ("usage:",)),
+    "eval_camera_motion.py": Smoke(
+        ("--videos", "{videos}", "--per-class", "1", "--limit", "2"),
+        ("real footage: ", "| static |", "reliability", "synthetic camera moves"),
+        shared=True,
+        timeout=300,
+    ),
     "eval_shots.py": Smoke(
         ("--videos", "{videos}", "--limit", "2", "--detectors", "combined,scenedetect-content"),
         ("real footage", "| combined |", "| scenedetect-content |", "synthetic: 8 videos"),

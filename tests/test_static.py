@@ -44,7 +44,7 @@ def reasons(clips):
 
 def noisy_still(image, seconds, sigma, seed=0):
     rng = np.random.default_rng(seed)
-    base = next(camera_motion_frames(image, "static", 1.0, n=1, size=(360, 640)))
+    base = cv2.resize(image, (640, 360), interpolation=cv2.INTER_AREA).astype(np.float32)
     for _ in range(int(seconds * 25)):
         yield np.clip(base + rng.normal(0, sigma, base.shape), 0, 255).astype(np.uint8)
 

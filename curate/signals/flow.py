@@ -1,5 +1,7 @@
 """Optical flow between sampled pairs of adjacent frames: how fast the picture moves
-(``motion_score``) and the global motion the camera-motion classifier labels.
+(``motion_score``), how much of that is the camera (``camera_speed``, fitted to the background)
+and how much is what moves relative to the background (``subject_motion``), and the camera
+motion the classifier labels.
 
 Pairs of adjacent frames keep displacements small, which low-resolution flow measures well;
 the magnitude is divided by the pair's time gap and by the frame diagonal, so the score is in
@@ -8,7 +10,7 @@ diagonals per second and compares across frame rates and resolutions.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, fields
 from functools import lru_cache
 
 import cv2
@@ -25,8 +27,9 @@ from curate.video import DecodedFrame
 
 @dataclass(frozen=True)
 class GlobalMotion:
-    """Similarity motion of the image content, fitted to a flow field. Image axes: x right,
-    y down; lengths in frame diagonals, rates per second."""
+    """The camera's motion between two frames, fitted to the background of a flow field, and
+    what moves relative to it. Image axes: x right, y down; lengths in frame diagonals, rates
+    per second."""
 
     tx: float
     """Content translation to the right."""
@@ -37,40 +40,91 @@ class GlobalMotion:
     rotation: float
     """Radians; > 0 turns the content clockwise on screen (y points down)."""
     residual: float
-    """RMS of the flow the model does not explain (moving objects, parallax, noise)."""
+    """RMS of the background flow the camera model does not explain (parallax, noise)."""
+    support: float
+    """Share of the textured points that move with the camera model: 1 when the whole
+    background agrees, low when moving objects or parallax dominate the picture."""
+    subject: float
+    """Motion relative to the background, averaged over the frame: what the people, cars and
+    hands do, whatever the camera does."""
+    speed: float
+    """Mean speed of the camera's motion field over the frame."""
+
+
+MOTION_FIELDS = tuple(f.name for f in fields(GlobalMotion))
+"""Columns of :attr:`FlowSeries.motion`."""
+
+INLIER_PX = 0.25
+"""Flow error (pixels at the flow resolution) within which a point moves with the camera; it
+grows with the motion (``INLIER_SHARE`` of the median flow), since flow error does too."""
+
+INLIER_SHARE = 0.15
+
+TEXTURE_SHARE = 0.05
+"""Points whose corner strength (smallest structure-tensor eigenvalue) is below this share
+of the frame's 95th percentile carry no reliable flow (flat sky, walls, defocus)."""
+
+TEXTURE_FLOOR = 1e-4
+"""Absolute corner strength below which a point is flat whatever the rest of the frame is
+(a blank wall's noise)."""
+
+MIN_POINTS = 12
+"""Textured points below which the camera motion cannot be told from noise."""
 
 
 @lru_cache(maxsize=8)
 def _grid(h: int, w: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centred sample coordinates of a flow grid, in frame diagonals."""
-    diag = float(np.hypot(h, w))
+    """Sample coordinates of a flow grid, in pixels from the frame centre."""
     ys, xs = np.mgrid[step // 2 : h : step, step // 2 : w : step].astype(np.float32)
-    return (xs.ravel() - (w - 1) / 2) / diag, (ys.ravel() - (h - 1) / 2) / diag
+    return xs.ravel() - (w - 1) / 2, ys.ravel() - (h - 1) / 2
 
 
-def fit_global_motion(flow: np.ndarray, dt: float, step: int = 4) -> GlobalMotion:
-    """Least-squares fit of ``u = tx + s*x - r*y, v = ty + r*x + s*y`` on a grid of the flow,
-    refitted once without the worst quarter of points (moving foreground)."""
+def fit_global_motion(
+    flow: np.ndarray, dt: float, gray: np.ndarray | None = None, step: int = 4
+) -> GlobalMotion:
+    """The camera motion of a flow field: a similarity ``u = tx + s*x - r*y, v = ty + r*x +
+    s*y`` fitted with RANSAC to the textured points of ``gray`` (all points without it), so
+    that people, cars and hands moving through the picture do not pull it; the points it
+    leaves out are what moves relative to the background."""
     h, w = flow.shape[:2]
     diag = float(np.hypot(h, w))
     x, y = _grid(h, w, step)
-    sampled = flow[step // 2 :: step, step // 2 :: step]
-    u = sampled[..., 0].ravel() / diag
-    v = sampled[..., 1].ravel() / diag
-    keep = slice(None)
-    for _ in range(2):
-        xk, yk, uk, vk = x[keep], y[keep], u[keep], v[keep]
-        xm, ym = float(xk.mean()), float(yk.mean())
-        xc, yc = xk - xm, yk - ym
-        norm = float(xc @ xc + yc @ yc) or 1.0
-        s = float(uk @ xc + vk @ yc) / norm
-        r = float(vk @ xc - uk @ yc) / norm
-        tx = float(uk.mean()) - s * xm + r * ym
-        ty = float(vk.mean()) - r * xm - s * ym
-        err = np.hypot(u - (tx + s * x - r * y), v - (ty + r * x + s * y))
-        keep = err <= np.partition(err, (3 * err.size) // 4)[(3 * err.size) // 4]
-    residual = float(np.sqrt((err[keep] ** 2).mean()))
-    return GlobalMotion(tx / dt, ty / dt, s / dt, r / dt, residual / dt)
+    sampled = flow[step // 2 :: step, step // 2 :: step].reshape(-1, 2)
+    if gray is not None:
+        corner = cv2.cornerMinEigenVal(gray, 5, 3)[step // 2 :: step, step // 2 :: step].ravel()
+        textured = corner >= max(TEXTURE_FLOOR, TEXTURE_SHARE * np.percentile(corner, 95))
+    else:
+        textured = np.ones(len(x), bool)
+    src = np.column_stack([x, y])
+    if textured.sum() < MIN_POINTS:
+        # A blank frame: nothing to tell the camera's motion by.
+        return GlobalMotion(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    pts, moved = src[textured], src[textured] + sampled[textured]
+    magnitude = np.hypot(sampled[textured, 0], sampled[textured, 1])
+    threshold = max(INLIER_PX, INLIER_SHARE * float(np.median(magnitude)))
+    m, inliers = cv2.estimateAffinePartial2D(
+        pts, moved, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=500
+    )
+    if m is None:
+        m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        inliers = np.zeros((len(pts), 1), np.uint8)
+    a, b = float(m[0, 0]), float(m[1, 0])
+    model = src @ m[:, :2].T + m[:, 2] - src
+    error = np.hypot(*(sampled - model).T)[textured]
+    inlier = inliers.ravel().astype(bool)
+    residual = float(np.sqrt((error[inlier] ** 2).mean())) if inlier.any() else 0.0
+    subject = float(error[~inlier].sum() / len(error))
+    speed = float(np.hypot(model[:, 0], model[:, 1]).mean())
+    return GlobalMotion(
+        tx=float(m[0, 2]) / diag / dt,
+        ty=float(m[1, 2]) / diag / dt,
+        scale=(float(np.hypot(a, b)) - 1.0) / dt,
+        rotation=float(np.arctan2(b, a)) / dt,
+        residual=residual / diag / dt,
+        support=float(inlier.mean()),
+        subject=subject / diag / dt,
+        speed=speed / diag / dt,
+    )
 
 
 @dataclass
@@ -80,7 +134,7 @@ class FlowSeries:
     magnitude: np.ndarray
     """Flow magnitude of each pair, frame diagonals per second."""
     motion: np.ndarray
-    """Global motion of each pair: rows of ``(tx, ty, scale, rotation, residual)``."""
+    """Global motion of each pair: rows of :class:`GlobalMotion`'s fields, in order."""
 
 
 class FlowSignal(FrameSignal):
@@ -90,12 +144,35 @@ class FlowSignal(FrameSignal):
     fields = (
         pa.field("motion_score", pa.float32()),
         pa.field("motion_p90", pa.float32()),
+        pa.field("camera_speed", pa.float32()),
+        pa.field("subject_motion", pa.float32()),
         pa.field("camera_motion", pa.string()),
         pa.field("camera_motion_confidence", pa.float32()),
     )
     gates = (
         Gate("min_motion", "motion_score", "static", ("motion_score",), at_least),
         Gate("max_motion", "motion_score", "excessive_motion", ("motion_score",), at_most),
+        Gate(
+            "min_subject_motion",
+            "subject_motion",
+            "no_subject_motion",
+            ("subject_motion",),
+            at_least,
+        ),
+        Gate(
+            "max_subject_motion",
+            "subject_motion",
+            "excessive_subject_motion",
+            ("subject_motion",),
+            at_most,
+        ),
+        Gate(
+            "max_camera_speed",
+            "camera_speed",
+            "excessive_camera_motion",
+            ("camera_speed",),
+            at_most,
+        ),
     )
 
     def __init__(self, cfg: FlowConfig) -> None:
@@ -128,7 +205,7 @@ class FlowSignal(FrameSignal):
                 diag = float(np.hypot(*small.shape[:2]))
                 self.index.append(self._prev_index)
                 self.magnitude.append(mag / diag / dt)
-                self.motion.append(fit_global_motion(flow, dt))
+                self.motion.append(fit_global_motion(flow, dt, self._prev))
             self._prev = None
         if t >= self._next_t:
             self._prev, self._prev_index, self._prev_t = small, frame.index, t
@@ -143,17 +220,23 @@ class FlowSignal(FrameSignal):
         return FlowSeries(
             index=np.asarray(self.index, dtype=np.int64),
             magnitude=np.asarray(self.magnitude, dtype=np.float32),
-            motion=np.asarray([astuple(m) for m in self.motion], dtype=np.float32).reshape(-1, 5),
+            motion=np.asarray([astuple(m) for m in self.motion], dtype=np.float32).reshape(
+                -1, len(MOTION_FIELDS)
+            ),
         )
 
     def clip_values(self, series: FlowSeries, clip: ClipWindow) -> dict:
         # Flow pairs count when both frames lie inside the clip.
         in_clip = (series.index >= clip.start) & (series.index + 1 < clip.end)
         motion = series.magnitude[in_clip]
-        camera, confidence = camera_motion.classify(series.motion[in_clip])
+        fits = series.motion[in_clip]
+        camera, confidence = camera_motion.classify(fits)
+        speed, subject = (fits[:, MOTION_FIELDS.index(k)] for k in ("speed", "subject"))
         return {
             "motion_score": float(motion.mean()) if motion.size else None,
             "motion_p90": float(np.percentile(motion, 90)) if motion.size else None,
+            "camera_speed": float(speed.mean()) if speed.size else None,
+            "subject_motion": float(subject.mean()) if subject.size else None,
             "camera_motion": camera,
             "camera_motion_confidence": confidence,
         }

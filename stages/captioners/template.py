@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from curate.captions import ClipInfo
+from curate.signals.camera_motion import CAMERA_MOTIONS
 from stages.captioners import Captioner, CaptionOutcome
 
 NOTE = (
@@ -38,6 +39,11 @@ SHOT_TYPES = {
     "roll_ccw": "rolling shot",
     "handheld": "handheld shot",
     "complex": "moving-camera shot",
+}
+SHOT_TYPES |= {
+    label: "zoom shot" if label.startswith("zoom") else "panning shot"
+    for label in CAMERA_MOTIONS
+    if label not in SHOT_TYPES
 }
 """The shot type a camera motion implies (framing — close-up, wide — is not measured)."""
 
