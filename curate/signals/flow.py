@@ -60,7 +60,7 @@ grows with the motion (``INLIER_SHARE`` of the median flow), since flow error do
 
 INLIER_SHARE = 0.15
 
-TEXTURE_SHARE = 0.05
+TEXTURE_SHARE = 0.01
 """Points whose corner strength (smallest structure-tensor eigenvalue) is below this share
 of the frame's 95th percentile carry no reliable flow (flat sky, walls, defocus)."""
 
