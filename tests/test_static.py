@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import VIDEOS, needs_shared
-from synth import camera_motion_frames, real_frames, write_video
+from synth import real_frames, write_video
 
 from curate import schema
 from curate.config import CurateConfig

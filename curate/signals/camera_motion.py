@@ -83,7 +83,7 @@ def classify(motion: np.ndarray) -> tuple[str | None, float | None]:
     if len(motion) == 0:
         return None, None
     tx, ty, scale, rotation = (float(np.median(motion[:, i])) for i in range(4))
-    support = float(np.median(motion[:, 5])) if motion.shape[1] > 5 else 1.0
+    support = float(np.median(motion[:, 5]))
     steady = {
         "pan": abs(tx),
         "tilt": abs(ty),
