@@ -200,14 +200,38 @@ class ThumbnailConfig(Model):
     quality: int = Field(80, ge=10, le=100)
 
 
+class OcrConfig(Model):
+    """PP-OCR text detection (``curate/signals/ocr.py``)."""
+
+    weights: str | None = Field(
+        None,
+        description="Detection model (ONNX); null: PP-OCRv6 small, shipped in the rapidocr "
+        "package.",
+    )
+    short_side: int = Field(
+        540,
+        ge=64,
+        description="Frames are read for text at this short side (never upscaled): subtitles 2 % "
+        "of the frame high are 11 px tall at 540.",
+    )
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="Mean text probability a detected box needs."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: onnxruntime's CUDA provider when installed and a GPU is there."
+    )
+
+
 class TextConfig(SignalConfig):
     signal = "text:TextSignal"
 
-    detector: Literal["morphology"] = Field(
-        "morphology",
-        description="Text detector, by its name in curate.signals.text.TEXT_DETECTORS.",
+    detector: Literal["ocr", "morphology"] = Field(
+        "ocr",
+        description="Text detector, by its name in curate.signals.text.TEXT_DETECTORS: ocr "
+        "(PP-OCR, learned) or morphology (no model).",
     )
     fps: float = Field(0.5, gt=0, description="Frames per second searched for on-screen text.")
+    ocr: OcrConfig = OcrConfig()
 
 
 class BordersConfig(SignalConfig):

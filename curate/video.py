@@ -223,10 +223,26 @@ class DecodedFrame:
     """The scaled I420 frame as decoded (not rotated), for the occasional full-size colour
     image (``to_bgr``)."""
     quarter_turns: int
+    source: av.VideoFrame | None = None
+    """The decoded frame at full size, for the occasional larger picture (``gray_at``)."""
 
     def to_bgr(self) -> np.ndarray:
         """Upright colour image at the analysis size."""
         return _turn(cv2.cvtColor(self.yuv, cv2.COLOR_YUV2BGR_I420), self.quarter_turns)
+
+    def gray_at(self, short_side: int) -> np.ndarray:
+        """Upright luma with ``short_side`` pixels on its short side (never more than the
+        source has), in the analysis frame's aspect ratio; from the same decode."""
+        h, w = self.gray.shape
+        if self.source is None:
+            return self.gray
+        available = min(self.source.width, self.source.height)
+        scale = min(short_side, available) / min(h, w)
+        height, width = max(2, round(h * scale)), max(2, round(w * scale))
+        if self.quarter_turns % 2:
+            height, width = width, height
+        luma = self.source.reformat(width=width, height=height, format="gray").to_ndarray()
+        return _turn(luma, self.quarter_turns)
 
 
 PREFETCH_FRAMES = 16
@@ -273,7 +289,7 @@ def _scaled_frames(container, stream, info: VideoInfo, size: tuple[int, int]):
         ).reshape(-1, half[0])
         small = cv2.cvtColor(small_yuv, cv2.COLOR_YUV2BGR_I420)
         yield DecodedFrame(
-            index, t, upright(gray, info), upright(small, info), yuv, info.quarter_turns
+            index, t, upright(gray, info), upright(small, info), yuv, info.quarter_turns, frame
         )
 
 

@@ -1,16 +1,20 @@
 """On-screen text: captions, subtitles, titles and watermarks.
 
-A detector maps a gray analysis frame to text-line boxes; ``text_ratio`` is the share of the
-frame those boxes cover, counting only lines that hold still on screen. Tier gate ``max_text``
+A detector maps a gray frame to text-line boxes; ``text_ratio`` is the share of the frame
+those boxes cover, counting only lines that hold still on screen (overlay text: subtitles,
+titles, watermarks; not signs that move with the scene). Tier gate ``max_text``
 (``text_heavy``) applies to a clip's mean.
 
-The default detector needs no model: it finds character-like connected components and keeps
-only those that line up as text lines. A learned detector (an OCR model's detection head)
-plugs in by implementing :class:`TextDetector` and adding itself to :data:`TEXT_DETECTORS`.
+The default detector, ``ocr``, is PP-OCR's learned text detector (``curate.signals.ocr``) on
+frames read at ``analyze.text.ocr.short_side`` from the same decode, large enough for small
+subtitles. ``morphology`` needs no model: it finds character-like connected components of
+the analysis frame and keeps those that line up as text lines. Another detector plugs in by
+implementing :class:`TextDetector` and adding itself to :data:`TEXT_DETECTORS`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import cv2
@@ -24,6 +28,9 @@ from curate.video import DecodedFrame
 
 
 class TextDetector(Protocol):
+    short_side: int | None
+    """Short side of the frames the detector reads; ``None``: the analysis frame."""
+
     def detect(self, gray: np.ndarray) -> np.ndarray:
         """Text-line boxes of an 8-bit gray frame, as ``(n, 4)`` rows of ``x0, y0, x1, y1``."""
         ...
@@ -60,7 +67,9 @@ class MorphologyTextDetector:
     levels, glyph filters (size, fill, stroke width and its consistency), then grouping into
     horizontal lines of similar-height, similar-stroke, similar-colour characters."""
 
-    def __init__(self) -> None:
+    short_side = None
+
+    def __init__(self, cfg: TextConfig | None = None) -> None:
         self._kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (TOPHAT_SIZE, TOPHAT_SIZE))
         self._ridge = np.ones((3, 3), np.uint8)
 
@@ -184,7 +193,16 @@ def coverage(boxes: np.ndarray, shape: tuple[int, ...]) -> float:
     return float(mask.mean())
 
 
-TEXT_DETECTORS: dict[str, type] = {"morphology": MorphologyTextDetector}
+def _ocr(cfg: TextConfig) -> TextDetector:
+    from curate.signals.ocr import OcrTextDetector
+
+    return OcrTextDetector(cfg.ocr)
+
+
+TEXT_DETECTORS: dict[str, Callable[[TextConfig], TextDetector]] = {
+    "ocr": _ocr,
+    "morphology": MorphologyTextDetector,
+}
 """Text detectors by the name used in ``analyze.text.detector``."""
 
 
@@ -214,7 +232,7 @@ class TextSignal(FrameSignal):
     gates = (Gate("max_text", "text_ratio", "text_heavy", ("text_ratio",), at_most),)
 
     def __init__(self, cfg: TextConfig) -> None:
-        self.detector: TextDetector = TEXT_DETECTORS[cfg.detector]()
+        self.detector: TextDetector = TEXT_DETECTORS[cfg.detector](cfg)
         self.fps = cfg.fps
         self.times: list[float] = []
         self.ratios: list[float] = []
@@ -223,13 +241,24 @@ class TextSignal(FrameSignal):
         """Sample time, line boxes and their patches, waiting for the frame that confirms
         them."""
 
+    @classmethod
+    def check(cls, cfg: TextConfig) -> None:
+        if cfg.detector == "ocr":
+            from curate.signals.ocr import OcrTextDetector
+
+            OcrTextDetector.check(cfg.ocr)
+
+    def _gray(self, frame: DecodedFrame) -> np.ndarray:
+        side = self.detector.short_side
+        return frame.gray if side is None else frame.gray_at(side)
+
     def wants(self, frame: DecodedFrame) -> bool:
         return frame.time >= self._next_t or (
             self._pending is not None and frame.time >= self._pending[0] + STABLE_AFTER_S
         )
 
     def update(self, frame: DecodedFrame) -> None:
-        t, gray = frame.time, frame.gray
+        t, gray = frame.time, self._gray(frame)
         if self._pending is not None and t >= self._pending[0] + STABLE_AFTER_S:
             sampled, boxes, patches = self._pending
             stable = [
