@@ -208,6 +208,11 @@ class OcrConfig(Model):
         description="Detection model (ONNX); null: PP-OCRv6 small, shipped in the rapidocr "
         "package.",
     )
+    recogniser: str | None = Field(
+        None,
+        description="Recognition model (ONNX, character list in its metadata) that confirms "
+        "and reads each detected line; null: PP-OCRv6 small from the rapidocr package.",
+    )
     short_side: int = Field(
         540,
         ge=64,
@@ -215,7 +220,7 @@ class OcrConfig(Model):
         "of the frame high are 11 px tall at 540.",
     )
     threshold: float = Field(
-        0.5, gt=0, lt=1, description="Mean text probability a detected box needs."
+        0.6, gt=0, lt=1, description="Mean text probability a detected line's box needs."
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: onnxruntime's CUDA provider when installed and a GPU is there."

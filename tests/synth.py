@@ -392,6 +392,62 @@ def draw_text(image: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
     raise ValueError(kind)
 
 
+TEXT_CASES = {
+    "subtitle 2%": True,
+    "subtitle 3%": True,
+    "subtitle 4%": True,
+    "subtitle 6%": True,
+    "title": True,
+    "watermark": True,
+    "fullscreen": True,
+    "copyright over black": True,
+    "title over black": True,
+    "subtitle over busy texture": True,
+    "text moving with the scene": False,
+    "plain": False,
+    "black": False,
+    "busy texture": False,
+}
+"""Synthetic on-screen text cases of :func:`text_case_frames` and whether each shows overlay
+text (words painted into the scene, moving with it, are scene text, not overlay)."""
+
+
+def text_case_frames(kind: str, image: np.ndarray, seed: int = 0, n: int = 125, size=(360, 640)):
+    """5 s (``n`` frames at 25 fps) of footage for a :data:`TEXT_CASES` case: a slow pan over
+    ``image`` (or black, or busy synthetic texture), with the case's text."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    words = " ".join(rng.choice(_WORDS, 4))
+    if "black" in kind:
+        background = np.zeros((h, w, 3), np.uint8)
+        background += rng.integers(0, 6, background.shape, dtype=np.uint8)  # sensor noise
+        frames = (background for _ in range(n))
+    else:
+        if "busy" in kind:
+            image = textured_image(seed, h * 2, w * 2)
+        if kind == "text moving with the scene":
+            image = image.copy()
+            big = image.shape[0]
+            _put_lines(image, [words.upper()], int(0.5 * big), 0.05 * big, outline=True)
+        # Signs in the scene slide past at a hand-held pan's pace; overlays hold still on it.
+        speed = 2.0 if kind == "text moving with the scene" else 0.5
+        frames = camera_motion_frames(image, "pan_right", speed, n=n, size=size, seed=seed)
+    for frame in frames:
+        if kind.startswith("subtitle"):
+            share = float(kind.split()[1].rstrip("%")) / 100 if "%" in kind else 0.04
+            frame = _put_lines(frame, [words], int(0.93 * h), share * h)
+        elif kind in ("title", "title over black"):
+            frame = draw_text(frame, "title", seed)
+        elif kind in ("watermark", "fullscreen"):
+            frame = draw_text(frame, kind, seed)
+        elif kind == "copyright over black":
+            font = cv2.FONT_HERSHEY_SIMPLEX
+            scale = cv2.getFontScaleFromHeight(font, int(0.025 * h), 1)
+            line = "(c) 2026 Example Pictures. All rights reserved."
+            cv2.putText(frame, line, (int(0.2 * w), int(0.6 * h)), font, scale, (128,) * 3, 1)
+        yield frame
+
+
 SYNTH_TIERS = {"loose": 20.0, "strict": 100.0}
 """Tiers of ``synthetic_output`` (loosest first) and their ``min_sharpness`` gate."""
 

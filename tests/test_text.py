@@ -50,7 +50,7 @@ def test_drawn_text_separates_from_the_same_clips_without(tmp_path):
 def test_detector_boxes_cover_the_drawn_text():
     image = cv2.resize(real_frames(VIDEOS, count=1)[0], (455, 256), interpolation=cv2.INTER_AREA)
     gray = cv2.cvtColor(draw_text(image, "subtitle", seed=1), cv2.COLOR_RGB2GRAY)
-    boxes = MorphologyTextDetector().detect(gray)
+    boxes, _ = MorphologyTextDetector().detect(gray)
     band = boxes[boxes[:, 1] > 0.75 * 256]
     print(boxes)
     # Nearly all detected text lies in the subtitle band at the bottom of the frame.

@@ -1,10 +1,14 @@
-"""PP-OCR text detection for the on-screen text signal: the DB (differentiable binarisation)
-detector of PP-OCRv6 small, as ONNX, run with onnxruntime.
+"""PP-OCR for the on-screen text signal: the DB (differentiable binarisation) text detector
+and the CTC text recogniser of PP-OCRv6 small, as ONNX, run with onnxruntime.
 
-The network maps a frame to a per-pixel text probability; connected regions above
-``BINARY_THRESHOLD`` whose mean probability reaches ``analyze.text.ocr.threshold`` are text
-lines. DB predicts a shrunken text kernel, so each region is grown back by
+The detector maps a frame to a per-pixel text probability; connected regions above
+``BINARY_THRESHOLD`` whose mean probability reaches ``analyze.text.ocr.threshold`` are
+candidate lines. DB predicts a shrunken text kernel, so each region is grown back by
 ``UNCLIP_RATIO`` x area / perimeter (the reference post-processing, for axis-aligned boxes).
+The recogniser then reads every candidate. A line whose box score is below ``SURE_SCORE``
+counts as text only when it reads as at least ``MIN_CHARACTERS`` letters or digits with mean
+confidence ``MIN_CONFIDENCE`` (texture that the detector half-believes is text — bottle
+bases, foliage — reads as nothing or noise); readings are kept for ``text_content``.
 
 Weights come from the ``rapidocr`` package (Apache-2.0), which ships them inside its wheel,
 or from the file in ``analyze.text.ocr.weights``. Frames are read at
@@ -25,6 +29,14 @@ from curate.config import ConfigError, OcrConfig
 
 PACKAGE = "rapidocr"
 MODEL_FILE = "models/PP-OCRv6_det_small.onnx"
+RECOGNISER_FILE = "models/PP-OCRv6_rec_small.onnx"
+REC_HEIGHT = 48
+REC_MAX_WIDTH = 1280
+MIN_CHARACTERS = 2
+MIN_CONFIDENCE = 0.6
+SURE_SCORE = 0.75
+"""Box score from which a line is text without a reading: the recogniser knows Latin and
+Chinese script only, and titles in Cyrillic, Arabic or Devanagari score this high too."""
 NORM = 127.5
 """PP-OCRv6 detection reads pixels scaled to -1..1 (mean and std 0.5)."""
 BINARY_THRESHOLD = 0.3
@@ -49,18 +61,32 @@ def weights_path(cfg: OcrConfig) -> Path:
         if not path.is_file():
             raise ConfigError(f"analyze.text.ocr.weights: no file at {path}")
         return path
+    return _packaged(MODEL_FILE, "analyze.text.ocr.weights")
+
+
+def recogniser_path(cfg: OcrConfig) -> Path:
+    """The recognition model (``analyze.text.ocr.recogniser``), checked like the detector's."""
+    if cfg.recogniser is not None:
+        path = Path(cfg.recogniser).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"analyze.text.ocr.recogniser: no file at {path}")
+        return path
+    return _packaged(RECOGNISER_FILE, "analyze.text.ocr.recogniser")
+
+
+def _packaged(name: str, key: str) -> Path:
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
-            "analyze.text.detector=ocr needs PP-OCR weights: install the rapidocr package "
-            "(pip install rapidocr), set analyze.text.ocr.weights to a detection model, or "
-            "choose analyze.text.detector=morphology"
+            "analyze.text.detector=ocr needs PP-OCR models: install the rapidocr package "
+            f"(pip install rapidocr), set {key} to a model file, or choose "
+            "analyze.text.detector=morphology"
         )
-    path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / name
     if not path.is_file():
         raise ConfigError(
-            f"analyze.text.ocr.weights: the rapidocr package has no {MODEL_FILE} (reinstall it "
-            "or point this key at a PP-OCR detection model)"
+            f"{key}: the rapidocr package has no {name} (reinstall it or point this key at "
+            "a PP-OCR model)"
         )
     return path
 
@@ -101,6 +127,7 @@ class OcrTextDetector:
     @classmethod
     def check(cls, cfg: OcrConfig) -> None:
         weights_path(cfg)
+        recogniser_path(cfg)
         if cfg.device == "cuda":
             providers(cfg.device)
 
@@ -108,38 +135,91 @@ class OcrTextDetector:
     def session(self) -> Any:
         return load_session(str(weights_path(self.cfg)), self.cfg.device)
 
+    @cached_property
+    def recogniser(self) -> Any:
+        return load_session(str(recogniser_path(self.cfg)), self.cfg.device)
+
+    @cached_property
+    def alphabet(self) -> list[str]:
+        """CTC classes: blank, the model's characters (from its metadata), space."""
+        characters = self.recogniser.get_modelmeta().custom_metadata_map["character"]
+        return ["", *characters.split("\n"), " "]
+
     def probabilities(self, gray: np.ndarray) -> np.ndarray:
-        """Text probability of every pixel of ``gray``."""
+        """Text probability of every pixel of ``gray``, read at ``short_side`` (small sources
+        are enlarged, as the reference does: the network finds small text poorly)."""
         h, w = gray.shape
+        scale = self.short_side / min(h, w)
         # The network downsamples by 32.
-        size = (max(32, round(w / 32) * 32), max(32, round(h / 32) * 32))
+        size = (max(32, round(w * scale / 32) * 32), max(32, round(h * scale / 32) * 32))
         image = cv2.resize(gray, size, interpolation=cv2.INTER_LINEAR) if size != (w, h) else gray
         planes = np.repeat((image.astype(np.float32)[None] - NORM) / NORM, 3, axis=0)
         session = self.session
         (out,) = session.run(None, {session.get_inputs()[0].name: planes[None]})
         return cv2.resize(out[0, 0], (w, h), interpolation=cv2.INTER_LINEAR)
 
-    def detect(self, gray: np.ndarray) -> np.ndarray:
+    def detect(self, gray: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        boxes, scores = self.candidates(gray)
+        texts = self.read(gray, boxes)
+        keep = [i for i, t in enumerate(texts) if t is not None or scores[i] >= SURE_SCORE]
+        return boxes[keep].reshape(-1, 4), [texts[i] or "" for i in keep]
+
+    def read(self, gray: np.ndarray, boxes: np.ndarray) -> list[str | None]:
+        """The reading of every box, or ``None`` where it does not read as text."""
+        if not len(boxes):
+            return []
+        crops = []
+        for x0, y0, x1, y1 in boxes:
+            crop = gray[y0:y1, x0:x1]
+            # A tall line is written top to bottom (or the video is stored turned): read it
+            # turned both ways; the better reading wins.
+            tall = y1 - y0 >= 1.5 * (x1 - x0)
+            crops += [np.rot90(crop), np.rot90(crop, 3)] if tall else [crop]
+        widths = [
+            min(REC_MAX_WIDTH, int(np.ceil(REC_HEIGHT * c.shape[1] / c.shape[0]))) for c in crops
+        ]
+        batch = np.zeros((len(crops), 3, REC_HEIGHT, max(widths)), np.float32)
+        for i, (crop, width) in enumerate(zip(crops, widths)):
+            line = cv2.resize(crop, (width, REC_HEIGHT), interpolation=cv2.INTER_LINEAR)
+            batch[i, :, :, :width] = (line.astype(np.float32) - NORM) / NORM
+        session = self.recogniser
+        (out,) = session.run(None, {session.get_inputs()[0].name: batch})
+        readings = []
+        for probs in out:
+            best, confidence = probs.argmax(axis=1), probs.max(axis=1)
+            # CTC: drop repeats and blanks.
+            keep = (best != 0) & np.append(True, best[1:] != best[:-1])
+            reading = "".join(self.alphabet[c] for c in best[keep]).strip()
+            mean = float(confidence[keep].mean()) if keep.any() else 0.0
+            good = sum(ch.isalnum() for ch in reading) >= MIN_CHARACTERS and mean >= MIN_CONFIDENCE
+            readings.append((mean if good else -1.0, reading if good else None))
+        texts: list[str | None] = []
+        for x0, y0, x1, y1 in boxes:
+            turns = 2 if y1 - y0 >= 1.5 * (x1 - x0) else 1
+            texts.append(max(readings[:turns], key=lambda r: r[0])[1])
+            readings = readings[turns:]
+        return texts
+
+    def candidates(self, gray: np.ndarray) -> tuple[np.ndarray, list[float]]:
+        """Boxes of the regions the detector takes for text lines, and their scores."""
         prob = self.probabilities(gray)
         h, w = gray.shape
         n, _, stats, _ = cv2.connectedComponentsWithStats(
             (prob > BINARY_THRESHOLD).astype(np.uint8), connectivity=4
         )
         if n <= 1:
-            return np.zeros((0, 4), np.int32)
+            return np.zeros((0, 4), np.int32), []
         # A region's score is the mean probability over its bounding box (the reference's
         # "fast" box score): a text line fills its box, a blob of texture does not.
         total = cv2.integral(prob.astype(np.float64))
-        boxes = []
+        boxes, scores = [], []
         for i in range(1, n):
             x, y, bw, bh, area = stats[i]
             inside = total[y + bh, x + bw] - total[y, x + bw] - total[y + bh, x] + total[y, x]
-            if (
-                min(bw, bh) < MIN_HEIGHT
-                or bh > MAX_LINE_HEIGHT * h
-                or inside / (bw * bh) < self.cfg.threshold
-            ):
+            score = inside / (bw * bh)
+            if min(bw, bh) < MIN_HEIGHT or bh > MAX_LINE_HEIGHT * h or score < self.cfg.threshold:
                 continue
+            scores.append(float(score))
             grow = UNCLIP_RATIO * area / (2 * (bw + bh))
             boxes.append(
                 (
@@ -149,4 +229,4 @@ class OcrTextDetector:
                     min(h, int(np.ceil(y + bh + grow))),
                 )
             )
-        return np.asarray(boxes, np.int32).reshape(-1, 4)
+        return np.asarray(boxes, np.int32).reshape(-1, 4), scores

@@ -15,6 +15,7 @@ implementing :class:`TextDetector` and adding itself to :data:`TEXT_DETECTORS`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
@@ -31,8 +32,9 @@ class TextDetector(Protocol):
     short_side: int | None
     """Short side of the frames the detector reads; ``None``: the analysis frame."""
 
-    def detect(self, gray: np.ndarray) -> np.ndarray:
-        """Text-line boxes of an 8-bit gray frame, as ``(n, 4)`` rows of ``x0, y0, x1, y1``."""
+    def detect(self, gray: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
+        """Text-line boxes of an 8-bit gray frame, as ``(n, 4)`` rows of ``x0, y0, x1, y1``,
+        and what each line reads (``None`` from a detector that does not read)."""
         ...
 
 
@@ -73,14 +75,14 @@ class MorphologyTextDetector:
         self._kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (TOPHAT_SIZE, TOPHAT_SIZE))
         self._ridge = np.ones((3, 3), np.uint8)
 
-    def detect(self, gray: np.ndarray) -> np.ndarray:
+    def detect(self, gray: np.ndarray) -> tuple[np.ndarray, None]:
         boxes = [
             line
             for op in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT)
             for contrast in self._levels(cv2.morphologyEx(gray, op, self._kernel))
             for line in text_lines(self._characters(gray, contrast))
         ]
-        return np.asarray(boxes, np.int32).reshape(-1, 4)
+        return np.asarray(boxes, np.int32).reshape(-1, 4), None
 
     @staticmethod
     def _levels(response: np.ndarray):
@@ -223,12 +225,40 @@ def stability(before: np.ndarray, after: np.ndarray) -> float:
     return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-6))
 
 
+def first_word(reading: str) -> str:
+    """The leading run of letters and digits of a reading (at least two, else empty)."""
+    word = ""
+    for ch in reading:
+        if not ch.isalnum():
+            break
+        word += ch
+    return word if len(word) >= 2 else ""
+
+
+MAX_CONTENT_CHARS = 500
+"""Longest ``text_content`` kept per clip."""
+
+
+@dataclass
+class TextSeries:
+    times: np.ndarray
+    ratios: np.ndarray
+    """Share of the frame covered by overlay text, per sample."""
+    readings: list[list[str]]
+    """What the overlay lines of each sample read (empty from a detector that does not read)."""
+
+
 class TextSignal(FrameSignal):
     """Text coverage of frames sampled at ``fps``, counting only lines that stay put on
-    screen for :data:`STABLE_AFTER_S` (the temporal filter against texture)."""
+    screen for :data:`STABLE_AFTER_S` (the temporal filter against texture and scene text),
+    and what those lines read when the detector reads."""
 
     name = "text"
-    fields = (pa.field("text_ratio", pa.float32()), pa.field("text_ratio_max", pa.float32()))
+    fields = (
+        pa.field("text_ratio", pa.float32()),
+        pa.field("text_ratio_max", pa.float32()),
+        pa.field("text_content", pa.string()),
+    )
     gates = (Gate("max_text", "text_ratio", "text_heavy", ("text_ratio",), at_most),)
 
     def __init__(self, cfg: TextConfig) -> None:
@@ -236,10 +266,11 @@ class TextSignal(FrameSignal):
         self.fps = cfg.fps
         self.times: list[float] = []
         self.ratios: list[float] = []
+        self.readings: list[list[str]] = []
         self._next_t = 0.0
-        self._pending: tuple[float, np.ndarray, list[np.ndarray]] | None = None
-        """Sample time, line boxes and their patches, waiting for the frame that confirms
-        them."""
+        self._pending: tuple[float, np.ndarray, list[str] | None, list[np.ndarray]] | None = None
+        """Sample time, line boxes, their readings and patches, waiting for the frame that
+        confirms them."""
 
     @classmethod
     def check(cls, cfg: TextConfig) -> None:
@@ -257,35 +288,55 @@ class TextSignal(FrameSignal):
             self._pending is not None and frame.time >= self._pending[0] + STABLE_AFTER_S
         )
 
+    def _add(self, t: float, ratio: float, readings: list[str]) -> None:
+        self.times.append(t)
+        self.ratios.append(ratio)
+        self.readings.append(readings)
+
     def update(self, frame: DecodedFrame) -> None:
         t, gray = frame.time, self._gray(frame)
         if self._pending is not None and t >= self._pending[0] + STABLE_AFTER_S:
-            sampled, boxes, patches = self._pending
+            sampled, boxes, texts, patches = self._pending
             stable = [
-                box
-                for box, patch in zip(boxes, patches)
+                i
+                for i, (box, patch) in enumerate(zip(boxes, patches))
                 if stability(patch, gray[box[1] : box[3], box[0] : box[2]]) >= MIN_STABILITY
+                or self._reads_the_same(gray, box, texts[i] if texts else "")
             ]
-            self.times.append(sampled)
-            self.ratios.append(coverage(np.asarray(stable).reshape(-1, 4), gray.shape))
+            readings = [texts[i] for i in stable] if texts is not None else []
+            self._add(sampled, coverage(boxes[stable].reshape(-1, 4), gray.shape), readings)
             self._pending = None
         if t >= self._next_t:
-            boxes = self.detector.detect(gray)
+            boxes, texts = self.detector.detect(gray)
             if len(boxes):
                 patches = [gray[y0:y1, x0:x1].copy() for x0, y0, x1, y1 in boxes]
-                self._pending = (t, boxes, patches)
+                self._pending = (t, boxes, texts, patches)
             else:
-                self.times.append(t)
-                self.ratios.append(0.0)
+                self._add(t, 0.0, [])
             self._next_t = t + 1.0 / self.fps
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.times), np.asarray(self.ratios, np.float32)
+    def _reads_the_same(self, gray: np.ndarray, box: np.ndarray, reading: str) -> bool:
+        """Does the line still read the same at the same place? Rendered labels flicker
+        (their numbers change every frame) yet keep their first word in place; scene text
+        sliding past does not."""
+        read = getattr(self.detector, "read", None)
+        if read is None or not reading:
+            return False
+        (again,) = read(gray, box[None])
+        return again is not None and first_word(again) == first_word(reading) != ""
 
-    def clip_values(self, series: tuple[np.ndarray, np.ndarray], clip: ClipWindow) -> dict:
-        times, ratios = series
-        text = ratios[samples_in(times, clip.start_s, clip.end_s)]
+    def finish(self) -> TextSeries:
+        return TextSeries(
+            np.asarray(self.times), np.asarray(self.ratios, np.float32), self.readings
+        )
+
+    def clip_values(self, series: TextSeries, clip: ClipWindow) -> dict:
+        inside = samples_in(series.times, clip.start_s, clip.end_s)
+        text = series.ratios[inside]
+        lines = dict.fromkeys(line for i in inside for line in series.readings[i])
+        content = "\n".join(lines)[:MAX_CONTENT_CHARS] or None
         return {
             "text_ratio": float(text.mean()) if text.size else None,
             "text_ratio_max": float(text.max()) if text.size else None,
+            "text_content": content,
         }
