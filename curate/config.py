@@ -479,6 +479,18 @@ class Gates(Model):
     min_brightness: Annotated[float, Field(ge=0, le=255)] | Percentile | None = Field(
         None, description="Lowest mean luma (0-255) of a clip: drops near-black clips."
     )
+    max_nsfw: float | None = Field(
+        None, ge=0, le=1, description="Highest NudeNet score for an exposed sensitive body part."
+    )
+    max_faces: int | None = Field(None, ge=0, description="Most faces in one keyframe.")
+    max_face_share: float | None = Field(
+        None, ge=0, le=1, description="Largest face's share of the frame (privacy close-ups)."
+    )
+    min_subject_share: Annotated[float, Field(ge=0, le=1)] | Percentile | None = Field(
+        None,
+        description="Smallest share of the frame the main subject may take (needs "
+        "detect.objects.model).",
+    )
 
 
 class TierExport(Model):
@@ -643,6 +655,41 @@ class OutputConfig(Model):
     )
 
 
+class NsfwConfig(Model):
+    """NudeNet (YOLOv8, MIT) on the keyframes: sensitive content and faces."""
+
+    enabled: bool = True
+    model: str | None = Field(
+        None, description="ONNX model; null: 320n.onnx from the nudenet package."
+    )
+    threshold: float = Field(
+        0.4, gt=0, lt=1, description="Score from which a body part or face counts as found."
+    )
+
+
+class ObjectsConfig(Model):
+    """Any YOLO-family ONNX detector on the keyframes (a COCO model, for instance)."""
+
+    model: str | None = Field(None, description="ONNX model; null: no object detection.")
+    classes: list[str] = Field(
+        default_factory=list, description="Class names, in the model's class order."
+    )
+    subjects: list[str] | None = Field(
+        None, description="Classes that can be the main subject; null: every class."
+    )
+    threshold: float = Field(0.35, gt=0, lt=1, description="Score from which a box counts.")
+
+
+class DetectConfig(Model):
+    """Learned detectors over each clip's keyframes, in their own actor pool."""
+
+    nsfw: NsfwConfig = NsfwConfig()
+    objects: ObjectsConfig = ObjectsConfig()
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: onnxruntime's CUDA provider when installed and a GPU is there."
+    )
+
+
 class StageResources(Model):
     """Ray resources of one stage. Fractional CPUs keep small machines from deadlocking."""
 
@@ -676,6 +723,7 @@ class RayConfig(Model):
     num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray instance.")
     probe: StageResources = StageResources(num_cpus=0.1)
     analyze: StageResources = StageResources(num_cpus=0.5)
+    detect: StageResources = StageResources(num_cpus=0.5, max_actors=1)
     embed: StageResources = StageResources(num_cpus=0.5, max_actors=1)
     phase2: StageResources = StageResources(num_cpus=0.5)
     export: StageResources = StageResources(num_cpus=0.5)
@@ -686,6 +734,7 @@ class CurateConfig(Model):
     probe: ProbeConfig = ProbeConfig()
     analyze: AnalyzeConfig = AnalyzeConfig()
     isolation: IsolationConfig = IsolationConfig()
+    detect: DetectConfig = DetectConfig()
     embed: EmbedConfig = EmbedConfig()
     dedup: DedupConfig = DedupConfig()
     rebalance: RebalanceConfig = RebalanceConfig()

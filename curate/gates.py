@@ -78,7 +78,10 @@ BASE_GATES: tuple[Gate, ...] = (
 
 
 def all_gates() -> tuple[Gate, ...]:
-    """Every gate, in the order they are checked: the base gates, then each signal's."""
-    from curate.signals import signal_types
+    """Every gate, in the order they are checked: the base gates, each signal's, then the
+    keyframe detectors'."""
+    from curate.signals import detections, signal_types
 
-    return BASE_GATES + tuple(g for signal in signal_types() for g in signal.gates)
+    return (
+        BASE_GATES + tuple(g for signal in signal_types() for g in signal.gates) + detections.GATES
+    )

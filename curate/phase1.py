@@ -41,11 +41,11 @@ LOST_DETAIL = (
 
 
 class Phase1:
-    """Phase 1 of one run: ``stages`` are the probe, analyze and embed stage classes."""
+    """Phase 1 of one run: ``stages`` are the probe, analyze, detect and embed stage classes."""
 
     def __init__(
         self,
-        stages: tuple[type[Stage], type[Stage], type[Stage]],
+        stages: tuple[type[Stage], ...],
         config: CurateConfig,
         outputs: Outputs,
         run_journal: Journal,
@@ -99,11 +99,12 @@ class Phase1:
     def batches(self, sources: list[str], todo: list[int]) -> Iterator[pa.Table]:
         if not todo:
             return
-        probe, analyze, embed = self.stages
+        probe, analyze, detect, embed = self.stages
         items = [{"source": sources[i], "source_index": i} for i in todo]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = map_stage(ds, probe, self.config)
         ds = map_stage(ds, analyze, self.config)
+        ds = map_stage(ds, detect, self.config)
         ds = map_stage(ds, embed, self.config, batch_size=self.config.embed.sources_per_batch)
         # A batch whose worker died on every retry (ray.<stage>.max_task_retries) is skipped
         # rather than failing the run; ``build_tables`` turns its sources into rejects. Only

@@ -144,7 +144,7 @@ class Run:
             if self.journal.phase1_done:
                 self.sources_done_before = len(sources)
             else:
-                phase1 = (STAGES["probe"], STAGES["analyze"], STAGES["embed"])
+                phase1 = tuple(STAGES[n] for n in ("probe", "analyze", "detect", "embed"))
                 self.sources_done_before = Phase1(
                     phase1, self.config, self.outputs, self.journal, self.funnel
                 ).run(sources, self.embedding_model)

@@ -8,6 +8,7 @@ from curate.stage import Stage
 from stages.analyze import AnalyzeStage
 from stages.caption import CaptionStage
 from stages.dedup import DedupStep
+from stages.detect import DetectStage
 from stages.embed import EmbedStage
 from stages.export import ExportStage
 from stages.probe import ProbeStage
@@ -15,7 +16,8 @@ from stages.rebalance import RebalanceStep
 from stages.tiers import TierStep
 
 STAGES: dict[str, type[Stage]] = {
-    stage.name: stage for stage in (ProbeStage, AnalyzeStage, EmbedStage, CaptionStage, ExportStage)
+    stage.name: stage
+    for stage in (ProbeStage, AnalyzeStage, DetectStage, EmbedStage, CaptionStage, ExportStage)
 }
 """Ray-executed stages by name, in pipeline order (see :class:`curate.stage.Stage`)."""
 

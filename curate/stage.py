@@ -1,4 +1,4 @@
-"""The contract every Ray stage keeps (probe, analyze, embed, caption, export).
+"""The contract every Ray stage keeps (probe, analyze, detect, embed, caption, export).
 
 A stage is a class Ray Data runs as an actor pool: constructed once per actor, then called on
 pyarrow batches. It declares beside itself

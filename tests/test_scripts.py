@@ -78,6 +78,12 @@ SMOKE: dict[str, Smoke] = {
         shared=True,
         timeout=300,
     ),
+    "eval_text.py": Smoke(
+        ("--videos", "{videos}", "--limit", "2", "--per-case", "1"),
+        ("real footage", "| ocr |", "| morphology |", "synthetic text cases"),
+        shared=True,
+        timeout=400,
+    ),
     "eval_shots.py": Smoke(
         ("--videos", "{videos}", "--limit", "2", "--detectors", "combined,scenedetect-content"),
         ("real footage", "| combined |", "| scenedetect-content |", "synthetic: 8 videos"),

@@ -10,7 +10,7 @@ from conftest import ROOT, VIDEOS, needs_shared
 from synth import TEXT_KINDS, camera_motion_frames, draw_text, real_frames, write_video
 
 from curate import schema
-from curate.config import CurateConfig, load_config
+from curate.config import ConfigError, CurateConfig, load_config
 from curate.signals.text import MorphologyTextDetector, coverage
 from stages.analyze import AnalyzeStage
 from stages.probe import ProbeStage
@@ -82,3 +82,37 @@ def test_textless_real_footage_passes_the_text_gate(name):
     clips = analyse(VIDEOS / name, config)
     limit = config.tiers[0].gates.max_text
     assert all(c["text_ratio"] <= limit for c in clips), [c["text_ratio"] for c in clips]
+
+
+@needs_shared
+@pytest.mark.parametrize("kind", ["subtitle 2%", "copyright over black", "title over black"])
+def test_ocr_finds_small_subtitles_and_text_over_black_and_reads_them(tmp_path, kind):
+    from synth import text_case_frames
+
+    image = real_frames(VIDEOS, count=1)[0]
+    path = write_video(tmp_path / "t.mp4", text_case_frames(kind, image, seed=3))
+    (clip,) = analyse(path)
+    plain = write_video(tmp_path / "p.mp4", text_case_frames("plain", image, seed=3))
+    (clean,) = analyse(plain)
+    assert clip["text_ratio"] > 0.002 > clean["text_ratio"]
+    assert clip["text_content"] and clean["text_content"] is None
+    if kind == "copyright over black":
+        assert "rights" in clip["text_content"].lower()
+
+
+@needs_shared
+def test_scene_text_moving_with_the_camera_is_not_overlay_text(tmp_path):
+    from synth import text_case_frames
+
+    image = real_frames(VIDEOS, count=1)[0]
+    frames = text_case_frames("text moving with the scene", image, seed=2)
+    (clip,) = analyse(write_video(tmp_path / "s.mp4", frames))
+    assert clip["text_ratio"] < 0.002
+
+
+def test_missing_ocr_models_stop_the_run_naming_the_key(tmp_path):
+    missing = str(tmp_path / "none.onnx")
+    for key in ("weights", "recogniser"):
+        config = CurateConfig.model_validate({"analyze": {"text": {"ocr": {key: missing}}}})
+        with pytest.raises(ConfigError, match=rf"analyze\.text\.ocr\.{key}"):
+            AnalyzeStage.check(config)

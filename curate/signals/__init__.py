@@ -49,8 +49,11 @@ def signal_type(name: str) -> type[FrameSignal]:
 
 
 def signal_fields() -> list[pa.Field]:
-    """The ``analysis`` columns the signals fill, in registry order."""
-    return [f for signal in signal_types() for f in signal.fields]
+    """The ``analysis`` columns the signals fill, in registry order, then those of the
+    keyframe detectors (``curate.signals.detections``)."""
+    from curate.signals import detections
+
+    return [f for signal in signal_types() for f in signal.fields] + list(detections.FIELDS)
 
 
 def build_signals(cfg: AnalyzeConfig) -> list[FrameSignal]:

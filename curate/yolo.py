@@ -1,0 +1,100 @@
+"""YOLO-family object detectors exported to ONNX (Ultralytics YOLOv8/v11 layout), run with
+onnxruntime: NudeNet's ``320n.onnx`` and any COCO or custom model of that family.
+
+The model reads a square RGB image scaled to 0..1; its output is ``(1, 4 + classes, N)``:
+box centre, width and height in input pixels, then one score per class. Images are padded
+to a square at the bottom and right (the layout NudeNet was trained with) and boxes are
+returned as shares of the image, after non-maximum suppression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import cv2
+import numpy as np
+
+from curate.config import ConfigError
+
+NMS_IOU = 0.45
+
+
+@dataclass(frozen=True)
+class Detection:
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
+    """x0, y0, x1, y1 as shares of the image width and height."""
+
+    @property
+    def area(self) -> float:
+        """Share of the image the box covers."""
+        x0, y0, x1, y1 = self.box
+        return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+
+
+def providers(device: str, key: str) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device == "cuda" and "CUDAExecutionProvider" not in available:
+        raise ConfigError(f"{key}: cuda requested but onnxruntime has no CUDA provider")
+    if device != "cpu" and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+@lru_cache(maxsize=4)
+def load(path: str, device: str, key: str) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.log_severity_level = 3
+    return ort.InferenceSession(path, options, providers=providers(device, key))
+
+
+class YoloDetector:
+    """One YOLO-family ONNX model and its class names (in the model's class order)."""
+
+    def __init__(self, path: str, labels: list[str], device: str, key: str) -> None:
+        self.session = load(path, device, key)
+        shape = self.session.get_inputs()[0].shape
+        self.size = shape[2] if isinstance(shape[2], int) else 640
+        classes = self.session.get_outputs()[0].shape[1]
+        if isinstance(classes, int) and classes - 4 != len(labels):
+            raise ConfigError(
+                f"{key}: the model scores {classes - 4} classes but {len(labels)} class names "
+                "are configured"
+            )
+        self.labels = labels
+
+    def detect(self, bgr: np.ndarray, min_score: float) -> list[Detection]:
+        h, w = bgr.shape[:2]
+        side = max(h, w)
+        square = cv2.copyMakeBorder(bgr, 0, side - h, 0, side - w, cv2.BORDER_CONSTANT)
+        blob = cv2.dnn.blobFromImage(square, 1 / 255.0, (self.size, self.size), swapRB=True)
+        (out,) = self.session.run(None, {self.session.get_inputs()[0].name: blob})
+        rows = out[0].T
+        scores = rows[:, 4:]
+        best = scores.argmax(axis=1)
+        score = scores[np.arange(len(rows)), best]
+        keep = np.flatnonzero(score >= min_score)
+        if not keep.size:
+            return []
+        cx, cy, bw, bh = (rows[keep, i] * side / self.size for i in range(4))
+        boxes = np.column_stack([cx - bw / 2, cy - bh / 2, bw, bh])
+        chosen = cv2.dnn.NMSBoxes(boxes.tolist(), score[keep].tolist(), min_score, NMS_IOU)
+        detections = []
+        for i in np.asarray(chosen, dtype=int).ravel():
+            x, y, bw_i, bh_i = boxes[i]
+            box = (
+                float(np.clip(x / w, 0, 1)),
+                float(np.clip(y / h, 0, 1)),
+                float(np.clip((x + bw_i) / w, 0, 1)),
+                float(np.clip((y + bh_i) / h, 0, 1)),
+            )
+            detections.append(Detection(self.labels[best[keep[i]]], float(score[keep[i]]), box))
+        return detections

@@ -1,0 +1,182 @@
+"""Detect stage: learned detectors over each candidate clip's keyframes, in their own actor
+pool after the decode pass (onnxruntime's CUDA provider where there is one).
+
+- NudeNet (``detect.nsfw``): exposed sensitive body parts and faces;
+- any YOLO-family ONNX model (``detect.objects``): the main subject's share of the frame.
+
+The keyframes are the ones the analyze stage kept (no decode). Scores and gates are declared
+in ``curate.signals.detections``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from curate import schema
+from curate.config import ConfigError, CurateConfig, DetectConfig
+from curate.imaging import from_jpeg
+from curate.stage import Stage
+from curate.yolo import Detection, YoloDetector
+
+NUDENET_LABELS = [
+    "FEMALE_GENITALIA_COVERED",
+    "FACE_FEMALE",
+    "BUTTOCKS_EXPOSED",
+    "FEMALE_BREAST_EXPOSED",
+    "FEMALE_GENITALIA_EXPOSED",
+    "MALE_BREAST_EXPOSED",
+    "ANUS_EXPOSED",
+    "FEET_EXPOSED",
+    "BELLY_COVERED",
+    "FEET_COVERED",
+    "ARMPITS_COVERED",
+    "ARMPITS_EXPOSED",
+    "FACE_MALE",
+    "BELLY_EXPOSED",
+    "MALE_GENITALIA_EXPOSED",
+    "ANUS_COVERED",
+    "FEMALE_BREAST_COVERED",
+    "BUTTOCKS_COVERED",
+]
+"""NudeNet 3's classes, in its model's order."""
+
+SENSITIVE = frozenset(
+    {
+        "FEMALE_GENITALIA_EXPOSED",
+        "MALE_GENITALIA_EXPOSED",
+        "FEMALE_BREAST_EXPOSED",
+        "BUTTOCKS_EXPOSED",
+        "ANUS_EXPOSED",
+    }
+)
+"""The classes that make a clip sensitive (NudeNet's exposed bellies, feet and armpits
+do not)."""
+
+FACES = frozenset({"FACE_FEMALE", "FACE_MALE"})
+
+
+def nudenet_model(cfg: DetectConfig) -> Path:
+    """The NudeNet model file; :class:`ConfigError` naming the key to fix when it is missing."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError(
+            "detect.nsfw needs onnxruntime (pip install onnxruntime), or set "
+            "detect.nsfw.enabled=false"
+        )
+    if cfg.nsfw.model is not None:
+        path = Path(cfg.nsfw.model).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"detect.nsfw.model: no file at {path}")
+        return path
+    spec = importlib.util.find_spec("nudenet")
+    path = Path(next(iter(spec.submodule_search_locations))) / "320n.onnx" if spec else None
+    if path is None or not path.is_file():
+        raise ConfigError(
+            "detect.nsfw needs NudeNet's model: install the nudenet package (pip install "
+            "nudenet), set detect.nsfw.model to its 320n.onnx, or set detect.nsfw.enabled=false"
+        )
+    return path
+
+
+def objects_model(cfg: DetectConfig) -> Path | None:
+    objects = cfg.objects
+    if objects.model is None:
+        return None
+    path = Path(objects.model).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"detect.objects.model: no file at {path}")
+    if not objects.classes:
+        raise ConfigError("detect.objects.classes: list the model's class names, in its order")
+    unknown = set(objects.subjects or ()) - set(objects.classes)
+    if unknown:
+        raise ConfigError(f"detect.objects.subjects: not among the classes: {sorted(unknown)}")
+    return path
+
+
+class DetectStage(Stage):
+    """Runs the configured keyframe detectors over every candidate clip of a batch of
+    analyzed sources, filling the ``curate.signals.detections`` columns."""
+
+    name = "detect"
+
+    def __init__(self, detect: DetectConfig, dim: int) -> None:
+        self.cfg = detect
+        self.schema = schema.analyzed_source_schema(dim)
+
+    @classmethod
+    def inputs(cls, config: CurateConfig) -> dict[str, Any]:
+        return {"detect": config.detect, "dim": config.embed.dim}
+
+    @classmethod
+    def check(cls, config: CurateConfig) -> dict[str, Any]:
+        cfg = config.detect
+        if cfg.nsfw.enabled:
+            YoloDetector(str(nudenet_model(cfg)), NUDENET_LABELS, cfg.device, "detect.nsfw.model")
+        path = objects_model(cfg)
+        if path is not None:
+            YoloDetector(str(path), cfg.objects.classes, cfg.device, "detect.objects.model")
+        return {}
+
+    @cached_property
+    def nudenet(self) -> YoloDetector | None:
+        if not self.cfg.nsfw.enabled:
+            return None
+        path = nudenet_model(self.cfg)
+        return YoloDetector(str(path), NUDENET_LABELS, self.cfg.device, "detect.nsfw.model")
+
+    @cached_property
+    def objects(self) -> YoloDetector | None:
+        path = objects_model(self.cfg)
+        if path is None:
+            return None
+        return YoloDetector(
+            str(path), self.cfg.objects.classes, self.cfg.device, "detect.objects.model"
+        )
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        for row in rows:
+            for clip in row["clips"]:
+                clip.update(self.scores([from_jpeg(k) for k in clip["keyframes"] or []]))
+        return schema.from_rows(rows, self.schema)
+
+    def scores(self, keyframes: list) -> dict[str, Any]:
+        """The detection columns of one clip from its keyframes (BGR)."""
+        out: dict[str, Any] = {}
+        if self.nudenet is not None and keyframes:
+            found = [self.nudenet.detect(k, self.cfg.nsfw.threshold / 2) for k in keyframes]
+            out.update(nsfw_values(found, self.cfg.nsfw.threshold))
+        if self.objects is not None and keyframes:
+            found = [self.objects.detect(k, self.cfg.objects.threshold) for k in keyframes]
+            out.update(object_values(found, self.cfg.objects.subjects))
+        return out
+
+
+def nsfw_values(found: list[list[Detection]], threshold: float) -> dict[str, Any]:
+    """NudeNet's detections on each keyframe → ``nsfw_score``, ``nsfw_classes``, ``faces``,
+    ``face_share``."""
+    sensitive = [d for ds in found for d in ds if d.label in SENSITIVE]
+    faces = [[d for d in ds if d.label in FACES and d.score >= threshold] for ds in found]
+    return {
+        "nsfw_score": max((d.score for d in sensitive), default=0.0),
+        "nsfw_classes": sorted({d.label for d in sensitive if d.score >= threshold}),
+        "faces": max(len(f) for f in faces),
+        "face_share": max((d.area for f in faces for d in f), default=0.0),
+    }
+
+
+def object_values(found: list[list[Detection]], subjects: list[str] | None) -> dict[str, Any]:
+    """A YOLO model's detections on each keyframe → ``subject_share``, ``objects``."""
+    largest = [
+        max((d.area for d in ds if subjects is None or d.label in subjects), default=0.0)
+        for ds in found
+    ]
+    return {
+        "subject_share": statistics.median(largest),
+        "objects": sorted({d.label for ds in found for d in ds}),
+    }
