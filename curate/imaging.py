@@ -37,5 +37,6 @@ def jpeg(bgr: np.ndarray, quality: int) -> bytes:
     return buf.tobytes() if ok else b""
 
 
-def from_jpeg(data: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+def from_jpeg(data: bytes, gray: bool = False) -> np.ndarray:
+    flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)

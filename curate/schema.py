@@ -194,7 +194,10 @@ def tier_schema(
 @lru_cache
 def analyzed_source_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
     """What the analyze stage returns per source: its shots, candidate clips and rejects
-    together, so that one Ray Data row carries everything one decode produced."""
+    together, so that one Ray Data row carries everything one decode produced (plus the
+    signals' per-source hand-overs to the detect stage, ``FrameSignal.source_fields``)."""
+    from curate.signals import signal_types
+
     return pa.schema(
         [
             *SOURCE,
@@ -204,6 +207,7 @@ def analyzed_source_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
             pa.field("frames", pa.int64()),
             pa.field("analyze_s", pa.float64()),
             pa.field("probe_s", pa.float64()),
+            *(f for signal in signal_types() for f in signal.source_fields),
         ]
     )
 

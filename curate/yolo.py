@@ -10,13 +10,12 @@ returned as shares of the image, after non-maximum suppression.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
 
 import cv2
 import numpy as np
 
 from curate.config import ConfigError
+from curate.onnx import session
 
 NMS_IOU = 0.45
 
@@ -35,32 +34,11 @@ class Detection:
         return max(0.0, x1 - x0) * max(0.0, y1 - y0)
 
 
-def providers(device: str, key: str) -> list[str]:
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if device == "cuda" and "CUDAExecutionProvider" not in available:
-        raise ConfigError(f"{key}: cuda requested but onnxruntime has no CUDA provider")
-    if device != "cpu" and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-@lru_cache(maxsize=4)
-def load(path: str, device: str, key: str) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    options.log_severity_level = 3
-    return ort.InferenceSession(path, options, providers=providers(device, key))
-
-
 class YoloDetector:
     """One YOLO-family ONNX model and its class names (in the model's class order)."""
 
     def __init__(self, path: str, labels: list[str], device: str, key: str) -> None:
-        self.session = load(path, device, key)
+        self.session = session(path, device, key)
         shape = self.session.get_inputs()[0].shape
         self.size = shape[2] if isinstance(shape[2], int) else 640
         classes = self.session.get_outputs()[0].shape[1]

@@ -3,9 +3,10 @@
 Real footage: the shared videos labelled by eye in ``scripts/truth/text.json`` (a
 kinetic-typography promo, Big Buck Bunny's titles, a station logo, rendered detection labels,
 a stop-motion film's title and credit cards, a computer screen in GoldenEye; and clean
-footage). Each video goes through the real analysis pass (``stages.analyze.analyze_source``,
-default config) once per detector; a clip overlapping a labelled text span
-by 1 s or more is a text clip, one touching no text or ignored span is clean.
+footage). Each video goes through the real analyze and detect stages (default config; OCR
+runs in the detect stage on frames the decode pass kept) once per detector; a clip
+overlapping a labelled text span by 1 s or more is a text clip, one touching no text or
+ignored span is clean.
 
 Synthetic footage: slow pans over real frames, black frames and busy texture, with subtitles
 2-6 % of the frame high, titles, a watermark, full-screen text, a grey copyright line over
@@ -35,9 +36,11 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
 from synth import TEXT_CASES, real_frames, text_case_frames, write_video  # noqa: E402
 
+from curate import schema  # noqa: E402
 from curate.config import CurateConfig  # noqa: E402
-from curate.video import probe  # noqa: E402
-from stages.analyze import analyze_source  # noqa: E402
+from stages.analyze import AnalyzeStage  # noqa: E402
+from stages.detect import DetectStage  # noqa: E402
+from stages.probe import ProbeStage  # noqa: E402
 
 TRUTH = REPO_ROOT / "scripts" / "truth" / "text.json"
 DETECTORS = ("ocr", "morphology")
@@ -69,9 +72,12 @@ def truth_of(start: float, end: float, entry: dict) -> str:
 
 
 def analyse(path: Path, detector: str) -> list[dict]:
+    """Clips after the analyze and detect stages (``ocr`` runs in the latter)."""
     cfg = config(detector)
-    info = probe(str(path), max_pixels=cfg.probe.max_pixels)
-    return analyze_source(str(path), info, cfg.analyze)["clips"]
+    probed = ProbeStage.from_config(cfg).probe_one(str(path), 0)
+    analyze = AnalyzeStage.from_config(cfg)
+    row = schema.from_rows([analyze.analyze_one(probed)], analyze.schema)
+    return DetectStage.from_config(cfg)(row).to_pylist()[0]["clips"]
 
 
 def evaluate(
@@ -159,7 +165,7 @@ def main() -> int:
     report("synthetic text cases", synthetic_clips, detectors)
     report("all footage", real_clips + synthetic_clips, detectors)
     print(
-        "\nanalysis time per detector (whole pass, all videos): "
+        "\nanalyze + detect time per text detector (all videos): "
         + ", ".join(f"{d} {s:.1f} s" for d, s in seconds.items())
     )
     return 0

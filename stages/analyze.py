@@ -224,6 +224,8 @@ def analyze_source(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> dict:
         series.times, series.end_time, series["shots"].spans, series["sharpness"], cfg.clips
     )
     out["clips"] = [_clip_row(source, info, series, w) for w in clips]
+    for signal in series.signals:
+        out.update(signal.source_values(series[signal.name]))
     minimum = f"analyze.clips.min_duration_s {cfg.clips.min_duration_s}"
     for w in short:
         start_s, end_s = _span(series, w)

@@ -1,11 +1,14 @@
-"""Detect stage: learned detectors over each candidate clip's keyframes, in their own actor
-pool after the decode pass (onnxruntime's CUDA provider where there is one).
+"""Detect stage: learned detectors in their own actor pool after the decode pass
+(onnxruntime's CUDA provider where there is one), on frames the analyze stage kept (no
+second decode).
 
-- NudeNet (``detect.nsfw``): exposed sensitive body parts and faces;
+- PP-OCR (``analyze.text.detector: ocr``): on-screen text in the frames the text signal
+  sampled (``text_samples``), with the same temporal filter as in the decode pass;
+- NudeNet (``detect.nsfw``): exposed sensitive body parts and faces, on the keyframes;
 - any YOLO-family ONNX model (``detect.objects``): the main subject's share of the frame.
 
-The keyframes are the ones the analyze stage kept (no decode). Scores and gates are declared
-in ``curate.signals.detections``.
+Text columns and gates are the text signal's (``curate.signals.text``); the keyframe
+detectors' are declared in ``curate.signals.detections``.
 """
 
 from __future__ import annotations
@@ -16,11 +19,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from curate import schema
-from curate.config import ConfigError, CurateConfig, DetectConfig
+from curate.config import ConfigError, CurateConfig, DetectConfig, TextConfig
 from curate.imaging import from_jpeg
+from curate.signals.text import (
+    DEFERRED_DETECTORS,
+    TEXT_DETECTORS,
+    TextDetector,
+    clip_text_values,
+    overlay_text,
+)
 from curate.stage import Stage
 from curate.yolo import Detection, YoloDetector
 
@@ -104,13 +115,14 @@ class DetectStage(Stage):
 
     name = "detect"
 
-    def __init__(self, detect: DetectConfig, dim: int) -> None:
+    def __init__(self, detect: DetectConfig, text: TextConfig, dim: int) -> None:
         self.cfg = detect
+        self.text_cfg = text
         self.schema = schema.analyzed_source_schema(dim)
 
     @classmethod
     def inputs(cls, config: CurateConfig) -> dict[str, Any]:
-        return {"detect": config.detect, "dim": config.embed.dim}
+        return {"detect": config.detect, "text": config.analyze.text, "dim": config.embed.dim}
 
     @classmethod
     def check(cls, config: CurateConfig) -> dict[str, Any]:
@@ -121,6 +133,12 @@ class DetectStage(Stage):
         if path is not None:
             YoloDetector(str(path), cfg.objects.classes, cfg.device, "detect.objects.model")
         return {}
+
+    @cached_property
+    def text(self) -> TextDetector | None:
+        if self.text_cfg.detector not in DEFERRED_DETECTORS:
+            return None
+        return TEXT_DETECTORS[self.text_cfg.detector](self.text_cfg)
 
     @cached_property
     def nudenet(self) -> YoloDetector | None:
@@ -141,9 +159,26 @@ class DetectStage(Stage):
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         for row in rows:
+            samples = row.pop("text_samples", None)
+            if self.text is not None and samples is not None:
+                self.read_text(samples, row["clips"])
             for clip in row["clips"]:
                 clip.update(self.scores([from_jpeg(k) for k in clip["keyframes"] or []]))
         return schema.from_rows(rows, self.schema)
+
+    def read_text(self, samples: list[dict], clips: list[dict]) -> None:
+        """The text columns of every clip from the source's sampled frames."""
+        found = [
+            overlay_text(
+                self.text, from_jpeg(s["frame"], gray=True), from_jpeg(s["confirm"], gray=True)
+            )
+            for s in samples
+        ]
+        times = np.asarray([s["time"] for s in samples])
+        ratios = np.asarray([ratio for ratio, _ in found], np.float32)
+        readings = [lines for _, lines in found]
+        for clip in clips:
+            clip.update(clip_text_values(times, ratios, readings, clip["start_s"], clip["end_s"]))
 
     def scores(self, keyframes: list) -> dict[str, Any]:
         """The detection columns of one clip from its keyframes (BGR)."""

@@ -13,14 +13,18 @@ from curate import schema
 from curate.config import ConfigError, CurateConfig, load_config
 from curate.signals.text import MorphologyTextDetector, coverage
 from stages.analyze import AnalyzeStage
+from stages.detect import DetectStage
 from stages.probe import ProbeStage
 from stages.tiers import assign_tiers
 
 
 def analyse(path, config=None):
+    """The clips of ``path`` after the analyze and detect stages (OCR runs in the latter)."""
     config = config or CurateConfig()
     probed = ProbeStage.from_config(config).probe_one(str(path), 0)
-    return AnalyzeStage.from_config(config).analyze_one(probed)["clips"]
+    analyze = AnalyzeStage.from_config(config)
+    row = schema.from_rows([analyze.analyze_one(probed)], analyze.schema)
+    return DetectStage.from_config(config)(row).to_pylist()[0]["clips"]
 
 
 def clip_frames(image, kind: str | None, seed: int):

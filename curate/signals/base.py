@@ -46,6 +46,9 @@ class FrameSignal(ABC):
     """The ``analysis`` columns :meth:`clip_values` fills."""
     gates: ClassVar[tuple[Gate, ...]] = ()
     """The tier gates on those columns (their keys are fields of ``config.Gates``)."""
+    source_fields: ClassVar[tuple[pa.Field, ...]] = ()
+    """Per-source values handed to a later stage with the analyzed source (frames kept for a
+    learned model that runs in its own pool); that stage clears them, they are not stored."""
 
     @classmethod
     def from_config(cls, analyze: AnalyzeConfig) -> FrameSignal:
@@ -73,6 +76,10 @@ class FrameSignal(ABC):
 
     def clip_values(self, series: Any, clip: ClipWindow) -> dict[str, Any]:
         """The values of :attr:`fields` for one clip window of ``series``."""
+        return {}
+
+    def source_values(self, series: Any) -> dict[str, Any]:
+        """The values of :attr:`source_fields` for the whole source."""
         return {}
 
 

@@ -18,7 +18,7 @@ or from the file in ``analyze.text.ocr.weights``. Frames are read at
 from __future__ import annotations
 
 import importlib.util
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,10 @@ import cv2
 import numpy as np
 
 from curate.config import ConfigError, OcrConfig
+from curate.onnx import providers, session
 
 PACKAGE = "rapidocr"
+DEVICE_KEY = "analyze.text.ocr.device"
 MODEL_FILE = "models/PP-OCRv6_det_small.onnx"
 RECOGNISER_FILE = "models/PP-OCRv6_rec_small.onnx"
 REC_HEIGHT = 48
@@ -91,32 +93,6 @@ def _packaged(name: str, key: str) -> Path:
     return path
 
 
-def providers(device: str) -> list[str]:
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if device == "cuda" and "CUDAExecutionProvider" not in available:
-        raise ConfigError(
-            "analyze.text.ocr.device: cuda requested but onnxruntime has no CUDA provider "
-            "(install onnxruntime-gpu)"
-        )
-    if device != "cpu" and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-@lru_cache(maxsize=2)
-def load_session(weights: str, device: str) -> Any:
-    """The detector as an onnxruntime session (once per process)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    # Analysis runs one source per worker process: two threads match its CPU share.
-    options.intra_op_num_threads = 2
-    options.log_severity_level = 3
-    return ort.InferenceSession(weights, options, providers=providers(device))
-
-
 class OcrTextDetector:
     """PP-OCR's text detector behind the ``TextDetector`` interface."""
 
@@ -129,15 +105,15 @@ class OcrTextDetector:
         weights_path(cfg)
         recogniser_path(cfg)
         if cfg.device == "cuda":
-            providers(cfg.device)
+            providers(cfg.device, DEVICE_KEY)
 
     @cached_property
-    def session(self) -> Any:
-        return load_session(str(weights_path(self.cfg)), self.cfg.device)
+    def detector(self) -> Any:
+        return session(str(weights_path(self.cfg)), self.cfg.device, DEVICE_KEY)
 
     @cached_property
     def recogniser(self) -> Any:
-        return load_session(str(recogniser_path(self.cfg)), self.cfg.device)
+        return session(str(recogniser_path(self.cfg)), self.cfg.device, DEVICE_KEY)
 
     @cached_property
     def alphabet(self) -> list[str]:
@@ -154,8 +130,8 @@ class OcrTextDetector:
         size = (max(32, round(w * scale / 32) * 32), max(32, round(h * scale / 32) * 32))
         image = cv2.resize(gray, size, interpolation=cv2.INTER_LINEAR) if size != (w, h) else gray
         planes = np.repeat((image.astype(np.float32)[None] - NORM) / NORM, 3, axis=0)
-        session = self.session
-        (out,) = session.run(None, {session.get_inputs()[0].name: planes[None]})
+        detector = self.detector
+        (out,) = detector.run(None, {detector.get_inputs()[0].name: planes[None]})
         return cv2.resize(out[0, 0], (w, h), interpolation=cv2.INTER_LINEAR)
 
     def detect(self, gray: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -182,8 +158,8 @@ class OcrTextDetector:
         for i, (crop, width) in enumerate(zip(crops, widths)):
             line = cv2.resize(crop, (width, REC_HEIGHT), interpolation=cv2.INTER_LINEAR)
             batch[i, :, :, :width] = (line.astype(np.float32) - NORM) / NORM
-        session = self.recogniser
-        (out,) = session.run(None, {session.get_inputs()[0].name: batch})
+        recogniser = self.recogniser
+        (out,) = recogniser.run(None, {recogniser.get_inputs()[0].name: batch})
         readings = []
         for probs in out:
             best, confidence = probs.argmax(axis=1), probs.max(axis=1)

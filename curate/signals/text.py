@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from curate.config import TextConfig
 from curate.gates import Gate, at_most
+from curate.imaging import jpeg
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
 from curate.video import DecodedFrame
 
@@ -238,6 +239,59 @@ def first_word(reading: str) -> str:
 MAX_CONTENT_CHARS = 500
 """Longest ``text_content`` kept per clip."""
 
+DEFERRED_DETECTORS = frozenset({"ocr"})
+"""Detectors that run in the detect stage's pool (on the GPU where there is one) on frames
+the decode pass keeps, rather than in the decode pass itself."""
+
+SAMPLE_QUALITY = 90
+"""JPEG quality of the frames kept for a deferred detector."""
+
+TEXT_SAMPLE = pa.struct(
+    [
+        pa.field("time", pa.float64()),
+        pa.field("frame", pa.binary()),
+        pa.field("confirm", pa.binary()),
+    ]
+)
+"""A frame kept for a deferred detector and the frame :data:`STABLE_AFTER_S` later (gray
+JPEGs at the detector's size)."""
+
+
+def overlay_text(
+    detector: TextDetector, frame: np.ndarray, confirm: np.ndarray
+) -> tuple[float, list[str]]:
+    """Share of ``frame`` covered by overlay text and what its lines read: the lines
+    ``detector`` finds that hold still until ``confirm`` (the same place, a moment later),
+    by correlation or, for rendered labels whose numbers change every frame, by reading the
+    same first word there."""
+    boxes, texts = detector.detect(frame)
+    read = getattr(detector, "read", None)
+    stable = []
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        reading = texts[i] if texts else ""
+        if stability(frame[y0:y1, x0:x1], confirm[y0:y1, x0:x1]) >= MIN_STABILITY or (
+            read is not None
+            and first_word(reading)
+            and first_word(read(confirm, boxes[i][None])[0] or "") == first_word(reading)
+        ):
+            stable.append(i)
+    readings = [texts[i] for i in stable if texts[i]] if texts else []
+    return coverage(boxes[stable].reshape(-1, 4), frame.shape), readings
+
+
+def clip_text_values(
+    times: np.ndarray, ratios: np.ndarray, readings: list[list[str]], start_s: float, end_s: float
+) -> dict:
+    """``text_ratio``, ``text_ratio_max`` and ``text_content`` of one clip from the samples."""
+    inside = samples_in(times, start_s, end_s)
+    text = ratios[inside]
+    lines = dict.fromkeys(line for i in inside for line in readings[i])
+    return {
+        "text_ratio": float(text.mean()) if text.size else None,
+        "text_ratio_max": float(text.max()) if text.size else None,
+        "text_content": "\n".join(lines)[:MAX_CONTENT_CHARS] or None,
+    }
+
 
 @dataclass
 class TextSeries:
@@ -246,12 +300,15 @@ class TextSeries:
     """Share of the frame covered by overlay text, per sample."""
     readings: list[list[str]]
     """What the overlay lines of each sample read (empty from a detector that does not read)."""
+    kept: list[dict] | None = None
+    """The sampled frames, for a deferred detector (rows of :data:`TEXT_SAMPLE`)."""
 
 
 class TextSignal(FrameSignal):
     """Text coverage of frames sampled at ``fps``, counting only lines that stay put on
     screen for :data:`STABLE_AFTER_S` (the temporal filter against texture and scene text),
-    and what those lines read when the detector reads."""
+    and what those lines read when the detector reads. A deferred detector (``ocr``) gets
+    the sampled frames through ``text_samples`` and runs in the detect stage."""
 
     name = "text"
     fields = (
@@ -260,17 +317,22 @@ class TextSignal(FrameSignal):
         pa.field("text_content", pa.string()),
     )
     gates = (Gate("max_text", "text_ratio", "text_heavy", ("text_ratio",), at_most),)
+    source_fields = (pa.field("text_samples", pa.list_(TEXT_SAMPLE)),)
 
     def __init__(self, cfg: TextConfig) -> None:
-        self.detector: TextDetector = TEXT_DETECTORS[cfg.detector](cfg)
+        self.deferred = cfg.detector in DEFERRED_DETECTORS
+        self.short_side = cfg.ocr.short_side if self.deferred else None
+        self.detector: TextDetector | None = (
+            None if self.deferred else TEXT_DETECTORS[cfg.detector](cfg)
+        )
         self.fps = cfg.fps
         self.times: list[float] = []
         self.ratios: list[float] = []
         self.readings: list[list[str]] = []
+        self.kept: list[dict] = []
         self._next_t = 0.0
-        self._pending: tuple[float, np.ndarray, list[str] | None, list[np.ndarray]] | None = None
-        """Sample time, line boxes, their readings and patches, waiting for the frame that
-        confirms them."""
+        self._pending: tuple[float, np.ndarray] | None = None
+        """Sample time and frame, waiting for the frame that confirms its lines."""
 
     @classmethod
     def check(cls, cfg: TextConfig) -> None:
@@ -280,63 +342,44 @@ class TextSignal(FrameSignal):
             OcrTextDetector.check(cfg.ocr)
 
     def _gray(self, frame: DecodedFrame) -> np.ndarray:
-        side = self.detector.short_side
-        return frame.gray if side is None else frame.gray_at(side)
+        return frame.gray if self.short_side is None else frame.gray_at(self.short_side)
 
     def wants(self, frame: DecodedFrame) -> bool:
         return frame.time >= self._next_t or (
             self._pending is not None and frame.time >= self._pending[0] + STABLE_AFTER_S
         )
 
-    def _add(self, t: float, ratio: float, readings: list[str]) -> None:
-        self.times.append(t)
-        self.ratios.append(ratio)
-        self.readings.append(readings)
-
     def update(self, frame: DecodedFrame) -> None:
         t, gray = frame.time, self._gray(frame)
         if self._pending is not None and t >= self._pending[0] + STABLE_AFTER_S:
-            sampled, boxes, texts, patches = self._pending
-            stable = [
-                i
-                for i, (box, patch) in enumerate(zip(boxes, patches))
-                if stability(patch, gray[box[1] : box[3], box[0] : box[2]]) >= MIN_STABILITY
-                or self._reads_the_same(gray, box, texts[i] if texts else "")
-            ]
-            readings = [texts[i] for i in stable] if texts is not None else []
-            self._add(sampled, coverage(boxes[stable].reshape(-1, 4), gray.shape), readings)
+            sampled, before = self._pending
+            if self.detector is None:
+                jpegs = [jpeg(image, SAMPLE_QUALITY) for image in (before, gray)]
+                self.kept.append({"time": sampled, "frame": jpegs[0], "confirm": jpegs[1]})
+            else:
+                ratio, readings = overlay_text(self.detector, before, gray)
+                self.times.append(sampled)
+                self.ratios.append(ratio)
+                self.readings.append(readings)
             self._pending = None
         if t >= self._next_t:
-            boxes, texts = self.detector.detect(gray)
-            if len(boxes):
-                patches = [gray[y0:y1, x0:x1].copy() for x0, y0, x1, y1 in boxes]
-                self._pending = (t, boxes, texts, patches)
-            else:
-                self._add(t, 0.0, [])
+            self._pending = (t, gray)
             self._next_t = t + 1.0 / self.fps
-
-    def _reads_the_same(self, gray: np.ndarray, box: np.ndarray, reading: str) -> bool:
-        """Does the line still read the same at the same place? Rendered labels flicker
-        (their numbers change every frame) yet keep their first word in place; scene text
-        sliding past does not."""
-        read = getattr(self.detector, "read", None)
-        if read is None or not reading:
-            return False
-        (again,) = read(gray, box[None])
-        return again is not None and first_word(again) == first_word(reading) != ""
 
     def finish(self) -> TextSeries:
         return TextSeries(
-            np.asarray(self.times), np.asarray(self.ratios, np.float32), self.readings
+            np.asarray(self.times),
+            np.asarray(self.ratios, np.float32),
+            self.readings,
+            self.kept if self.deferred else None,
         )
 
     def clip_values(self, series: TextSeries, clip: ClipWindow) -> dict:
-        inside = samples_in(series.times, clip.start_s, clip.end_s)
-        text = series.ratios[inside]
-        lines = dict.fromkeys(line for i in inside for line in series.readings[i])
-        content = "\n".join(lines)[:MAX_CONTENT_CHARS] or None
-        return {
-            "text_ratio": float(text.mean()) if text.size else None,
-            "text_ratio_max": float(text.max()) if text.size else None,
-            "text_content": content,
-        }
+        if series.kept is not None:
+            return {}  # filled by the detect stage
+        return clip_text_values(
+            series.times, series.ratios, series.readings, clip.start_s, clip.end_s
+        )
+
+    def source_values(self, series: TextSeries) -> dict:
+        return {"text_samples": series.kept}
