@@ -5,10 +5,11 @@ The detector maps a frame to a per-pixel text probability; connected regions abo
 ``BINARY_THRESHOLD`` whose mean probability reaches ``analyze.text.ocr.threshold`` are
 candidate lines. DB predicts a shrunken text kernel, so each region is grown back by
 ``UNCLIP_RATIO`` x area / perimeter (the reference post-processing, for axis-aligned boxes).
-The recogniser then reads every candidate. A line whose box score is below ``SURE_SCORE``
-counts as text only when it reads as at least ``MIN_CHARACTERS`` letters or digits with mean
-confidence ``MIN_CONFIDENCE`` (texture that the detector half-believes is text — bottle
-bases, foliage — reads as nothing or noise); readings are kept for ``text_content``.
+The recogniser then reads every candidate. A line counts as text when it reads as at least
+``MIN_CHARACTERS`` letters or digits with mean confidence ``MIN_CONFIDENCE``, or, unread,
+when its box score reaches ``SURE_SCORE`` and it is shaped like a line (``LINE_ASPECT``).
+Texture the detector half-believes is text (bottle bases, foliage, round blobs) reads as
+nothing or noise and is dropped; readings are kept for ``text_content``.
 
 Weights come from the ``rapidocr`` package (Apache-2.0), which ships them inside its wheel,
 or from the file in ``analyze.text.ocr.weights``. Frames are read at
@@ -37,8 +38,10 @@ REC_MAX_WIDTH = 1280
 MIN_CHARACTERS = 2
 MIN_CONFIDENCE = 0.6
 SURE_SCORE = 0.75
-"""Box score from which a line is text without a reading: the recogniser knows Latin and
-Chinese script only, and titles in Cyrillic, Arabic or Devanagari score this high too."""
+"""Box score from which a line is text without a reading, if it is also :data:`LINE_ASPECT`
+times as wide as tall: the recogniser knows Latin and Chinese script only, and lines of
+Cyrillic, Arabic or Devanagari score this high too (round blobs of texture can as well)."""
+LINE_ASPECT = 2.0
 NORM = 127.5
 """PP-OCRv6 detection reads pixels scaled to -1..1 (mean and std 0.5)."""
 BINARY_THRESHOLD = 0.3
@@ -137,7 +140,10 @@ class OcrTextDetector:
     def detect(self, gray: np.ndarray) -> tuple[np.ndarray, list[str]]:
         boxes, scores = self.candidates(gray)
         texts = self.read(gray, boxes)
-        keep = [i for i, t in enumerate(texts) if t is not None or scores[i] >= SURE_SCORE]
+        wide = (boxes[:, 2] - boxes[:, 0]) >= LINE_ASPECT * (boxes[:, 3] - boxes[:, 1])
+        keep = [
+            i for i, t in enumerate(texts) if t is not None or (scores[i] >= SURE_SCORE and wide[i])
+        ]
         return boxes[keep].reshape(-1, 4), [texts[i] or "" for i in keep]
 
     def read(self, gray: np.ndarray, boxes: np.ndarray) -> list[str | None]:
