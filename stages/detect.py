@@ -25,6 +25,7 @@ import pyarrow as pa
 from curate import schema
 from curate.config import ConfigError, CurateConfig, DetectConfig, TextConfig
 from curate.imaging import from_jpeg
+from curate.model_files import model_file
 from curate.signals.text import (
     DEFERRED_DETECTORS,
     TEXT_DETECTORS,
@@ -79,19 +80,14 @@ def nudenet_model(cfg: DetectConfig) -> Path:
             "detect.nsfw needs onnxruntime (pip install onnxruntime), or set "
             "detect.nsfw.enabled=false"
         )
-    if cfg.nsfw.model is not None:
-        path = Path(cfg.nsfw.model).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"detect.nsfw.model: no file at {path}")
-        return path
-    spec = importlib.util.find_spec("nudenet")
-    path = Path(next(iter(spec.submodule_search_locations))) / "320n.onnx" if spec else None
-    if path is None or not path.is_file():
-        raise ConfigError(
-            "detect.nsfw needs NudeNet's model: install the nudenet package (pip install "
-            "nudenet), set detect.nsfw.model to its 320n.onnx, or set detect.nsfw.enabled=false"
-        )
-    return path
+    return model_file(
+        cfg.nsfw.model,
+        "detect.nsfw.model",
+        "nudenet",
+        "320n.onnx",
+        "detect.nsfw needs NudeNet's model: install the nudenet package (pip install nudenet), "
+        "set detect.nsfw.model to its 320n.onnx, or set detect.nsfw.enabled=false",
+    )
 
 
 def objects_model(cfg: DetectConfig) -> Path | None:

