@@ -1,4 +1,4 @@
-"""Phase 1: probe, analyze and embed every source on Ray Data, streaming, with the results
+"""Phase 1: probe, analyze, detect and embed every source on Ray Data, streaming, with the results
 checkpointed to the run journal as they complete; then the ``shots`` and ``analysis`` tables
 and the phase-1 rejects, built from the journal in source order."""
 
