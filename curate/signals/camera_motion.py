@@ -15,7 +15,39 @@ Two steady moves of similar speed make a combined class (``pan_left_tilt_up``,
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class GlobalMotion:
+    """The camera's motion between two frames, fitted to the background of a flow field, and
+    what moves relative to it. Image axes: x right, y down; lengths in frame diagonals, rates
+    per second."""
+
+    tx: float
+    """Content translation to the right."""
+    ty: float
+    """Content translation downwards."""
+    scale: float
+    """Relative growth of the content about the centre (> 0: expands)."""
+    rotation: float
+    """Radians; > 0 turns the content clockwise on screen (y points down)."""
+    residual: float
+    """RMS of the background flow the camera model does not explain (parallax, noise)."""
+    support: float
+    """Share of the textured points that move with the camera model: 1 when the whole
+    background agrees, low when moving objects or parallax dominate the picture."""
+    subject: float
+    """Motion relative to the background, averaged over the frame: what the people, cars and
+    hands do, whatever the camera does."""
+    speed: float
+    """Mean speed of the camera's motion field over the frame."""
+
+
+MOTION_FIELDS = tuple(f.name for f in fields(GlobalMotion))
+"""Columns of a flow series' ``motion`` rows (``curate.signals.flow.FlowSeries``)."""
 
 STEADY_SPEED = 0.004
 """Diagonals per second from which a steady move counts (6 px/s at 720p: a tripod camera's
@@ -74,8 +106,7 @@ def _name(move: str, tx: float, ty: float, scale: float, rotation: float) -> str
 
 
 def classify(motion: np.ndarray) -> tuple[str | None, float | None]:
-    """``motion``: rows of ``GlobalMotion`` fields per flow sample (``tx, ty, scale,
-    rotation, residual, support, ...``).
+    """``motion``: one row of :data:`MOTION_FIELDS` per flow sample.
 
     Returns ``(label, confidence)`` from :data:`CAMERA_MOTIONS`; ``(None, None)`` when the clip
     has no flow sample. The confidence is the label's margin, scaled by how much of the
@@ -83,7 +114,7 @@ def classify(motion: np.ndarray) -> tuple[str | None, float | None]:
     if len(motion) == 0:
         return None, None
     tx, ty, scale, rotation = (float(np.median(motion[:, i])) for i in range(4))
-    support = float(np.median(motion[:, 5]))
+    support = float(np.median(motion[:, MOTION_FIELDS.index("support")]))
     steady = {
         "pan": abs(tx),
         "tilt": abs(ty),

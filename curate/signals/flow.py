@@ -10,7 +10,7 @@ diagonals per second and compares across frame rates and resolutions.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass
 from functools import lru_cache
 
 import cv2
@@ -22,37 +22,8 @@ from curate.gates import Gate, at_least, at_most
 from curate.imaging import downscale
 from curate.signals import camera_motion
 from curate.signals.base import ClipWindow, FrameSignal
+from curate.signals.camera_motion import MOTION_FIELDS, GlobalMotion
 from curate.video import DecodedFrame
-
-
-@dataclass(frozen=True)
-class GlobalMotion:
-    """The camera's motion between two frames, fitted to the background of a flow field, and
-    what moves relative to it. Image axes: x right, y down; lengths in frame diagonals, rates
-    per second."""
-
-    tx: float
-    """Content translation to the right."""
-    ty: float
-    """Content translation downwards."""
-    scale: float
-    """Relative growth of the content about the centre (> 0: expands)."""
-    rotation: float
-    """Radians; > 0 turns the content clockwise on screen (y points down)."""
-    residual: float
-    """RMS of the background flow the camera model does not explain (parallax, noise)."""
-    support: float
-    """Share of the textured points that move with the camera model: 1 when the whole
-    background agrees, low when moving objects or parallax dominate the picture."""
-    subject: float
-    """Motion relative to the background, averaged over the frame: what the people, cars and
-    hands do, whatever the camera does."""
-    speed: float
-    """Mean speed of the camera's motion field over the frame."""
-
-
-MOTION_FIELDS = tuple(f.name for f in fields(GlobalMotion))
-"""Columns of :attr:`FlowSeries.motion`."""
 
 INLIER_PX = 0.25
 """Flow error (pixels at the flow resolution) within which a point moves with the camera; it

@@ -30,9 +30,6 @@ from curate.video import DecodedFrame
 
 
 class TextDetector(Protocol):
-    short_side: int | None
-    """Short side of the frames the detector reads; ``None``: the analysis frame."""
-
     def detect(self, gray: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
         """Text-line boxes of an 8-bit gray frame, as ``(n, 4)`` rows of ``x0, y0, x1, y1``,
         and what each line reads (``None`` from a detector that does not read)."""
@@ -69,8 +66,6 @@ class MorphologyTextDetector:
     """Top-hat and black-hat filtering (bright and dark text), components at a few contrast
     levels, glyph filters (size, fill, stroke width and its consistency), then grouping into
     horizontal lines of similar-height, similar-stroke, similar-colour characters."""
-
-    short_side = None
 
     def __init__(self, cfg: TextConfig | None = None) -> None:
         self._kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (TOPHAT_SIZE, TOPHAT_SIZE))
