@@ -15,6 +15,7 @@ from curate.captions import FALLBACK_CAPTIONER, assign_captioners, with_tier
 from curate.config import CurateConfig
 from curate.funnel import Funnel
 from curate.io import read_table
+from curate.progress import Progress, Step
 from curate.runner import map_stage, read_shards
 from curate.schema import reject_row
 from curate.stage import Stage
@@ -44,7 +45,7 @@ class Captioning:
         """The caption config of the run whose ``analysis`` this is (a re-tier), if any."""
 
     def run(
-        self, index: pa.Table, wanted: np.ndarray, funnel: Funnel
+        self, index: pa.Table, wanted: np.ndarray, funnel: Funnel, progress: Progress
     ) -> tuple[dict[str, dict], list[dict]]:
         """Caption the ``wanted`` clips of ``index``.
 
@@ -60,7 +61,8 @@ class Captioning:
         stored = set(self.analysis.read_schema(self.analysis.files("")[0]).names)
         done = self.reusable(index, wanted) if "captioner" in stored else {}
         todo = [c for c in wanted_ids if c not in done]
-        results, busy = self.caption(todo, stored)
+        with progress.step("captions", len(todo), "clips") as step:
+            results, busy = self.caption(todo, stored, step)
         by_id = {c: i for i, c in enumerate(ids)}
         failed = []
         for clip_id in sorted(c for c, r in results.items() if r["error"] is not None):
@@ -90,8 +92,11 @@ class Captioning:
         )
         return results, failed
 
-    def caption(self, todo: list[str], stored: set[str]) -> tuple[dict[str, dict], float]:
-        """Caption stage rows of the ``todo`` clips, and the seconds the captioners spent."""
+    def caption(
+        self, todo: list[str], stored: set[str], step: Step
+    ) -> tuple[dict[str, dict], float]:
+        """Caption stage rows of the ``todo`` clips, and the seconds the captioners spent;
+        ``step`` counts them."""
         cfg = self.config.caption
         assigned = assign_captioners(todo, cfg)
         results: dict[str, dict] = {}
@@ -117,7 +122,8 @@ class Captioning:
                 busy += pc.sum(batch["caption_s"]).as_py() or 0.0
                 for row in batch.to_pylist():
                     results[row["clip_id"]] = row
-            log.info("captioned %d clips with %s", len(mine), captioner.name)
+                step.advance(batch.num_rows)
+            log.debug("captioned %d clips with %s", len(mine), captioner.name)
         return results, busy
 
     def reusable(self, index: pa.Table, wanted: np.ndarray) -> dict[str, dict]:

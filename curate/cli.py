@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from contextlib import nullcontext
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -48,8 +49,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
         "instead of continuing it",
     )
     run.add_argument("--ray-address", help="join a Ray cluster (auto, ray://host:10001, ...)")
-    run.add_argument("--no-progress", action="store_true", help="hide Ray Data progress bars")
-    run.add_argument("--log-level", default="INFO")
+    _add_console_options(run)
 
     ret = sub.add_parser(
         "retier", help="recompute tiers, dedup and re-balancing of a run from its analysis table"
@@ -57,9 +57,21 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     ret.add_argument("output")
     ret.add_argument("--config", "-c", help="YAML config with the new thresholds")
     ret.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ret.add_argument("--ray-address")
-    ret.add_argument("--no-progress", action="store_true")
-    ret.add_argument("--log-level", default="INFO")
+    ret.add_argument("--ray-address", help="join a Ray cluster (auto, ray://host:10001, ...)")
+    _add_console_options(ret)
+
+
+def _add_console_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--no-progress", action="store_true", help="hide the step-by-step progress display"
+    )
+    command.add_argument(
+        "--log-level",
+        default="warning",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log records shown (default warning); debug also shows Ray's own console output",
+    )
 
 
 def _add_reader_commands(sub: argparse._SubParsersAction) -> None:
@@ -124,10 +136,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from curate.config import ConfigError, load_config
+    from curate.progress import Progress, ProgressLogHandler
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    progress = Progress(enabled=not args.no_progress)
+    handler = ProgressLogHandler(progress)
+    level = getattr(logging, args.log_level)
+    detailed = level < logging.WARNING
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"
+            if detailed
+            else "%(levelname)s: %(message)s"
+        )
     )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as e:
@@ -136,28 +158,41 @@ def _run(args: argparse.Namespace) -> int:
 
     from curate.io import InputError
     from curate.journal import ResumeError
+    from curate.manifest import Manifest
     from curate.pipeline import OutputError, retier, run
+    from curate.runner import native_notices_dropped
+    from curate.storage import Store
+    from curate.summary import closing_text, retier_text
 
+    verbose = level <= logging.DEBUG
+    store = Store(args.output)
     try:
-        if args.command == "retier":
-            manifest = retier(
-                config, args.output, ray_address=args.ray_address, progress=not args.no_progress
-            )
-        else:
-            manifest = run(
-                config,
-                args.input,
-                args.output,
-                ray_address=args.ray_address,
-                progress=not args.no_progress,
-                fresh=args.fresh,
-            )
+        with nullcontext() if verbose else native_notices_dropped():
+            if args.command == "retier":
+                before = Manifest.read(store) if store.is_file("manifest.json") else None
+                manifest = retier(
+                    config,
+                    args.output,
+                    ray_address=args.ray_address,
+                    progress=progress,
+                    verbose=verbose,
+                )
+                summary = retier_text(before, manifest, store)
+            else:
+                manifest = run(
+                    config,
+                    args.input,
+                    args.output,
+                    ray_address=args.ray_address,
+                    progress=progress,
+                    verbose=verbose,
+                    fresh=args.fresh,
+                )
+                summary = closing_text(manifest, store, args.config)
     except (ConfigError, InputError, OutputError, ResumeError) as e:
         print(f"curate: {e}", file=sys.stderr)
         return EXIT_USAGE
-    from curate.summary import tiers_text
-
-    print(tiers_text(manifest))
+    print(summary)
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import ray.data
 
 from curate.config import CurateConfig, TierExport
+from curate.progress import Progress
 from curate.runner import map_stage
 from curate.schema import reject_row
 from curate.signals.borders import SIDES as BORDER_SIDES
@@ -63,7 +64,12 @@ def plan_exports(
 
 
 def export_clips(
-    stage: type[Stage], config: CurateConfig, store: Store, index: pa.Table, passed: np.ndarray
+    stage: type[Stage],
+    config: CurateConfig,
+    store: Store,
+    index: pa.Table,
+    passed: np.ndarray,
+    progress: Progress,
 ) -> tuple[dict, list[dict]]:
     """Export every accepted clip (see :func:`plan_exports`) with ``stage``.
 
@@ -79,22 +85,31 @@ def export_clips(
     ds = map_stage(ds, stage, config, output=store.uri())
     by_id = {c["clip_id"]: c for c in clips}
     failed: dict[str, dict] = {}
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in batch.to_pylist():
-            if row["error"]:
-                c = by_id[row["clip_id"]]
-                failed[row["clip_id"]] = reject_row(
-                    c["source"],
-                    "export",
-                    "export_failed",
-                    row["error"],
-                    clip_id=c["clip_id"],
-                    start_s=c["start_s"],
-                    end_s=c["end_s"],
-                )
-            else:
-                exported[(row["clip_id"], row["export_key"])] = (row["clip_path"], row["video"])
-        log.info("exported %d clips", len(exported))
+    jobs = sum(len(item["jobs"]) for item in items)
+    # Files an earlier invocation wrote count as done.
+    with progress.step("export", len(exported) + jobs, "clips") as step:
+        step.done = len(exported)
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            step.advance(batch.num_rows)
+            _collect(batch, by_id, exported, failed)
     if failed:
         log.warning("%d clips failed to export", len(failed))
     return exported, [failed[k] for k in sorted(failed)]
+
+
+def _collect(batch: pa.Table, by_id: dict, exported: dict, failed: dict) -> None:
+    """Sort the export stage's rows into ``exported`` files and ``failed`` reject rows."""
+    for row in batch.to_pylist():
+        if not row["error"]:
+            exported[(row["clip_id"], row["export_key"])] = (row["clip_path"], row["video"])
+            continue
+        c = by_id[row["clip_id"]]
+        failed[row["clip_id"]] = reject_row(
+            c["source"],
+            "export",
+            "export_failed",
+            row["error"],
+            clip_id=c["clip_id"],
+            start_s=c["start_s"],
+            end_s=c["end_s"],
+        )

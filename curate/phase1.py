@@ -19,6 +19,7 @@ from curate.config import CurateConfig
 from curate.funnel import Funnel
 from curate.journal import Journal
 from curate.outputs import Outputs
+from curate.progress import Progress, Step
 from curate.runner import map_stage
 from curate.schema import reject_row
 from curate.stage import Stage
@@ -50,8 +51,10 @@ class Phase1:
         outputs: Outputs,
         run_journal: Journal,
         funnel: Funnel,
+        progress: Progress | None = None,
     ) -> None:
         self.stages = stages
+        self.progress = progress or Progress(enabled=False)
         self.config = config
         self.outputs = outputs
         self.journal = run_journal
@@ -64,27 +67,29 @@ class Phase1:
         done = self.journal.done_sources()
         todo = [i for i in range(len(sources)) if i not in done]
         if done:
-            log.info(
-                "%d of %d sources were done before; analyzing %d",
-                len(done),
-                len(sources),
-                len(todo),
+            self.progress.message(
+                f"{len(done)} of {len(sources)} sources were analyzed before; "
+                f"analyzing the other {len(todo)}"
             )
-        with self.funnel.timed("phase1_probe_analyze_embed_s"):
-            self.checkpoint(self.batches(sources, todo), len(done), len(sources))
-        self.build_tables(sources, embedding_model)
+        with (
+            self.funnel.timed("phase1_probe_analyze_embed_s"),
+            self.progress.step("analyze", len(sources), "sources") as step,
+        ):
+            step.done = len(done)
+            self.checkpoint(self.batches(sources, todo), step)
+        with self.progress.step("analysis tables"):
+            self.build_tables(sources, embedding_model)
         return len(done)
 
-    def checkpoint(self, batches: Iterator[pa.Table], analyzed: int, total: int) -> None:
+    def checkpoint(self, batches: Iterator[pa.Table], step: Step) -> None:
         """Write ``batches`` to the journal at least every ``output.checkpoint_interval_s``
-        and every :data:`CHECKPOINT_MAX_SOURCES` sources."""
+        and every :data:`CHECKPOINT_MAX_SOURCES` sources; ``step`` counts them."""
         interval = self.config.output.checkpoint_interval_s
         pending: list[pa.Table] = []
         last_flush = time.monotonic()
         for batch in batches:
             pending.append(batch)
-            analyzed += batch.num_rows
-            log.info("analyzed %d/%d sources", analyzed, total)
+            step.advance(batch.num_rows)
             held = sum(t.num_rows for t in pending)
             if held >= CHECKPOINT_MAX_SOURCES or time.monotonic() - last_flush >= interval:
                 self.flush(pending)

@@ -18,6 +18,7 @@ import pyarrow as pa
 import ray.data
 
 from curate.config import CurateConfig
+from curate.progress import Progress
 from curate.runner import read_shards
 from curate.schema import reject_row
 from curate.storage import Store
@@ -89,13 +90,18 @@ class Phase2Step(ABC):
         """Decide over the clips still alive."""
 
 
-def run_steps(steps: Sequence[Phase2Step], clips: Candidates) -> StepResult:
+def run_steps(
+    steps: Sequence[Phase2Step], clips: Candidates, progress: Progress | None = None
+) -> StepResult:
     """Run ``steps`` in order, each over the rows the previous ones left alive. Returns the
     rows still alive, every column set, every reject (in step order) and the funnel entries
     by step name."""
+    progress = progress or Progress(enabled=False)
     done = StepResult(kept=clips.alive)
     for step in steps:
-        result = step.run(clips)
+        with progress.step(step.name) as shown:
+            result = step.run(clips)
+            shown.note = f"{int(result.kept.sum())} of {int(clips.alive.sum())} clips kept"
         clips.alive = result.kept
         done.columns.update(result.columns)
         done.rejects += result.rejects

@@ -9,6 +9,8 @@ import logging
 import platform
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from curate.manifest import Inputs, Manifest, RunInfo, Timing, Versions
 from curate.outputs import Outputs, caption_columns
 from curate.phase1 import Phase1
 from curate.phase2 import Candidates, run_steps
+from curate.progress import Progress
 from curate.registry import PHASE2_STEPS, STAGES
 from curate.runner import configure_data_context, ray_session
 from curate.signals import signal_fields
@@ -73,14 +76,15 @@ def retier(
     output: str | Path,
     *,
     ray_address: str | None = None,
-    progress: bool = True,
+    progress: Progress | None = None,
+    verbose: bool = False,
 ) -> Manifest:
     """Recompute tiers, dedup, re-balancing and the tier shards of an existing run from its
     ``analysis/`` table: no decoding, no embedding."""
     store = Store(output)
     if not store.is_file("manifest.json") or not store.files("analysis"):
         raise OutputError(f"{output} holds no finished curate run to re-tier")
-    return Run(config, store).retier(ray_address=ray_address, progress=progress)
+    return Run(config, store, progress, verbose).retier(ray_address=ray_address)
 
 
 def run(
@@ -89,23 +93,34 @@ def run(
     output: str | Path,
     *,
     ray_address: str | None = None,
-    progress: bool = True,
+    progress: Progress | None = None,
+    verbose: bool = False,
     fresh: bool = False,
 ) -> Manifest:
     """Run the whole pipeline and return the manifest it wrote to ``output/manifest.json``.
 
-    A run whose journal is in ``output`` is continued (``fresh`` starts over instead)."""
-    return Run(config, Store(output)).execute(
-        inputs, ray_address=ray_address, progress=progress, fresh=fresh
+    A run whose journal is in ``output`` is continued (``fresh`` starts over instead).
+    ``progress`` shows the steps as they run (none by default); ``verbose`` lets Ray's own
+    console output through."""
+    return Run(config, Store(output), progress, verbose).execute(
+        inputs, ray_address=ray_address, fresh=fresh
     )
 
 
 class Run:
     """One pipeline run into one output folder: the order of its phases and what it records."""
 
-    def __init__(self, config: CurateConfig, store: Store) -> None:
+    def __init__(
+        self,
+        config: CurateConfig,
+        store: Store,
+        progress: Progress | None = None,
+        verbose: bool = False,
+    ) -> None:
         self.config = config
         self.store = store
+        self.progress = progress or Progress(enabled=False)
+        self.verbose = verbose
         self.journal = Journal(store)
         self.funnel = Funnel()
         self.outputs = Outputs(store, config.output, config.embed.dim)
@@ -123,9 +138,7 @@ class Run:
         self.embedding_model = facts["embed"]["embedding_model"]
         self.api_keys = facts["caption"]["api_keys"]
 
-    def execute(
-        self, inputs: list[str], *, ray_address: str | None, progress: bool, fresh: bool
-    ) -> Manifest:
+    def execute(self, inputs: list[str], *, ray_address: str | None, fresh: bool) -> Manifest:
         started = time.perf_counter()
         sources = discover(inputs)
         log.info("discovered %d inputs", len(sources))
@@ -135,18 +148,17 @@ class Run:
             self.journal.load()
             self.journal.check(expected)
             self.journal.resume()
-            log.info("continuing the run in %s", self.store)
+            self.progress.message(f"continuing the unfinished run in {self.store}")
         else:
             prepare_output(self.store)
             self.journal.start(expected)
-        with ray_session(self.config, ray_address):
-            configure_data_context(progress)
+        with self.session(ray_address):
             if self.journal.phase1_done:
                 self.sources_done_before = len(sources)
             else:
                 phase1 = tuple(STAGES[n] for n in ("probe", "analyze", "detect", "embed"))
                 self.sources_done_before = Phase1(
-                    phase1, self.config, self.outputs, self.journal, self.funnel
+                    phase1, self.config, self.outputs, self.journal, self.funnel, self.progress
                 ).run(sources, self.embedding_model)
             self.restore_phase1()
             tier_sizes = self.curate()
@@ -155,7 +167,7 @@ class Run:
         self.journal.finish()
         return manifest
 
-    def retier(self, *, ray_address: str | None, progress: bool) -> Manifest:
+    def retier(self, *, ray_address: str | None) -> Manifest:
         """Phase 2 and 3 again from ``analysis/`` alone, with this run's config."""
         started = time.perf_counter()
         previous = Manifest.read(self.store)
@@ -171,11 +183,16 @@ class Run:
         self.outputs.dim = schema.embedding_dim(
             self.store.read_schema(self.store.files("analysis")[0])
         )
-        with ray_session(self.config, ray_address):
-            configure_data_context(progress)
+        with self.session(ray_address):
             tier_sizes = self.curate()
         self.funnel.timings["total_s"] = time.perf_counter() - started
         return self.write_manifest(previous.inputs.given, previous.inputs.discovered, tier_sizes)
+
+    @contextmanager
+    def session(self, ray_address: str | None) -> Iterator[None]:
+        with ray_session(self.config, ray_address, verbose=self.verbose, progress=self.progress):
+            configure_data_context(self.verbose)
+            yield
 
     def restore_phase1(self) -> None:
         """Funnel, stage statistics and embedding model of phase 1, as the journal has them
@@ -205,16 +222,18 @@ class Run:
                 self.api_keys,
                 self.previous_caption_config,
             )
-            captions, caption_failed = captioning.run(index, accepted.any(axis=0), self.funnel)
+            captions, caption_failed = captioning.run(
+                index, accepted.any(axis=0), self.funnel, self.progress
+            )
             rejects.write(schema.from_rows(caption_failed, schema.REJECTS))
             captioned = accepted & ~np.isin(ids, [r["clip_id"] for r in caption_failed])
         with self.funnel.timed("phase3_export_s"):
             exported, failed = export_clips(
-                STAGES["export"], self.config, self.store, index, captioned
+                STAGES["export"], self.config, self.store, index, captioned, self.progress
             )
             rejects.write(schema.from_rows(failed, schema.REJECTS))
             rejects.close()
-        with self.funnel.timed("write_tiers_s"):
+        with self.funnel.timed("write_tiers_s"), self.progress.step("tier tables"):
             keep = captioned & ~np.isin(ids, [r["clip_id"] for r in failed])
             self.funnel.record(
                 "export",
@@ -241,9 +260,10 @@ class Run:
         # The tier step runs first, on every clip: dedup ranks clips by the ``tier`` it sets.
         tiers_step = PHASE2_STEPS["tiers"].from_config(self.config)
         steps = [s.from_config(self.config) for n, s in PHASE2_STEPS.items() if n != "tiers"]
-        with self.funnel.timed("phase2_tiers_s"):
+        with self.funnel.timed("phase2_tiers_s"), self.progress.step("tiers") as shown:
             clips = Candidates(index, np.ones(index.num_rows, bool), analysis)
             tiers = tiers_step.run(clips)
+            shown.note = f"{int(tiers.kept.sum())} of {index.num_rows} clips pass a tier"
             rejects.write(schema.from_rows(tiers.rejects, schema.REJECTS))
             self.funnel.steps[tiers_step.name] = tiers.funnel
             index = index.set_column(
@@ -251,7 +271,7 @@ class Run:
             )
             self.outputs.annotate_analysis(tiers.columns)
         with self.funnel.timed("phase2_dedup_rebalance_s"):
-            result = run_steps(steps, Candidates(index, tiers.kept, analysis))
+            result = run_steps(steps, Candidates(index, tiers.kept, analysis), self.progress)
             rejects.write(schema.from_rows(result.rejects, schema.REJECTS))
             self.funnel.steps.update(result.funnel)
         return tiers.passed, result.kept, result.columns

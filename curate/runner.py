@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +15,7 @@ import ray
 import ray.data
 
 from curate.config import CurateConfig, StageResources
+from curate.progress import Progress
 from curate.stage import Stage
 from curate.storage import Store
 
@@ -24,25 +28,100 @@ warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
 
 
 @contextmanager
-def ray_session(config: CurateConfig, address: str | None = None) -> Iterator[None]:
+def ray_session(
+    config: CurateConfig,
+    address: str | None = None,
+    *,
+    verbose: bool = False,
+    progress: Progress | None = None,
+) -> Iterator[None]:
     """Join ``address`` (``auto``, ``ray://…``), or start a local Ray instance and stop it
-    afterwards. An already initialised Ray (a notebook, a test session) is reused as is."""
+    afterwards. An already initialised Ray (a notebook, a test session) is reused as is.
+
+    Unless ``verbose``, Ray's own start-up chatter (token authentication, core-worker notices,
+    progress-UI tips) stays in its log files (``/tmp/ray/session_latest/logs``); workers'
+    output is written through ``progress`` so it never tears the live line. The notices
+    Ray's C++ core writes straight to this process's stderr are dropped by
+    :func:`native_notices_dropped`, which the command line wraps around a run."""
     if ray.is_initialized():
         yield
         return
     address = address or config.ray.address
+    level = logging.INFO if verbose else logging.ERROR
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, logging_level=level)
     else:
-        ray.init(
-            num_cpus=config.ray.num_cpus,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-        )
+        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, logging_level=level)
+    if progress is not None:
+        _route_worker_output(progress)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _route_worker_output(progress: Progress) -> None:
+    """Print what Ray workers write (a stage's warnings) through ``progress``."""
+    try:
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    except ImportError:  # a Ray without this hook prints as it always does
+        return
+
+    def show(data: dict) -> None:
+        if not isinstance(data.get("pid"), int):
+            return  # the raylet's and autoscaler's own notices: in their log files
+        name = data.get("actor_name") or data.get("task_name") or "worker"
+        for line in data.get("lines", []):
+            progress.message(f"({name} pid={data['pid']}) {line}")
+
+    dispatcher.remove_handler("ray_print_logs")
+    dispatcher.add_handler("curate_worker_output", show)
+
+
+NATIVE_NOTICE = re.compile(rb"^\[\d{4}-\d\d-\d\d [\d:,.]+ [DIWE] \d+ \d+\] \w+\.cc:\d+:")
+"""A line of Ray's C++ logging (``[2026-12-01 13:49:16,975 E 356 356] core_worker.cc:…``)."""
+
+
+@contextmanager
+def native_notices_dropped() -> Iterator[None]:
+    """Drop the lines Ray's C++ core writes to this process's stderr (file descriptor 2; a
+    notice per actor pool about restartable actors, for one) and pass everything else on.
+
+    Text is passed on as it arrives, so a status line redrawn without a newline still shows;
+    only text that may begin such a line waits for its end."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr
+        yield
+        return
+    read_end, write_end = os.pipe()
+    sys.stderr.flush()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward() -> None:
+        pending = b""
+        while chunk := os.read(read_end, 65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            out = b"".join(line + b"\n" for line in lines if not NATIVE_NOTICE.match(line))
+            if pending and not pending.startswith(b"["):
+                out, pending = out + pending, b""
+            if out:
+                os.write(saved, out)
+        if pending:
+            os.write(saved, pending)
+
+    thread = threading.Thread(target=forward, name="curate-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the thread sees its end
+        thread.join(timeout=5)
+        os.close(read_end)
+        os.close(saved)
 
 
 PARQUET_FOOTER_ACTORS = "2"
@@ -51,13 +130,21 @@ small machine that costs more than the reads. Our tables are a few large shards.
 ``RAY_DATA_PARQUET_FOOTER_NUM_ACTORS`` in the environment overrides this."""
 
 
-def configure_data_context(progress: bool = True) -> None:
+def configure_data_context(verbose: bool = False) -> None:
+    """Ray Data settings for curate's stages; its own progress bars and console notices only
+    when ``verbose`` (curate shows its own progress)."""
     os.environ.setdefault("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS", PARQUET_FOOTER_ACTORS)
     ctx = ray.data.DataContext.get_current()
     # Output order follows input order, so re-runs write identical shards.
     ctx.execution_options.preserve_order = True
-    ctx.enable_progress_bars = progress
+    ctx.enable_progress_bars = verbose
     ctx.print_on_execution_start = False
+    for handler in logging.getLogger("ray.data").handlers:
+        # The console handler; the file handlers keep every record.
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.setLevel(logging.INFO if verbose else logging.ERROR)
 
 
 def pool_args(res: StageResources) -> dict:

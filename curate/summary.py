@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shlex
 from collections import Counter
 
 import pyarrow as pa
@@ -238,15 +239,20 @@ def tiers_text(summary: dict | Manifest) -> str:
     """Inputs, per-tier clips and hours, rejects by reason (a manifest or a summary)."""
     if isinstance(summary, Manifest):
         summary = summary.to_json_dict()
-    lines = [f"inputs: {summary['inputs']['discovered']}", "tiers:"]
-    for name, t in summary["tiers"].items():
-        lines.append(f"  {name:<24} {t['clips']:>8} clips {t['hours']:>10.3f} h")
+    lines = [f"inputs: {summary['inputs']['discovered']}", *_tier_lines(summary["tiers"])]
     lines.append("rejects:")
     for reason, n in summary["rejects"].items():
         lines.append(f"  {reason:<24} {n:>8}")
     if not summary["rejects"]:
         lines.append("  (none)")
     return "\n".join(lines)
+
+
+def _tier_lines(tiers: dict[str, dict]) -> list[str]:
+    lines = ["tiers:"]
+    for name, t in tiers.items():
+        lines.append(f"  {name:<24} {t['clips']:>8} clips {t['hours']:>10.3f} h")
+    return lines
 
 
 def _cell(value: float | None) -> str:
@@ -296,4 +302,112 @@ def summary_text(summary: dict) -> str:
                 lines.append(f"    {key}: {row[key] if row[key] is not None else '(none)'}")
     if sel["samples"] and "caption" not in sel["samples"][0]:
         lines.append("  (captions live in the tier tables: add --tier NAME to see them)")
+    return "\n".join(lines)
+
+
+# The end of a run ---------------------------------------------------------------------------
+
+EXAMPLES = 3
+"""Rejected inputs or clips named per reason at the end of a run."""
+
+PHASE_TIMES = {
+    "phase1_probe_analyze_embed_s": "analyze",
+    "phase2_tiers_s": "tiers",
+    "phase2_dedup_rebalance_s": "dedup + re-balancing",
+    "phase3_caption_s": "captions",
+    "phase3_export_s": "export",
+}
+"""Wall times of the manifest shown at the end of a run, by their names there."""
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _rejected_examples(output: Store) -> dict[str, tuple[list[str], int]]:
+    """Per reject reason, the first rejected inputs by file name (``(whole)``: the input
+    gave no clip at all; ``×3``: three of its clips) and how many inputs there are in all."""
+    table = read_table(output, "rejects", columns=["source", "clip_id", "reason"])
+    by_reason: dict[str, dict[str, list[int]]] = {}
+    for row in table.to_pylist():
+        counts = by_reason.setdefault(row["reason"], {}).setdefault(row["source"], [0, 0])
+        counts[row["clip_id"] is None] += 1
+    named = {}
+    for reason, sources in by_reason.items():
+        names = []
+        for source, (clips, whole) in list(sources.items())[:EXAMPLES]:
+            name = posixpath.basename(source.rstrip("/")) or source
+            names.append(f"{name} (whole)" if whole else f"{name} ×{clips}" if clips > 1 else name)
+        named[reason] = (names, len(sources))
+    return named
+
+
+def closing_text(manifest: Manifest, output: Store, config_path: str | None = None) -> str:
+    """What a finished run prints: where the output is, how long each phase took, the tiers,
+    the rejects by reason with the first rejected inputs named, and the commands to go on."""
+    seconds = manifest.timing.seconds
+    shown = output.uri()
+    lines = [f"finished in {_seconds(seconds.get('total_s', 0.0))}: {shown}"]
+    phases = [
+        f"{name} {_seconds(seconds[key])}" for key, name in PHASE_TIMES.items() if key in seconds
+    ]
+    if phases:
+        lines.append("  " + ", ".join(phases))
+    with_clips = len(set(read_table(output, "analysis", columns=["source"])["source"].to_pylist()))
+    lines.append(f"inputs: {manifest.inputs.discovered}, {with_clips} of them yielded clips")
+    lines += _tier_lines({name: t.to_json_dict() for name, t in manifest.tiers.items()})
+    total = sum(manifest.rejects.values())
+    lines.append(f"rejects: {total}" if total else "rejects: none")
+    examples = _rejected_examples(output) if total else {}
+    for reason, n in manifest.rejects.items():
+        names, distinct = examples.get(reason, ([], 0))
+        more = f", +{distinct - len(names)} more" if distinct > len(names) else ""
+        lines.append(f"  {reason:<24} {n:>6}  {', '.join(names)}{more}")
+    target = shlex.quote(shown)
+    config = f" -c {shlex.quote(config_path)}" if config_path else ""
+    lines += [
+        "next:",
+        f"  curate inspect {target}      scores, sample rows, rejects by stage",
+        f"  curate report {target}       HTML report: funnel, charts, playable contact sheets",
+        f"  curate validate {target}     check the schema and the accounting",
+        f"  curate retier {target}{config} --set tiers.0.gates.min_sharpness=p30"
+        "   new thresholds, no decoding",
+    ]
+    return "\n".join(lines)
+
+
+def _thresholds(manifest: Manifest) -> list[str]:
+    """Each tier's gates as applied; percentile gates as ``p30 = 41.2``."""
+    given = {t["name"]: t.get("gates", {}) for t in manifest.config.get("tiers", [])}
+    lines = []
+    for name, gates in manifest.thresholds.items():
+        shown = []
+        for key, value in gates.items():
+            spec = given.get(name, {}).get(key)
+            resolved = f"{value:.4g}" if isinstance(value, float) else str(value)
+            is_percentile = isinstance(spec, str) and spec.startswith("p")
+            shown.append(f"{key} {spec} = {resolved}" if is_percentile else f"{key} {resolved}")
+        lines.append(f"  {name}: {', '.join(shown) or '(no gates)'}")
+    return lines
+
+
+def retier_text(before: Manifest, after: Manifest, output: Store) -> str:
+    """What ``retier`` prints: each tier before → after, the thresholds it resolved, the
+    rejects by reason and where the output is."""
+    lines = [f"re-tiered in {_seconds(after.timing.seconds.get('total_s', 0.0))}: {output.uri()}"]
+    lines.append("tiers (before → after):")
+    for name, t in after.tiers.items():
+        old = before.tiers.get(name)
+        clips = f"{old.clips} → {t.clips}" if old else f"(new) {t.clips}"
+        change = f" ({t.clips - old.clips:+d})" if old and t.clips != old.clips else ""
+        hours = f"{old.hours:.3f} → {t.hours:.3f} h" if old else f"{t.hours:.3f} h"
+        lines.append(f"  {name:<24} {clips:>16} clips{change:<8} {hours}")
+    for name in before.tiers.keys() - after.tiers.keys():
+        lines.append(f"  {name:<24} {before.tiers[name].clips} clips → (tier removed)")
+    lines.append("thresholds:")
+    lines += _thresholds(after)
+    lines.append("rejects:")
+    for reason in sorted(before.rejects.keys() | after.rejects.keys()):
+        old, new = before.rejects.get(reason, 0), after.rejects.get(reason, 0)
+        lines.append(f"  {reason:<24} {old:>6} → {new}")
     return "\n".join(lines)
