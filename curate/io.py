@@ -83,13 +83,20 @@ def _manifest_column(path: str, columns) -> str:
     raise InputError(f"manifest {path} has no 'path' or 'uri' column (columns: {sorted(columns)})")
 
 
+def _local(path: str) -> str:
+    """A local input as stored in ``source``: absolute, so the tables (and the clip ids, which
+    hash it) do not depend on the working directory. ``os.path.abspath`` normalises ``.`` and
+    ``..`` as text and keeps symlinks: the path stays the one the user gave, only anchored."""
+    return os.path.abspath(path)
+
+
 def _resolve_entry(entry: str, manifest: str) -> str:
-    if is_uri(entry) or os.path.isabs(entry):
+    if is_uri(entry):
         return entry
-    if is_uri(manifest):
+    if is_uri(manifest) and not os.path.isabs(entry):
         scheme, rest = manifest.split("://", 1)
         return f"{scheme}://{posixpath.normpath(posixpath.join(posixpath.dirname(rest), entry))}"
-    return os.path.normpath(Path(manifest).parent / entry)
+    return _local(os.path.join(os.path.dirname(manifest), entry))  # an absolute entry wins
 
 
 def _read_manifest(item: str, data: bytes) -> list[str]:
@@ -125,7 +132,8 @@ def discover(inputs: list[str]) -> list[str]:
     A folder is walked recursively for video extensions, a glob is expanded, a manifest
     (``.txt``/``.csv``/``.jsonl``/``.parquet``) is read (relative entries resolve against the
     manifest's folder), and anything else is taken as one video. Each input's expansion is
-    sorted so the order never depends on the file system.
+    sorted so the order never depends on the file system. Local sources come back absolute
+    (see :func:`_local`), URIs as given.
     """
     sources: list[str] = []
     for item in inputs:
@@ -134,7 +142,7 @@ def discover(inputs: list[str]) -> list[str]:
             sources.extend(_discover_uri(item))
         elif path.is_dir():
             found = sorted(
-                os.path.normpath(os.path.join(root, name))
+                _local(os.path.join(root, name))
                 for root, _dirs, files in os.walk(path, followlinks=True)
                 for name in files
                 if _suffix(name) in VIDEO_EXTENSIONS
@@ -149,13 +157,11 @@ def discover(inputs: list[str]) -> list[str]:
                 raise InputError(f"cannot read manifest {item}: {e}") from e
             sources.extend(_read_manifest(item, data))
         elif path.is_file():
-            sources.append(os.path.normpath(item))
+            sources.append(_local(item))
         elif glob.has_magic(item):
             matches = sorted(glob.glob(item, recursive=True))
             sources.extend(
-                os.path.normpath(m)
-                for m in matches
-                if os.path.isfile(m) and _suffix(m) in VIDEO_EXTENSIONS
+                _local(m) for m in matches if os.path.isfile(m) and _suffix(m) in VIDEO_EXTENSIONS
             )
         else:
             raise InputError(f"input not found: {item}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,6 +41,13 @@ class WhereError(ValueError):
     """The filter text cannot be parsed or does not fit the table's columns."""
 
 
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to a misspelt ``name``, or ``""`` when
+    none is close: one wording for unknown columns and unknown config keys."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _tokens(text: str) -> list[tuple[str, str]]:
     tokens, pos = [], 0
     text = text.rstrip()
@@ -58,8 +65,7 @@ def _field(name: str, schema: pa.Schema) -> pa.Field:
     index = schema.get_field_index(name)
     if index >= 0:
         return schema.field(index)
-    close = difflib.get_close_matches(name, schema.names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(name, schema.names)
     raise WhereError(f"--where: unknown column {name!r}{hint}; columns: {', '.join(schema.names)}")
 
 

@@ -25,11 +25,86 @@ def test_movie_gen_has_three_nested_tiers_getting_stricter():
     assert sharp == sorted(sharp) and sharp[0] < sharp[-1]
 
 
-def test_unknown_key_names_its_path(tmp_path):
+def test_unknown_key_names_its_path_and_the_closest_key(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("analyze:\n  flow:\n    fsp: 4\n")
-    with pytest.raises(ConfigError, match=r"analyze\.flow\.fsp"):
+    with pytest.raises(
+        ConfigError, match=r"analyze\.flow\.fsp: unknown key \(did you mean 'fps'\?\)"
+    ):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("analyze.flow.fsp=4", "analyze.flow.fsp: unknown key (did you mean 'fps'?)"),
+        ("analyzee.flow.fps=4", "analyzee: unknown key (did you mean 'analyze'?)"),
+        (
+            "tiers.0.gates.min_sharpnes=p30",
+            "tiers.0.gates.min_sharpnes: unknown key (did you mean 'min_sharpness'?)",
+        ),
+        # A captioner's backend is a union tag, not a key: the path is the key as written.
+        ("caption.captioners.0.wieght=2", "caption.captioners.0.wieght: unknown key (did you "),
+        (
+            "analyze.flow.zzz=1",
+            "analyze.flow.zzz: unknown key; expected one of method, fps, short_side",
+        ),
+    ],
+)
+def test_set_unknown_key_suggests_the_closest(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["p300", "pabc", "p100.5", "sharp", "[1]"])
+def test_bad_percentile_is_said_plainly(value):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [f"tiers.0.gates.min_sharpness={value}"])
+    shown = value if value == "[1]" else repr(value)
+    assert str(e.value) == (
+        "invalid configuration:\n  tiers.0.gates.min_sharpness: expected a number or a "
+        f"percentile p0–p100 such as p30, got {shown}"
+    )
+
+
+def test_out_of_range_gate_number_says_the_bound_once():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["tiers.0.gates.max_text=2"])
+    assert str(e.value) == (
+        "invalid configuration:\n  tiers.0.gates.max_text: Input should be less than or equal "
+        "to 1, got 2 (or a percentile p0–p100 such as p30)"
+    )
+
+
+@pytest.mark.parametrize("value", ["p0", "p30", "p99.5", "p100", "p100.0"])
+def test_percentiles_from_p0_to_p100_are_accepted(value):
+    assert (
+        load_config(None, [f"tiers.0.gates.min_sharpness={value}"]).tiers[0].gates.min_sharpness
+        == value
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "analyze.flow.fsp=4",
+            "curate: invalid configuration:\n  analyze.flow.fsp: unknown key "
+            "(did you mean 'fps'?)\n",
+        ),
+        (
+            "tiers.0.gates.min_sharpness=p300",
+            "curate: invalid configuration:\n  tiers.0.gates.min_sharpness: expected a number or "
+            "a percentile p0–p100 such as p30, got 'p300'\n",
+        ),
+    ],
+)
+def test_cli_says_what_is_wrong_and_exits_2(override, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "-i", str(tmp_path), "-o", str(out), "--set", override]) == EXIT_USAGE
+    assert capsys.readouterr().err == message
+    assert not out.exists()
 
 
 def test_wrong_type_names_its_path(tmp_path):

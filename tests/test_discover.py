@@ -6,7 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from curate.config import CurateConfig
 from curate.io import InputError, discover
+from curate.journal import fingerprint
 
 
 @pytest.fixture
@@ -61,3 +63,29 @@ def test_several_inputs_combine_in_order_without_duplicates(tree):
 def test_missing_input_fails(tmp_path):
     with pytest.raises(InputError, match="not found"):
         discover([str(tmp_path / "missing.mp4")])
+
+
+def test_local_sources_are_absolute_whatever_the_working_directory(tree, monkeypatch):
+    root = tree / "videos"
+    (root / "list.txt").write_text("b/two.mp4\n../videos/c.mkv\n")
+    monkeypatch.chdir(tree)
+    got = discover(["videos/b", "./videos/a/one.MOV", "videos/*.mkv", "videos/list.txt"])
+    assert got == [str(root / "b/two.mp4"), str(root / "a/one.MOV"), str(root / "c.mkv")]
+    monkeypatch.chdir(root / "a")
+    again = discover(["../b", "one.MOV", "../c.mkv"])
+    assert again == got
+    # The run journal fingerprints the sources: a resume from another folder continues the run.
+    assert fingerprint(CurateConfig(), again) == fingerprint(CurateConfig(), got)
+
+
+def test_symlinks_are_kept_not_resolved(tree):
+    link = tree / "link"
+    link.symlink_to(tree / "videos" / "b")
+    assert discover([str(link)]) == [str(link / "two.mp4")]
+
+
+def test_uris_stay_as_given(tree, monkeypatch):
+    monkeypatch.chdir(tree)
+    uri = (tree / "videos" / "c.mkv").as_uri()
+    (tree / "list.txt").write_text(f"https://host/a.mp4\ns3://bucket/b.mp4\n{uri}\n")
+    assert discover(["list.txt", uri]) == ["https://host/a.mp4", "s3://bucket/b.mp4", uri]
