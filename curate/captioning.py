@@ -10,6 +10,7 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import ray.data
 
 from curate.captions import FALLBACK_CAPTIONER, assign_captioners, with_tier
 from curate.config import CurateConfig
@@ -36,8 +37,11 @@ class Captioning:
         analysis: Store,
         api_keys: dict,
         previous_config: dict | None = None,
+        in_memory: bool = False,
     ) -> None:
         self.stage = stage
+        self.in_memory = in_memory
+        """The analysis table is small: read in the driver, not by Ray Data tasks."""
         self.config = config
         self.analysis = analysis
         self.api_keys = api_keys
@@ -106,10 +110,14 @@ class Captioning:
             if not mine:
                 continue
             columns = [c for c in self.stage.input_columns if c in stored]
-            ds = read_shards(self.analysis).select_columns(columns)
-            ds = ds.map_batches(
-                _only_clips, fn_kwargs={"ids": pa.array(mine, pa.string())}, batch_format="pyarrow"
-            )
+            ids = pa.array(mine, pa.string())
+            if self.in_memory:
+                rows = _only_clips(read_table(self.analysis, columns=columns), ids)
+                size = cfg.batch_size
+                ds = ray.data.from_arrow([rows.slice(i, size) for i in range(0, len(rows), size)])
+            else:
+                ds = read_shards(self.analysis).select_columns(columns)
+                ds = ds.map_batches(_only_clips, fn_kwargs={"ids": ids}, batch_format="pyarrow")
             ds = map_stage(
                 ds,
                 self.stage,

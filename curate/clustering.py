@@ -1,7 +1,9 @@
 """K-means over clip embeddings, shared by dedup and re-balancing.
 
 At scale only the centroid fit happens in one process, on a bounded, deterministic sample;
-assigning every clip to its nearest centroid is a Ray Data ``map_batches``.
+assigning every clip to its nearest centroid is a Ray Data ``map_batches``. A table small
+enough for the driver (``ray.driver_max_clips``) arrives as a ``pyarrow.Table`` instead and is
+handled in place: the same functions, no Ray Data start-up.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from sklearn.cluster import KMeans
 from curate import schema
 from curate.config import KMeansConfig, StageResources
 from curate.runner import pool_args
+
+Rows = ray.data.Dataset | pa.Table
+"""Analysis rows: a Ray dataset over the shards, or the table itself when it is small."""
 
 
 def embeddings_of(table: pa.Table) -> np.ndarray:
@@ -45,17 +50,20 @@ def _sample_batch(batch: pa.Table, fraction: float, seed: int) -> pa.Table:
     return batch.filter(pa.array(keep)).select(["clip_id", "embedding"])
 
 
-def sample_embeddings(ds: ray.data.Dataset, total: int, cfg: KMeansConfig, seed: int) -> pa.Table:
+def sample_embeddings(rows: Rows, total: int, cfg: KMeansConfig, seed: int) -> pa.Table:
     """``clip_id`` and ``embedding`` of about ``cfg.sample_size`` clips chosen by id hash
-    (``total`` = rows in ``ds``), sorted by id so the fit does not depend on block order."""
+    (``total`` = number of ``rows``), sorted by id so the fit does not depend on block order."""
     fraction = min(1.0, cfg.sample_size / max(total, 1))
-    sample = ds.map_batches(
-        _sample_batch,
-        fn_kwargs={"fraction": fraction, "seed": seed},
-        batch_format="pyarrow",
-        num_cpus=0.25,
-    )
-    tables = [t for t in sample.iter_batches(batch_size=None, batch_format="pyarrow")]
+    if isinstance(rows, pa.Table):
+        tables = [_sample_batch(rows, fraction, seed)]
+    else:
+        sample = rows.map_batches(
+            _sample_batch,
+            fn_kwargs={"fraction": fraction, "seed": seed},
+            batch_format="pyarrow",
+            num_cpus=0.25,
+        )
+        tables = list(sample.iter_batches(batch_size=None, batch_format="pyarrow"))
     if not tables:
         return pa.table(
             {
@@ -93,10 +101,11 @@ class AssignClusters:
         return batch.append_column(self.column, pa.array(labels, pa.int32()))
 
 
-def assign(
-    ds: ray.data.Dataset, centroids: np.ndarray, column: str, resources: StageResources
-) -> ray.data.Dataset:
-    return ds.map_batches(
+def assign(rows: Rows, centroids: np.ndarray, column: str, resources: StageResources) -> Rows:
+    """``rows`` with ``column``: the nearest centroid of each."""
+    if isinstance(rows, pa.Table):
+        return AssignClusters(centroids, column)(rows)
+    return rows.map_batches(
         AssignClusters,
         fn_constructor_kwargs={"centroids": centroids, "column": column},
         batch_format="pyarrow",

@@ -3,7 +3,9 @@ re-balancing. Each is a :class:`Phase2Step` (``stages/tiers.py``, ``stages/dedup
 ``stages/rebalance.py``), run in that order by the pipeline.
 
 Embeddings are only ever read by Ray Data tasks from the ``analysis`` shards; the driver holds
-scalar columns (ids, scores, cluster labels) and a bounded sample for each centroid fit.
+scalar columns (ids, scores, cluster labels) and a bounded sample for each centroid fit. A
+table of at most ``ray.driver_max_clips`` rows is read into the driver instead and the same
+steps run in place: a small run does not pay for Ray Data's start-up.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-import ray.data
 
+from curate.clustering import Rows
 from curate.config import CurateConfig
+from curate.io import read_table
 from curate.progress import Progress
 from curate.runner import read_shards
 from curate.schema import reject_row
@@ -35,15 +38,20 @@ class Candidates:
     """Per row: still in the running."""
     analysis: Store
     """The ``analysis`` shards, where Ray tasks read the embeddings."""
+    in_memory: bool = False
+    """The table is small: steps read it into the driver and work on it in place."""
 
     def __post_init__(self) -> None:
         self.ids: list[str] = self.index["clip_id"].to_pylist()
         self.row_of = {c: i for i, c in enumerate(self.ids)}
 
-    def shards(self, columns: list[str]) -> ray.data.Dataset | None:
-        """``columns`` of the analysis shards as a Ray dataset (None for an empty table)."""
+    def rows(self, columns: list[str]) -> Rows | None:
+        """``columns`` of the analysis shards: a table when :attr:`in_memory`, a Ray dataset
+        otherwise (None for an empty table)."""
         if not self.analysis.files(""):
             return None
+        if self.in_memory:
+            return read_table(self.analysis, columns=columns)
         return read_shards(self.analysis).select_columns(columns)
 
     def reject(self, row: int, stage: str, reason: str, detail: str) -> dict:

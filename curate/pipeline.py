@@ -209,7 +209,9 @@ class Run:
         shards. Rejects are written in that order after the phase-1 ones."""
         rejects = self.outputs.phase1_rejects()
         index = self.outputs.read_index()
-        passed, survivors, columns = self.phase2(index, rejects)
+        # A small table is read into the driver rather than by Ray Data tasks.
+        in_memory = index.num_rows <= self.config.ray.driver_max_clips
+        passed, survivors, columns = self.phase2(index, rejects, in_memory)
         ids = np.asarray(index["clip_id"].to_pylist(), dtype=object)
         accepted = passed & survivors
         with self.funnel.timed("phase3_caption_s"):
@@ -221,6 +223,7 @@ class Run:
                 self.store.sub("analysis"),
                 self.api_keys,
                 self.previous_caption_config,
+                in_memory,
             )
             captions, caption_failed = captioning.run(
                 index, accepted.any(axis=0), self.funnel, self.progress
@@ -249,7 +252,7 @@ class Run:
         return tier_sizes
 
     def phase2(
-        self, index: pa.Table, rejects: ShardWriter
+        self, index: pa.Table, rejects: ShardWriter, in_memory: bool
     ) -> tuple[np.ndarray, np.ndarray, dict[str, pa.Array]]:
         """The tier gates, then dedup and re-balancing of the clips that passed a tier.
 
@@ -261,7 +264,7 @@ class Run:
         tiers_step = PHASE2_STEPS["tiers"].from_config(self.config)
         steps = [s.from_config(self.config) for n, s in PHASE2_STEPS.items() if n != "tiers"]
         with self.funnel.timed("phase2_tiers_s"), self.progress.step("tiers") as shown:
-            clips = Candidates(index, np.ones(index.num_rows, bool), analysis)
+            clips = Candidates(index, np.ones(index.num_rows, bool), analysis, in_memory)
             tiers = tiers_step.run(clips)
             shown.note = f"{int(tiers.kept.sum())} of {index.num_rows} clips pass a tier"
             rejects.write(schema.from_rows(tiers.rejects, schema.REJECTS))
@@ -271,7 +274,9 @@ class Run:
             )
             self.outputs.annotate_analysis(tiers.columns)
         with self.funnel.timed("phase2_dedup_rebalance_s"):
-            result = run_steps(steps, Candidates(index, tiers.kept, analysis), self.progress)
+            result = run_steps(
+                steps, Candidates(index, tiers.kept, analysis, in_memory), self.progress
+            )
             rejects.write(schema.from_rows(result.rejects, schema.REJECTS))
             self.funnel.steps.update(result.funnel)
         return tiers.passed, result.kept, result.columns

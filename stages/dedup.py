@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray.data
 from sklearn.cluster import KMeans
 
-from curate.clustering import assign, embeddings_of, fit_centroids, sample_embeddings
+from curate.clustering import Rows, assign, embeddings_of, fit_centroids, sample_embeddings
 from curate.config import CurateConfig, DedupConfig, StageResources
 from curate.funnel import funnel_entry
 from curate.phase2 import Candidates, Phase2Step, StepResult
@@ -146,26 +145,34 @@ DUPLICATES = pa.schema(
 
 
 def find_duplicates(
-    ds: ray.data.Dataset,
+    rows: Rows,
     total: int,
     cfg: DedupConfig,
     tier_names: list[str],
     resources: StageResources,
     seed: int = 0,
 ) -> pa.Table:
-    """Duplicates among the clips of ``ds`` (which must carry ``RANK_COLUMNS`` + embedding)."""
+    """Duplicates among ``rows`` (which must carry ``RANK_COLUMNS`` + embedding)."""
     if total < 2:
         return DUPLICATES.empty_table()
-    sample = embeddings_of(sample_embeddings(ds, total, cfg.kmeans, seed))
+    sample = embeddings_of(sample_embeddings(rows, total, cfg.kmeans, seed))
     centroids = fit_centroids(sample, total, cfg.kmeans, seed)
-    labelled = assign(ds, centroids, "dedup_cluster", resources)
-    result = labelled.groupby("dedup_cluster").map_groups(
-        DedupCluster,
-        fn_constructor_kwargs={"cfg": cfg, "tier_names": tier_names, "seed": seed},
-        batch_format="pyarrow",
-        **pool_args(resources),
-    )
-    tables = list(result.iter_batches(batch_size=None, batch_format="pyarrow"))
+    labelled = assign(rows, centroids, "dedup_cluster", resources)
+    if isinstance(labelled, pa.Table):
+        compare = DedupCluster(cfg, tier_names, seed)
+        labels = labelled["dedup_cluster"]
+        tables = [
+            compare(labelled.filter(pc.equal(labels, label)))
+            for label in pc.unique(labels).to_pylist()
+        ]
+    else:
+        result = labelled.groupby("dedup_cluster").map_groups(
+            DedupCluster,
+            fn_constructor_kwargs={"cfg": cfg, "tier_names": tier_names, "seed": seed},
+            batch_format="pyarrow",
+            **pool_args(resources),
+        )
+        tables = list(result.iter_batches(batch_size=None, batch_format="pyarrow"))
     found = pa.concat_tables(tables) if tables else DUPLICATES.empty_table()
     log.info(
         "dedup: %d duplicates among %d clips in %d clusters", found.num_rows, total, len(centroids)
@@ -203,10 +210,13 @@ class DedupStep(Phase2Step):
         duplicate_of: list[str | None] = [None] * clips.index.num_rows
         rejects = []
         candidates = int(kept.sum())
-        ds = clips.shards([*RANK_COLUMNS, "orientation", "embedding"])
-        if self.cfg.enabled and ds is not None and candidates > 1:
-            ds = ds.map_batches(_with_tier, batch_format="pyarrow")
-            found = find_duplicates(ds, candidates, self.cfg, self.tier_names, self.resources)
+        rows = clips.rows([*RANK_COLUMNS, "orientation", "embedding"])
+        if self.cfg.enabled and rows is not None and candidates > 1:
+            if isinstance(rows, pa.Table):
+                rows = _with_tier(rows)
+            else:
+                rows = rows.map_batches(_with_tier, batch_format="pyarrow")
+            found = find_duplicates(rows, candidates, self.cfg, self.tier_names, self.resources)
             for cid, original, sim in zip(
                 found["clip_id"].to_pylist(),
                 found["duplicate_of"].to_pylist(),

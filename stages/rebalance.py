@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curate.clustering import assign, embeddings_of, fit_centroids, sample_embeddings
+from curate.clustering import Rows, assign, embeddings_of, fit_centroids, sample_embeddings
 from curate.config import CurateConfig, RebalanceConfig, StageResources
 from curate.funnel import funnel_entry
 from curate.phase2 import Candidates, Phase2Step, StepResult
@@ -162,9 +162,9 @@ class RebalanceStep(Phase2Step):
         report: dict = {"enabled": cfg.enabled, "mode": cfg.mode}
         rejects = []
         before = int(kept.sum())
-        ds = clips.shards(["clip_id", "embedding"])
-        if cfg.enabled and ds is not None and before:
-            cluster_id = self.clusters(clips, ds)
+        rows = clips.rows(["clip_id", "embedding"])
+        if cfg.enabled and rows is not None and before:
+            cluster_id = self.clusters(clips, rows)
             rows = np.flatnonzero(kept)
             balanced = rebalance(
                 clips.index.take(rows), cluster_id[rows], cfg, self.rank_by, self.tier_names
@@ -192,7 +192,7 @@ class RebalanceStep(Phase2Step):
             ),
         )
 
-    def clusters(self, clips: Candidates, ds) -> np.ndarray:
+    def clusters(self, clips: Candidates, rows: Rows) -> np.ndarray:
         """K-means concept cluster of every analysis row, survivors or not; centroids are
         fitted on a sample of the clips still alive."""
         n, alive = clips.index.num_rows, clips.alive
@@ -203,15 +203,19 @@ class RebalanceStep(Phase2Step):
         oversample = kmeans.model_copy(
             update={"sample_size": min(4, n // before + 1) * kmeans.sample_size}
         )
-        sample = sample_embeddings(ds, n, oversample, self.cfg.seed)
+        sample = sample_embeddings(rows, n, oversample, self.cfg.seed)
         chosen = [alive[clips.row_of[c]] for c in sample["clip_id"].to_pylist()]
         sample = embeddings_of(sample.filter(pa.array(chosen, pa.bool_())))[: kmeans.sample_size]
         centroids = fit_centroids(sample, before, kmeans, self.cfg.seed)
         cluster_id = np.full(n, -1, np.int32)
-        labelled = assign(ds, centroids, "cluster_id", self.resources)
-        for batch in labelled.select_columns(["clip_id", "cluster_id"]).iter_batches(
-            batch_size=None, batch_format="pyarrow"
-        ):
+        labelled = assign(rows, centroids, "cluster_id", self.resources)
+        if isinstance(labelled, pa.Table):
+            batches = [labelled]
+        else:
+            batches = labelled.select_columns(["clip_id", "cluster_id"]).iter_batches(
+                batch_size=None, batch_format="pyarrow"
+            )
+        for batch in batches:
             labels = batch["cluster_id"].to_numpy()
             cluster_id[[clips.row_of[c] for c in batch["clip_id"].to_pylist()]] = labels
         return cluster_id

@@ -244,8 +244,11 @@ def test_leading_dash_and_colon_names_relative_to_cwd(odd, tmp_path):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    good = ["-rf.mp4", "--help.mp4", "concat:trick.mp4", "12:30 pipe:0.mp4"]
-    assert _sources(out) == set(good)  # as given, normalised (`./--help.mp4` -> `--help.mp4`)
+    # Stored absolute, normalised (`./--help.mp4` -> `<videos>/--help.mp4`).
+    good = [
+        str(videos / n) for n in ["-rf.mp4", "--help.mp4", "concat:trick.mp4", "12:30 pipe:0.mp4"]
+    ]
+    assert _sources(out) == set(good)
     _check_output(out, good, GOOD)
     assert _tree(odd) == before
     _no_pwned(deep=(tmp_path, odd))
