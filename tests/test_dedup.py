@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import ray.data
 
 from curate import schema
 from curate.config import CurateConfig, DedupConfig, RebalanceConfig
-from stages.dedup import find_duplicates, greedy_groups, rank_order
-from stages.rebalance import rebalance
+from curate.phase2 import Candidates, run_steps
+from curate.storage import Store
+from stages.dedup import DedupStep, find_duplicates, greedy_groups, rank_order
+from stages.rebalance import RebalanceStep, rebalance
 
 DIM = schema.EMBEDDING_DIM
 
@@ -200,3 +203,32 @@ def test_orientation_mix_is_a_best_effort_cap():
     )
     capped = rebalance(table, concept.astype(np.int32), strict, [], ["t"])
     assert 0.6 < capped.report["orientation_mix"]["landscape_share"] < 0.75
+
+
+def test_small_tables_are_handled_in_the_driver_as_ray_data_would(ray_local, tmp_path):
+    """Dedup and re-balancing give the same result over the table read into the driver
+    (``ray.driver_max_clips``) as over Ray Data reads of the shards."""
+    table, _, _, _ = planted(per_concept=(60, 30, 20, 10), n_concepts=4, dup_groups=10)
+    pq.write_table(table, tmp_path / "part-00000.parquet")
+    config = CurateConfig.model_validate(
+        {
+            "dedup": {"threshold": 0.95, "kmeans": {"k": 3, "min_cluster_size": 10}},
+            "rebalance": {"kmeans": {"k": 4, "min_cluster_size": 5}},
+        }
+    )
+    starts = pa.array(np.zeros(table.num_rows))
+    index = table.drop_columns(["embedding"]).append_column("start_s", starts)
+    index = index.append_column("end_s", pa.array(np.full(table.num_rows, 8.0)))
+    results = {}
+    for in_memory in (True, False):
+        clips = Candidates(index, np.ones(table.num_rows, bool), Store(tmp_path), in_memory)
+        results[in_memory] = run_steps(
+            [DedupStep.from_config(config), RebalanceStep.from_config(config)], clips
+        )
+    driver, distributed = results[True], results[False]
+    assert (driver.kept == distributed.kept).all()
+    assert driver.rejects == distributed.rejects and driver.funnel == distributed.funnel
+    assert driver.columns.keys() == distributed.columns.keys()
+    for name, column in driver.columns.items():
+        assert column.equals(distributed.columns[name]), name
+    assert driver.funnel["dedup"]["rejected"]["duplicate"] >= 10

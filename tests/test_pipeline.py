@@ -192,8 +192,10 @@ def test_retier_matches_a_fresh_run(shared_run, tmp_path, capsys):
     copy = tmp_path / "retiered"
     shutil.copytree(out, copy)
     started = time.perf_counter()
+    capsys.readouterr()
     assert main(["retier", str(copy), "--config", DEFAULT, "--no-progress", *STRICTER]) == 0
     retier_s = time.perf_counter() - started
+    printed = capsys.readouterr().out
     fresh = tmp_path / "fresh"
     started = time.perf_counter()
     assert run([VIDEOS, bad], fresh, *STRICTER) == 0
@@ -206,6 +208,11 @@ def test_retier_matches_a_fresh_run(shared_run, tmp_path, capsys):
     manifest = json.loads((copy / "manifest.json").read_text())
     resolved = manifest["funnel"]["tiers"]["thresholds"]["default"]["min_sharpness"]
     assert resolved > 0 and manifest["config"]["tiers"][0]["gates"]["min_sharpness"] == "p30"
+    # retier says what changed: each tier before → after, and what p30 resolved to.
+    before = json.loads((out / "manifest.json").read_text())["tiers"]["default"]["clips"]
+    after = manifest["tiers"]["default"]["clips"]
+    assert f"{before} → {after} clips ({after - before:+d})" in printed, printed
+    assert f"min_sharpness p30 = {resolved:.4g}" in printed, printed
     # Clip files of clips that left the tier are gone; the others are still there.
     kept = {r["clip_path"] for r in rows(copy / "tiers/default", ["clip_path"])}
     assert {str(p.relative_to(copy)) for p in (copy / "clips").rglob("*.mp4")} == kept
