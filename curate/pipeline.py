@@ -65,7 +65,11 @@ def prepare_output(store: Store) -> None:
     if not store.is_empty() and not (
         store.is_file("manifest.json") or store.is_file(journal.STATE)
     ):
-        raise OutputError(f"output folder {store} is not empty and holds no curate run")
+        raise OutputError(
+            f"output folder {store} is not empty and holds no curate run; choose a new or "
+            "empty folder for --output (curate clears what it owns in an output folder, so it "
+            "will not write into one holding other files)"
+        )
     store.makedirs()
     for name in (*OUTPUT_TABLES, "manifest.json"):
         store.remove(name)
