@@ -732,7 +732,7 @@ class RayConfig(Model):
     )
     probe: StageResources = StageResources(num_cpus=0.1)
     analyze: StageResources = StageResources(num_cpus=0.5)
-    detect: StageResources = StageResources(num_cpus=0.5, max_actors=1)
+    detect: StageResources = StageResources(num_cpus=0.5)
     embed: StageResources = StageResources(num_cpus=0.5, max_actors=1)
     phase2: StageResources = StageResources(num_cpus=0.5)
     export: StageResources = StageResources(num_cpus=0.5)

@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from curate.config import ConfigError
+from curate.threads import cpu_share
 
 
 def providers(device: str, key: str) -> list[str]:
@@ -29,7 +30,7 @@ def session(path: str, device: str, key: str) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    # A worker analyses or detects one item at a time: two threads match its CPU share.
-    options.intra_op_num_threads = 2
+    # As many threads as the worker's CPU share (two where nobody says).
+    options.intra_op_num_threads = cpu_share() or 2
     options.log_severity_level = 3
     return ort.InferenceSession(path, options, providers=providers(device, key))

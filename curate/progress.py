@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +23,12 @@ HEARTBEAT_S = 30.0
 REDRAW_S = 0.1
 """Shortest interval between redraws of the live line."""
 
+TICK_S = 1.0
+"""How often the elapsed time of a step is brought up to date."""
 
-def _seconds(seconds: float) -> str:
+
+def duration_text(seconds: float) -> str:
+    """``41.2 s`` under a minute, ``3:05`` or ``1:02:09`` above."""
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(round(seconds), 60)
@@ -73,6 +78,8 @@ class Progress:
         self._drawn = False
         self._last_draw = 0.0
         self._last_line = 0.0
+        # Log records arrive from other threads (Ray's log forwarding) and the clock ticks.
+        self._lock = threading.RLock()
 
     @contextmanager
     def step(self, name: str, total: int | None = None, unit: str = "") -> Iterator[Step]:
@@ -81,35 +88,49 @@ class Progress:
         self.current = step
         self._last_line = time.monotonic()
         self.show(step, force=True)
+        stop = threading.Event()
+        if self.enabled:
+            # The clock runs while a step waits for its first result.
+            threading.Thread(target=self._tick, args=(step, stop), daemon=True).start()
         try:
             yield step
         finally:
+            stop.set()
             self.current = None
             self.finish(step)
+
+    def _tick(self, step: Step, stop: threading.Event) -> None:
+        while not stop.wait(TICK_S):
+            self.show(step)
 
     def show(self, step: Step, force: bool = False) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
-        if self.live:
-            if force or now - self._last_draw >= REDRAW_S:
-                self._draw(f"{step.text()}  {_seconds(step.elapsed())}")
-                self._last_draw = now
-        elif not force and now - self._last_line >= HEARTBEAT_S:
-            self._write(f"{step.text()} ...")
-            self._last_line = now
+        with self._lock:
+            if step is not self.current:
+                return
+            now = time.monotonic()
+            if self.live:
+                if force or now - self._last_draw >= REDRAW_S:
+                    self._draw(f"{step.text()}  {duration_text(step.elapsed())}")
+                    self._last_draw = now
+            elif not force and now - self._last_line >= HEARTBEAT_S:
+                self._write(f"{step.text()} ...")
+                self._last_line = now
 
     def finish(self, step: Step) -> None:
         if self.enabled:
-            self._clear()
-            self._write(f"{step.text()} ({_seconds(step.elapsed())})")
+            with self._lock:
+                self._clear()
+                self._write(f"{step.text()} ({duration_text(step.elapsed())})")
 
     def message(self, text: str) -> None:
         """A line of its own (a log record), above the live line."""
-        self._clear()
-        self._write(text)
-        if self.current is not None and self.live:
-            self.show(self.current, force=True)
+        with self._lock:
+            self._clear()
+            self._write(text)
+            if self.current is not None and self.live:
+                self.show(self.current, force=True)
 
     def _draw(self, text: str) -> None:
         self.stream.write("\r\x1b[K" + text)

@@ -51,6 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from curate.threads import limit_native_threads
 from curate.video import MediaError
 
 if TYPE_CHECKING:  # the child process does without pydantic when it only probes
@@ -338,6 +339,7 @@ def child_main(argv: list[str]) -> None:
     try:
         for module in preload:
             importlib.import_module(module)
+        limit_native_threads()
     except BaseException as e:
         conn.send(("error", f"{type(e).__name__}: {e}", traceback.format_exc()))
         return

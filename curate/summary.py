@@ -19,6 +19,7 @@ import pyarrow.dataset as ds
 from curate import schema
 from curate.io import read_table, shards
 from curate.manifest import InspectError, Manifest, open_output
+from curate.progress import duration_text
 from curate.storage import Store
 from curate.where import parse_where
 
@@ -320,10 +321,6 @@ PHASE_TIMES = {
 """Wall times of the manifest shown at the end of a run, by their names there."""
 
 
-def _seconds(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
 def _rejected_examples(output: Store) -> dict[str, tuple[list[str], int]]:
     """Per reject reason, the first rejected inputs by file name (``(whole)``: the input
     gave no clip at all; ``×3``: three of its clips) and how many inputs there are in all."""
@@ -347,9 +344,11 @@ def closing_text(manifest: Manifest, output: Store, config_path: str | None = No
     the rejects by reason with the first rejected inputs named, and the commands to go on."""
     seconds = manifest.timing.seconds
     shown = output.uri()
-    lines = [f"finished in {_seconds(seconds.get('total_s', 0.0))}: {shown}"]
+    lines = [f"finished in {duration_text(seconds.get('total_s', 0.0))}, output: {shown}"]
     phases = [
-        f"{name} {_seconds(seconds[key])}" for key, name in PHASE_TIMES.items() if key in seconds
+        f"{name} {duration_text(seconds[key])}"
+        for key, name in PHASE_TIMES.items()
+        if key in seconds
     ]
     if phases:
         lines.append("  " + ", ".join(phases))
@@ -394,7 +393,8 @@ def _thresholds(manifest: Manifest) -> list[str]:
 def retier_text(before: Manifest, after: Manifest, output: Store) -> str:
     """What ``retier`` prints: each tier before → after, the thresholds it resolved, the
     rejects by reason and where the output is."""
-    lines = [f"re-tiered in {_seconds(after.timing.seconds.get('total_s', 0.0))}: {output.uri()}"]
+    took = duration_text(after.timing.seconds.get("total_s", 0.0))
+    lines = [f"re-tiered in {took}, output: {output.uri()}"]
     lines.append("tiers (before → after):")
     for name, t in after.tiers.items():
         old = before.tiers.get(name)

@@ -246,7 +246,7 @@ def main() -> int:
         }
     )
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    configure_data_context(progress=False)
+    configure_data_context()
     memory = PeakMemory()
     started = time.perf_counter()
     analysis = Store(work / "analysis")

@@ -26,6 +26,7 @@ from curate import schema
 from curate.config import ConfigError, CurateConfig, DetectConfig, TextConfig
 from curate.imaging import from_jpeg
 from curate.model_files import model_file
+from curate.signals.base import samples_in
 from curate.signals.text import (
     DEFERRED_DETECTORS,
     TEXT_DETECTORS,
@@ -163,16 +164,15 @@ class DetectStage(Stage):
         return schema.from_rows(rows, self.schema)
 
     def read_text(self, samples: list[dict], clips: list[dict]) -> None:
-        """The text columns of every clip from the source's sampled frames."""
-        found = [
-            overlay_text(
-                self.text, from_jpeg(s["frame"], gray=True), from_jpeg(s["confirm"], gray=True)
-            )
-            for s in samples
-        ]
+        """The text columns of every clip from the source's sampled frames (only the samples
+        some clip reads are run through the detector: the rest of a source is no clip's)."""
         times = np.asarray([s["time"] for s in samples])
-        ratios = np.asarray([ratio for ratio, _ in found], np.float32)
-        readings = [lines for _, lines in found]
+        used = {int(i) for c in clips for i in samples_in(times, c["start_s"], c["end_s"])}
+        ratios = np.zeros(len(samples), np.float32)
+        readings: list[list[str]] = [[] for _ in samples]
+        for i in sorted(used):
+            frame, confirm = (from_jpeg(samples[i][k], gray=True) for k in ("frame", "confirm"))
+            ratios[i], readings[i] = overlay_text(self.text, frame, confirm)
         for clip in clips:
             clip.update(clip_text_values(times, ratios, readings, clip["start_s"], clip["end_s"]))
 

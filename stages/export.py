@@ -132,15 +132,17 @@ class ExportStage(Stage):
             ost.codec_context.time_base = 1 / rate
 
             k = 0
-            shown: np.ndarray | None = None
+            shown: av.VideoFrame | None = None
+            # Frames that need neither turning nor cropping go to the encoder in its own pixel
+            # format, scaled by one conversion (about twice as fast as through RGB arrays).
+            direct = not info.quarter_turns and (y0, x0, y1, x1) == (0, 0, size[1], size[0])
 
             def emit_until(t: float) -> None:
                 # Constant-rate output: slot k shows the newest source frame at or before it.
                 nonlocal k
                 while shown is not None and k < n_out and start + k / float(rate) < t - EPS:
-                    frame = av.VideoFrame.from_ndarray(shown, format="rgb24")
-                    frame.pts, frame.time_base = k, 1 / rate
-                    out.mux(ost.encode(frame))
+                    shown.pts, shown.time_base = k, 1 / rate
+                    out.mux(ost.encode(shown))
                     k += 1
 
             scaler = VideoReformatter()
@@ -151,10 +153,15 @@ class ExportStage(Stage):
                 if t >= end - EPS:
                     break
                 emit_until(t)
+                if direct:
+                    shown = scaler.reformat(frame, width=size[0], height=size[1], format="yuv420p")
+                    continue
                 image = scaler.reformat(
                     frame, width=size[0], height=size[1], format="rgb24"
                 ).to_ndarray()
-                shown = np.ascontiguousarray(upright(image, info)[y0:y1, x0:x1])
+                shown = av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(upright(image, info)[y0:y1, x0:x1]), format="rgb24"
+                )
             if shown is None:
                 raise ValueError(f"no frame decoded in [{start:.3f}, {end:.3f})")
             emit_until(float("inf"))

@@ -25,6 +25,7 @@ import numpy as np
 
 from curate.config import ConfigError, TransNetV2Config
 from curate.model_files import model_file
+from curate.threads import limit_native_threads
 
 INPUT_SIZE = (48, 27)
 """Width × height of the frames the network reads."""
@@ -171,7 +172,9 @@ class ChunkedTransNet:
     @cached_property
     def model(self) -> Any:
         """Loaded on first use: a source without a candidate never imports torch."""
-        return load_model(str(weights_path(self.cfg)), resolve_device(self.cfg.device))
+        model = load_model(str(weights_path(self.cfg)), resolve_device(self.cfg.device))
+        limit_native_threads()  # torch is imported now
+        return model
 
     @cached_property
     def dtype(self) -> Any:
