@@ -66,6 +66,12 @@ SMOKE: dict[str, Smoke] = {
         ray=True,
         timeout=300,
     ),
+    "bench_small_run.py": Smoke(
+        ("--videos", "{videos}", "--limit", "1"),
+        ("1 videos", "driver:", "ray data:", "dedup+rebalance", "total"),
+        shared=True,
+        timeout=300,
+    ),
     "bench_phase2.py": Smoke(
         ("--clips", "2000", "--concepts", "50", "--workdir", "{tmp}/work"),
         ("phase 2 over 2000 clips: wall", "peak memory", "recall", "precision", "rebalance:"),
