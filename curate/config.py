@@ -726,9 +726,10 @@ class RayConfig(Model):
     driver_max_clips: int = Field(
         50_000,
         ge=0,
-        description="Candidate clips up to which dedup, re-balancing and the caption and export "
-        "inputs are handled in the driver process, without Ray Data reads (a small run takes "
-        "seconds); larger tables are read and processed by Ray Data tasks. 0: always Ray Data.",
+        description="Candidate clips up to which dedup and re-balancing run in the driver "
+        "process and the caption stage gets its rows from it, without Ray Data reads (a small "
+        "run takes seconds); larger tables are read and processed by Ray Data tasks. 0: always "
+        "Ray Data.",
     )
     probe: StageResources = StageResources(num_cpus=0.1)
     analyze: StageResources = StageResources(num_cpus=0.5)

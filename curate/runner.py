@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -99,20 +100,9 @@ def native_notices_dropped() -> Iterator[None]:
     os.dup2(write_end, 2)
     os.close(write_end)
 
-    def forward() -> None:
-        pending = b""
-        while chunk := os.read(read_end, 65536):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            out = b"".join(line + b"\n" for line in lines if not NATIVE_NOTICE.match(line))
-            if pending and not pending.startswith(b"["):
-                out, pending = out + pending, b""
-            if out:
-                os.write(saved, out)
-        if pending:
-            os.write(saved, pending)
-
-    thread = threading.Thread(target=forward, name="curate-stderr", daemon=True)
+    thread = threading.Thread(
+        target=_forward_text, args=(read_end, saved), name="curate-stderr", daemon=True
+    )
     thread.start()
     try:
         yield
@@ -122,6 +112,22 @@ def native_notices_dropped() -> Iterator[None]:
         thread.join(timeout=5)
         os.close(read_end)
         os.close(saved)
+
+
+def _forward_text(read_end: int, target: int) -> None:
+    """Copy ``read_end`` to ``target`` without Ray's native log lines, until the pipe ends."""
+    pending = b""
+    with contextlib.suppress(OSError):  # the pipe closed under a reader that was too slow
+        while chunk := os.read(read_end, 65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            out = b"".join(line + b"\n" for line in lines if not NATIVE_NOTICE.match(line))
+            if pending and not pending.startswith(b"["):
+                out, pending = out + pending, b""
+            if out:
+                os.write(target, out)
+        if pending:
+            os.write(target, pending)
 
 
 PARQUET_FOOTER_ACTORS = "2"

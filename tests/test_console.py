@@ -131,3 +131,15 @@ def test_a_foreign_output_folder_is_refused_with_what_to_do(three_videos, tmp_pa
     assert "is not empty and holds no curate run" in err
     assert "choose a new or empty folder for --output" in err
     assert (foreign / "holiday.jpg").read_bytes() == b"not ours"
+
+
+def test_ray_native_notices_are_dropped_from_stderr_and_the_rest_passes(capfd):
+    from curate.runner import native_notices_dropped
+
+    with native_notices_dropped():
+        os.write(2, b"[2026-12-01 13:49:16,975 E 356 356] core_worker.cc:2465: Actor with ...\n")
+        os.write(2, b"\r\x1b[Kanalyze 1/3 sources  2.0 s")  # a live line: no newline yet
+        os.write(2, b"\nWARNING: a real warning\n")
+    err = capfd.readouterr().err
+    assert "core_worker" not in err
+    assert err == "\r\x1b[Kanalyze 1/3 sources  2.0 s\nWARNING: a real warning\n"
