@@ -249,6 +249,13 @@ def tiers_text(summary: dict | Manifest) -> str:
     return "\n".join(lines)
 
 
+def threshold_text(value: float | bool) -> str:
+    """A gate threshold as people read it: ``on``/``off`` for switches, 4 significant digits."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:.4g}"
+
+
 def _tier_lines(tiers: dict[str, dict]) -> list[str]:
     lines = ["tiers:"]
     for name, t in tiers.items():
@@ -267,7 +274,7 @@ def summary_text(summary: dict) -> str:
     lines.append("rejects by stage:")
     lines += [f"  {k:<32} {n:>8}" for k, n in summary["rejects_by_stage"].items()] or ["  (none)"]
     for name, gates in summary["thresholds"].items():
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in gates.items())
+        shown = ", ".join(f"{k}={threshold_text(v)}" for k, v in gates.items())
         lines.append(f"thresholds {name}: {shown or '(none)'}")
     problems = summary["schema_problems"]
     lines.append("schema: ok" if not problems else "schema problems:")
@@ -383,7 +390,7 @@ def _thresholds(manifest: Manifest) -> list[str]:
         shown = []
         for key, value in gates.items():
             spec = given.get(name, {}).get(key)
-            resolved = f"{value:.4g}" if isinstance(value, float) else str(value)
+            resolved = threshold_text(value)
             is_percentile = isinstance(spec, str) and spec.startswith("p")
             shown.append(f"{key} {spec} = {resolved}" if is_percentile else f"{key} {resolved}")
         lines.append(f"  {name}: {', '.join(shown) or '(no gates)'}")

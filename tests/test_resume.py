@@ -121,7 +121,7 @@ def test_driver_killed_mid_run_then_rerun_matches_uninterrupted(inputs, uninterr
 
     rerun = subprocess.run(command(inputs, out), env=env(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "sources were done before" in rerun.stderr
+    assert "sources were analyzed before" in rerun.stderr
     assert_same_results(out, uninterrupted)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["run"]["invocations"] == 2
