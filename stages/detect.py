@@ -74,14 +74,17 @@ do not)."""
 FACES = frozenset({"FACE_FEMALE", "FACE_MALE"})
 
 
-def nudenet_model(cfg: DetectConfig) -> Path:
-    """The NudeNet model file; :class:`ConfigError` naming the key to fix when it is missing."""
+def nudenet_detector(cfg: DetectConfig) -> YoloDetector | None:
+    """NudeNet's detector when ``detect.nsfw`` is on; :class:`ConfigError` naming the key to
+    fix when its model is missing."""
+    if not cfg.nsfw.enabled:
+        return None
     if importlib.util.find_spec("onnxruntime") is None:
         raise ConfigError(
             "detect.nsfw needs onnxruntime (pip install onnxruntime), or set "
             "detect.nsfw.enabled=false"
         )
-    return model_file(
+    path = model_file(
         cfg.nsfw.model,
         "detect.nsfw.model",
         "nudenet",
@@ -89,9 +92,11 @@ def nudenet_model(cfg: DetectConfig) -> Path:
         "detect.nsfw needs NudeNet's model: install the nudenet package (pip install nudenet), "
         "set detect.nsfw.model to its 320n.onnx, or set detect.nsfw.enabled=false",
     )
+    return YoloDetector(str(path), NUDENET_LABELS, cfg.device, "detect.nsfw.model")
 
 
-def objects_model(cfg: DetectConfig) -> Path | None:
+def objects_detector(cfg: DetectConfig) -> YoloDetector | None:
+    """The ``detect.objects`` model when one is configured, checked against its class list."""
     objects = cfg.objects
     if objects.model is None:
         return None
@@ -103,7 +108,7 @@ def objects_model(cfg: DetectConfig) -> Path | None:
     unknown = set(objects.subjects or ()) - set(objects.classes)
     if unknown:
         raise ConfigError(f"detect.objects.subjects: not among the classes: {sorted(unknown)}")
-    return path
+    return YoloDetector(str(path), objects.classes, cfg.device, "detect.objects.model")
 
 
 class DetectStage(Stage):
@@ -123,12 +128,9 @@ class DetectStage(Stage):
 
     @classmethod
     def check(cls, config: CurateConfig) -> dict[str, Any]:
-        cfg = config.detect
-        if cfg.nsfw.enabled:
-            YoloDetector(str(nudenet_model(cfg)), NUDENET_LABELS, cfg.device, "detect.nsfw.model")
-        path = objects_model(cfg)
-        if path is not None:
-            YoloDetector(str(path), cfg.objects.classes, cfg.device, "detect.objects.model")
+        # Loading the models checks files, class counts and the device (sessions are cached).
+        nudenet_detector(config.detect)
+        objects_detector(config.detect)
         return {}
 
     @cached_property
@@ -139,19 +141,11 @@ class DetectStage(Stage):
 
     @cached_property
     def nudenet(self) -> YoloDetector | None:
-        if not self.cfg.nsfw.enabled:
-            return None
-        path = nudenet_model(self.cfg)
-        return YoloDetector(str(path), NUDENET_LABELS, self.cfg.device, "detect.nsfw.model")
+        return nudenet_detector(self.cfg)
 
     @cached_property
     def objects(self) -> YoloDetector | None:
-        path = objects_model(self.cfg)
-        if path is None:
-            return None
-        return YoloDetector(
-            str(path), self.cfg.objects.classes, self.cfg.device, "detect.objects.model"
-        )
+        return objects_detector(self.cfg)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
