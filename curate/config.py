@@ -88,7 +88,10 @@ class TransNetV2Config(Model):
         "auto", description="auto: the GPU when the analyze worker has one (ray.analyze.num_gpus)."
     )
     batch_windows: int = Field(
-        8, ge=1, description="100-frame windows per forward pass (raise on a GPU)."
+        8,
+        ge=1,
+        description="100-frame windows per forward pass on a GPU (raise it there); a CPU runs "
+        "one at a time, which is fastest there.",
     )
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",

@@ -225,6 +225,9 @@ class DecodedFrame:
     quarter_turns: int
     source: av.VideoFrame | None = None
     """The decoded frame at full size, for the occasional larger picture (``gray_at``)."""
+    detail_scaler: VideoReformatter | None = None
+    """The reformatter ``gray_at`` uses, one per stream and used by the consumer only: a
+    fresh one per frame rebuilds the swscale context, which costs twice the scaling."""
 
     def to_bgr(self) -> np.ndarray:
         """Upright colour image at the analysis size."""
@@ -241,7 +244,8 @@ class DecodedFrame:
         height, width = max(2, round(h * scale)), max(2, round(w * scale))
         if self.quarter_turns % 2:
             height, width = width, height
-        luma = self.source.reformat(width=width, height=height, format="gray").to_ndarray()
+        scaler = self.detail_scaler or VideoReformatter()
+        luma = scaler.reformat(self.source, width=width, height=height, format="gray").to_ndarray()
         return _turn(luma, self.quarter_turns)
 
 
@@ -266,6 +270,7 @@ def _scaled_frames(container, stream, info: VideoInfo, size: tuple[int, int]):
     # One reformatter for the whole stream: a fresh one per frame rebuilds the swscale
     # context every time and costs more than decoding.
     scaler = VideoReformatter()
+    detail_scaler = VideoReformatter()
     half = (width // 2, height // 2)
     quarter = (width // 4, height // 4)
     chroma = half[0] * half[1]
@@ -289,7 +294,14 @@ def _scaled_frames(container, stream, info: VideoInfo, size: tuple[int, int]):
         ).reshape(-1, half[0])
         small = cv2.cvtColor(small_yuv, cv2.COLOR_YUV2BGR_I420)
         yield DecodedFrame(
-            index, t, upright(gray, info), upright(small, info), yuv, info.quarter_turns, frame
+            index,
+            t,
+            upright(gray, info),
+            upright(small, info),
+            yuv,
+            info.quarter_turns,
+            frame,
+            detail_scaler,
         )
 
 

@@ -13,7 +13,7 @@ from synth import real_frames, shot_cases, textured_image
 from curate import model_files
 from curate.config import ConfigError, CurateConfig, TransNetV2Config
 from curate.signals import transnet
-from curate.signals.shots import Shots, spans_from_probabilities
+from curate.signals.shots import Shots, ShotSignal, spans_from_probabilities
 from curate.video import probe
 from stages.analyze import AnalyzeStage, analyze_source, decode_series
 
@@ -155,3 +155,13 @@ def test_the_network_is_loaded_with_weights_only(monkeypatch):
     assert seen["weights_only"] is True
     assert not model.training
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.parametrize(("detector", "loads"), [("content", 0), ("combined", 1)])
+def test_warm_up_loads_the_network_only_for_the_detectors_that_run_it(detector, loads):
+    transnet.load_model.cache_clear()
+    try:
+        ShotSignal.warm_up(config(detector).analyze.shots)
+        assert transnet.load_model.cache_info().currsize == loads
+    finally:
+        transnet.load_model.cache_clear()

@@ -62,6 +62,12 @@ class FrameSignal(ABC):
         is not installed, a weights file that is missing."""
         return None
 
+    @classmethod
+    def warm_up(cls, block: Any) -> None:
+        """Load the models the signal runs (once per process), so that the first source does
+        not pay for it; a signal without a model does nothing."""
+        return None
+
     def wants(self, frame: DecodedFrame) -> bool:
         """Whether ``frame`` needs to be looked at (cheap: called for every frame)."""
         return True

@@ -102,6 +102,10 @@ class ShotDetector(ABC):
         """Fail at start-up (``ConfigError`` naming the key) when the detector cannot run."""
         return None
 
+    @classmethod
+    def warm_up(cls, cfg: ShotsConfig) -> None:
+        return None
+
     @abstractmethod
     def update(self, frame: DecodedFrame) -> None: ...
 
@@ -207,6 +211,10 @@ class TransNetV2Shots(ShotDetector):
     @classmethod
     def check(cls, cfg: ShotsConfig) -> None:
         weights_path(cfg.transnetv2)
+
+    @classmethod
+    def warm_up(cls, cfg: ShotsConfig) -> None:
+        ChunkedTransNet(cfg.transnetv2).model  # noqa: B018 (loads it once per process)
 
     def update(self, frame: DecodedFrame) -> None:
         self.net.add(tiny_rgb(frame.small_bgr))
@@ -326,6 +334,10 @@ class ShotSignal(FrameSignal):
     @classmethod
     def check(cls, cfg: ShotsConfig) -> None:
         SHOT_DETECTORS[cfg.detector].check(cfg)
+
+    @classmethod
+    def warm_up(cls, cfg: ShotsConfig) -> None:
+        SHOT_DETECTORS[cfg.detector].warm_up(cfg)
 
     def update(self, frame: DecodedFrame) -> None:
         self.detector.update(frame)

