@@ -9,6 +9,8 @@ handled in place: the same functions, no Ray Data start-up.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +24,21 @@ from curate.runner import pool_args
 
 Rows = ray.data.Dataset | pa.Table
 """Analysis rows: a Ray dataset over the shards, or the table itself when it is small."""
+
+
+def map_rows(rows: Rows, fn: Callable[..., pa.Table], **kwargs: Any) -> Rows:
+    """``fn(batch, **kwargs)`` over ``rows``: on the table itself, or as light Ray Data tasks
+    over the blocks of a dataset."""
+    if isinstance(rows, pa.Table):
+        return fn(rows, **kwargs)
+    return rows.map_batches(fn, fn_kwargs=kwargs, batch_format="pyarrow", num_cpus=0.25)
+
+
+def tables_of(rows: Rows, columns: list[str]) -> Iterable[pa.Table]:
+    """``columns`` of ``rows`` as Arrow tables: the table itself, or a dataset's blocks."""
+    if isinstance(rows, pa.Table):
+        return [rows.select(columns)]
+    return rows.select_columns(columns).iter_batches(batch_size=None, batch_format="pyarrow")
 
 
 def embeddings_of(table: pa.Table) -> np.ndarray:
@@ -54,16 +71,8 @@ def sample_embeddings(rows: Rows, total: int, cfg: KMeansConfig, seed: int) -> p
     """``clip_id`` and ``embedding`` of about ``cfg.sample_size`` clips chosen by id hash
     (``total`` = number of ``rows``), sorted by id so the fit does not depend on block order."""
     fraction = min(1.0, cfg.sample_size / max(total, 1))
-    if isinstance(rows, pa.Table):
-        tables = [_sample_batch(rows, fraction, seed)]
-    else:
-        sample = rows.map_batches(
-            _sample_batch,
-            fn_kwargs={"fraction": fraction, "seed": seed},
-            batch_format="pyarrow",
-            num_cpus=0.25,
-        )
-        tables = list(sample.iter_batches(batch_size=None, batch_format="pyarrow"))
+    sample = map_rows(rows, _sample_batch, fraction=fraction, seed=seed)
+    tables = list(tables_of(sample, ["clip_id", "embedding"]))
     if not tables:
         return pa.table(
             {

@@ -335,6 +335,15 @@ class Manifest(Record):
         """Each tier's resolved gate thresholds, as the tier stage recorded them."""
         return self.stage("tiers").get("thresholds") or {}
 
+    def percentile_gates(self, tier: str) -> dict[str, str]:
+        """The gates of ``tier`` configured as a percentile (``p30``), by key: their
+        :attr:`thresholds` are the values those resolved to in this run."""
+        for t in self.config.get("tiers") or []:
+            if isinstance(t, Mapping) and t.get("name") == tier:
+                gates = t.get("gates") or {}
+                return {k: v for k, v in gates.items() if isinstance(v, str)}
+        return {}
+
     @property
     def embedding_dim(self) -> int | None:
         """The configured embedding width (``None`` when the config does not say)."""

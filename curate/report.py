@@ -424,14 +424,9 @@ def _media_links(
 
 def _thresholds(manifest: Manifest, name: str) -> dict[str, str]:
     """A tier's thresholds as shown: percentile gates as configured with their value."""
-    configured = {}
-    for tier in manifest.config.get("tiers") or []:
-        if isinstance(tier, dict) and tier.get("name") == name:
-            configured = tier.get("gates") or {}
+    percentiles = manifest.percentile_gates(name)
     return {
-        key: f"{configured[key]} ({_value(value)})"
-        if isinstance(configured.get(key), str)
-        else _value(value)
+        key: f"{percentiles[key]} ({_value(value)})" if key in percentiles else _value(value)
         for key, value in manifest.thresholds.get(name, {}).items()
     }
 

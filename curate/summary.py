@@ -384,15 +384,15 @@ def closing_text(manifest: Manifest, output: Store, config_path: str | None = No
 
 def _thresholds(manifest: Manifest) -> list[str]:
     """Each tier's gates as applied; percentile gates as ``p30 = 41.2``."""
-    given = {t["name"]: t.get("gates", {}) for t in manifest.config.get("tiers", [])}
     lines = []
     for name, gates in manifest.thresholds.items():
-        shown = []
-        for key, value in gates.items():
-            spec = given.get(name, {}).get(key)
-            resolved = threshold_text(value)
-            is_percentile = isinstance(spec, str) and spec.startswith("p")
-            shown.append(f"{key} {spec} = {resolved}" if is_percentile else f"{key} {resolved}")
+        percentiles = manifest.percentile_gates(name)
+        shown = [
+            f"{key} {percentiles[key]} = {threshold_text(value)}"
+            if key in percentiles
+            else f"{key} {threshold_text(value)}"
+            for key, value in gates.items()
+        ]
         lines.append(f"  {name}: {', '.join(shown) or '(no gates)'}")
     return lines
 

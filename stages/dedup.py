@@ -21,7 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.cluster import KMeans
 
-from curate.clustering import Rows, assign, embeddings_of, fit_centroids, sample_embeddings
+from curate.clustering import (
+    Rows,
+    assign,
+    embeddings_of,
+    fit_centroids,
+    map_rows,
+    sample_embeddings,
+)
 from curate.config import CurateConfig, DedupConfig, StageResources
 from curate.funnel import funnel_entry
 from curate.phase2 import Candidates, Phase2Step, StepResult
@@ -212,10 +219,7 @@ class DedupStep(Phase2Step):
         candidates = int(kept.sum())
         rows = clips.rows([*RANK_COLUMNS, "orientation", "embedding"])
         if self.cfg.enabled and rows is not None and candidates > 1:
-            if isinstance(rows, pa.Table):
-                rows = _with_tier(rows)
-            else:
-                rows = rows.map_batches(_with_tier, batch_format="pyarrow")
+            rows = map_rows(rows, _with_tier)
             found = find_duplicates(rows, candidates, self.cfg, self.tier_names, self.resources)
             for cid, original, sim in zip(
                 found["clip_id"].to_pylist(),

@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curate.clustering import Rows, assign, embeddings_of, fit_centroids, sample_embeddings
+from curate.clustering import (
+    Rows,
+    assign,
+    embeddings_of,
+    fit_centroids,
+    sample_embeddings,
+    tables_of,
+)
 from curate.config import CurateConfig, RebalanceConfig, StageResources
 from curate.funnel import funnel_entry
 from curate.phase2 import Candidates, Phase2Step, StepResult
@@ -209,13 +216,7 @@ class RebalanceStep(Phase2Step):
         centroids = fit_centroids(sample, before, kmeans, self.cfg.seed)
         cluster_id = np.full(n, -1, np.int32)
         labelled = assign(rows, centroids, "cluster_id", self.resources)
-        if isinstance(labelled, pa.Table):
-            batches = [labelled]
-        else:
-            batches = labelled.select_columns(["clip_id", "cluster_id"]).iter_batches(
-                batch_size=None, batch_format="pyarrow"
-            )
-        for batch in batches:
+        for batch in tables_of(labelled, ["clip_id", "cluster_id"]):
             labels = batch["cluster_id"].to_numpy()
             cluster_id[[clips.row_of[c] for c in batch["clip_id"].to_pylist()]] = labels
         return cluster_id

@@ -7,7 +7,7 @@ Four detectors, chosen by ``analyze.shots.detector`` (:data:`SHOT_DETECTORS`):
   in greyscale footage), or a colour distribution that drifts far within a few frames (fades,
   dissolves) — and TransNetV2 runs on the 50-frame chunks around those frames only. Where it
   runs, it gives exactly the probabilities a full TransNetV2 pass gives.
-- ``transnetv2``: TransNetV2 on every frame (cheap on a GPU, about 300 frames/s in bfloat16
+- ``transnetv2``: TransNetV2 on every frame (cheap on a GPU, about 230 frames/s in bfloat16
   on 2 CPU threads).
 - ``adaptive``, ``content``: PySceneDetect's AdaptiveDetector and ContentDetector fed frame by
   frame at half the analysis size (128 px short side by default: about what PySceneDetect's own
@@ -32,7 +32,7 @@ from scenedetect.detectors import AdaptiveDetector, ContentDetector
 
 from curate.config import ShotsConfig, TransNetV2Config
 from curate.signals.base import FrameSignal
-from curate.signals.transnet import ChunkedTransNet, tiny_rgb, weights_path
+from curate.signals.transnet import ChunkedTransNet, load_network, tiny_rgb, weights_path
 from curate.video import DecodedFrame
 
 
@@ -214,7 +214,7 @@ class TransNetV2Shots(ShotDetector):
 
     @classmethod
     def warm_up(cls, cfg: ShotsConfig) -> None:
-        ChunkedTransNet(cfg.transnetv2).model  # noqa: B018 (loads it once per process)
+        load_network(cfg.transnetv2)
 
     def update(self, frame: DecodedFrame) -> None:
         self.net.add(tiny_rgb(frame.small_bgr))

@@ -112,6 +112,14 @@ def load_model(weights: str, device: str) -> Any:
     return _TransNetV2(device=device)
 
 
+def load_network(cfg: TransNetV2Config) -> Any:
+    """The network ``cfg`` asks for, loaded once per process, with torch's threads sized to
+    the worker's CPU share (torch is imported now)."""
+    model = load_model(str(weights_path(cfg)), resolve_device(cfg.device))
+    limit_native_threads()
+    return model
+
+
 class ChunkedTransNet:
     """Runs the network over the 50-frame chunks it is told to, as frames stream past.
 
@@ -174,9 +182,7 @@ class ChunkedTransNet:
     @cached_property
     def model(self) -> Any:
         """Loaded on first use: a source without a candidate never imports torch."""
-        model = load_model(str(weights_path(self.cfg)), resolve_device(self.cfg.device))
-        limit_native_threads()  # torch is imported now
-        return model
+        return load_network(self.cfg)
 
     @cached_property
     def dtype(self) -> Any:
