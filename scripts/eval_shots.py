@@ -241,6 +241,10 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="boundaries per video")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # PySceneDetect sets its own logger to INFO on import ("Detecting scenes..." per file).
+    import scenedetect  # noqa: F401
+
+    logging.getLogger("pyscenedetect").setLevel(logging.WARNING)
     detectors = [d for d in args.detectors.split(",") if d]
     unknown = [d for d in detectors if d not in SHOT_DETECTORS and d not in PYSCENEDETECT]
     if unknown:

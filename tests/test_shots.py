@@ -165,3 +165,15 @@ def test_warm_up_loads_the_network_only_for_the_detectors_that_run_it(detector, 
         assert transnet.load_model.cache_info().currsize == loads
     finally:
         transnet.load_model.cache_clear()
+
+
+def test_the_networks_pooling_is_replaced_by_the_same_numbers():
+    import torch
+
+    from curate.signals.transnet import halve_picture
+
+    x = torch.rand(2, 8, 5, 27, 48)
+    reference = torch.nn.AvgPool3d(kernel_size=(1, 2, 2))(x)
+    torch.testing.assert_close(halve_picture()(x), reference)
+    model = transnet.load_network(TransNetV2Config())
+    assert not any(isinstance(m, torch.nn.AvgPool3d) for m in model.modules())
