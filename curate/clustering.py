@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray.data
-from sklearn.cluster import KMeans
 
 from curate import schema
 from curate.config import KMeansConfig, StageResources
@@ -88,9 +87,13 @@ def fit_centroids(x: np.ndarray, total: int, cfg: KMeansConfig, seed: int) -> np
     k = max(1, min(cfg.k, total // cfg.min_cluster_size, len(x)))
     if len(x) == 0:
         return np.zeros((1, x.shape[1] if x.ndim == 2 else schema.EMBEDDING_DIM), np.float32)
-    km = KMeans(n_clusters=k, n_init=1, max_iter=cfg.iterations, random_state=seed)
-    km.fit(x)
-    c = km.cluster_centers_.astype(np.float32)
+    if k == 1:  # the mean, without importing scikit-learn (2 s) for a small run
+        c = x.mean(axis=0, keepdims=True, dtype=np.float64).astype(np.float32)
+    else:
+        from sklearn.cluster import KMeans  # imported when needed: 2 s
+
+        km = KMeans(n_clusters=k, n_init=1, max_iter=cfg.iterations, random_state=seed)
+        c = km.fit(x).cluster_centers_.astype(np.float32)
     return c / (np.linalg.norm(c, axis=1, keepdims=True) + 1e-12)
 
 

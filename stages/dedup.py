@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn.cluster import KMeans
 
 from curate.clustering import (
     Rows,
@@ -112,6 +111,8 @@ def split(x: np.ndarray, limit: int, seed: int) -> list[np.ndarray]:
     if len(x) <= limit:
         return [np.arange(len(x))]
     k = int(np.ceil(len(x) / limit)) * 2
+    from sklearn.cluster import KMeans  # imported when needed: 2 s
+
     labels = KMeans(n_clusters=k, n_init=1, max_iter=20, random_state=seed).fit_predict(x)
     parts = []
     for label in range(k):

@@ -232,3 +232,16 @@ def test_small_tables_are_handled_in_the_driver_as_ray_data_would(ray_local, tmp
     for name, column in driver.columns.items():
         assert column.equals(distributed.columns[name]), name
     assert driver.funnel["dedup"]["rejected"]["duplicate"] >= 10
+
+
+def test_one_centroid_is_the_mean_as_kmeans_finds_it():
+    from sklearn.cluster import KMeans
+
+    from curate.clustering import fit_centroids
+    from curate.config import KMeansConfig
+
+    x = unit(np.random.default_rng(3).normal(size=(15, DIM)))
+    cfg = KMeansConfig(k=32, min_cluster_size=10)
+    (centroid,) = fit_centroids(x, len(x), cfg, seed=0)
+    reference = KMeans(n_clusters=1, n_init=1, random_state=0).fit(x).cluster_centers_[0]
+    np.testing.assert_allclose(centroid, unit(reference), atol=1e-6)
