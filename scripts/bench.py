@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.repeats} repeats, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    # A worker loads its models once (TransNetV2 takes about 2 s); throughput leaves that out.
+    # A worker loads its models once (TransNetV2 and a first window: about 1.5 s); the
+    # throughput figures leave that out.
     started = time.perf_counter()
     for name, block in cfg.analyze.signal_blocks():
         signal_type(name).warm_up(block)

@@ -7,7 +7,7 @@ Four detectors, chosen by ``analyze.shots.detector`` (:data:`SHOT_DETECTORS`):
   in greyscale footage), or a colour distribution that drifts far within a few frames (fades,
   dissolves) — and TransNetV2 runs on the 50-frame chunks around those frames only. Where it
   runs, it gives exactly the probabilities a full TransNetV2 pass gives.
-- ``transnetv2``: TransNetV2 on every frame (cheap on a GPU, about 230 frames/s in bfloat16
+- ``transnetv2``: TransNetV2 on every frame (cheap on a GPU, about 320 frames/s in bfloat16
   on 2 CPU threads).
 - ``adaptive``, ``content``: PySceneDetect's AdaptiveDetector and ContentDetector fed frame by
   frame at half the analysis size (128 px short side by default: about what PySceneDetect's own
