@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -111,28 +112,32 @@ class Captioning:
                 continue
             columns = [c for c in self.stage.input_columns if c in stored]
             ids = pa.array(mine, pa.string())
-            if self.in_memory:
-                rows = _only_clips(read_table(self.analysis, columns=columns), ids)
-                size = cfg.batch_size
-                ds = ray.data.from_arrow([rows.slice(i, size) for i in range(0, len(rows), size)])
-            else:
+            runtime = {"captioner": number, "api_key": self.api_keys.get(captioner.name)}
+            outputs: Iterable[pa.Table]
+            if not self.in_memory:
                 ds = read_shards(self.analysis).select_columns(columns)
                 ds = ds.map_batches(_only_clips, fn_kwargs={"ids": ids}, batch_format="pyarrow")
-            ds = map_stage(
-                ds,
-                self.stage,
-                self.config,
-                batch_size=cfg.batch_size,
-                captioner=number,
-                api_key=self.api_keys.get(captioner.name),
-            )
-            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                outputs = self.pool(ds, runtime)
+            else:
+                rows = _only_clips(read_table(self.analysis, columns=columns), ids)
+                size = cfg.batch_size
+                batches = [rows.slice(i, size) for i in range(0, len(rows), size)]
+                if self.stage.runs_in_driver(self.config, **runtime):
+                    outputs = map(self.stage.from_config(self.config, **runtime), batches)
+                else:
+                    outputs = self.pool(ray.data.from_arrow(batches), runtime)
+            for batch in outputs:
                 busy += pc.sum(batch["caption_s"]).as_py() or 0.0
                 for row in batch.to_pylist():
                     results[row["clip_id"]] = row
                 step.advance(batch.num_rows)
             log.debug("captioned %d clips with %s", len(mine), captioner.name)
         return results, busy
+
+    def pool(self, ds: ray.data.Dataset, runtime: dict) -> Iterator[pa.Table]:
+        """The caption stage's outputs over ``ds`` from an actor pool."""
+        ds = map_stage(ds, self.stage, self.config, self.config.caption.batch_size, **runtime)
+        return ds.iter_batches(batch_size=None, batch_format="pyarrow")
 
     def reusable(self, index: pa.Table, wanted: np.ndarray) -> dict[str, dict]:
         """Captions ``analysis`` holds from a run with the same caption config, for the

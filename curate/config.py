@@ -262,7 +262,12 @@ class AnalyzeConfig(Model):
         description="Frames are scaled to this short side while decoding; sharpness is measured "
         "here, so scores compare across sources.",
     )
-    decode_threads: int = Field(0, ge=0, description="0 lets FFmpeg choose.")
+    decode_threads: int = Field(
+        0,
+        ge=0,
+        description="Decoder threads per source. 0: the worker's CPU share (Ray's "
+        "OMP_NUM_THREADS, from ray.analyze.num_cpus), or FFmpeg's choice outside Ray.",
+    )
     skip_loop_filter: bool = Field(
         True, description="Skip H.264/VP8 deblocking while analysing (faster, invisible at 256 px)."
     )
@@ -733,6 +738,14 @@ class RayConfig(Model):
         "process and the caption stage gets its rows from it, without Ray Data reads (a small "
         "run takes seconds); larger tables are read and processed by Ray Data tasks. 0: always "
         "Ray Data.",
+    )
+    phase1_pools: Literal["auto", "fused", "per_stage"] = Field(
+        "auto",
+        description="fused: probe, analyze, detect and embed run one after the other in the "
+        "same actors (one pool with ray.analyze's resources: no process, model copy or "
+        "object-store hand-over per stage); per_stage: a pool per stage, so stages on GPUs "
+        "and stages on CPUs scale apart; auto: fused unless a phase-1 stage asks for GPUs or "
+        "custom resources.",
     )
     probe: StageResources = StageResources(num_cpus=0.1)
     analyze: StageResources = StageResources(num_cpus=0.5)

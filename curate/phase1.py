@@ -20,7 +20,7 @@ from curate.funnel import Funnel
 from curate.journal import Journal
 from curate.outputs import Outputs
 from curate.progress import Progress, Step
-from curate.runner import map_stage
+from curate.runner import map_stages
 from curate.schema import reject_row
 from curate.stage import Stage
 
@@ -104,13 +104,16 @@ class Phase1:
     def batches(self, sources: list[str], todo: list[int]) -> Iterator[pa.Table]:
         if not todo:
             return
-        probe, analyze, detect, embed = self.stages
+        analyze = next(s for s in self.stages if s.name == "analyze")
         items = [{"source": sources[i], "source_index": i} for i in todo]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = map_stage(ds, probe, self.config)
-        ds = map_stage(ds, analyze, self.config)
-        ds = map_stage(ds, detect, self.config)
-        ds = map_stage(ds, embed, self.config, batch_size=self.config.embed.sources_per_batch)
+        ds = map_stages(
+            ds,
+            self.stages,
+            self.config,
+            lead=analyze,
+            batch_sizes={"embed": self.config.embed.sources_per_batch},
+        )
         # A batch whose worker died on every retry (ray.<stage>.max_task_retries) is skipped
         # rather than failing the run; ``build_tables`` turns its sources into rejects. Only
         # here: a skipped caption or export batch would have no such accounting.

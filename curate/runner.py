@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pyarrow as pa
 import ray
 import ray.data
 
@@ -205,6 +206,52 @@ def map_stage(
         batch_format="pyarrow",
         fn_constructor_kwargs={**stage.inputs(config), **runtime},
         **pool_args(getattr(config.ray, stage.name)),
+    )
+
+
+class StageChain:
+    """Stages run one after the other on each batch, in one actor: the shape of a fused
+    pool (see :func:`map_stages`)."""
+
+    def __init__(self, stages: list[tuple[type[Stage], dict]]) -> None:
+        self.stages = [stage(**kwargs) for stage, kwargs in stages]
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        for stage in self.stages:
+            batch = stage(batch)
+        return batch
+
+
+def fuse_pools(config: CurateConfig, stages: tuple[type[Stage], ...]) -> bool:
+    """Whether ``stages`` share one pool (``ray.phase1_pools``): under ``auto``, when none
+    of them asks for GPUs or custom resources, so no stage needs a node type the others do
+    not."""
+    if config.ray.phase1_pools != "auto":
+        return config.ray.phase1_pools == "fused"
+    sections = [getattr(config.ray, stage.name) for stage in stages]
+    return not any(res.num_gpus or res.resources for res in sections)
+
+
+def map_stages(
+    ds: ray.data.Dataset,
+    stages: tuple[type[Stage], ...],
+    config: CurateConfig,
+    lead: type[Stage],
+    batch_sizes: dict[str, int],
+) -> ray.data.Dataset:
+    """Run ``stages`` in order over ``ds``: as one pool of :class:`StageChain` actors with the
+    resources of ``lead`` (``ray.<lead.name>``, one source per batch) when :func:`fuse_pools`
+    says so, else a pool per stage (``batch_sizes`` by stage name, default 1)."""
+    if not fuse_pools(config, stages):
+        for stage in stages:
+            ds = map_stage(ds, stage, config, batch_size=batch_sizes.get(stage.name, 1))
+        return ds
+    return ds.map_batches(
+        StageChain,
+        batch_size=1,
+        batch_format="pyarrow",
+        fn_constructor_kwargs={"stages": [(s, s.inputs(config)) for s in stages]},
+        **pool_args(getattr(config.ray, lead.name)),
     )
 
 

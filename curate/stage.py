@@ -45,6 +45,13 @@ class Stage(ABC):
         """The stage as one actor of its pool gets it."""
         return cls(**cls.inputs(config), **runtime)
 
+    @classmethod
+    def runs_in_driver(cls, config: CurateConfig, **runtime: Any) -> bool:
+        """Whether a run small enough for the driver (``ray.driver_max_clips``) calls this
+        stage in the driver process instead of starting its actor pool: for work that
+        takes less time than a pool takes to start. Never by default."""
+        return False
+
     @abstractmethod
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Map one batch."""

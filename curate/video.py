@@ -18,6 +18,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from curate.storage import IO_BUFFER_BYTES, ffmpeg_reads, is_uri, open_input
+from curate.threads import cpu_share
 
 DECODE_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError)
 """Errors PyAV raises for unreadable, truncated or corrupt media."""
@@ -75,8 +76,9 @@ def ffmpeg_url(path: str) -> str:
 def open_video(
     source: str, threads: int = 0, fast: bool = False
 ) -> tuple[av.container.InputContainer, av.VideoStream]:
-    """Open ``source`` and its first video stream with threaded decoding; ``fast`` skips the
-    in-loop deblocking filter (for analysis, never for export)."""
+    """Open ``source`` and its first video stream with threaded decoding (``threads``; 0:
+    the worker's CPU share, :func:`curate.threads.cpu_share`, or FFmpeg's choice outside a
+    worker); ``fast`` skips the in-loop deblocking filter (for analysis, never for export)."""
     try:
         if is_uri(source) and not ffmpeg_reads(source):
             container = av.open(
@@ -91,7 +93,9 @@ def open_video(
         raise MediaError("no_video_stream", "the file has no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    stream.codec_context.thread_count = threads
+    # In a Ray worker, as many decoder threads as the actor reserved CPUs: the pool already
+    # runs one decoder per share, and more threads per decoder only contend for the cores.
+    stream.codec_context.thread_count = threads or cpu_share() or 0
     if fast:
         # Deblocking is invisible at analysis resolution and costs ~15% of H.264 decoding.
         stream.codec_context.options = {"skip_loop_filter": "all"}

@@ -1,9 +1,14 @@
-"""Wall time of a small run, phase by phase: phase 2 and the caption input in the driver
-(``ray.driver_max_clips``, the default) against Ray Data reads of the shards, in one invocation.
+"""Wall time of a run, phase by phase, with the default settings against two baselines in one
+invocation:
+
+- ``per-stage pools``: phase 1 as one actor pool per stage (``ray.phase1_pools=per_stage``,
+  as a cluster with GPU nodes runs it) instead of one pool running all four stages;
+- ``ray data``: phase 2 and the caption input read from the shards by Ray Data tasks, and
+  captions from an actor pool (``ray.driver_max_clips=0``) instead of in the driver.
 
 Each variant is a ``curate run`` command in its own process, as a user runs it (a fresh local
 Ray each time), with its console output captured as a log would see it; the script prints the
-manifest's wall times per phase and the ratios driver / Ray Data.
+manifest's wall times per phase and the ratios default / baseline.
 
     python scripts/bench_small_run.py --videos ../shared/testdata/videos --limit 3
     python scripts/bench_small_run.py --videos ../shared/testdata/videos   # all of them
@@ -29,7 +34,11 @@ PHASES = {
     "phase3_export_s": "export",
     "total_s": "total",
 }
-VARIANTS = {"driver": [], "ray data": ["--set", "ray.driver_max_clips=0"]}
+VARIANTS = {
+    "default": [],
+    "per-stage pools": ["--set", "ray.phase1_pools=per_stage"],
+    "ray data": ["--set", "ray.driver_max_clips=0"],
+}
 
 
 def run(videos: list[Path], out: Path, config: str, extra: list[str]) -> tuple[dict, int, float]:
@@ -64,11 +73,19 @@ def main() -> None:
             )
             results[name] = timing
             print(f"{name}: {wall:.1f} s wall, {lines} console lines")
-    print(f"{'phase':<18}" + "".join(f"{n:>12}" for n in VARIANTS) + f"{'ratio':>8}")
+    baselines = [n for n in VARIANTS if n != "default"]
+    header = "".join(f"{n:>17}" for n in VARIANTS)
+    print(f"{'phase':<16}{header}" + "".join(f"{'/' + n[:9]:>11}" for n in baselines))
     for key, label in PHASES.items():
-        driver, data = (results[n].get(key, 0.0) for n in VARIANTS)
-        ratio = f"{driver / data:.2f}" if data else "-"
-        print(f"{label:<18}{driver:>11.2f}s{data:>11.2f}s{ratio:>8}")
+        seconds = {n: results[n].get(key, 0.0) for n in VARIANTS}
+        ratios = [
+            f"{seconds['default'] / seconds[n]:.2f}" if seconds[n] else "-" for n in baselines
+        ]
+        print(
+            f"{label:<16}"
+            + "".join(f"{seconds[n]:>16.2f}s" for n in VARIANTS)
+            + "".join(f"{r:>11}" for r in ratios)
+        )
 
 
 if __name__ == "__main__":

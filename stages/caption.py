@@ -23,7 +23,13 @@ from curate.captions import FALLBACK_CAPTIONER, CaptionFallback, ClipInfo, build
 from curate.config import CaptionConfig, CaptionerConfig, ConfigError, CurateConfig
 from curate.prompts import synthesize
 from curate.stage import Stage
-from stages.captioners import Captioner, CaptionOutcome, Secret, build_captioner
+from stages.captioners import (
+    IN_DRIVER_BACKENDS,
+    Captioner,
+    CaptionOutcome,
+    Secret,
+    build_captioner,
+)
 from stages.captioners.template import TemplateCaptioner
 
 log = logging.getLogger(__name__)
@@ -130,6 +136,12 @@ class CaptionStage(Stage):
             if key is not None:
                 keys[cap.name] = key
         return {"api_keys": keys}
+
+    @classmethod
+    def runs_in_driver(cls, config: CurateConfig, **runtime: Any) -> bool:
+        # A backend without a model or a server captions a small run in less time than a
+        # pool takes to start.
+        return config.caption.captioners[runtime["captioner"]].backend in IN_DRIVER_BACKENDS
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.perf_counter()

@@ -24,6 +24,7 @@ from curate.config import CurateConfig, ExportConfig
 from curate.exporting import clip_relpath
 from curate.stage import Stage
 from curate.storage import Store
+from curate.threads import cpu_share
 from curate.video import (
     DECODE_ERRORS,
     MediaError,
@@ -129,6 +130,9 @@ class ExportStage(Stage):
             ost.width, ost.height = x1 - x0, y1 - y0
             ost.pix_fmt = "yuv420p"
             ost.options = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
+            # x264's own threads sized to the actor's CPUs, as the other native pools are: on
+            # a machine the pool already fills, extra encoder threads only cost switching.
+            ost.codec_context.thread_count = cpu_share() or 0
             ost.codec_context.time_base = 1 / rate
 
             k = 0

@@ -385,3 +385,26 @@ def test_only_survivors_are_captioned(ray_local, inputs, tmp_path, monkeypatch):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["funnel"]["caption"]["rejected"] == {"caption_failed": 3}
     assert manifest["funnel"]["export"]["in"] == 0
+
+
+def test_template_captions_a_small_run_in_the_driver(ray_local, inputs, tmp_path, monkeypatch):
+    """No actor pool for a captioner without a model; a run too large for the driver
+    (``ray.driver_max_clips``) gets the same captions from one."""
+    common = ["--config", str(ROOT / "configs" / "default.yaml"), "--no-progress"]
+    common += ["--set", "export.mode=reference", "-i", str(inputs)]
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a caption actor pool was started")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("curate.captioning.map_stage", no_pool)
+        assert main(["run", *common, "-o", str(tmp_path / "driver")]) == 0
+    in_driver = table(tmp_path / "driver" / "tiers" / "default")
+    assert len(in_driver) == 3
+    assert all(r["captioner"] == "template" and r["prompt"] for r in in_driver)
+    pooled = tmp_path / "pool"
+    assert main(["run", *common, "-o", str(pooled), "--set", "ray.driver_max_clips=0"]) == 0
+    columns = ["clip_id", "caption", "prompt", "prompts", "captioner"]
+    assert table(pooled / "tiers" / "default", columns) == [
+        {k: r[k] for k in columns} for r in in_driver
+    ]

@@ -12,6 +12,9 @@ from conftest import run_pipeline as run
 from synth import bad_inputs, pan_frames, shots_video, still_frames, textured_image, write_video
 
 from curate.cli import main
+from curate.config import load_config
+from curate.registry import STAGES
+from curate.runner import fuse_pools
 from curate.summary import accounting_problems
 
 
@@ -128,11 +131,23 @@ def test_inspect_reports_tiers_and_rejects(shared_run, capsys):
     assert "default" in capsys.readouterr().out
 
 
+def test_phase1_shares_one_pool_unless_a_stage_needs_other_nodes():
+    stages = tuple(STAGES[n] for n in ("probe", "analyze", "detect", "embed"))
+    assert fuse_pools(load_config(DEFAULT, []), stages)
+    for override in ("ray.embed.num_gpus=1", "ray.detect.resources={ocr_node: 1}"):
+        assert not fuse_pools(load_config(DEFAULT, [override]), stages), override
+    forced = load_config(DEFAULT, ["ray.embed.num_gpus=1", "ray.phase1_pools=fused"])
+    assert fuse_pools(forced, stages)
+    assert not fuse_pools(load_config(DEFAULT, ["ray.phase1_pools=per_stage"]), stages)
+
+
 @needs_shared
 def test_rerun_gives_identical_ids_and_tiers(shared_run, tmp_path):
+    """Also with a pool per phase-1 stage, as a cluster with GPU nodes runs it (the session's
+    run shares one pool)."""
     out, _, bad = shared_run
     again = tmp_path / "again"
-    assert run([VIDEOS, bad], again) == 0
+    assert run([VIDEOS, bad], again, "--set", "ray.phase1_pools=per_stage") == 0
     ids = [r["clip_id"] for r in rows(out / "analysis", ["clip_id"])]
     assert ids and ids == [r["clip_id"] for r in rows(again / "analysis", ["clip_id"])]
     assert rows(out / "tiers" / "default") == rows(again / "tiers" / "default")

@@ -57,3 +57,20 @@ def test_bad_files_each_get_a_reason(tmp_path):
 def test_missing_file_is_unreadable(tmp_path):
     row = probe(tmp_path / "does-not-exist.mp4")
     assert row["reason"] == "unreadable"
+
+
+def test_decoder_threads_follow_the_worker_cpu_share(tmp_path, monkeypatch):
+    """Ray sets OMP_NUM_THREADS from an actor's CPUs: its decoders use that many threads
+    unless ``analyze.decode_threads`` says otherwise; outside Ray FFmpeg chooses (0)."""
+    from curate.video import open_video
+
+    path = tmp_path / "a.mp4"
+    write_video(path, still_frames(textured_image(1), 5))
+    for env, threads, expected in [("1", 0, 1), ("3", 0, 3), ("1", 2, 2), (None, 0, 0)]:
+        if env is None:
+            monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("OMP_NUM_THREADS", env)
+        container, stream = open_video(str(path), threads)
+        assert stream.codec_context.thread_count == expected, (env, threads)
+        container.close()

@@ -68,7 +68,7 @@ SMOKE: dict[str, Smoke] = {
     ),
     "bench_small_run.py": Smoke(
         ("--videos", "{videos}", "--limit", "1"),
-        ("1 videos", "driver:", "ray data:", "dedup+rebalance", "total"),
+        ("1 videos", "default:", "per-stage pools:", "ray data:", "dedup+rebalance", "total"),
         shared=True,
         timeout=300,
     ),

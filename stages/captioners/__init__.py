@@ -83,6 +83,11 @@ its backend from the captioner's config and API key; the imports are deferred so
 only the backends (and their dependencies: transformers, an HTTP client) it uses."""
 
 
+IN_DRIVER_BACKENDS = frozenset({"template"})
+"""Backends without a model or a server to call: cheap enough to run in the driver process
+(see ``CaptionStage.runs_in_driver``)."""
+
+
 def build_captioner(cfg: CaptionerConfig, api_key: Secret | None = None) -> Captioner:
     """The backend of ``cfg``, loaded (models are loaded here, once per actor)."""
     return CAPTIONERS[cfg.backend](cfg, api_key)
