@@ -235,9 +235,15 @@ def test_bad_and_poison_inputs_each_get_one_reject(ray_local, tmp_path):
     assert manifest["config"]["ray"]["analyze"]["max_task_retries"] == 3
 
 
-def test_killed_analyze_worker_is_replaced_and_its_source_rerun(ray_local, tmp_path):
-    """SIGKILL the analyze actor's process while it decodes: Ray restarts the actor, the batch
-    in flight runs again (``ray.analyze.max_task_retries``), the actor's sandbox child dies with
+@pytest.mark.parametrize(
+    ("pools", "actor_class"), [("fused", "StageChain"), ("per_stage", "AnalyzeStage")]
+)
+def test_killed_analyze_worker_is_replaced_and_its_source_rerun(
+    ray_local, tmp_path, pools, actor_class
+):
+    """SIGKILL the analyzing actor's process while it decodes (the phase-1 actor when the
+    stages share a pool, the analyze actor otherwise): Ray restarts the actor, the batch in
+    flight runs again (``ray.analyze.max_task_retries``), the actor's sandbox child dies with
     it, and every input is accounted for."""
     folder = tmp_path / "in"
     folder.mkdir()
@@ -254,7 +260,7 @@ def test_killed_analyze_worker_is_replaced_and_its_source_rerun(ray_local, tmp_p
         while not stop.is_set():
             for actor in state.actors().values():
                 if (
-                    "AnalyzeStage" in actor["ActorClassName"]
+                    actor_class in actor["ActorClassName"]
                     and actor["State"] == "ALIVE"
                     and actor["StartTime"] >= since_ms
                     and actor["Pid"]
@@ -271,7 +277,7 @@ def test_killed_analyze_worker_is_replaced_and_its_source_rerun(ray_local, tmp_p
     killer.start()
     out = tmp_path / "out"
     try:
-        assert run([folder], out, *PHASE1_ONLY) == 0
+        assert run([folder], out, *PHASE1_ONLY, "--set", f"ray.phase1_pools={pools}") == 0
     finally:
         stop.set()
         killer.join()
