@@ -249,9 +249,16 @@ class DecodedFrame:
         if self.quarter_turns % 2:
             height, width = width, height
         scaler = self.detail_scaler or VideoReformatter()
-        luma = scaler.reformat(self.source, width=width, height=height, format="gray").to_ndarray()
+        luma = scaler.reformat(
+            self.source, width=width, height=height, format="gray", threads=SCALER_THREADS
+        ).to_ndarray()
         return _turn(luma, self.quarter_turns)
 
+
+SCALER_THREADS = 1
+"""swscale's threads per conversion. Its default (one per core) adds slice threads next to
+the decoder's own frame threads, which already keep the cores busy: on 2 cores a single
+thread analyses 720p 5–10 % faster, with the same pixels."""
 
 PREFETCH_FRAMES = 16
 """Scaled frames a decode thread may run ahead of the analysis."""
@@ -282,7 +289,9 @@ def _scaled_frames(container, stream, info: VideoInfo, size: tuple[int, int]):
         # Scaling to planar YUV is cheaper than to BGR: its Y plane is the gray image, and a
         # half-size I420 built from it converts to a small colour image for next to nothing
         # (OpenCV's I420 conversion expects video-range levels, as decoders deliver).
-        yuv = scaler.reformat(frame, width=width, height=height, format="yuv420p").to_ndarray()
+        yuv = scaler.reformat(
+            frame, width=width, height=height, format="yuv420p", threads=SCALER_THREADS
+        ).to_ndarray()
         gray = yuv[:height]
         planes = yuv[height:].reshape(-1)
         small_yuv = np.concatenate(

@@ -27,6 +27,7 @@ from curate.storage import Store
 from curate.threads import cpu_share
 from curate.video import (
     DECODE_ERRORS,
+    SCALER_THREADS,
     MediaError,
     VideoInfo,
     ffmpeg_url,
@@ -158,10 +159,10 @@ class ExportStage(Stage):
                     break
                 emit_until(t)
                 if direct:
-                    shown = scaler.reformat(frame, width=size[0], height=size[1], format="yuv420p")
+                    shown = scaler.reformat(frame, *size, format="yuv420p", threads=SCALER_THREADS)
                     continue
                 image = scaler.reformat(
-                    frame, width=size[0], height=size[1], format="rgb24"
+                    frame, *size, format="rgb24", threads=SCALER_THREADS
                 ).to_ndarray()
                 shown = av.VideoFrame.from_ndarray(
                     np.ascontiguousarray(upright(image, info)[y0:y1, x0:x1]), format="rgb24"
