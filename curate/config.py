@@ -745,7 +745,7 @@ class RayConfig(Model):
         "same actors (one pool with ray.analyze's resources: no process, model copy or "
         "object-store hand-over per stage); per_stage: a pool per stage, so stages on GPUs "
         "and stages on CPUs scale apart; auto: fused unless a phase-1 stage asks for GPUs or "
-        "custom resources.",
+        "custom resources, or the embed stage loads a model (embed.backend: open_clip).",
     )
     probe: StageResources = StageResources(num_cpus=0.1)
     analyze: StageResources = StageResources(num_cpus=0.5)

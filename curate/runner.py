@@ -224,12 +224,14 @@ class StageChain:
 
 def fuse_pools(config: CurateConfig, stages: tuple[type[Stage], ...]) -> bool:
     """Whether ``stages`` share one pool (``ray.phase1_pools``): under ``auto``, when none
-    of them asks for GPUs or custom resources, so no stage needs a node type the others do
-    not."""
+    of them asks for GPUs or custom resources (no stage needs a node type the others do not)
+    and each may run in a shared actor (:meth:`Stage.shares_actor`)."""
     if config.ray.phase1_pools != "auto":
         return config.ray.phase1_pools == "fused"
     sections = [getattr(config.ray, stage.name) for stage in stages]
-    return not any(res.num_gpus or res.resources for res in sections)
+    if any(res.num_gpus or res.resources for res in sections):
+        return False
+    return all(stage.shares_actor(config) for stage in stages)
 
 
 def map_stages(

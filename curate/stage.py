@@ -46,6 +46,13 @@ class Stage(ABC):
         return cls(**cls.inputs(config), **runtime)
 
     @classmethod
+    def shares_actor(cls, config: CurateConfig) -> bool:
+        """Whether the stage may run in an actor it shares with the stages around it (see
+        ``ray.phase1_pools``), one copy per actor of that pool: a stage with a large model,
+        kept to a few actors of its own, says no."""
+        return True
+
+    @classmethod
     def runs_in_driver(cls, config: CurateConfig, **runtime: Any) -> bool:
         """Whether a run small enough for the driver (``ray.driver_max_clips``) calls this
         stage in the driver process instead of starting its actor pool: for work that

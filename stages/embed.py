@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -88,6 +88,7 @@ SIGNATURE_DIM = 512
 
 class SignatureEmbedder:
     name = "signature-v1"
+    loads_model: ClassVar[bool] = False
 
     def __init__(self, cfg: EmbedConfig) -> None:
         self.cfg = cfg
@@ -212,6 +213,8 @@ def _check_open_clip_weights(oc: OpenClipConfig) -> None:
 class OpenClipEmbedder:
     """open_clip image tower, loaded once per actor; batches of keyframes per forward pass."""
 
+    loads_model: ClassVar[bool] = True
+
     def __init__(self, cfg: EmbedConfig) -> None:
         import open_clip
         import torch
@@ -297,6 +300,12 @@ class EmbedStage(Stage):
         """Fail at start-up, naming the keys to fix, when the configured model cannot be
         loaded. ``embedding_model``: the model name the run records."""
         return {"embedding_model": EMBEDDERS[config.embed.backend].check(config.embed)}
+
+    @classmethod
+    def shares_actor(cls, config: CurateConfig) -> bool:
+        # A CLIP model stays in the embed pool (one actor by default), not in every
+        # decoding actor.
+        return not EMBEDDERS[config.embed.backend].loads_model
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()

@@ -134,7 +134,12 @@ def test_inspect_reports_tiers_and_rejects(shared_run, capsys):
 def test_phase1_shares_one_pool_unless_a_stage_needs_other_nodes():
     stages = tuple(STAGES[n] for n in ("probe", "analyze", "detect", "embed"))
     assert fuse_pools(load_config(DEFAULT, []), stages)
-    for override in ("ray.embed.num_gpus=1", "ray.detect.resources={ocr_node: 1}"):
+    # A GPU stage, a stage pinned to other nodes, a CLIP model (kept to the embed pool).
+    for override in (
+        "ray.embed.num_gpus=1",
+        "ray.detect.resources={ocr_node: 1}",
+        "embed.backend=open_clip",
+    ):
         assert not fuse_pools(load_config(DEFAULT, [override]), stages), override
     forced = load_config(DEFAULT, ["ray.embed.num_gpus=1", "ray.phase1_pools=fused"])
     assert fuse_pools(forced, stages)
