@@ -18,6 +18,8 @@ from curate.config import ConfigError
 from curate.onnx import session
 
 NMS_IOU = 0.45
+DEFAULT_SIZE = 640
+"""Input side for a model that takes any size and is given none (Ultralytics' default)."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,16 @@ class Detection:
 class YoloDetector:
     """One YOLO-family ONNX model and its class names (in the model's class order)."""
 
-    def __init__(self, path: str, labels: list[str], device: str, key: str) -> None:
+    def __init__(
+        self, path: str, labels: list[str], device: str, key: str, size: int | None = None
+    ) -> None:
         self.session = session(path, device, key)
-        shape = self.session.get_inputs()[0].shape
-        self.size = shape[2] if isinstance(shape[2], int) else 640
+        fixed = self.session.get_inputs()[0].shape[2]
+        if size is None:
+            size = fixed if isinstance(fixed, int) else DEFAULT_SIZE
+        elif isinstance(fixed, int) and size != fixed:
+            raise ConfigError(f"{key}: the model reads {fixed} px images, but input_size is {size}")
+        self.size = size
         classes = self.session.get_outputs()[0].shape[1]
         if isinstance(classes, int) and classes - 4 != len(labels):
             raise ConfigError(

@@ -6,18 +6,26 @@ invocation:
 - ``ray data``: phase 2 and the caption input read from the shards by Ray Data tasks, and
   captions from an actor pool (``ray.driver_max_clips=0``) instead of in the driver.
 
+With ``--checkout DIR`` a third baseline, ``checkout``, runs another source tree of curate
+(an older release, a branch) with that tree's own copy of the config, so a change is measured
+against the code before it on the same machine in the same invocation. ``--variants`` picks
+which variants run (``default`` always does).
+
 Each variant is a ``curate run`` command in its own process, as a user runs it (a fresh local
 Ray each time), with its console output captured as a log would see it; the script prints the
 manifest's wall times per phase and the ratios default / baseline.
 
     python scripts/bench_small_run.py --videos ../shared/testdata/videos --limit 3
     python scripts/bench_small_run.py --videos ../shared/testdata/videos   # all of them
+    python scripts/bench_small_run.py --videos ../shared/testdata/videos \
+        --checkout ../baseline --variants checkout
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,20 +42,32 @@ PHASES = {
     "phase3_export_s": "export",
     "total_s": "total",
 }
-VARIANTS = {
-    "default": [],
+BASELINES = {
     "per-stage pools": ["--set", "ray.phase1_pools=per_stage"],
     "ray data": ["--set", "ray.driver_max_clips=0"],
 }
 
 
-def run(videos: list[Path], out: Path, config: str, extra: list[str]) -> tuple[dict, int, float]:
-    """Manifest timings, console lines and wall seconds of one ``curate run``."""
-    inputs = [a for v in videos for a in ("-i", str(v))]
+def run(
+    videos: list[Path], out: Path, config: str, extra: list[str], source: Path = ROOT
+) -> tuple[dict, int, float]:
+    """Manifest timings, console lines and wall seconds of one ``curate run`` of the code in
+    ``source``."""
+    inputs = [a for v in videos for a in ("-i", str(v.resolve()))]
     cmd = [sys.executable, "-m", "curate.cli", "run", "-c", config, "-o", str(out), *inputs]
+    # The source tree goes first on the path, ahead of the installed (editable) curate.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH")])),
+    }
     started = time.perf_counter()
     proc = subprocess.run(
-        [*cmd, *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*cmd, *extra],
+        cwd=source,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     wall = time.perf_counter() - started
     if proc.returncode:
@@ -61,29 +81,50 @@ def main() -> None:
     p.add_argument("--videos", required=True, help="folder of videos (searched recursively)")
     p.add_argument("--limit", type=int, default=0, help="first N videos by name (0: all)")
     p.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
+    p.add_argument("--checkout", type=Path, help="another curate source tree to run as a baseline")
+    p.add_argument(
+        "--variants",
+        help="comma-separated baselines to run besides default "
+        f"({', '.join(BASELINES)}, checkout; default: all given)",
+    )
     args = p.parse_args()
+    variants = {"default": ([], ROOT), **{n: (extra, ROOT) for n, extra in BASELINES.items()}}
+    if args.checkout:
+        if not (args.checkout / "curate" / "cli.py").is_file():
+            p.error(f"--checkout {args.checkout}: no curate/cli.py there")
+        variants["checkout"] = ([], args.checkout.resolve())
+    if args.variants:
+        chosen = set(args.variants.split(","))
+        if unknown := chosen - set(variants):
+            p.error(
+                f"--variants: unknown {', '.join(sorted(unknown))} (have {', '.join(variants)})"
+            )
+        variants = {n: v for n, v in variants.items() if n == "default" or n in chosen}
+    config = Path(args.config).resolve()
     videos = sorted(f for f in Path(args.videos).rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES)
     videos = videos[: args.limit] if args.limit else videos
     print(f"{len(videos)} videos, config {Path(args.config).name}")
     results = {}
     with tempfile.TemporaryDirectory(prefix="curate-bench-small-") as tmp:
-        for name, extra in VARIANTS.items():
+        for name, (extra, source) in variants.items():
+            # A checkout runs with its own copy of the config, as its users would.
+            own = source / config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
             timing, lines, wall = run(
-                videos, Path(tmp) / name.replace(" ", "_"), args.config, extra
+                videos, Path(tmp) / name.replace(" ", "_"), str(own), extra, source
             )
             results[name] = timing
             print(f"{name}: {wall:.1f} s wall, {lines} console lines")
-    baselines = [n for n in VARIANTS if n != "default"]
-    header = "".join(f"{n:>17}" for n in VARIANTS)
+    baselines = [n for n in variants if n != "default"]
+    header = "".join(f"{n:>17}" for n in variants)
     print(f"{'phase':<16}{header}" + "".join(f"{'/' + n[:9]:>11}" for n in baselines))
     for key, label in PHASES.items():
-        seconds = {n: results[n].get(key, 0.0) for n in VARIANTS}
+        seconds = {n: results[n].get(key, 0.0) for n in variants}
         ratios = [
             f"{seconds['default'] / seconds[n]:.2f}" if seconds[n] else "-" for n in baselines
         ]
         print(
             f"{label:<16}"
-            + "".join(f"{seconds[n]:>16.2f}s" for n in VARIANTS)
+            + "".join(f"{seconds[n]:>16.2f}s" for n in variants)
             + "".join(f"{r:>11}" for r in ratios)
         )
 

@@ -92,7 +92,9 @@ def nudenet_detector(cfg: DetectConfig) -> YoloDetector | None:
         "detect.nsfw needs NudeNet's model: install the nudenet package (pip install nudenet), "
         "set detect.nsfw.model to its 320n.onnx, or set detect.nsfw.enabled=false",
     )
-    return YoloDetector(str(path), NUDENET_LABELS, cfg.device, "detect.nsfw.model")
+    return YoloDetector(
+        str(path), NUDENET_LABELS, cfg.device, "detect.nsfw.model", cfg.nsfw.input_size
+    )
 
 
 def objects_detector(cfg: DetectConfig) -> YoloDetector | None:
@@ -108,7 +110,9 @@ def objects_detector(cfg: DetectConfig) -> YoloDetector | None:
     unknown = set(objects.subjects or ()) - set(objects.classes)
     if unknown:
         raise ConfigError(f"detect.objects.subjects: not among the classes: {sorted(unknown)}")
-    return YoloDetector(str(path), objects.classes, cfg.device, "detect.objects.model")
+    return YoloDetector(
+        str(path), objects.classes, cfg.device, "detect.objects.model", objects.input_size
+    )
 
 
 class DetectStage(Stage):

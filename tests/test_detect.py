@@ -14,7 +14,13 @@ from curate import schema
 from curate.config import ConfigError, CurateConfig
 from curate.yolo import Detection
 from stages.analyze import AnalyzeStage
-from stages.detect import NUDENET_LABELS, DetectStage, nsfw_values
+from stages.detect import (
+    NUDENET_LABELS,
+    DetectStage,
+    nsfw_values,
+    nudenet_detector,
+    objects_detector,
+)
 from stages.probe import ProbeStage
 from stages.tiers import assign_tiers
 
@@ -70,6 +76,16 @@ def test_missing_or_mismatched_models_stop_the_run_naming_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"detect\.objects\.subjects"):
         objects = {"model": NUDENET_MODEL, "classes": NUDENET_LABELS, "subjects": ["dog"]}
         DetectStage.check(config(objects=objects))
+
+
+def test_keyframes_are_read_at_the_configured_size():
+    # NudeNet's file takes any size: 640 unless the config says otherwise.
+    assert nudenet_detector(config().detect).size == 640
+    assert nudenet_detector(config(nsfw={"input_size": 320}).detect).size == 320
+    objects = {"model": NUDENET_MODEL, "classes": NUDENET_LABELS}
+    assert objects_detector(config(objects=objects).detect).size == 640
+    with pytest.raises(ValueError, match=r"input_size"):
+        config(nsfw={"input_size": 300})
 
 
 def test_nsfw_values_count_only_sensitive_parts_and_confident_faces():
