@@ -1,12 +1,14 @@
-"""Wall time of a run, phase by phase, with the default settings against two baselines in one
+"""Wall time of a run, phase by phase, with the default settings against baselines in one
 invocation:
 
 - ``per-stage pools``: phase 1 as one actor pool per stage (``ray.phase1_pools=per_stage``,
   as a cluster with GPU nodes runs it) instead of one pool running all four stages;
 - ``ray data``: phase 2 and the caption input read from the shards by Ray Data tasks, and
-  captions from an actor pool (``ray.driver_max_clips=0``) instead of in the driver.
+  captions from an actor pool (``ray.driver_max_clips=0``) instead of in the driver;
+- ``rule-based``: no learned model in phase 1 (PySceneDetect's content detector for shots,
+  the morphology text detector, NudeNet off), so the models' share of the time shows.
 
-With ``--checkout DIR`` a third baseline, ``checkout``, runs another source tree of curate
+With ``--checkout DIR`` another baseline, ``checkout``, runs another source tree of curate
 (an older release, a branch) with that tree's own copy of the config, so a change is measured
 against the code before it on the same machine in the same invocation. ``--variants`` picks
 which variants run (``default`` always does).
@@ -45,6 +47,11 @@ PHASES = {
 BASELINES = {
     "per-stage pools": ["--set", "ray.phase1_pools=per_stage"],
     "ray data": ["--set", "ray.driver_max_clips=0"],
+    "rule-based": [
+        *("--set", "analyze.shots.detector=content"),
+        *("--set", "analyze.text.detector=morphology"),
+        *("--set", "detect.nsfw.enabled=false"),
+    ],
 }
 
 

@@ -74,6 +74,7 @@ SMOKE: dict[str, Smoke] = {
             "default:",
             "per-stage pools:",
             "ray data:",
+            "rule-based:",
             "checkout:",
             "dedup+rebalance",
             "total",
