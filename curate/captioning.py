@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -134,7 +134,7 @@ class Captioning:
             log.debug("captioned %d clips with %s", len(mine), captioner.name)
         return results, busy
 
-    def pool(self, ds: ray.data.Dataset, runtime: dict) -> Iterator[pa.Table]:
+    def pool(self, ds: ray.data.Dataset, runtime: dict) -> Iterable[pa.Table]:
         """The caption stage's outputs over ``ds`` from an actor pool."""
         ds = map_stage(ds, self.stage, self.config, self.config.caption.batch_size, **runtime)
         return ds.iter_batches(batch_size=None, batch_format="pyarrow")

@@ -265,8 +265,9 @@ class AnalyzeConfig(Model):
     decode_threads: int = Field(
         0,
         ge=0,
-        description="Decoder threads per source. 0: the worker's CPU share (Ray's "
-        "OMP_NUM_THREADS, from ray.analyze.num_cpus), or FFmpeg's choice outside Ray.",
+        description="Decoder threads per source. 0: OMP_NUM_THREADS (in a Ray worker, the "
+        "actor's CPU share from ray.analyze.num_cpus, unless the environment already sets "
+        "it), or FFmpeg's choice where it is unset.",
     )
     skip_loop_filter: bool = Field(
         True, description="Skip H.264/VP8 deblocking while analysing (faster, invisible at 256 px)."
@@ -675,12 +676,13 @@ class NsfwConfig(Model):
     threshold: float = Field(
         0.4, gt=0, lt=1, description="Score from which a body part or face counts as found."
     )
-    input_size: int = Field(
-        640,
+    input_size: int | None = Field(
+        None,
         ge=32,
         multiple_of=32,
-        description="Square side the keyframe is scaled to. The nudenet package reads 320 px, "
-        "a quarter of the cost, but misses faces and parts a 720p frame shows small.",
+        description="Square side the keyframe is scaled to; null: the model's own input size, "
+        "or 640 where it takes any (as 320n.onnx does). The nudenet package reads 320 px, a "
+        "quarter of the cost, but misses faces and parts a 720p frame shows small.",
     )
 
 
@@ -756,10 +758,12 @@ class RayConfig(Model):
     phase1_pools: Literal["auto", "fused", "per_stage"] = Field(
         "auto",
         description="fused: probe, analyze, detect and embed run one after the other in the "
-        "same actors (one pool with ray.analyze's resources: no process, model copy or "
-        "object-store hand-over per stage); per_stage: a pool per stage, so stages on GPUs "
-        "and stages on CPUs scale apart; auto: fused unless a phase-1 stage asks for GPUs or "
-        "custom resources, or the embed stage loads a model (embed.backend: open_clip).",
+        "same actors (one pool with ray.analyze's resources, ray.probe/detect/embed and "
+        "embed.sources_per_batch unused: no process, model copy or object-store hand-over "
+        "per stage); per_stage: a pool per stage, so stages on GPUs and stages on CPUs scale "
+        "apart; auto: fused unless a phase-1 stage asks for GPUs or custom resources, "
+        "ray.probe, ray.detect or ray.embed is changed from its default, or the embed stage "
+        "loads a model (embed.backend: open_clip).",
     )
     probe: StageResources = StageResources(num_cpus=0.1)
     analyze: StageResources = StageResources(num_cpus=0.5)

@@ -114,9 +114,10 @@ class Phase1:
             lead=analyze,
             batch_sizes={"embed": self.config.embed.sources_per_batch},
         )
-        # A batch whose worker died on every retry (ray.<stage>.max_task_retries) is skipped
-        # rather than failing the run; ``build_tables`` turns its sources into rejects. Only
-        # here: a skipped caption or export batch would have no such accounting.
+        # A batch whose worker died on every retry (ray.<stage>.max_task_retries; ray.analyze's
+        # for the fused pool) is skipped rather than failing the run; ``build_tables`` turns
+        # its sources into rejects. Only here: a skipped caption or export batch would have
+        # no such accounting.
         ds.context.max_errored_blocks = -1
         yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
 

@@ -222,14 +222,23 @@ class StageChain:
         return batch
 
 
-def fuse_pools(config: CurateConfig, stages: tuple[type[Stage], ...]) -> bool:
-    """Whether ``stages`` share one pool (``ray.phase1_pools``): under ``auto``, when none
-    of them asks for GPUs or custom resources (no stage needs a node type the others do not)
-    and each may run in a shared actor (:meth:`Stage.shares_actor`)."""
+def fuse_pools(config: CurateConfig, stages: tuple[type[Stage], ...], lead: type[Stage]) -> bool:
+    """Whether ``stages`` share one pool with ``ray.<lead>``'s resources
+    (``ray.phase1_pools``): under ``auto``, when none of them asks for GPUs or custom
+    resources (no stage needs a node type the others do not), no other stage's ``ray``
+    section is changed from its default (a fused pool would ignore it) and each may run in a
+    shared actor (:meth:`Stage.shares_actor`)."""
     if config.ray.phase1_pools != "auto":
         return config.ray.phase1_pools == "fused"
-    sections = [getattr(config.ray, stage.name) for stage in stages]
-    if any(res.num_gpus or res.resources for res in sections):
+    sections = {stage.name: getattr(config.ray, stage.name) for stage in stages}
+    if any(res.num_gpus or res.resources for res in sections.values()):
+        return False
+    defaults = type(config.ray).model_fields
+    if any(
+        res.model_dump() != defaults[name].default.model_dump()
+        for name, res in sections.items()
+        if name != lead.name
+    ):
         return False
     return all(stage.shares_actor(config) for stage in stages)
 
@@ -244,7 +253,7 @@ def map_stages(
     """Run ``stages`` in order over ``ds``: as one pool of :class:`StageChain` actors with the
     resources of ``lead`` (``ray.<lead.name>``, one source per batch) when :func:`fuse_pools`
     says so, else a pool per stage (``batch_sizes`` by stage name, default 1)."""
-    if not fuse_pools(config, stages):
+    if not fuse_pools(config, stages, lead):
         for stage in stages:
             ds = map_stage(ds, stage, config, batch_size=batch_sizes.get(stage.name, 1))
         return ds

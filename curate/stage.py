@@ -7,7 +7,10 @@ pyarrow batches. It declares beside itself
 - :meth:`Stage.inputs`: the config sections it reads, handed to its constructor, so a stage
   never sees (or depends on) the rest of the config;
 - :meth:`Stage.check`: a start-up check that runs on the driver before any work and fails
-  with a :class:`~curate.config.ConfigError` naming the key to fix.
+  with a :class:`~curate.config.ConfigError` naming the key to fix;
+- :meth:`Stage.shares_actor` and :meth:`Stage.runs_in_driver`: whether it may run in an
+  actor shared with the other phase-1 stages, and whether a small run may call it in the
+  driver instead of starting a pool.
 """
 
 from __future__ import annotations

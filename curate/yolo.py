@@ -42,12 +42,18 @@ class YoloDetector:
     def __init__(
         self, path: str, labels: list[str], device: str, key: str, size: int | None = None
     ) -> None:
+        """``key`` names the model setting in errors (``detect.nsfw.model``); ``size`` is its
+        sibling ``input_size``."""
         self.session = session(path, device, key)
         fixed = self.session.get_inputs()[0].shape[2]
         if size is None:
             size = fixed if isinstance(fixed, int) else DEFAULT_SIZE
         elif isinstance(fixed, int) and size != fixed:
-            raise ConfigError(f"{key}: the model reads {fixed} px images, but input_size is {size}")
+            size_key = key.rsplit(".", 1)[0] + ".input_size"
+            raise ConfigError(
+                f"{size_key}: the model at {key} reads {fixed} px images, not {size} "
+                f"(set {fixed}, or null)"
+            )
         self.size = size
         classes = self.session.get_outputs()[0].shape[1]
         if isinstance(classes, int) and classes - 4 != len(labels):

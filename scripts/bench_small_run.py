@@ -101,23 +101,29 @@ def main() -> None:
             p.error(f"--checkout {args.checkout}: no curate/cli.py there")
         variants["checkout"] = ([], args.checkout.resolve())
     if args.variants:
-        chosen = set(args.variants.split(","))
+        chosen = {n.strip() for n in args.variants.split(",")}
         if unknown := chosen - set(variants):
             p.error(
                 f"--variants: unknown {', '.join(sorted(unknown))} (have {', '.join(variants)})"
             )
         variants = {n: v for n, v in variants.items() if n == "default" or n in chosen}
     config = Path(args.config).resolve()
+    # A checkout runs with its own copy of the config, as its users would.
+    configs = {
+        name: source / config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
+        for name, (_, source) in variants.items()
+    }
+    for name, own in configs.items():
+        if not own.is_file():
+            p.error(f"{name}: no config at {own}")
     videos = sorted(f for f in Path(args.videos).rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES)
     videos = videos[: args.limit] if args.limit else videos
     print(f"{len(videos)} videos, config {Path(args.config).name}")
     results = {}
     with tempfile.TemporaryDirectory(prefix="curate-bench-small-") as tmp:
         for name, (extra, source) in variants.items():
-            # A checkout runs with its own copy of the config, as its users would.
-            own = source / config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
             timing, lines, wall = run(
-                videos, Path(tmp) / name.replace(" ", "_"), str(own), extra, source
+                videos, Path(tmp) / name.replace(" ", "_"), str(configs[name]), extra, source
             )
             results[name] = timing
             print(f"{name}: {wall:.1f} s wall, {lines} console lines")

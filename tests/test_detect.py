@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from conftest import VIDEOS, needs_shared
 
 from curate import schema
 from curate.config import ConfigError, CurateConfig
+from curate.onnx import session
 from curate.yolo import Detection
 from stages.analyze import AnalyzeStage
 from stages.detect import (
@@ -86,6 +88,24 @@ def test_keyframes_are_read_at_the_configured_size():
     assert objects_detector(config(objects=objects).detect).size == 640
     with pytest.raises(ValueError, match=r"input_size"):
         config(nsfw={"input_size": 300})
+
+
+def test_a_model_with_a_fixed_input_size_is_read_at_that_size(monkeypatch):
+    # The same model as if exported with a fixed 320 px input.
+    real = session(NUDENET_MODEL, "cpu", "detect.nsfw.model")
+
+    class Fixed:
+        def __getattr__(self, name: str):
+            return getattr(real, name)
+
+        def get_inputs(self):
+            (spec,) = real.get_inputs()
+            return [SimpleNamespace(name=spec.name, shape=[1, 3, 320, 320])]
+
+    monkeypatch.setattr("curate.yolo.session", lambda *args: Fixed())
+    assert nudenet_detector(config().detect).size == 320
+    with pytest.raises(ConfigError, match=r"detect\.nsfw\.input_size: .* reads 320 px"):
+        nudenet_detector(config(nsfw={"input_size": 640}).detect)
 
 
 def test_nsfw_values_count_only_sensitive_parts_and_confident_faces():

@@ -133,23 +133,32 @@ def test_inspect_reports_tiers_and_rejects(shared_run, capsys):
 
 def test_phase1_shares_one_pool_unless_a_stage_needs_other_nodes():
     stages = tuple(STAGES[n] for n in ("probe", "analyze", "detect", "embed"))
-    assert fuse_pools(load_config(DEFAULT, []), stages)
-    # A GPU stage, a stage pinned to other nodes, a CLIP model (kept to the embed pool).
+    analyze = STAGES["analyze"]
+
+    def fused(*overrides: str) -> bool:
+        return fuse_pools(load_config(DEFAULT, list(overrides)), stages, analyze)
+
+    # The fused pool takes ray.analyze's resources.
+    assert fused() and fused("ray.analyze.num_cpus=1", "ray.analyze.memory=1000000000")
+    # A GPU stage, a stage pinned to other nodes, a stage sized on its own (the fused pool
+    # would ignore its settings), a CLIP model (kept to the embed pool).
     for override in (
         "ray.embed.num_gpus=1",
         "ray.detect.resources={ocr_node: 1}",
+        "ray.detect.num_cpus=2",
+        "ray.probe.max_actors=8",
         "embed.backend=open_clip",
     ):
-        assert not fuse_pools(load_config(DEFAULT, [override]), stages), override
-    forced = load_config(DEFAULT, ["ray.embed.num_gpus=1", "ray.phase1_pools=fused"])
-    assert fuse_pools(forced, stages)
-    assert not fuse_pools(load_config(DEFAULT, ["ray.phase1_pools=per_stage"]), stages)
+        assert not fused(override), override
+    assert fused("ray.embed.num_gpus=1", "ray.phase1_pools=fused")
+    assert not fused("ray.phase1_pools=per_stage")
 
 
 @needs_shared
 def test_rerun_gives_identical_ids_and_tiers(shared_run, tmp_path):
     """Also with a pool per phase-1 stage, as a cluster with GPU nodes runs it (the session's
-    run shares one pool)."""
+    run shares one pool): a difference here is either nondeterminism or the two pool layouts
+    disagreeing (rerun both with the same ray.phase1_pools to tell which)."""
     out, _, bad = shared_run
     again = tmp_path / "again"
     assert run([VIDEOS, bad], again, "--set", "ray.phase1_pools=per_stage") == 0
