@@ -680,8 +680,9 @@ class NsfwConfig(Model):
         None,
         ge=32,
         multiple_of=32,
-        description="Square side the keyframe is scaled to; null: the model's own input size, "
-        "or 640 where it takes any (as 320n.onnx does). The nudenet package reads 320 px, a "
+        description="Side the keyframe's long side is scaled to (padded to a square for a model "
+        "of fixed size, to a multiple of 32 otherwise); null: the model's own input size, or "
+        "640 where it takes any (as 320n.onnx does). The nudenet package reads 320 px, a "
         "quarter of the cost, but misses faces and parts a 720p frame shows small.",
     )
 
@@ -701,8 +702,9 @@ class ObjectsConfig(Model):
         None,
         ge=32,
         multiple_of=32,
-        description="Square side the keyframe is scaled to; null: the model's own input size, "
-        "or 640 where the model takes any size.",
+        description="Side the keyframe's long side is scaled to (padded to a square for a model "
+        "of fixed size, to a multiple of 32 otherwise); null: the model's own input size, or "
+        "640 where the model takes any size.",
     )
 
 
