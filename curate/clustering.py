@@ -8,7 +8,10 @@ handled in place: the same functions, no Ray Data start-up.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,6 +26,21 @@ from curate.runner import pool_args
 
 Rows = ray.data.Dataset | pa.Table
 """Analysis rows: a Ray dataset over the shards, or the table itself when it is small."""
+
+
+def preload_kmeans() -> threading.Thread:
+    """Import scikit-learn's k-means on a background thread. The import takes two seconds,
+    many more where its libraries must come from a cold disk; started while phase 1 keeps
+    the driver waiting, it is done by the time dedup needs it (an import that fails here is
+    retried, and reported, where it is needed)."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module("sklearn.cluster")
+
+    thread = threading.Thread(target=load, name="preload-kmeans", daemon=True)
+    thread.start()
+    return thread
 
 
 def map_rows(rows: Rows, fn: Callable[..., pa.Table], **kwargs: Any) -> Rows:

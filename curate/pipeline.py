@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from curate import journal, schema
 from curate.captioning import Captioning
+from curate.clustering import preload_kmeans
 from curate.config import CurateConfig
 from curate.exporting import export_clips
 from curate.funnel import Funnel
@@ -161,6 +162,7 @@ class Run:
                 self.sources_done_before = len(sources)
             else:
                 phase1 = tuple(STAGES[n] for n in ("probe", "analyze", "detect", "embed"))
+                preload_kmeans()
                 self.sources_done_before = Phase1(
                     phase1, self.config, self.outputs, self.journal, self.funnel, self.progress
                 ).run(sources, self.embedding_model)

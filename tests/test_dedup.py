@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -245,3 +248,16 @@ def test_one_centroid_is_the_mean_as_kmeans_finds_it():
     (centroid,) = fit_centroids(x, len(x), cfg, seed=0)
     reference = KMeans(n_clusters=1, n_init=1, random_state=0).fit(x).cluster_centers_[0]
     np.testing.assert_allclose(centroid, unit(reference), atol=1e-6)
+
+
+def test_kmeans_is_imported_in_the_background_while_phase_1_runs():
+    # A fresh interpreter: scikit-learn is not imported until preload_kmeans asks for it.
+    code = (
+        "import sys\n"
+        "from curate.clustering import preload_kmeans\n"
+        "assert 'sklearn' not in sys.modules\n"
+        "preload_kmeans().join(60)\n"
+        "print(hasattr(sys.modules.get('sklearn.cluster'), 'KMeans'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
