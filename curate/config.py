@@ -226,6 +226,13 @@ class OcrConfig(Model):
     threshold: float = Field(
         0.6, gt=0, lt=1, description="Mean text probability a detected line's box needs."
     )
+    max_frames_per_clip: int | None = Field(
+        3,
+        ge=1,
+        description="Sampled frames read per clip, spread evenly over it (first, middle and "
+        "last of its samples at 3): a 16 s clip holds 8 samples at text.fps 0.5, and each "
+        "costs about 0.1 s of CPU. null: every sample.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: onnxruntime's CUDA provider when installed and a GPU is there."
     )

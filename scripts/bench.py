@@ -5,10 +5,13 @@ one invocation measures three throughputs, in decoded frames per second:
 
 1. **decode**: plain PyAV decode of the first video stream (``thread_type = "AUTO"``), frames
    only counted, never converted. This is the floor every method pays.
-2. **analysis**: ``stages.analyze.decode_series``, curate's single decode pass that computes
-   shots, Laplacian sharpness, sampled optical flow and keyframes (``probe`` is not timed).
-   Models (TransNetV2) are loaded once before the first repeat, as a worker does at start-up;
-   that warm-up is printed on its own.
+2. **analysis**: ``stages.analyze.analyze_source``, curate's single decode pass that computes
+   shots, Laplacian sharpness, sampled optical flow, keyframes and the frames kept for OCR,
+   and plans the clips (``probe`` is not timed); then **detect**, the detect stage on what it
+   kept (PP-OCR on the sampled frames, NudeNet and any ``detect.objects`` model on the
+   keyframes). Together they are phase 1's work per source (embedding aside: the default
+   ``signature`` backend costs milliseconds). Models are loaded once before the first repeat,
+   as a worker does at start-up; that warm-up is printed on its own.
 3. **scenedetect**: the PySceneDetect CLI, ``python -m scenedetect -i FILE -b pyav
    detect-content`` (the PyAV backend, so the decoder matches), one subprocess per file, run in
    a temporary directory with ``-o`` pointing there so nothing is written into the repo. Its
@@ -47,13 +50,20 @@ import av
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+import numpy as np  # noqa: E402
+
+from curate import schema  # noqa: E402
 from curate.config import CurateConfig, load_config  # noqa: E402
 from curate.signals import signal_type  # noqa: E402
 from curate.video import DECODE_ERRORS, MediaError, VideoInfo, probe  # noqa: E402
-from stages.analyze import decode_series  # noqa: E402
+from stages.analyze import analyze_source  # noqa: E402
+from stages.detect import DetectStage  # noqa: E402
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts"}
 METHODS = ("decode", "analysis", "scenedetect")
+STEPS = (*METHODS, "detect")
+"""What is timed: the methods, and the detect stage after each analysis."""
+PHASE1 = ("analysis", "detect")
 SCENEDETECT_FRAMES = re.compile(r"Processed (\d+) frames")
 
 
@@ -65,11 +75,12 @@ class FileResult:
     frames: int = 0
     """Frames the decode-only pass yields (the count every method's fps uses)."""
     analysis_frames: int = 0
+    clips: int = 0
     scenedetect_frames: int | None = None
     """Frames PySceneDetect reports it processed, for a cross-check only."""
     decode_error: str | None = None
     scenedetect_error: str | None = None
-    times: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METHODS})
+    times: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in STEPS})
 
     def median(self, method: str) -> float:
         return statistics.median(self.times[method])
@@ -106,6 +117,18 @@ def time_command(cmd: list[str], workdir: str) -> float:
     started = time.perf_counter()
     subprocess.run(cmd, cwd=workdir, capture_output=True, check=True)
     return time.perf_counter() - started
+
+
+def warm_detect_stage(cfg: CurateConfig) -> DetectStage:
+    """The detect stage with its models loaded and run once, as a worker's first batch would."""
+    detect = DetectStage(**DetectStage.inputs(cfg))
+    blank = np.zeros((224, 400, 3), np.uint8)
+    if detect.text is not None:
+        detect.text.detect(blank[..., 0])
+    for detector in (detect.nudenet, detect.objects):
+        if detector is not None:
+            detector.detect(blank, 0.5)
+    return detect
 
 
 def find_files(root: Path, pattern: str | None, limit: int | None) -> list[Path]:
@@ -174,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for name, block in cfg.analyze.signal_blocks():
         signal_type(name).warm_up(block)
+    detect = warm_detect_stage(cfg)
     warm_up_s = time.perf_counter() - started
     print(f"  analysis warm-up (model loading, not timed below): {warm_up_s:.2f} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="curate-bench-") as workdir:
@@ -191,11 +215,16 @@ def main(argv: list[str] | None = None) -> int:
                     elif method == "analysis":
                         started = time.perf_counter()
                         try:
-                            series = decode_series(r.path, r.info, cfg.analyze)
+                            analyzed = analyze_source(r.path, r.info, cfg.analyze)
                         except MediaError as e:
-                            sys.exit(f"{r.rel}: decode_series failed after probe passed: {e}")
+                            sys.exit(f"{r.rel}: analyze_source failed after probe passed: {e}")
                         r.times["analysis"].append(time.perf_counter() - started)
-                        r.analysis_frames = series.num_frames
+                        r.analysis_frames = analyzed["frames"]
+                        r.clips = len(analyzed["clips"])
+                        row = {"source": r.path, "source_index": 0, **analyzed}
+                        started = time.perf_counter()
+                        detect(schema.from_rows([row], detect.schema))
+                        r.times["detect"].append(time.perf_counter() - started)
                     else:
                         elapsed, sd_frames, error = run_scenedetect(r.path, workdir)
                         r.times["scenedetect"].append(elapsed)
@@ -207,13 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     start_s = statistics.median(startup["scenedetect version"])
     import_s = statistics.median(startup["import only"])
 
-    def median_total(files: list[FileResult], method: str) -> float:
-        """Median over repeats of the time ``method`` took over ``files``."""
+    def median_total(files: list[FileResult], *steps: str) -> float:
+        """Median over repeats of the time ``steps`` took together over ``files``."""
         return statistics.median(
-            sum(r.times[method][i] for r in files) for i in range(args.repeats)
+            sum(r.times[step][i] for r in files for step in steps) for i in range(args.repeats)
         )
 
-    totals = {m: median_total(results, m) for m in METHODS}
+    totals = {m: median_total(results, m) for m in STEPS}
+    totals["phase1"] = median_total(results, *PHASE1)
     n = len(results)
     totals["scenedetect_corrected"] = max(totals["scenedetect"] - n * start_s, 1e-9)
     total_frames = sum(r.frames for r in results)
@@ -221,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
 
     width = max(len(r.rel) for r in results)
     head = (
-        f"{'file':<{width}} {'frames':>6} {'decode':>8} {'analysis':>8} {'ana/dec':>7} "
-        f"{'sd raw':>7} {'sd corr':>7}"
+        f"{'file':<{width}} {'frames':>6} {'clips':>5} {'decode':>8} {'analysis':>8} "
+        f"{'ana/dec':>7} {'ph1/dec':>7} {'sd raw':>7} {'sd corr':>7}"
     )
     print()
     print(
@@ -234,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     per_file = []
     for r in results:
         d, a, s = r.median("decode"), r.median("analysis"), r.median("scenedetect")
+        p1 = a + r.median("detect")
         s_corr = s - start_s
         row = {
             "file": r.rel,
@@ -243,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             "width": r.info.coded_width,
             "height": r.info.coded_height,
             "codec": r.info.codec,
-            "seconds": {"decode": d, "analysis": a, "scenedetect": s},
+            "clips": r.clips,
+            "seconds": {"decode": d, "analysis": a, "detect": p1 - a, "scenedetect": s},
             "fps": {
                 "decode": fps(r.frames, d),
                 "analysis": fps(r.frames, a),
@@ -251,14 +283,15 @@ def main(argv: list[str] | None = None) -> int:
                 "scenedetect_corrected": fps(r.frames, s_corr) if s_corr > 0 else None,
             },
             "analysis_over_decode": d / a,
+            "phase1_over_decode": d / p1,
             "decode_error": r.decode_error,
             "scenedetect_error": r.scenedetect_error,
         }
         per_file.append(row)
         corr = f"{row['fps']['scenedetect_corrected']:7.0f}" if s_corr > 0 else f"{'n/a':>7}"
         print(
-            f"{r.rel:<{width}} {r.frames:>6} {fps(r.frames, d):8.0f} {fps(r.frames, a):8.0f} "
-            f"{d / a:7.2f} {fps(r.frames, s):7.0f} {corr}"
+            f"{r.rel:<{width}} {r.frames:>6} {r.clips:>5} {fps(r.frames, d):8.0f} "
+            f"{fps(r.frames, a):8.0f} {d / a:7.2f} {d / p1:7.2f} {fps(r.frames, s):7.0f} {corr}"
         )
 
     notes = []
@@ -279,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ratios = {
         "analysis/decode": rates["analysis"] / rates["decode"],
+        "phase 1/decode": rates["phase1"] / rates["decode"],
         "scenedetect/decode": rates["scenedetect"] / rates["decode"],
         "scenedetect_corrected/decode": rates["scenedetect_corrected"] / rates["decode"],
         "analysis/scenedetect": rates["analysis"] / rates["scenedetect"],
@@ -291,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         hd_frames = sum(r.frames for r in hd)
         hd_ratio = median_total(hd, "decode") / median_total(hd, "analysis")
         ratios["analysis/decode (720p+ H.264)"] = hd_ratio
+        ratios["phase 1/decode (720p+ H.264)"] = median_total(hd, "decode") / median_total(
+            hd, *PHASE1
+        )
     # The probe stage rejects a source shorter than the shortest clip before any decoding, so
     # a run never analyses those (a 1 s file where one TransNetV2 window outweighs decoding).
     clip_min = cfg.analyze.clips.min_duration_s
@@ -298,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     if hd_run and len(hd_run) < len(hd):
         hd_run_ratio = median_total(hd_run, "decode") / median_total(hd_run, "analysis")
         ratios[f"analysis/decode (720p+ H.264, >= {clip_min:g} s)"] = hd_run_ratio
+        ratios[f"phase 1/decode (720p+ H.264, >= {clip_min:g} s)"] = median_total(
+            hd_run, "decode"
+        ) / median_total(hd_run, *PHASE1)
 
     print()
     print(f"summary: {n} files, {total_frames} frames, median of {args.repeats} repeats")
@@ -310,8 +350,11 @@ def main(argv: list[str] | None = None) -> int:
         f"(bare 'import scenedetect, cv2, av': {import_s:.3f} s); 'corrected' subtracts "
         f"{n} x {start_s:.3f} = {n * start_s:.1f} s"
     )
-    for m in (*METHODS, "scenedetect_corrected"):
+    for m in (*METHODS, "detect", "phase1", "scenedetect_corrected"):
         print(f"  {m:<22} {totals[m]:8.2f} s {rates[m]:8.0f} fps")
+    clips = sum(r.clips for r in results)
+    if clips:
+        print(f"  detect per clip: {totals['detect'] / clips:.3f} s ({clips} clips)")
     for name, value in ratios.items():
         print(f"  {name:<40} {value:6.2f}x")
     if notes:

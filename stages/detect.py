@@ -26,11 +26,11 @@ from curate import schema
 from curate.config import ConfigError, CurateConfig, DetectConfig, TextConfig
 from curate.imaging import from_jpeg
 from curate.model_files import model_file
-from curate.signals.base import samples_in
 from curate.signals.text import (
     DEFERRED_DETECTORS,
     TEXT_DETECTORS,
     TextDetector,
+    clip_samples,
     clip_text_values,
     overlay_text,
 )
@@ -163,16 +163,21 @@ class DetectStage(Stage):
 
     def read_text(self, samples: list[dict], clips: list[dict]) -> None:
         """The text columns of every clip from the source's sampled frames (only the samples
-        some clip reads are run through the detector: the rest of a source is no clip's)."""
+        some clip reads are run through the detector, at most
+        ``analyze.text.ocr.max_frames_per_clip`` per clip: the rest of a source is no clip's)."""
         times = np.asarray([s["time"] for s in samples])
-        used = {int(i) for c in clips for i in samples_in(times, c["start_s"], c["end_s"])}
+        at_most = self.text_cfg.ocr.max_frames_per_clip
+        used = {
+            int(i) for c in clips for i in clip_samples(times, c["start_s"], c["end_s"], at_most)
+        }
         ratios = np.zeros(len(samples), np.float32)
         readings: list[list[str]] = [[] for _ in samples]
         for i in sorted(used):
             frame, confirm = (from_jpeg(samples[i][k], gray=True) for k in ("frame", "confirm"))
             ratios[i], readings[i] = overlay_text(self.text, frame, confirm)
         for clip in clips:
-            clip.update(clip_text_values(times, ratios, readings, clip["start_s"], clip["end_s"]))
+            start, end = clip["start_s"], clip["end_s"]
+            clip.update(clip_text_values(times, ratios, readings, start, end, at_most))
 
     def scores(self, keyframes: list) -> dict[str, Any]:
         """The detection columns of one clip from its keyframes (BGR)."""

@@ -11,7 +11,8 @@ from synth import TEXT_KINDS, camera_motion_frames, draw_text, real_frames, writ
 
 from curate import schema
 from curate.config import ConfigError, CurateConfig, load_config
-from curate.signals.text import MorphologyTextDetector, coverage
+from curate.signals.ocr import OcrTextDetector
+from curate.signals.text import MorphologyTextDetector, clip_samples, coverage
 from stages.analyze import AnalyzeStage
 from stages.detect import DetectStage
 from stages.probe import ProbeStage
@@ -120,3 +121,31 @@ def test_missing_ocr_models_stop_the_run_naming_the_key(tmp_path):
         config = CurateConfig.model_validate({"analyze": {"text": {"ocr": {key: missing}}}})
         with pytest.raises(ConfigError, match=rf"analyze\.text\.ocr\.{key}"):
             AnalyzeStage.check(config)
+
+
+def test_a_clip_reads_at_most_its_cap_of_sampled_frames_spread_over_it():
+    times = np.arange(0.0, 16.0, 2.0)  # a 16 s clip sampled at 0.5 fps: 8 samples
+    assert clip_samples(times, 0.0, 16.0).tolist() == list(range(8))
+    assert clip_samples(times, 0.0, 16.0, at_most=3).tolist() == [0, 4, 7]
+    assert clip_samples(times, 4.0, 8.0, at_most=3).tolist() == [2, 3]
+
+
+def test_ocr_reads_only_the_capped_frames_of_each_clip(tmp_path, monkeypatch):
+    # 12 s of a pan with a subtitle: five or six samples in its clip, of which OCR reads three.
+    frames = camera_motion_frames(
+        np.full((400, 700, 3), 90, np.uint8), "pan_right", 0.5, n=300, size=(360, 640), seed=0
+    )
+    path = write_video(tmp_path / "subtitle.mp4", (draw_text(f, "subtitle", 0) for f in frames))
+    calls = []
+    original = OcrTextDetector.detect
+
+    def counted(self, gray):
+        calls.append(gray.shape)
+        return original(self, gray)
+
+    monkeypatch.setattr(OcrTextDetector, "detect", counted)
+    (clip,) = analyse(path)
+    assert len(calls) == 3 and clip["text_ratio"] > 0.005
+    calls.clear()
+    (every,) = analyse(path, load_config(None, ["analyze.text.ocr.max_frames_per_clip=null"]))
+    assert len(calls) >= 5 and every["text_ratio"] > 0.005

@@ -274,11 +274,28 @@ def overlay_text(
     return coverage(boxes[stable].reshape(-1, 4), frame.shape), readings
 
 
-def clip_text_values(
-    times: np.ndarray, ratios: np.ndarray, readings: list[list[str]], start_s: float, end_s: float
-) -> dict:
-    """``text_ratio``, ``text_ratio_max`` and ``text_content`` of one clip from the samples."""
+def clip_samples(
+    times: np.ndarray, start_s: float, end_s: float, at_most: int | None = None
+) -> np.ndarray:
+    """Indices of the samples a clip reads: those inside it, thinned to ``at_most`` spread
+    evenly from its first to its last."""
     inside = samples_in(times, start_s, end_s)
+    if at_most is None or len(inside) <= at_most:
+        return inside
+    return inside[np.round(np.linspace(0, len(inside) - 1, at_most)).astype(int)]
+
+
+def clip_text_values(
+    times: np.ndarray,
+    ratios: np.ndarray,
+    readings: list[list[str]],
+    start_s: float,
+    end_s: float,
+    at_most: int | None = None,
+) -> dict:
+    """``text_ratio``, ``text_ratio_max`` and ``text_content`` of one clip from its samples
+    (``at_most`` of them: :func:`clip_samples`)."""
+    inside = clip_samples(times, start_s, end_s, at_most)
     text = ratios[inside]
     lines = dict.fromkeys(line for i in inside for line in readings[i])
     return {
