@@ -738,6 +738,14 @@ class StageResources(Model):
     )
     min_actors: int = Field(1, ge=1)
     max_actors: int | None = Field(None, ge=1, description="null = one per available CPU.")
+    max_tasks_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="Batches handed to one actor at a time; null: Ray Data's default. Ray fails "
+        "every batch in flight on an actor that dies, so with 1 no batch waits behind one that "
+        "kills its worker; but a pool with min_actors < max_actors then stays at its minimum "
+        "(it grows on queued work), so set both.",
+    )
     max_restarts: int = Field(
         -1,
         ge=-1,

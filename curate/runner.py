@@ -172,7 +172,11 @@ def pool_args(res: StageResources) -> dict:
     cpus = ray.cluster_resources().get("CPU", 1.0)
     max_actors = res.max_actors or max(res.min_actors, int(cpus))
     args: dict = {
-        "compute": ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=max_actors),
+        "compute": ray.data.ActorPoolStrategy(
+            min_size=res.min_actors,
+            max_size=max_actors,
+            max_tasks_in_flight_per_actor=res.max_tasks_in_flight,
+        ),
         "num_cpus": res.num_cpus,
         "max_restarts": res.max_restarts,
         "max_task_retries": res.max_task_retries,
