@@ -167,17 +167,14 @@ class DetectStage(Stage):
         ``analyze.text.ocr.max_frames_per_clip`` per clip: the rest of a source is no clip's)."""
         times = np.asarray([s["time"] for s in samples])
         at_most = self.text_cfg.ocr.max_frames_per_clip
-        used = {
-            int(i) for c in clips for i in clip_samples(times, c["start_s"], c["end_s"], at_most)
-        }
+        reads = [clip_samples(times, c["start_s"], c["end_s"], at_most) for c in clips]
         ratios = np.zeros(len(samples), np.float32)
         readings: list[list[str]] = [[] for _ in samples]
-        for i in sorted(used):
+        for i in sorted({int(i) for inside in reads for i in inside}):
             frame, confirm = (from_jpeg(samples[i][k], gray=True) for k in ("frame", "confirm"))
             ratios[i], readings[i] = overlay_text(self.text, frame, confirm)
-        for clip in clips:
-            start, end = clip["start_s"], clip["end_s"]
-            clip.update(clip_text_values(times, ratios, readings, start, end, at_most))
+        for clip, inside in zip(clips, reads):
+            clip.update(clip_text_values(ratios, readings, inside))
 
     def scores(self, keyframes: list) -> dict[str, Any]:
         """The detection columns of one clip from its keyframes (BGR)."""

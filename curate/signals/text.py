@@ -285,17 +285,9 @@ def clip_samples(
     return inside[np.round(np.linspace(0, len(inside) - 1, at_most)).astype(int)]
 
 
-def clip_text_values(
-    times: np.ndarray,
-    ratios: np.ndarray,
-    readings: list[list[str]],
-    start_s: float,
-    end_s: float,
-    at_most: int | None = None,
-) -> dict:
-    """``text_ratio``, ``text_ratio_max`` and ``text_content`` of one clip from its samples
-    (``at_most`` of them: :func:`clip_samples`)."""
-    inside = clip_samples(times, start_s, end_s, at_most)
+def clip_text_values(ratios: np.ndarray, readings: list[list[str]], inside: np.ndarray) -> dict:
+    """``text_ratio``, ``text_ratio_max`` and ``text_content`` of one clip from the samples it
+    reads (``inside``: :func:`clip_samples`)."""
     text = ratios[inside]
     lines = dict.fromkeys(line for i in inside for line in readings[i])
     return {
@@ -389,9 +381,8 @@ class TextSignal(FrameSignal):
     def clip_values(self, series: TextSeries, clip: ClipWindow) -> dict:
         if series.kept is not None:
             return {}  # filled by the detect stage
-        return clip_text_values(
-            series.times, series.ratios, series.readings, clip.start_s, clip.end_s
-        )
+        inside = clip_samples(series.times, clip.start_s, clip.end_s)
+        return clip_text_values(series.ratios, series.readings, inside)
 
     def source_values(self, series: TextSeries) -> dict:
         return {"text_samples": series.kept}
