@@ -83,6 +83,11 @@ SMOKE: dict[str, Smoke] = {
         ray=True,
     ),
     "compare_outputs.py": Smoke(("--help",), ("usage:",)),
+    "cut_heavy_video.py": Smoke(
+        ("--videos", "{videos}", "--duration", "2", "--out", "{tmp}/cut.mp4"),
+        ("cut-heavy video:", "joins at frames"),
+        shared=True,
+    ),
     "eval_camera_motion.py": Smoke(
         ("--videos", "{videos}", "--per-class", "1", "--limit", "2"),
         ("real footage: ", "| static |", "reliability", "synthetic camera moves"),
