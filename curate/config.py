@@ -279,6 +279,13 @@ class AnalyzeConfig(Model):
     skip_loop_filter: bool = Field(
         True, description="Skip H.264/VP8 deblocking while analysing (faster, invisible at 256 px)."
     )
+    decoder: Literal["auto", "cpu", "nvdec"] = Field(
+        "auto",
+        description="auto: NVDEC (the GPU's video decoder, through PyAV's CUDA hwaccel) where "
+        "the analyze worker has a GPU that PyAV can open, the CPU elsewhere; nvdec: fail at "
+        "start-up where it cannot work. A source NVDEC refuses (its codec or profile) is "
+        "decoded on the CPU.",
+    )
     # The signals, in registry order (their columns' and gates' order).
     shots: ShotsConfig = ShotsConfig()
     sharpness: SharpnessConfig = SharpnessConfig()
@@ -404,7 +411,10 @@ class EmbedConfig(Model):
     dim: int = Field(
         512, ge=1, description="Embedding width stored in the analysis table (model's embed_dim)."
     )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="auto: the GPU (float16) when the embed worker has one (ray.embed.num_gpus).",
+    )
     batch_size: int = Field(64, ge=1, description="Keyframes per forward pass.")
     sources_per_batch: int = Field(4, ge=1, description="Analysed sources per embed call.")
     open_clip: OpenClipConfig = OpenClipConfig()
@@ -590,7 +600,7 @@ class TransformersCaptionerConfig(CaptionerBase):
     cache_dir: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
-        "auto", description="auto: bfloat16 on GPU, float32 on CPU."
+        "auto", description="auto: bfloat16 on GPU (float16 before Ampere), float32 on CPU."
     )
     batch_size: int = Field(4, ge=1, description="Clips per generate call.")
     max_new_tokens: int = Field(512, ge=16)

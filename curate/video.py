@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import logging
 import math
 import queue
 import threading
@@ -11,14 +12,18 @@ from collections import deque
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import av
 import cv2
 import numpy as np
+from av.codec.hwaccel import HWAccel, HWDeviceType, hwdevices_available
 from av.video.reformatter import VideoReformatter
 
 from curate.storage import IO_BUFFER_BYTES, ffmpeg_reads, is_uri, open_input
 from curate.threads import cpu_share
+
+log = logging.getLogger(__name__)
 
 DECODE_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError)
 """Errors PyAV raises for unreadable, truncated or corrupt media."""
@@ -74,18 +79,22 @@ def ffmpeg_url(path: str) -> str:
 
 
 def open_video(
-    source: str, threads: int = 0, fast: bool = False
+    source: str, threads: int = 0, fast: bool = False, *, hwaccel: HWAccel | None = None
 ) -> tuple[av.container.InputContainer, av.VideoStream]:
     """Open ``source`` and its first video stream with threaded decoding (``threads``; 0:
     the worker's CPU share, :func:`curate.threads.cpu_share`, or FFmpeg's choice outside a
-    worker); ``fast`` skips the in-loop deblocking filter (for analysis, never for export)."""
+    worker); ``fast`` skips the in-loop deblocking filter (for analysis, never for export);
+    ``hwaccel`` decodes on a device (:class:`VideoDecoder` uses it for NVDEC)."""
     try:
         if is_uri(source) and not ffmpeg_reads(source):
             container = av.open(
-                open_input(source), metadata_errors="ignore", buffer_size=IO_BUFFER_BYTES
+                open_input(source),
+                metadata_errors="ignore",
+                buffer_size=IO_BUFFER_BYTES,
+                hwaccel=hwaccel,
             )
         else:
-            container = av.open(ffmpeg_url(source), metadata_errors="ignore")
+            container = av.open(ffmpeg_url(source), metadata_errors="ignore", hwaccel=hwaccel)
     except DECODE_ERRORS as e:
         raise MediaError("unreadable", f"cannot open: {e}") from e
     if not container.streams.video:
@@ -350,3 +359,127 @@ def _prefetch(items: Iterator, depth: int) -> Generator:
             with contextlib.suppress(queue.Empty):
                 buffer.get(timeout=0.05)
         worker.join()
+
+
+NVDEC_DEVICE_OPTIONS = {"primary_ctx": "1"}
+"""Open the device's primary CUDA context (the one torch uses too) rather than a context of
+its own per opened source: each costs hundreds of MB of GPU memory and time to set up."""
+
+NVDEC_THREADS = 1
+"""Decoder threads on NVDEC: the GPU decodes, so frame threads only hold more surfaces and
+copies (torchcodec measured one thread fastest with CUDA decoding)."""
+
+NVDEC_PROBE_CODEC = "h264"
+"""The decoder whose NVDEC support the start-up check asks about."""
+
+_NVDEC_ERRORS = (av.FFmpegError, OSError, RuntimeError, NotImplementedError, ValueError)
+"""What PyAV raises when it cannot set up a CUDA device (no driver, no GPU, out of memory)."""
+
+
+def nvdec_build_problem() -> str | None:
+    """Why this PyAV's FFmpeg cannot use NVDEC on any machine, or ``None``."""
+    if "cuda" not in hwdevices_available():
+        return "PyAV's FFmpeg was built without CUDA"
+    configs = av.codec.Codec(NVDEC_PROBE_CODEC, "r").hardware_configs
+    if not any(c.device_type == HWDeviceType.cuda and c.is_supported for c in configs):
+        return "PyAV's FFmpeg was built without NVDEC decoders"
+    return None
+
+
+def nvdec_accel() -> HWAccel:
+    """PyAV's settings for decoding on NVDEC. No software decoding inside FFmpeg: a refusal
+    must show, so that :class:`VideoDecoder` hands the source to the CPU decoder with its own
+    threads. Frames are copied back to system memory as they come out."""
+    return HWAccel("cuda", allow_software_fallback=False, options=NVDEC_DEVICE_OPTIONS)
+
+
+@lru_cache(maxsize=1)
+def nvdec_problem() -> str | None:
+    """Why NVDEC cannot decode in this process, or ``None`` when it can. Opens (and closes) a
+    CUDA device once, as every source would; the answer is kept for the process."""
+    problem = nvdec_build_problem()
+    if problem is not None:
+        return problem
+    try:
+        nvdec_accel().create(av.codec.Codec(NVDEC_PROBE_CODEC, "r"))
+    except _NVDEC_ERRORS as e:
+        return f"PyAV cannot open a CUDA device ({type(e).__name__}: {e})"
+    return None
+
+
+@lru_cache(maxsize=1)
+def _held_device() -> HWAccel | None:
+    """A CUDA device held open while the process decodes: the primary context then outlives
+    each source's container, and the next source does not set it up again."""
+    try:
+        return nvdec_accel().create(av.codec.Codec(NVDEC_PROBE_CODEC, "r"))
+    except _NVDEC_ERRORS:
+        return None  # the source's own open says why
+
+
+class VideoDecoder:
+    """One source's decoder: NVDEC when ``decoder`` is ``nvdec`` and it takes the source,
+    the CPU otherwise (``decoder`` and ``refused`` then say so and why).
+
+    NVDEC refuses a source when it is opened (no NVDEC decoder for its codec: AV1, which
+    FFmpeg reads with dav1d, or ProRes) or on its first frames (a codec or profile the GPU
+    lacks: VP8 or MPEG-4 part 2 on some GPUs, 4:2:2 H.264). Either way no frame has reached
+    the caller yet, so the source is opened again for the CPU decoder and the caller sees one
+    stream of frames, the same arrays either way (NVDEC's frames are copied to system memory
+    and scaled there)."""
+
+    def __init__(
+        self, source: str, threads: int = 0, fast: bool = False, decoder: str = "cpu"
+    ) -> None:
+        self.source = source
+        self.threads = threads
+        self.fast = fast
+        self.decoder = decoder
+        self.refused: str | None = None
+        if decoder != "nvdec":
+            self._open_cpu(None)
+            return
+        _held_device()
+        try:
+            self.container, self.stream = open_video(
+                source, NVDEC_THREADS, fast, hwaccel=nvdec_accel()
+            )
+        except (MediaError, RuntimeError) as e:
+            self._open_cpu(str(e))
+            return
+        if not self.stream.codec_context.is_hwaccel:
+            name = self.stream.codec_context.name
+            self.container.close()
+            self._open_cpu(f"NVDEC has no decoder for {name}")
+
+    def _open_cpu(self, refused: str | None) -> None:
+        if refused is not None:
+            log.debug("%s: NVDEC refused it (%s); decoding on the CPU", self.source, refused)
+        self.decoder, self.refused = "cpu", refused
+        self.container, self.stream = open_video(self.source, self.threads, self.fast)
+
+    def frames(self, info: VideoInfo, size: tuple[int, int]) -> Generator[DecodedFrame, None, None]:
+        """Every frame, as :func:`iter_scaled_frames` yields them."""
+        return _prefetch(self._frames(info, size), PREFETCH_FRAMES)
+
+    def _frames(self, info: VideoInfo, size: tuple[int, int]) -> Iterator[DecodedFrame]:
+        if self.decoder == "nvdec":
+            started = False
+            try:
+                for frame in _scaled_frames(self.container, self.stream, info, size):
+                    started = True
+                    yield frame
+            except DECODE_ERRORS as e:
+                if started:
+                    raise  # the caller has frames: a damaged tail, as on the CPU
+                refused = f"{type(e).__name__}: {e}"
+            else:
+                if started:
+                    return
+                refused = "it decoded no frame"
+            self.container.close()
+            self._open_cpu(refused)
+        yield from _scaled_frames(self.container, self.stream, info, size)
+
+    def close(self) -> None:
+        self.container.close()

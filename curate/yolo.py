@@ -45,11 +45,17 @@ class YoloDetector:
     """One YOLO-family ONNX model and its class names (in the model's class order)."""
 
     def __init__(
-        self, path: str, labels: list[str], device: str, key: str, size: int | None = None
+        self,
+        path: str,
+        labels: list[str],
+        device: str,
+        key: str,
+        size: int | None = None,
+        device_key: str = "detect.device",
     ) -> None:
         """``key`` names the model setting in errors (``detect.nsfw.model``); ``size`` is its
-        sibling ``input_size``."""
-        self.session = session(path, device, key)
+        sibling ``input_size``; ``device_key`` names the ``device`` setting."""
+        self.session = session(path, device, device_key)
         fixed = self.session.get_inputs()[0].shape[2]
         self.square = isinstance(fixed, int)
         if size is None:

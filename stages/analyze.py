@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from curate import schema
 from curate.config import AnalyzeConfig, ClipsConfig, CurateConfig, IsolationConfig
+from curate.devices import check_decoder, resolve_analyze, resolve_decoder
 from curate.sandbox import Sandbox
 from curate.schema import reject_row
 from curate.signals import ClipWindow, FrameSignal, build_signals, signal_type
@@ -25,9 +26,8 @@ from curate.stage import Stage
 from curate.video import (
     DECODE_ERRORS,
     MediaError,
+    VideoDecoder,
     VideoInfo,
-    iter_scaled_frames,
-    open_video,
     orientation,
     scaled_size,
 )
@@ -46,6 +46,10 @@ class FrameSeries:
     signals: list[FrameSignal]
     values: dict[str, Any]
     """Each signal's series, by signal name."""
+    decoder: str = "cpu"
+    """The decoder that produced the frames: ``nvdec`` or ``cpu``."""
+    refused: str | None = None
+    """Why NVDEC did not decode the source, where it was asked to."""
 
     @property
     def num_frames(self) -> int:
@@ -60,12 +64,13 @@ def decode_series(
 ) -> FrameSeries:
     """The single decode pass over ``source``: every frame goes to every signal that wants
     it (``signals``: all of the configured ones by default)."""
-    container, stream = open_video(source, cfg.decode_threads, fast=cfg.skip_loop_filter)
+    decoder = resolve_decoder(cfg.decoder) if cfg.decoder == "auto" else cfg.decoder
+    video = VideoDecoder(source, cfg.decode_threads, cfg.skip_loop_filter, decoder)
     # A multiple of 8 keeps the half-size frame's chroma planes even.
     size = scaled_size(info, cfg.short_side, multiple=8)
     signals = build_signals(cfg) if signals is None else signals
     times: list[float] = []
-    frames = iter_scaled_frames(container, stream, info, size)
+    frames = video.frames(info, size)
     try:
         for frame in frames:
             for signal in signals:
@@ -79,7 +84,7 @@ def decode_series(
         log.warning("%s: decoding stopped after %d frames: %s", source, len(times), e)
     finally:
         frames.close()  # stops the decode thread before its container goes away
-        container.close()
+        video.close()
     if not times:
         raise MediaError("decode_error", "no frame could be decoded")
     # The last frame lasts one typical frame interval.
@@ -88,6 +93,8 @@ def decode_series(
         times=np.asarray(times),
         end_time=times[-1] + step,
         signals=signals,
+        decoder=video.decoder,
+        refused=video.refused,
         values={s.name: s.finish() for s in signals},
     )
 
@@ -148,7 +155,8 @@ class AnalyzeStage(Stage):
     name = "analyze"
 
     def __init__(self, analyze: AnalyzeConfig, isolation: IsolationConfig, dim: int) -> None:
-        self.cfg = analyze
+        # ``auto`` decided here, where Ray's GPU assignment is known (not in the sandbox).
+        self.cfg = resolve_analyze(analyze)
         self.isolation = isolation
         self.schema = schema.analyzed_source_schema(dim)
         self.sandbox = Sandbox(isolation, self.name, preload=(__name__,))
@@ -161,6 +169,7 @@ class AnalyzeStage(Stage):
     def check(cls, config: CurateConfig) -> dict[str, Any]:
         for name, block in config.analyze.signal_blocks():
             signal_type(name).check(block)
+        check_decoder(config)
         return {}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -204,6 +213,10 @@ class AnalyzeStage(Stage):
         finally:
             out["analyze_s"] = time.perf_counter() - started
         out.update(result)
+        if result.get("decoder_refused"):
+            refused = result["decoder_refused"]
+            log.info("%s: NVDEC refused it (%s); decoded on the CPU", source, refused)
+        log.debug("%s: decoded with %s", source, result.get("decoder"))
         log.info(
             "analyzed %s: %d frames, %d shots, %d clips in %.1f s",
             source,
@@ -226,6 +239,8 @@ def analyze_source(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> dict:
     out["clips"] = [_clip_row(source, info, series, w) for w in clips]
     for signal in series.signals:
         out.update(signal.source_values(series[signal.name]))
+    # Not a column: the worker logs it.
+    out.update(decoder=series.decoder, decoder_refused=series.refused)
     minimum = f"analyze.clips.min_duration_s {cfg.clips.min_duration_s}"
     for w in short:
         start_s, end_s = _span(series, w)

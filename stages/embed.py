@@ -26,6 +26,7 @@ import pyarrow as pa
 from curate import schema
 from curate.aesthetic_head import AestheticHead
 from curate.config import ConfigError, CurateConfig, EmbedConfig, OpenClipConfig
+from curate.devices import torch_device
 from curate.imaging import from_jpeg
 from curate.stage import Stage
 
@@ -222,13 +223,8 @@ class OpenClipEmbedder:
         oc = cfg.open_clip
         if oc.config_file:
             open_clip.add_model_config(oc.config_file)
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            # An explicit GPU request that cannot be met must not quietly run on the CPU.
-            raise RuntimeError(
-                "embed.device is cuda but this embed actor sees no CUDA device "
-                "(give it a GPU with ray.embed.num_gpus: 1, or set embed.device: auto)"
-            )
-        cuda = torch.cuda.is_available() and cfg.device != "cpu"
+        # An explicit GPU request that cannot be met must not quietly run on the CPU.
+        cuda = torch_device(cfg.device, "embed.device") == "cuda"
         self.device = torch.device("cuda" if cuda else "cpu")
         self.dtype = torch.float16 if cuda else torch.float32
         model, _, preprocess = open_clip.create_model_and_transforms(

@@ -181,7 +181,7 @@ def test_explicit_cuda_without_a_gpu_is_an_error(tiny_clip_config):
     config = tiny_clip_config.model_copy(
         update={"embed": tiny_clip_config.embed.model_copy(update={"device": "cuda"})}
     )
-    with pytest.raises(RuntimeError, match=r"embed\.device is cuda"):
+    with pytest.raises(ConfigError, match=r"embed\.device is cuda"):
         EmbedStage.from_config(config)
 
 

@@ -106,6 +106,14 @@ SMOKE: dict[str, Smoke] = {
         shared=True,
         timeout=300,
     ),
+    "gpu_check.py": Smoke(
+        # No GPU in CI: the same parts on the CPU at the tiny size.
+        ("--videos", "{videos}", "--tiny"),
+        ("transnetv2", "pp-ocr", "nudenet", "open_clip", "curate run", "gpu check done"),
+        shared=True,
+        ray=True,
+        timeout=300,
+    ),
     "inspect_shards.py": Smoke(
         ("{tmp}/out", "--tier", "strict", "--sample", "2"),
         ("(200 candidate clips)", "selection: tiers/strict"),

@@ -25,7 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from curate.config import ConfigError, TransNetV2Config
+from curate.config import TransNetV2Config
+from curate.devices import torch_device
 from curate.model_files import model_file
 from curate.threads import limit_native_threads
 
@@ -70,13 +71,7 @@ def weights_path(cfg: TransNetV2Config) -> Path:
 
 
 def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("analyze.shots.transnetv2.device: cuda requested but no GPU is visible")
-    return device
+    return torch_device(device, "analyze.shots.transnetv2.device")
 
 
 def resolve_precision(precision: str, device: str) -> Any:
@@ -87,7 +82,8 @@ def resolve_precision(precision: str, device: str) -> Any:
         return None
     if precision == "auto":
         if device == "cuda":
-            native = torch.cuda.is_bf16_supported()
+            # Emulated bfloat16 (before Ampere) is slower than float32.
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
         else:
             native = torch.backends.mkldnn.is_available() and bool(
                 torch.ops.mkldnn._is_mkldnn_bf16_supported()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from curate.captions import ClipInfo, MalformedReply, instruction, parse_reply
 from curate.config import ConfigError, TransformersCaptionerConfig
+from curate.devices import torch_device, torch_half
 from stages.captioners import Captioner, CaptionOutcome
 
 log = logging.getLogger(__name__)
@@ -82,12 +83,11 @@ class TransformersCaptioner(Captioner):
 
         self.cfg = cfg
         self.name = cfg.name
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"captioner {cfg.name}: device cuda requested but none is visible")
-        cuda = torch.cuda.is_available() and cfg.device != "cpu"
+        # The captioner's config knows no index: the key names it by its name.
+        cuda = torch_device(cfg.device, f"caption.captioners[{cfg.name}].device") == "cuda"
         self.device = torch.device("cuda" if cuda else "cpu")
         if cfg.dtype == "auto":
-            dtype = torch.bfloat16 if cuda else torch.float32
+            dtype = torch_half("cuda") if cuda else torch.float32
         else:
             dtype = getattr(torch, cfg.dtype)
         self.processor = AutoProcessor.from_pretrained(
