@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import ray
 import ray.data
 
-from curate import journal, schema
+from curate import journal, schema, timing
 from curate.config import CurateConfig
 from curate.funnel import Funnel
 from curate.journal import Journal
@@ -128,6 +128,7 @@ class Phase1:
             self.outputs.store.remove(folder)
         by_stage: dict[str, Counter] = {"probe": Counter(), "analyze": Counter()}
         totals: Counter = Counter()
+        spent: dict[str, float] = {}
         seen: set[int] = set()
         out = self.outputs
         with (
@@ -149,6 +150,8 @@ class Phase1:
                     totals[name] += pc.sum(batch[name]).as_py() or 0
                 for name in ("shots", "clips"):
                     totals[name] += pc.sum(pc.list_value_length(batch[name])).as_py() or 0
+                if "timing" in batch.column_names:  # chunks of older versions have none
+                    timing.add(spent, _map_sums(batch["timing"]))
             lost = [
                 reject_row(source, "analyze", "decode_error", LOST_DETAIL)
                 for i, source in enumerate(sources)
@@ -158,12 +161,18 @@ class Phase1:
                 log.warning("%d sources have no result and are rejected", len(lost))
                 rejects.write(schema.from_rows(lost, schema.REJECTS))
                 by_stage["analyze"]["decode_error"] += len(lost)
-        self.record(len(sources), by_stage, totals, embedding_model)
+        self.record(len(sources), by_stage, totals, embedding_model, spent)
 
     def record(
-        self, n: int, by_stage: dict[str, Counter], totals: Counter, embedding_model: str | None
+        self,
+        n: int,
+        by_stage: dict[str, Counter],
+        totals: Counter,
+        embedding_model: str | None,
+        spent: dict[str, float] | None = None,
     ) -> None:
-        """Phase 1's funnel and stage statistics, into the funnel and the journal."""
+        """Phase 1's funnel and stage statistics, into the funnel and the journal; ``spent``:
+        the sources' summed ``timing`` (``curate.timing``), by part under each stage."""
         probe_rejected = sum(by_stage["probe"].values())
         self.funnel.record("discover", n, n, {})
         self.funnel.record("probe", n, n - probe_rejected, by_stage["probe"])
@@ -177,13 +186,15 @@ class Phase1:
         )
         busy = totals["analyze_s"]
         stats = {
-            "probe": {"busy_s": round(totals["probe_s"], 3)},
+            "probe": {"busy_s": round(totals["probe_s"], 3), "sources": n},
             "analyze": {
                 "busy_s": round(busy, 3),
                 "frames": totals["frames"],
                 "frames_per_busy_s": round(totals["frames"] / busy, 1) if busy else None,
             },
         }
+        for stage, measures in timing.nest(spent or {}).items():
+            stats.setdefault(stage, {}).update(measures)
         self.journal.finish_phase1(
             {
                 "funnel": {k: self.funnel.steps[k] for k in ("discover", "probe", "analyze")},
@@ -192,6 +203,16 @@ class Phase1:
                 "timings": dict(self.funnel.timings),
             }
         )
+
+
+def _map_sums(column: pa.ChunkedArray) -> list[tuple[str, float]]:
+    """The values of a map column summed by key, keys in the order they first appear."""
+    entries = column.combine_chunks()
+    pairs = pa.table({"key": entries.keys, "value": entries.items})
+    if pairs.num_rows == 0:
+        return []
+    sums = pairs.group_by("key", use_threads=False).aggregate([("value", "sum")])
+    return list(zip(sums["key"].to_pylist(), sums["value_sum"].to_pylist()))
 
 
 def _flatten(batch: pa.Table, column: str, target: pa.Schema) -> pa.Table:

@@ -207,6 +207,9 @@ def analyzed_source_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
             pa.field("frames", pa.int64()),
             pa.field("analyze_s", pa.float64()),
             pa.field("probe_s", pa.float64()),
+            # Seconds and counts per part of the work (``curate.timing``), summed into the
+            # manifest.
+            pa.field("timing", pa.map_(pa.string(), pa.float64())),
             *(f for signal in signal_types() for f in signal.source_fields),
         ]
     )

@@ -21,6 +21,7 @@ from curate.io import read_table, shards
 from curate.manifest import InspectError, Manifest, open_output
 from curate.progress import duration_text
 from curate.storage import Store
+from curate.timing import timing_lines
 from curate.where import parse_where
 
 PERCENTILES = (0.1, 0.5, 0.9)
@@ -98,6 +99,7 @@ def summarize(
         "rejects": dict(sorted(Counter(reasons).items())),
         "rejects_by_stage": dict(sorted(by_stage.items())),
         "schema_problems": output_schema_problems(store, manifest, names),
+        "timing": manifest.timing.stages,
         "selection": selection,
     }
 
@@ -279,6 +281,7 @@ def summary_text(summary: dict) -> str:
     problems = summary["schema_problems"]
     lines.append("schema: ok" if not problems else "schema problems:")
     lines += [f"  - {p}" for p in problems]
+    lines += timing_lines(summary.get("timing") or {})
 
     sel = summary["selection"]
     hours = "" if sel["hours"] is None else f", {sel['hours']:.3f} h"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,8 @@ class FrameSeries:
     """The decoder that produced the frames: ``nvdec`` or ``cpu``."""
     refused: str | None = None
     """Why NVDEC did not decode the source, where it was asked to."""
+    timing: dict[str, float] = field(default_factory=dict)
+    """Seconds and counts of the pass by part (``curate.timing`` keys)."""
 
     @property
     def num_frames(self) -> int:
@@ -64,18 +66,32 @@ def decode_series(
 ) -> FrameSeries:
     """The single decode pass over ``source``: every frame goes to every signal that wants
     it (``signals``: all of the configured ones by default)."""
+    signals = build_signals(cfg) if signals is None else signals
+    clock = time.perf_counter
+    # Where the pass spends its time: waiting for the decoder thread, and each signal's
+    # ``wants`` + ``update`` (one clock reading per signal and frame).
+    waited = 0.0
+    spent = [0.0] * len(signals)
+    taken = [0] * len(signals)
+    mark = clock()
     decoder = resolve_decoder(cfg.decoder) if cfg.decoder == "auto" else cfg.decoder
     video = VideoDecoder(source, cfg.decode_threads, cfg.skip_loop_filter, decoder)
     # A multiple of 8 keeps the half-size frame's chroma planes even.
     size = scaled_size(info, cfg.short_side, multiple=8)
-    signals = build_signals(cfg) if signals is None else signals
     times: list[float] = []
     frames = video.frames(info, size)
     try:
         for frame in frames:
-            for signal in signals:
+            now = clock()
+            waited += now - mark
+            mark = now
+            for i, signal in enumerate(signals):
                 if signal.wants(frame):
                     signal.update(frame)
+                    taken[i] += 1
+                now = clock()
+                spent[i] += now - mark
+                mark = now
             times.append(frame.time)
     except DECODE_ERRORS as e:
         if not times:
@@ -87,6 +103,15 @@ def decode_series(
         video.close()
     if not times:
         raise MediaError("decode_error", "no frame could be decoded")
+    timing = {"analyze.decode.wait_s": waited, "analyze.decode.frames": float(len(times))}
+    values = {}
+    for signal, seconds, count in zip(signals, spent, taken):
+        started = clock()
+        values[signal.name] = signal.finish()
+        timing[f"analyze.{signal.name}.update_s"] = seconds
+        timing[f"analyze.{signal.name}.finish_s"] = clock() - started
+        timing[f"analyze.{signal.name}.frames"] = float(count)
+        timing.update({f"analyze.{k}": v for k, v in signal.model_timing().items()})
     # The last frame lasts one typical frame interval.
     step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / (info.fps or 25.0)
     return FrameSeries(
@@ -95,7 +120,8 @@ def decode_series(
         signals=signals,
         decoder=video.decoder,
         refused=video.refused,
-        values={s.name: s.finish() for s in signals},
+        values=values,
+        timing=timing,
     )
 
 
@@ -232,7 +258,12 @@ def analyze_source(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> dict:
     """Decode ``source`` once and derive its ``shots``, candidate ``clips`` and ``rejects``
     (``frames``: frames decoded). Runs in the sandbox process; raises :class:`MediaError`."""
     series = decode_series(source, info, cfg)
-    out: dict = {"frames": series.num_frames, "shots": _shot_rows(source, series), "rejects": []}
+    out: dict = {
+        "frames": series.num_frames,
+        "shots": _shot_rows(source, series),
+        "rejects": [],
+        "timing": series.timing,
+    }
     clips, short = plan_windows(
         series.times, series.end_time, series["shots"].spans, series["sharpness"], cfg.clips
     )
@@ -316,6 +347,10 @@ def _clip_row(source: str, info: VideoInfo, series: FrameSeries, w: Window) -> d
         "fps": info.fps,
         "orientation": orientation(info.width, info.height),
     }
+    timing = series.timing
     for signal in series.signals:
+        started = time.perf_counter()
         row.update(signal.clip_values(series[signal.name], clip))
+        key = f"analyze.{signal.name}.clip_values_s"
+        timing[key] = timing.get(key, 0.0) + time.perf_counter() - started
     return row

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,7 @@ class DetectStage(Stage):
         self.cfg = detect
         self.text_cfg = text
         self.schema = schema.analyzed_source_schema(dim)
+        self.loaded = False
 
     @classmethod
     def inputs(cls, config: CurateConfig) -> dict[str, Any]:
@@ -151,41 +153,84 @@ class DetectStage(Stage):
     def objects(self) -> YoloDetector | None:
         return objects_detector(self.cfg)
 
+    def load(self) -> float:
+        """Load the models before the first source (seconds it took; 0 once loaded), so that
+        the first source's timings are the models' work, not their loading."""
+        if self.loaded:
+            return 0.0
+        started = time.perf_counter()
+        if self.text is not None:
+            # PP-OCR opens its sessions on its first frame.
+            self.text.detect(np.zeros((224, 400), np.uint8))
+        _ = self.nudenet, self.objects
+        self.loaded = True
+        return time.perf_counter() - started
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
+        load_s = self.load()
         for row in rows:
+            started = time.perf_counter() - load_s  # the first source's busy time includes it
+            timing = dict(row.get("timing") or ())
+            if load_s:
+                timing["detect.load.model_s"], load_s = load_s, 0.0
             samples = row.pop("text_samples", None)
             if self.text is not None and samples is not None:
-                self.read_text(samples, row["clips"])
+                self.read_text(samples, row["clips"], timing)
             for clip in row["clips"]:
-                clip.update(self.scores([from_jpeg(k) for k in clip["keyframes"] or []]))
+                keyframes = [from_jpeg(k) for k in clip["keyframes"] or []]
+                clip.update(self.scores(keyframes, timing))
+            timing["detect.busy_s"] = time.perf_counter() - started
+            row["timing"] = timing
         return schema.from_rows(rows, self.schema)
 
-    def read_text(self, samples: list[dict], clips: list[dict]) -> None:
+    def read_text(
+        self, samples: list[dict], clips: list[dict], timing: dict[str, float] | None = None
+    ) -> None:
         """The text columns of every clip from the source's sampled frames (only the samples
         some clip reads are run through the detector, at most
-        ``analyze.text.ocr.max_frames_per_clip`` per clip: the rest of a source is no clip's)."""
+        ``analyze.text.ocr.max_frames_per_clip`` per clip: the rest of a source is no clip's).
+        ``timing`` gets the detector's seconds and frames (``curate.timing``)."""
         times = np.asarray([s["time"] for s in samples])
         at_most = self.text_cfg.ocr.max_frames_per_clip
         reads = [clip_samples(times, c["start_s"], c["end_s"], at_most) for c in clips]
         ratios = np.zeros(len(samples), np.float32)
         readings: list[list[str]] = [[] for _ in samples]
-        for i in sorted({int(i) for inside in reads for i in inside}):
+        read = sorted({int(i) for inside in reads for i in inside})
+        seconds = 0.0
+        for i in read:
             frame, confirm = (from_jpeg(samples[i][k], gray=True) for k in ("frame", "confirm"))
+            started = time.perf_counter()
             ratios[i], readings[i] = overlay_text(self.text, frame, confirm)
+            seconds += time.perf_counter() - started
+        if timing is not None:
+            _add(timing, f"detect.{self.text_cfg.detector}", seconds, frames=len(read))
         for clip, inside in zip(clips, reads):
             clip.update(clip_text_values(ratios, readings, inside))
 
-    def scores(self, keyframes: list) -> dict[str, Any]:
-        """The detection columns of one clip from its keyframes (BGR)."""
+    def scores(self, keyframes: list, timing: dict[str, float] | None = None) -> dict[str, Any]:
+        """The detection columns of one clip from its keyframes (BGR); ``timing`` gets each
+        model's seconds and keyframes (``curate.timing``)."""
         out: dict[str, Any] = {}
         if self.nudenet is not None and keyframes:
+            started = time.perf_counter()
             found = [self.nudenet.detect(k, self.cfg.nsfw.threshold / 2) for k in keyframes]
+            if timing is not None:
+                _add(timing, "detect.nsfw", time.perf_counter() - started, keyframes=len(found))
             out.update(nsfw_values(found, self.cfg.nsfw.threshold))
         if self.objects is not None and keyframes:
+            started = time.perf_counter()
             found = [self.objects.detect(k, self.cfg.objects.threshold) for k in keyframes]
+            if timing is not None:
+                _add(timing, "detect.objects", time.perf_counter() - started, keyframes=len(found))
             out.update(object_values(found, self.cfg.objects.subjects))
         return out
+
+
+def _add(timing: dict[str, float], part: str, seconds: float, **counts: int) -> None:
+    """Add a model's seconds and counts to ``timing`` under ``part`` (``detect.nsfw``)."""
+    for key, value in {"model_s": seconds, **counts}.items():
+        timing[f"{part}.{key}"] = timing.get(f"{part}.{key}", 0.0) + value
 
 
 def nsfw_values(found: list[list[Detection]], threshold: float) -> dict[str, Any]:

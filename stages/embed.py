@@ -16,6 +16,7 @@ keyframe's normalised image embedding; the mean score per clip replaces the tech
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -283,8 +284,12 @@ class EmbedStage(Stage):
     name = "embed"
 
     def __init__(self, embed: EmbedConfig) -> None:
+        started = time.perf_counter()
         self.embedder = EMBEDDERS[embed.backend](embed)
         self.head = AestheticHead(embed.aesthetic_head) if embed.aesthetic_head.path else None
+        loads = self.embedder.loads_model or self.head is not None
+        self.load_s = time.perf_counter() - started if loads else 0.0
+        """Seconds the models took to load, reported with the first batch."""
         self.schema = schema.analyzed_source_schema(embed.dim)
 
     @classmethod
@@ -304,6 +309,7 @@ class EmbedStage(Stage):
         return not EMBEDDERS[config.embed.backend].loads_model
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.perf_counter()
         rows = batch.to_pylist()
         clips = [c for r in rows for c in r["clips"]]
         images: list[np.ndarray] = []
@@ -312,8 +318,11 @@ class EmbedStage(Stage):
             for jpeg in clip["keyframes"] or []:
                 images.append(from_jpeg(jpeg))
                 owners.append(i)
+        model_s = 0.0
         if images:
+            model_started = time.perf_counter()
             vectors = self.embedder.embed(images)
+            model_s = time.perf_counter() - model_started
             owner = np.asarray(owners)
             scores = None
             if self.head is not None:
@@ -330,4 +339,24 @@ class EmbedStage(Stage):
                 if scores is not None:
                     clip["aesthetic"] = float(scores[mine].mean())
                     clip["aesthetic_model"] = self.head.name
+        add_timing(rows, time.perf_counter() - started, model_s, self.load_s)
+        self.load_s = 0.0
         return schema.from_rows(rows, self.schema)
+
+
+def add_timing(rows: list[dict], busy_s: float, model_s: float, load_s: float = 0.0) -> None:
+    """The batch's seconds into each source's ``timing`` (``curate.timing``), shared out by
+    its keyframes (one forward pass serves several sources); ``load_s``, the model's
+    loading, goes to the first source."""
+    counts = [[len(c["keyframes"] or []) for c in row["clips"]] for row in rows]
+    images = sum(map(sum, counts))
+    for row, mine in zip(rows, counts):
+        share = sum(mine) / images if images else 1 / len(rows)
+        timing = dict(row.get("timing") or ())
+        timing["embed.busy_s"] = busy_s * share + load_s
+        if load_s:
+            timing["embed.load.model_s"], load_s = load_s, 0.0
+        timing["embed.clips"] = float(sum(1 for n in mine if n))
+        timing["embed.model.model_s"] = model_s * share
+        timing["embed.model.keyframes"] = float(sum(mine))
+        row["timing"] = timing

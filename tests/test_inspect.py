@@ -4,6 +4,7 @@ output read through ``scripts/inspect_shards.py`` with only pyarrow importable."
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from synth import SYNTH_TIERS, synthetic_output
 
 from curate.cli import main
 from curate.schema import TIER
+from curate.timing import nest, source_timing_lines, timing_lines
 from curate.where import WhereError, parse_where
 
 
@@ -112,6 +114,41 @@ def test_inspect_selects_tier_where_and_samples(small_output, capsys):
     assert {s["clip_id"] for s in samples} <= {r["clip_id"] for r in expected}
     # Half the synthetic tier rows have a caption: both kinds show, nulls as null.
     assert {s["caption"] is None for s in samples} == {True, False}
+
+
+def test_timing_table_shares_parts_and_shows_flat_entries():
+    source = {
+        "analyze.decode.wait_s": 2.0,
+        "analyze.decode.frames": 500.0,
+        "analyze.shots.update_s": 1.0,
+        "analyze.shots.finish_s": 0.5,
+        "analyze.shots.frames": 500.0,
+        "analyze.transnetv2.network_s": 0.75,
+        "analyze.transnetv2.frames": 200.0,
+        "embed.busy_s": 0.5,
+        "embed.clips": 2.0,
+    }
+    stages = nest(source)
+    assert stages["analyze"]["parts"]["shots"] == {"update_s": 1.0, "finish_s": 0.5, "frames": 500}
+    assert list(stages["embed"]) == ["busy_s", "clips"]
+    stages["analyze"] = {"busy_s": 4.0, "frames": 500, **stages["analyze"]}
+    # An entry that keeps its parts as flat seconds beside a shared count.
+    stages["export"] = {"decode_s": 1.0, "encode_s": 4.5, "frames": 900, "clips": 3}
+    rows = [re.split(r"\s{2,}", line.strip()) for line in timing_lines(stages)[1:]]
+    assert rows == [
+        ["part", "seconds", "share", "count", "rate"],
+        ["analyze", "4.00", "40%", "500 frames", "125/s"],
+        ["decode (waiting for frames)", "2.00", "20%", "500 frames"],  # waiting: no rate
+        ["shots", "1.50", "15%", "500 frames", "333/s", "update 1.00, finish 0.50"],
+        ["TransNetV2 network (own thread)", "0.75", "-", "200 frames", "267/s"],  # not shared
+        ["other", "0.50", "5%"],
+        ["embed", "0.50", "5%", "2 clips", "4/s"],
+        ["export", "5.50", "55%", "900 frames", "164/s"],
+        ["decode", "1.00", "10%", "900 frames", "900/s"],
+        ["encode", "4.50", "45%", "900 frames", "200/s"],
+    ]
+    assert source_timing_lines(list(source.items()))[0].endswith("(one source): 4.0 s")
+    assert timing_lines({}) == []
 
 
 def test_inspect_text_prints_captions(small_output, capsys):

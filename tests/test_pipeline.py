@@ -15,6 +15,7 @@ from curate.cli import main
 from curate.config import load_config
 from curate.registry import STAGES
 from curate.runner import fuse_pools
+from curate.signals import signal_types
 from curate.summary import accounting_problems
 
 
@@ -129,6 +130,38 @@ def test_inspect_reports_tiers_and_rejects(shared_run, capsys):
     assert summary["rejects"] == manifest["rejects"]
     assert main(["inspect", str(out)]) == 0
     assert "default" in capsys.readouterr().out
+
+
+@needs_shared
+def test_manifest_and_inspect_say_where_the_time_went(shared_run, capsys):
+    out, _, _ = shared_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    stages = manifest["timing"]["stages"]
+    analyze, parts = stages["analyze"], stages["analyze"]["parts"]
+    assert parts["decode"]["frames"] == analyze["frames"] > 0
+    for signal in signal_types():
+        measures = parts[signal.name]
+        assert {"update_s", "finish_s", "clip_values_s"} <= measures.keys()
+        assert 0 < measures["frames"] <= analyze["frames"], signal.name
+    # TransNetV2 runs around candidate cuts, in windows of 100 frames, on its own thread.
+    assert parts["transnetv2"]["frames"] % 100 == 0 and parts["transnetv2"]["frames"] > 0
+    assert parts["transnetv2"]["network_s"] > 0
+    in_pass = parts["decode"]["wait_s"] + sum(
+        parts[s.name]["update_s"] + parts[s.name]["finish_s"] for s in signal_types()
+    )
+    assert 0 < in_pass <= analyze["busy_s"]
+    detect = stages["detect"]["parts"]
+    assert detect["ocr"]["frames"] > 0 and detect["ocr"]["model_s"] > 0
+    assert detect["nsfw"]["keyframes"] >= manifest["funnel"]["analyze"]["out"]
+    assert stages["embed"]["clips"] == manifest["funnel"]["analyze"]["out"]
+    assert stages["embed"]["parts"]["model"]["keyframes"] == detect["nsfw"]["keyframes"]
+
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    table = text[text.index("where the time went") : text.index("selection:")].splitlines()
+    assert [line.split()[0] for line in table[2:6]] == ["probe", "analyze", "decode", "shots"]
+    assert any(line.split()[:2] == ["ocr", f"{detect['ocr']['model_s']:.2f}"] for line in table)
+    assert any("TransNetV2 network (own thread)" in line for line in table)
 
 
 def test_phase1_shares_one_pool_unless_a_stage_needs_other_nodes():

@@ -126,6 +126,11 @@ def test_driver_killed_mid_run_then_rerun_matches_uninterrupted(inputs, uninterr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["run"]["invocations"] == 2
     assert manifest["run"]["sources_done_before"] == len(done_before)
+    # The timings cover the sources of the killed invocation too.
+    stages = manifest["timing"]["stages"]
+    baseline = json.loads((uninterrupted / "manifest.json").read_text())["timing"]["stages"]
+    for stage, part, count in [("analyze", "decode", "frames"), ("embed", "model", "keyframes")]:
+        assert stages[stage]["parts"][part][count] == baseline[stage]["parts"][part][count] > 0
     assert not chunks.exists()  # folded into the tables
     assert main(["validate", str(out)]) == 0
 
@@ -151,8 +156,11 @@ def test_interrupted_phase3_restarts_from_analysis(inputs, uninterrupted, tmp_pa
     assert_same_results(out, uninterrupted)
     assert not stale.exists()
     manifest = json.loads((out / "manifest.json").read_text())
-    # No source was analyzed again.
+    # No source was analyzed again; phase 1's timings are those of the first invocation.
     assert manifest["run"]["sources_done_before"] == discovered(uninterrupted)
+    baseline = json.loads((uninterrupted / "manifest.json").read_text())
+    for stage in ("probe", "analyze", "detect", "embed"):
+        assert manifest["timing"]["stages"][stage] == baseline["timing"]["stages"][stage]
 
 
 def test_changed_settings_are_refused_and_fresh_starts_over(

@@ -80,6 +80,12 @@ class FrameSignal(ABC):
     def finish(self) -> Any:
         """The per-frame series of the whole source."""
 
+    def model_timing(self) -> dict[str, float]:
+        """Work the signal handed to a model running on a thread of its own, read after
+        :meth:`finish` for ``curate.timing``: ``<part>.<measure>`` keys, seconds ending in
+        ``_s``, counts otherwise (``transnetv2.network_s``, ``transnetv2.frames``)."""
+        return {}
+
     def clip_values(self, series: Any, clip: ClipWindow) -> dict[str, Any]:
         """The values of :attr:`fields` for one clip window of ``series``."""
         return {}

@@ -346,3 +346,12 @@ class ShotSignal(FrameSignal):
 
     def finish(self) -> Shots:
         return self.detector.finish(self.frames)
+
+    def model_timing(self) -> dict[str, float]:
+        net = getattr(self.detector, "net", None)  # the TransNetV2 detectors only
+        if net is None:
+            return {}
+        return {
+            "transnetv2.network_s": float(getattr(net, "network_s", 0.0)),
+            "transnetv2.frames": float(getattr(net, "frames_sent", 0)),
+        }

@@ -16,6 +16,7 @@ imports torch until a model is needed, so detectors that do not use it stay torc
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property, lru_cache
@@ -190,6 +191,10 @@ class ChunkedTransNet:
         self.many: list[float] = []
         self.pending: deque[tuple[list[int], Future]] = deque()
         """Windows handed to the network thread, oldest first, with the chunks they predict."""
+        self.frames_sent = 0
+        """Frames fed through the network, window overlap and padding included."""
+        self.network_s = 0.0
+        """Seconds of forward passes, measured on the network thread."""
 
     @property
     def first_kept(self) -> int:
@@ -270,6 +275,7 @@ class ChunkedTransNet:
         """``single`` and ``many`` probabilities of the middle chunk of each window."""
         import torch
 
+        started = time.perf_counter()
         device = self.model.device
         with (
             torch.inference_mode(),
@@ -279,4 +285,6 @@ class ChunkedTransNet:
             middle = slice(PAD, PAD + CHUNK)
             single = torch.sigmoid(single[:, middle, 0]).float().cpu().numpy()
             many = torch.sigmoid(heads["many_hot"][:, middle, 0]).float().cpu().numpy()
+        self.frames_sent += windows.shape[0] * windows.shape[1]
+        self.network_s += time.perf_counter() - started
         return single, many
