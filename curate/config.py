@@ -87,11 +87,12 @@ class TransNetV2Config(Model):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: the GPU when the analyze worker has one (ray.analyze.num_gpus)."
     )
-    batch_windows: int = Field(
-        8,
+    chunks_per_pass: int | None = Field(
+        None,
         ge=1,
-        description="100-frame windows per forward pass on a GPU (raise it there); a CPU runs "
-        "one at a time, which is fastest there.",
+        description="Consecutive 50-frame chunks predicted in one forward pass (with 25 frames "
+        "of context either side); null: 4 on a CPU (longer passes run slower per frame there), "
+        "40 on a GPU.",
     )
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",

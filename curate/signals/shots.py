@@ -207,7 +207,14 @@ class TransNetV2Shots(ShotDetector):
 
     def __init__(self, cfg: ShotsConfig) -> None:
         super().__init__(cfg)
-        self.net = ChunkedTransNet(cfg.transnetv2, every_chunk=self.every_chunk)
+        self.net = ChunkedTransNet(
+            cfg.transnetv2, every_chunk=self.every_chunk, settle=self.settle(cfg)
+        )
+
+    @classmethod
+    def settle(cls, cfg: ShotsConfig) -> int:
+        """Frames after a chunk's last frame within which ``update`` may still ask for it."""
+        return 0
 
     @classmethod
     def check(cls, cfg: ShotsConfig) -> None:
@@ -259,6 +266,12 @@ class CombinedShots(TransNetV2Shots):
 
     every_chunk = False
     RATIO_WINDOW = 8
+
+    @classmethod
+    def settle(cls, cfg: ShotsConfig) -> int:
+        # A frame is judged RATIO_WINDOW frames after it arrives and asks for one frame more;
+        # a fade is asked for gradual_lag frames back.
+        return max(cls.RATIO_WINDOW + 2, cfg.candidates.gradual_lag) + 2
 
     def __init__(self, cfg: ShotsConfig) -> None:
         super().__init__(cfg)
