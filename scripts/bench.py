@@ -24,9 +24,19 @@ counts (from the decode pass). Each measurement is repeated ``--repeats`` times,
 interleaved file by file (their order rotating each repeat); the median total time per method
 is reported, along with a per-file table of median times.
 
+After the ratios it prints where the analysis and detect time went (``curate.timing``: the
+decoder wait, each signal, TransNetV2's frames and seconds, OCR frames, NudeNet keyframes), as
+``manifest.json`` records it, summed over the files of the last repeat.
+
+``--cut-heavy SECONDS`` benchmarks one video instead: ``scripts/cut_heavy_video.py`` cuts it
+together from the shared footage (720p H.264, 25 fps, a cut every 3-14 s, stop-motion and a
+kinetic-typography promo among the pieces) and caches it. That is the worst case for the shot
+detector and for per-clip detection.
+
 Run from the repo root::
 
     python scripts/bench.py [--repeats 3] [--files 'moviepy/*'] [--limit 5] [--json out.json]
+    python scripts/bench.py --cut-heavy 180
 """
 
 from __future__ import annotations
@@ -55,6 +65,8 @@ import numpy as np  # noqa: E402
 from curate import schema  # noqa: E402
 from curate.config import CurateConfig, load_config  # noqa: E402
 from curate.signals import signal_type  # noqa: E402
+from curate.timing import add as add_timing  # noqa: E402
+from curate.timing import nest, timing_lines  # noqa: E402
 from curate.video import DECODE_ERRORS, MediaError, VideoInfo, probe  # noqa: E402
 from stages.analyze import analyze_source  # noqa: E402
 from stages.detect import DetectStage  # noqa: E402
@@ -81,6 +93,8 @@ class FileResult:
     decode_error: str | None = None
     scenedetect_error: str | None = None
     times: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in STEPS})
+    timing: dict[str, float] = field(default_factory=dict)
+    """Where the analysis and detect time of the last repeat went (``curate.timing`` keys)."""
 
     def median(self, method: str) -> float:
         return statistics.median(self.times[method])
@@ -122,9 +136,8 @@ def time_command(cmd: list[str], workdir: str) -> float:
 def warm_detect_stage(cfg: CurateConfig) -> DetectStage:
     """The detect stage with its models loaded and run once, as a worker's first batch would."""
     detect = DetectStage(**DetectStage.inputs(cfg))
+    detect.load()
     blank = np.zeros((224, 400, 3), np.uint8)
-    if detect.text is not None:
-        detect.text.detect(blank[..., 0])
     for detector in (detect.nudenet, detect.objects):
         if detector is not None:
             detector.detect(blank, 0.5)
@@ -157,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N files")
     parser.add_argument("--config", help="curate YAML config (default: built-in defaults)")
     parser.add_argument("--json", metavar="PATH", help="write the results here as JSON")
+    parser.add_argument(
+        "--cut-heavy",
+        type=float,
+        metavar="SECONDS",
+        help="benchmark the cut-heavy video scripts/cut_heavy_video.py builds from the videos "
+        "folder, this long (180: the 3-minute one), instead of the folder's files",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -167,6 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     root = (REPO_ROOT / args.videos).resolve()
     if not root.is_dir():
         parser.error(f"no such folder: {root}")
+    if args.cut_heavy:
+        from cut_heavy_video import build
+
+        started = time.perf_counter()
+        video, joins = build(root, args.cut_heavy)
+        print(
+            f"cut-heavy video: {video} ({len(joins)} joins; "
+            f"{time.perf_counter() - started:.1f} s to build or find)",
+            flush=True,
+        )
+        root, args.files, args.limit = video.parent, video.name, None
 
     results: list[FileResult] = []
     skipped: list[tuple[str, str]] = []
@@ -223,8 +254,9 @@ def main(argv: list[str] | None = None) -> int:
                         r.clips = len(analyzed["clips"])
                         row = {"source": r.path, "source_index": 0, **analyzed}
                         started = time.perf_counter()
-                        detect(schema.from_rows([row], detect.schema))
+                        detected = detect(schema.from_rows([row], detect.schema))
                         r.times["detect"].append(time.perf_counter() - started)
+                        r.timing = dict(detected["timing"][0].as_py() or ())
                     else:
                         elapsed, sd_frames, error = run_scenedetect(r.path, workdir)
                         r.times["scenedetect"].append(elapsed)
@@ -357,6 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  detect per clip: {totals['detect'] / clips:.3f} s ({clips} clips)")
     for name, value in ratios.items():
         print(f"  {name:<40} {value:6.2f}x")
+    timing: dict[str, float] = {}
+    for r in results:
+        add_timing(timing, r.timing)
+    print()
+    for line in timing_lines(nest(timing), title="where the time went (last repeat)"):
+        print(line)
     if notes:
         print("notes:")
         for note in notes:
@@ -383,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             "fps": rates,
             "ratios": ratios,
             "per_file": per_file,
+            "timing": timing,
             "skipped": [{"file": rel, "reason": why} for rel, why in skipped],
             "notes": notes,
             "wall_s": elapsed,

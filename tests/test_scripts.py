@@ -44,8 +44,8 @@ class Smoke:
 
 SMOKE: dict[str, Smoke] = {
     "bench.py": Smoke(
-        ("{videos}", "--repeats", "1", "--limit", "1"),
-        ("repeat 1/1 done", "summary: 1 files", "benchmark wall time"),
+        ("{videos}", "--repeats", "1", "--cut-heavy", "4"),
+        ("cut-heavy video:", "repeat 1/1 done", "summary: 1 files", "where the time went"),
         shared=True,
     ),
     "bench_inspect.py": Smoke(
