@@ -65,6 +65,13 @@ class Tally:
     false_single: int = 0
     frames: int = 0
     seconds: float = 0.0
+    boundaries: int = 0
+    covered: int = 0
+    """True boundaries where the network ran (the combined detector's candidate test)."""
+    predicted: int = 0
+    """Frames the network gave a probability."""
+    sent: int = 0
+    """Frames the network read, context included."""
 
     def add(self, other: Tally) -> None:
         for name in self.__dataclass_fields__:
@@ -79,6 +86,28 @@ class Tally:
             f"| {name} | {p:.2f} | {r:.2f} | {f1:.2f} | {self.true} | {self.false} | "
             f"{self.missed} | {self.false_single} | {fps:.0f} |"
         )
+
+
+CANDIDATE_HEADER = (
+    "| detector | true boundaries | network ran there | candidate recall | frames | "
+    "predicted | share | frames sent | sent / frames |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def candidate_row(name: str, t: Tally) -> str:
+    recall = t.covered / t.boundaries if t.boundaries else 1.0
+    return (
+        f"| {name} | {t.boundaries} | {t.covered} | {recall:.2f} | {t.frames} | {t.predicted} | "
+        f"{t.predicted / max(t.frames, 1):.2f} | {t.sent} | {t.sent / max(t.frames, 1):.2f} |"
+    )
+
+
+def coverage(probabilities: np.ndarray, truth: Truth, tolerance: int) -> tuple[int, int]:
+    """True boundaries, and those with a network probability within ``tolerance`` frames."""
+    items = [(c, c) for c in truth.cuts] + list(truth.transitions)
+    ran = np.isfinite(probabilities)
+    covered = sum(bool(ran[max(0, lo - tolerance) : hi + tolerance + 1].any()) for lo, hi in items)
+    return len(items), covered
 
 
 HEADER = (
@@ -123,14 +152,16 @@ def boundaries_of(shots: Shots) -> list[tuple[int, int]]:
     return [(a_end, b_start) for (_, a_end), (b_start, _) in zip(shots.spans, shots.spans[1:])]
 
 
-def run_curate(path: Path, detector: str) -> tuple[Shots, np.ndarray, float]:
+def run_curate(path: Path, detector: str) -> tuple[Shots, np.ndarray, float, int]:
     """Shots of ``detector`` on curate's decode pass (feeding the shot signal alone), the frame
-    times, and the seconds taken."""
+    times, the seconds taken and the frames TransNetV2 read."""
     cfg = AnalyzeConfig.model_validate({"shots": {"detector": detector}})
     info = probe(str(path), max_pixels=1 << 30)
     started = time.perf_counter()
-    series = decode_series(str(path), info, cfg, signals=[ShotSignal(cfg.shots)])
-    return series["shots"], series.times, time.perf_counter() - started
+    signal = ShotSignal(cfg.shots)
+    series = decode_series(str(path), info, cfg, signals=[signal])
+    sent = getattr(getattr(signal.detector, "net", None), "frames_sent", 0)
+    return series["shots"], series.times, time.perf_counter() - started, sent
 
 
 def run_scenedetect(path: Path, detector: str) -> tuple[list[tuple[int, int]], float]:
@@ -159,7 +190,7 @@ def load_truth(videos: Path, shared: Path, ours: Path) -> tuple[dict[str, Truth]
             continue
         cuts = entry.get("cuts")
         if cuts is None:  # timestamps (a variable-frame-rate file): the frames they fall on
-            _, times, _ = run_curate(videos / rel, "content")
+            _, times, _, _ = run_curate(videos / rel, "content")
             cuts = [int(np.searchsorted(times, t - 1e-3)) for t in entry["cut_times_s"]]
         truth[rel] = Truth(
             cuts=list(cuts),
@@ -184,9 +215,13 @@ def evaluate(
                 found, seconds = run_scenedetect(path, detector)
                 frames = None
             else:
-                shots, times, seconds = run_curate(path, detector)
+                shots, times, seconds, sent = run_curate(path, detector)
                 found, frames = boundaries_of(shots), len(times)
             tally = score(found, truth, tolerance)
+            if detector not in PYSCENEDETECT and shots.probabilities is not None:
+                tally.boundaries, tally.covered = coverage(shots.probabilities, truth, tolerance)
+                tally.predicted = int(np.isfinite(shots.probabilities).sum())
+                tally.sent = sent
             tally.seconds = seconds
             tally.frames = frames if frames is not None else 0
             totals[detector].add(tally)
@@ -224,6 +259,11 @@ def print_table(title: str, totals: dict[str, Tally]) -> None:
     print(f"\n{title}\n{HEADER}")
     for detector, tally in totals.items():
         print(tally.row(detector))
+    networks = {d: t for d, t in totals.items() if t.sent}
+    if networks:
+        print(f"\n{title}: where TransNetV2 ran\n{CANDIDATE_HEADER}")
+        for detector, tally in networks.items():
+            print(candidate_row(detector, tally))
 
 
 def main() -> None:
