@@ -177,9 +177,9 @@ class DetectStage(Stage):
             samples = row.pop("text_samples", None)
             if self.text is not None and samples is not None:
                 self.read_text(samples, row["clips"], timing)
-            for clip in row["clips"]:
-                keyframes = [from_jpeg(k) for k in clip["keyframes"] or []]
-                clip.update(self.scores(keyframes, timing))
+            keyframes = [[from_jpeg(k) for k in clip["keyframes"] or []] for clip in row["clips"]]
+            for clip, values in zip(row["clips"], self.scores(keyframes, timing)):
+                clip.update(values)
             timing["detect.busy_s"] = time.perf_counter() - started
             row["timing"] = timing
         return schema.from_rows(rows, self.schema)
@@ -208,22 +208,33 @@ class DetectStage(Stage):
         for clip, inside in zip(clips, reads):
             clip.update(clip_text_values(ratios, readings, inside))
 
-    def scores(self, keyframes: list, timing: dict[str, float] | None = None) -> dict[str, Any]:
-        """The detection columns of one clip from its keyframes (BGR); ``timing`` gets each
-        model's seconds and keyframes (``curate.timing``)."""
-        out: dict[str, Any] = {}
-        if self.nudenet is not None and keyframes:
+    def scores(
+        self, keyframes: list[list[np.ndarray]], timing: dict[str, float] | None = None
+    ) -> list[dict[str, Any]]:
+        """The detection columns of each clip from its keyframes (BGR), every clip's keyframes
+        read by each model together; ``timing`` gets each model's seconds and keyframes
+        (``curate.timing``)."""
+        out: list[dict[str, Any]] = [{} for _ in keyframes]
+        models = (
+            (self.nudenet, "nsfw", self.cfg.nsfw.threshold / 2),
+            (self.objects, "objects", self.cfg.objects.threshold),
+        )
+        for model, part, min_score in models:
+            flat = [k for clip in keyframes for k in clip]
+            if model is None or not flat:
+                continue
             started = time.perf_counter()
-            found = [self.nudenet.detect(k, self.cfg.nsfw.threshold / 2) for k in keyframes]
+            found = iter(model.detect_many(flat, min_score))
             if timing is not None:
-                _add(timing, "detect.nsfw", time.perf_counter() - started, keyframes=len(found))
-            out.update(nsfw_values(found, self.cfg.nsfw.threshold))
-        if self.objects is not None and keyframes:
-            started = time.perf_counter()
-            found = [self.objects.detect(k, self.cfg.objects.threshold) for k in keyframes]
-            if timing is not None:
-                _add(timing, "detect.objects", time.perf_counter() - started, keyframes=len(found))
-            out.update(object_values(found, self.cfg.objects.subjects))
+                _add(timing, f"detect.{part}", time.perf_counter() - started, keyframes=len(flat))
+            for values, clip in zip(out, keyframes):
+                if not clip:
+                    continue
+                per_keyframe = [next(found) for _ in clip]
+                if part == "nsfw":
+                    values.update(nsfw_values(per_keyframe, self.cfg.nsfw.threshold))
+                else:
+                    values.update(object_values(per_keyframe, self.cfg.objects.subjects))
         return out
 
 

@@ -184,3 +184,26 @@ def test_a_free_size_model_reads_a_wide_keyframe_without_square_padding():
             assert abs(d.score - e.score) < 0.05
             assert np.allclose(d.box, e.box, atol=0.01)
     assert any(d.label in FACES for frame in keyframes for d in rect.detect(frame, 0.4))
+
+
+@needs_shared
+def test_keyframes_read_in_batches_give_each_keyframe_its_own_detections():
+    # Keyframes of two sizes (two input shapes) in one call: each image's detections are the
+    # ones it gets alone, boxes in its own proportions.
+    cfg = config()
+    analyze = AnalyzeStage.from_config(cfg)
+    keyframes = []
+    for name in ("opencv-for-python/faces.mp4", "co-tracker/teddy.mp4"):
+        probed = ProbeStage.from_config(cfg).probe_one(str(VIDEOS / name), 0)
+        clip = analyze.analyze_one(probed)["clips"][0]
+        keyframes += [from_jpeg(k) for k in clip["keyframes"]]
+    detector = nudenet_detector(cfg.detect)
+    assert len({detector.letterbox(k)[0].shape for k in keyframes}) == 2
+    batched = detector.detect_many(keyframes, 0.2)
+    assert any(batched)
+    for frame, found in zip(keyframes, batched):
+        alone = detector.detect(frame, 0.2)
+        assert [d.label for d in found] == [d.label for d in alone]
+        for d, e in zip(found, alone):
+            assert abs(d.score - e.score) < 1e-4
+            assert np.allclose(d.box, e.box, atol=1e-4)
