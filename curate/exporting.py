@@ -20,6 +20,9 @@ from curate.storage import Store
 
 log = logging.getLogger(__name__)
 
+TIMING_FIELDS = ("export_method", "frames", "decode_s", "encode_s", "export_s")
+"""The export stage's per-clip figures :func:`export_stats` sums (the video bytes stay out)."""
+
 
 def export_key(spec: TierExport) -> str:
     """Folder name of one export spec, e.g. ``720p_24fps`` or ``fullres``."""
@@ -70,10 +73,15 @@ def export_clips(
     index: pa.Table,
     passed: np.ndarray,
     progress: Progress,
+    stage_stats: dict | None = None,
 ) -> tuple[dict, list[dict]]:
     """Export every accepted clip (see :func:`plan_exports`) with ``stage``.
 
-    Returns ``{(clip_id, export_key): (clip_path, video)}`` and export reject rows."""
+    Returns ``{(clip_id, export_key): (clip_path, video)}`` and export reject rows; sets
+    ``stage_stats["export"]`` (the manifest's ``timing.stages``) to :func:`export_stats` of
+    the clips this invocation exported."""
+    if stage_stats is not None:
+        stage_stats.pop("export", None)  # an earlier invocation's figures are not this one's
     if config.export.mode == "reference":
         return {}, []
     border_columns = [f"border_{side}" for side in BORDER_SIDES]
@@ -85,22 +93,47 @@ def export_clips(
     ds = map_stage(ds, stage, config, output=store.uri())
     by_id = {c["clip_id"]: c for c in clips}
     failed: dict[str, dict] = {}
+    done: list[dict] = []
     jobs = sum(len(item["jobs"]) for item in items)
     # Files an earlier invocation wrote count as done.
     with progress.step("export", len(exported) + jobs, "clips") as step:
         step.done = len(exported)
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             step.advance(batch.num_rows)
-            _collect(batch, by_id, exported, failed)
+            done.extend(_collect(batch, by_id, exported, failed))
     if failed:
         log.warning("%d clips failed to export", len(failed))
+    if stage_stats is not None:
+        stage_stats["export"] = export_stats(done)
     return exported, [failed[k] for k in sorted(failed)]
 
 
-def _collect(batch: pa.Table, by_id: dict, exported: dict, failed: dict) -> None:
-    """Sort the export stage's rows into ``exported`` files and ``failed`` reject rows."""
+def export_stats(rows: list[dict]) -> dict:
+    """The export stage's figures over its rows of exported clips: seconds decoding (reading,
+    for a copied clip) and encoding (writing), frames written, frames per busy second (the
+    clips' export seconds summed over the actors: ``busy_s``), clips, and how many were
+    copied. Every key ending in ``_s`` is seconds (``curate inspect`` reads them so): hence
+    ``frames_per_second``. Decoding runs on a thread of its own, so it overlaps encoding."""
+    busy = sum(r.get("export_s") or 0.0 for r in rows)
+    frames = sum(r.get("frames") or 0 for r in rows)
+    return {
+        "decode_s": round(sum(r.get("decode_s") or 0.0 for r in rows), 3),
+        "encode_s": round(sum(r.get("encode_s") or 0.0 for r in rows), 3),
+        "frames": frames,
+        "frames_per_second": round(frames / busy, 1) if busy else None,
+        "clips": len(rows),
+        "copied": sum(r.get("export_method") == "copy" for r in rows),
+        "busy_s": round(busy, 3),
+    }
+
+
+def _collect(batch: pa.Table, by_id: dict, exported: dict, failed: dict) -> list[dict]:
+    """Sort the export stage's rows into ``exported`` files and ``failed`` reject rows;
+    returns the exported clips' timing fields."""
+    timings = []
     for row in batch.to_pylist():
         if not row["error"]:
+            timings.append({k: row.get(k) for k in TIMING_FIELDS})
             exported[(row["clip_id"], row["export_key"])] = (row["clip_path"], row["video"])
             continue
         c = by_id[row["clip_id"]]
@@ -113,3 +146,4 @@ def _collect(batch: pa.Table, by_id: dict, exported: dict, failed: dict) -> None
             start_s=c["start_s"],
             end_s=c["end_s"],
         )
+    return timings

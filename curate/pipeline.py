@@ -238,7 +238,13 @@ class Run:
             captioned = accepted & ~np.isin(ids, [r["clip_id"] for r in caption_failed])
         with self.funnel.timed("phase3_export_s"):
             exported, failed = export_clips(
-                STAGES["export"], self.config, self.store, index, captioned, self.progress
+                STAGES["export"],
+                self.config,
+                self.store,
+                index,
+                captioned,
+                self.progress,
+                stage_stats=self.stage_stats,
             )
             rejects.write(schema.from_rows(failed, schema.REJECTS))
             rejects.close()

@@ -285,6 +285,12 @@ EXPORTED = pa.schema(
         pa.field("video", pa.binary()),
         pa.field("error", pa.string()),
         pa.field("export_s", pa.float64()),
+        # How the clip was made (``copy``, ``libx264``, ``h264_nvenc``), its frames, and the
+        # seconds spent decoding (reading, for a copy) and encoding (writing).
+        pa.field("export_method", pa.string()),
+        pa.field("frames", pa.int64()),
+        pa.field("decode_s", pa.float64()),
+        pa.field("encode_s", pa.float64()),
     ]
 )
 """Export stage output: one encoded clip (path or bytes) per clip and export spec."""

@@ -48,6 +48,15 @@ SMOKE: dict[str, Smoke] = {
         ("cut-heavy video:", "repeat 1/1 done", "summary: 1 files", "where the time went"),
         shared=True,
     ),
+    "bench_export.py": Smoke(
+        # One 8 s clip; the repository itself stands in for the baseline checkout.
+        (
+            *("--videos", "{videos}", "--duration", "8", "--cache", "{tmp}"),
+            *("--repeats", "1", "--checkout", ".", "--presets", "ultrafast"),
+        ),
+        ("1 clips", "this / checkout frames/s", "x264 presets alone", "copied: 1 of 1"),
+        shared=True,
+    ),
     "bench_inspect.py": Smoke(
         ("--clips", "200", "--workdir", "{tmp}"),
         ("built 200 clips", "inspect (all candidates)", "validate"),
