@@ -321,7 +321,9 @@ class ChunkedTransNet:
             torch.inference_mode(),
             torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None),
         ):
-            single, heads = self.model(torch.from_numpy(frames[None]).to(device))
+            # unsqueeze, not ``frames[None]``: numpy gives the new axis a zero stride, and the
+            # model's convolutions then take a memory layout that runs at half the speed.
+            single, heads = self.model(torch.from_numpy(frames).unsqueeze(0).to(device))
             inner = slice(PAD, len(frames) - PAD)
             single = torch.sigmoid(single[0, inner, 0]).float().cpu().numpy()
             many = torch.sigmoid(heads["many_hot"][0, inner, 0]).float().cpu().numpy()
