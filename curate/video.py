@@ -282,7 +282,7 @@ def iter_scaled_frames(
     Decoding and scaling run in a background thread (FFmpeg and OpenCV release the GIL), so
     they overlap with whatever the caller computes on each frame.
     """
-    return _prefetch(_scaled_frames(container, stream, info, size), PREFETCH_FRAMES)
+    return prefetch(_scaled_frames(container, stream, info, size), PREFETCH_FRAMES)
 
 
 def _scaled_frames(container, stream, info: VideoInfo, size: tuple[int, int]):
@@ -330,7 +330,7 @@ def _scaled_frames(container, stream, info: VideoInfo, size: tuple[int, int]):
 _DONE = object()
 
 
-def _prefetch(items: Iterator, depth: int) -> Generator:
+def prefetch(items: Iterator, depth: int) -> Generator:
     """Run ``items`` in a daemon thread, ``depth`` items ahead; exceptions are re-raised here."""
     buffer: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
@@ -460,7 +460,7 @@ class VideoDecoder:
 
     def frames(self, info: VideoInfo, size: tuple[int, int]) -> Generator[DecodedFrame, None, None]:
         """Every frame, as :func:`iter_scaled_frames` yields them."""
-        return _prefetch(self._frames(info, size), PREFETCH_FRAMES)
+        return prefetch(self._frames(info, size), PREFETCH_FRAMES)
 
     def _frames(self, info: VideoInfo, size: tuple[int, int]) -> Iterator[DecodedFrame]:
         if self.decoder == "nvdec":

@@ -39,9 +39,9 @@ from curate.video import (
     SCALER_THREADS,
     MediaError,
     VideoInfo,
-    _prefetch,
     ffmpeg_url,
     open_video,
+    prefetch,
     probe,
     scaled_size,
     upright,
@@ -247,7 +247,7 @@ class ExportStage(Stage):
                 ost.codec_context.thread_count = cpu_share() or 0
             ost.codec_context.time_base = 1 / rate
             shown = _shown_frames(container, stream, info, start, end, rate, n_out, convert)
-            frames = _prefetch(timed(shown), PREFETCH_FRAMES)
+            frames = prefetch(timed(shown), PREFETCH_FRAMES)
             try:
                 for frame, slots in frames:
                     began = time.perf_counter()
