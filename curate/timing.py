@@ -73,7 +73,8 @@ def _seconds(measures: Mapping[str, Any]) -> dict[str, float]:
     return {
         k: float(v)
         for k, v in measures.items()
-        if k.endswith("_s") and k != "busy_s" and _is_number(v)
+        # ``frames_per_busy_s`` is a rate, not seconds.
+        if k.endswith("_s") and k != "busy_s" and "per_" not in k and _is_number(v)
     }
 
 

@@ -69,6 +69,9 @@ class YoloDetector:
                 f"(set {fixed}, or null)"
             )
         self.size = size
+        batch = self.session.get_inputs()[0].shape[0]
+        # A model exported with a fixed batch (Ultralytics' default) reads that many at once.
+        self.batch = batch if isinstance(batch, int) else BATCH
         classes = self.session.get_outputs()[0].shape[1]
         if isinstance(classes, int) and classes - 4 != len(labels):
             raise ConfigError(
@@ -97,23 +100,25 @@ class YoloDetector:
         return self.detect_many([bgr], min_score)[0]
 
     def detect_many(self, images: list[np.ndarray], min_score: float) -> list[list[Detection]]:
-        """The detections of every image (BGR), images of one input size read in batches of
-        :data:`BATCH` (a GPU runs a batch for about the cost of one image; a CPU the same per
-        image either way)."""
-        blobs = [self.letterbox(image) for image in images]
-        found: list[list[Detection]] = [[] for _ in images]
-        by_size: dict[tuple[int, ...], list[int]] = {}
-        for i, (blob, _) in enumerate(blobs):
-            by_size.setdefault(blob.shape, []).append(i)
+        """The detections of every image (BGR), up to :data:`BATCH` images of one input size
+        per forward pass (a GPU runs a batch for about the cost of one image; a CPU the same
+        per image either way)."""
+        found: list[list[Detection]] = []
         name = self.session.get_inputs()[0].name
-        for indices in by_size.values():
-            for start in range(0, len(indices), BATCH):
-                part = indices[start : start + BATCH]
-                batch = np.concatenate([blobs[i][0] for i in part])
+        for start in range(0, len(images), self.batch):
+            part = images[start : start + self.batch]
+            blobs = [self.letterbox(image) for image in part]
+            by_shape: dict[tuple[int, ...], list[int]] = {}
+            for i, (blob, _) in enumerate(blobs):
+                by_shape.setdefault(blob.shape, []).append(i)
+            results: list[list[Detection]] = [[] for _ in part]
+            for indices in by_shape.values():
+                batch = np.concatenate([blobs[i][0] for i in indices])
                 (out,) = self.session.run(None, {name: batch})
-                for i, rows in zip(part, out):
-                    h, w = images[i].shape[:2]
-                    found[i] = self._detections(rows.T, blobs[i][1], w, h, min_score)
+                for i, rows in zip(indices, out):
+                    h, w = part[i].shape[:2]
+                    results[i] = self._detections(rows.T, blobs[i][1], w, h, min_score)
+            found += results
         return found
 
     def _detections(

@@ -215,12 +215,12 @@ class DetectStage(Stage):
         read by each model together; ``timing`` gets each model's seconds and keyframes
         (``curate.timing``)."""
         out: list[dict[str, Any]] = [{} for _ in keyframes]
+        flat = [k for clip in keyframes for k in clip]
         models = (
-            (self.nudenet, "nsfw", self.cfg.nsfw.threshold / 2),
-            (self.objects, "objects", self.cfg.objects.threshold),
+            (self.nudenet, "nsfw", self.cfg.nsfw.threshold / 2, self._nsfw_values),
+            (self.objects, "objects", self.cfg.objects.threshold, self._object_values),
         )
-        for model, part, min_score in models:
-            flat = [k for clip in keyframes for k in clip]
+        for model, part, min_score, values_of in models:
             if model is None or not flat:
                 continue
             started = time.perf_counter()
@@ -228,14 +228,15 @@ class DetectStage(Stage):
             if timing is not None:
                 _add(timing, f"detect.{part}", time.perf_counter() - started, keyframes=len(flat))
             for values, clip in zip(out, keyframes):
-                if not clip:
-                    continue
-                per_keyframe = [next(found) for _ in clip]
-                if part == "nsfw":
-                    values.update(nsfw_values(per_keyframe, self.cfg.nsfw.threshold))
-                else:
-                    values.update(object_values(per_keyframe, self.cfg.objects.subjects))
+                if clip:
+                    values.update(values_of([next(found) for _ in clip]))
         return out
+
+    def _nsfw_values(self, found: list[list[Detection]]) -> dict[str, Any]:
+        return nsfw_values(found, self.cfg.nsfw.threshold)
+
+    def _object_values(self, found: list[list[Detection]]) -> dict[str, Any]:
+        return object_values(found, self.cfg.objects.subjects)
 
 
 def _add(timing: dict[str, float], part: str, seconds: float, **counts: int) -> None:

@@ -233,10 +233,10 @@ def test_a_run_waits_for_the_chunk_after_it_to_settle_and_keeps_only_the_frames_
         net.add(blank)
         if i in (60, 110):  # chunks 1 and 2
             net.want(i, i)
-        if i == 160:  # chunk 3, only 11 frames after chunk 2 closed
-            net.want(i - 11, i - 11)
+        if i == 159:  # chunk 3, 9 frames after its last frame: within the settle of 10
+            net.want(i - 9, i - 9)
         assert len(net.frames) <= 4 * transnet.CHUNK + 2 * transnet.PAD + 10 + 1
-    assert submitted == [[1, 2]]
+    assert submitted == [[1, 2, 3]]
     net.want(390, 390)
     net.finish()
-    assert submitted == [[1, 2], [7]]
+    assert submitted == [[1, 2, 3], [7]]

@@ -5,8 +5,8 @@ Four detectors, chosen by ``analyze.shots.detector`` (:data:`SHOT_DETECTORS`):
 - ``combined`` (default): a cheap test on every frame flags where a boundary may be — a frame
   that differs from its neighbours far more than they differ from each other (hard cuts, also
   in greyscale footage), or a colour distribution that drifts far within a few frames (fades,
-  dissolves) — and TransNetV2 runs on the 50-frame chunks around those frames only. Where it
-  runs, it gives exactly the probabilities a full TransNetV2 pass gives.
+  dissolves) — and TransNetV2 runs on the 50-frame chunks around those frames only, with the
+  reference's context (within 0.07 of a full pass where neighbouring chunks run together).
 - ``transnetv2``: TransNetV2 on every frame (cheap on a GPU, about 320 frames/s in bfloat16
   on 2 CPU threads).
 - ``adaptive``, ``content``: PySceneDetect's AdaptiveDetector and ContentDetector fed frame by
@@ -269,8 +269,9 @@ class CombinedShots(TransNetV2Shots):
 
     @classmethod
     def settle(cls, cfg: ShotsConfig) -> int:
-        # A frame is judged RATIO_WINDOW frames after it arrives and asks for one frame more;
-        # a fade is asked for gradual_lag frames back.
+        # A frame is judged RATIO_WINDOW frames after it arrives and asks for the two frames
+        # before it too; a fade is asked for gradual_lag frames back. Both asks come after the
+        # frame was added (+1), and one frame spare.
         return max(cls.RATIO_WINDOW + 2, cfg.candidates.gradual_lag) + 2
 
     def __init__(self, cfg: ShotsConfig) -> None:

