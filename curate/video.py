@@ -273,18 +273,6 @@ PREFETCH_FRAMES = 16
 """Scaled frames a decode thread may run ahead of the analysis."""
 
 
-def iter_scaled_frames(
-    container, stream, info: VideoInfo, size: tuple[int, int]
-) -> Generator[DecodedFrame, None, None]:
-    """Decode every frame once, scaled while converting (never at full size), upright, with
-    repaired presentation times.
-
-    Decoding and scaling run in a background thread (FFmpeg and OpenCV release the GIL), so
-    they overlap with whatever the caller computes on each frame.
-    """
-    return prefetch(_scaled_frames(container, stream, info, size), PREFETCH_FRAMES)
-
-
 def _scaled_frames(container, stream, info: VideoInfo, size: tuple[int, int]):
     width, height = size
     # One reformatter for the whole stream: a fresh one per frame rebuilds the swscale
@@ -459,7 +447,10 @@ class VideoDecoder:
         self.container, self.stream = open_video(self.source, self.threads, self.fast)
 
     def frames(self, info: VideoInfo, size: tuple[int, int]) -> Generator[DecodedFrame, None, None]:
-        """Every frame, as :func:`iter_scaled_frames` yields them."""
+        """Every frame once, scaled while converting (never at full size), upright, with
+        repaired presentation times. Decoding and scaling run in a background thread (FFmpeg
+        and OpenCV release the GIL), so they overlap with whatever the caller computes on
+        each frame."""
         return prefetch(self._frames(info, size), PREFETCH_FRAMES)
 
     def _frames(self, info: VideoInfo, size: tuple[int, int]) -> Iterator[DecodedFrame]:

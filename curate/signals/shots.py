@@ -362,10 +362,7 @@ class ShotSignal(FrameSignal):
         return self.detector.finish(self.frames)
 
     def model_timing(self) -> dict[str, float]:
-        net = getattr(self.detector, "net", None)  # the TransNetV2 detectors only
-        if net is None:
+        if not isinstance(self.detector, TransNetV2Shots):
             return {}
-        return {
-            "transnetv2.network_s": float(getattr(net, "network_s", 0.0)),
-            "transnetv2.frames": float(getattr(net, "frames_sent", 0)),
-        }
+        net = self.detector.net
+        return {"transnetv2.network_s": net.network_s, "transnetv2.frames": float(net.frames_sent)}
