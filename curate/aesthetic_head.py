@@ -21,7 +21,8 @@ from typing import Literal
 
 import numpy as np
 
-from curate.config import AestheticHeadConfig, ConfigError
+from curate.config import ConfigError
+from curate.config.sections import AestheticHeadConfig
 
 HeadKind = Literal["linear", "mlp"]
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from curate.config import CaptionConfig
+from curate.config.sections import CaptionConfig
 from curate.signals.camera_motion import CAMERA_MOTIONS
 
 FALLBACK_CAPTIONER = "template-fallback"

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from curate.config import ConfigError, load_config
+    from curate.config import ConfigError
+    from curate.config.loading import load_config
     from curate.progress import Progress, ProgressLogHandler
 
     progress = Progress(enabled=not args.no_progress)

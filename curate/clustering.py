@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray.data
 
-from curate import schema
-from curate.config import KMeansConfig, StageResources
+from curate import contract, schema
+from curate.config.sections import KMeansConfig, StageResources
 from curate.runner import pool_args
 
 Rows = ray.data.Dataset | pa.Table
@@ -94,7 +94,7 @@ def sample_embeddings(rows: Rows, total: int, cfg: KMeansConfig, seed: int) -> p
         return pa.table(
             {
                 "clip_id": pa.array([], pa.string()),
-                "embedding": pa.array([], schema.ANALYSIS.field("embedding").type),
+                "embedding": pa.array([], contract.ANALYSIS.field("embedding").type),
             }
         )
     return pa.concat_tables(tables).sort_by("clip_id").slice(0, cfg.sample_size)

@@ -22,10 +22,13 @@ import ctypes
 import os
 import sys
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from curate import video
-from curate.config import AnalyzeConfig, ConfigError, CurateConfig
+from curate.config import ConfigError
+
+if TYPE_CHECKING:
+    from curate.config.sections import AnalyzeConfig, CurateConfig
 
 Device = Literal["cuda", "cpu"]
 

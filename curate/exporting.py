@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow as pa
 import ray.data
 
-from curate.config import CurateConfig, TierExport
+from curate.config.sections import CurateConfig, TierExport
+from curate.contract import reject_row
 from curate.progress import Progress
 from curate.runner import map_stage
-from curate.schema import reject_row
 from curate.signals.borders import SIDES as BORDER_SIDES
 from curate.stage import Stage
 from curate.storage import Store

@@ -1,17 +1,37 @@
-"""Tier gates: thresholds on one clip value, each with the reject reason it gives.
+"""Tier gates: thresholds on one clip value, each with the reject reason it gives and the type
+its threshold takes in a tier's ``gates``.
 
 The base gates (resolution, duration) are declared here; every other gate is declared by the
-per-frame signal whose column it reads (``FrameSignal.gates``). :func:`all_gates` puts them
-together in the order they are checked: the first failure names a clip's reject reason.
+signal whose column it reads (``Signal.gates``). ``curate.contract.ALL_GATES`` puts them
+together in the order they are checked (the first failure names a clip's reject reason) and
+builds the ``gates`` config section from their threshold types.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field, StringConstraints
+
+Percentile = Annotated[str, StringConstraints(pattern=r"^p(100(\.0+)?|[1-9]?[0-9](\.[0-9]+)?)$")]
+"""``p20``: the 20th percentile of that score over all candidate clips, resolved per run
+(p0 to p100, decimals allowed)."""
+
+
+def score(**bounds: float) -> Any:
+    """The threshold type of a score gate: a number within ``bounds`` (pydantic's ``ge``,
+    ``gt``, ``le``, ``lt``) or a :data:`Percentile`; ``None`` turns the gate off."""
+    return Annotated[float, Field(**bounds)] | Percentile | None
+
+
+def number(kind: type = float, **bounds: float) -> Any:
+    """The threshold type of a gate that takes a plain number only (an absolute bound that a
+    percentile would make meaningless: a bar's share of the frame, a face count)."""
+    return Annotated[kind, Field(**bounds)] | None
 
 
 @dataclass(frozen=True)
@@ -29,6 +49,17 @@ class Gate:
     """The clip value the threshold applies to; by default the one column, as floats."""
     flag: bool = False
     """An on/off gate (``reject_…: true``) rather than a threshold."""
+    threshold: Any = None
+    """The type its threshold takes (:func:`score`, :func:`number`; ``bool`` for a flag)."""
+    description: str | None = None
+    """What the threshold means, for the config reference."""
+
+    def config_field(self) -> tuple[Any, Any]:
+        """``(type, FieldInfo)`` of its key in a tier's ``gates`` (off by default)."""
+        annotation = bool if self.flag else self.threshold
+        if annotation is None:
+            raise TypeError(f"gate {self.key}: declare the type of its threshold")
+        return annotation, Field(False if self.flag else None, description=self.description)
 
     def column(self, t: pa.Table) -> np.ndarray:
         """The clip value of every row of ``t`` (a missing score is NaN)."""
@@ -70,18 +101,23 @@ BASE_GATES: tuple[Gate, ...] = (
         ("width", "height"),
         at_least,
         value=_short_side,
+        threshold=number(int, ge=1),
     ),
-    Gate("min_duration_s", "duration_s", "too_short", ("duration_s",), at_least),
-    Gate("max_duration_s", "duration_s", "too_long", ("duration_s",), at_most),
+    Gate(
+        "min_duration_s",
+        "duration_s",
+        "too_short",
+        ("duration_s",),
+        at_least,
+        threshold=number(ge=0),
+    ),
+    Gate(
+        "max_duration_s",
+        "duration_s",
+        "too_long",
+        ("duration_s",),
+        at_most,
+        threshold=number(gt=0),
+    ),
 )
 """Gates on what the probe and the clip windows give, whatever the signals."""
-
-
-def all_gates() -> tuple[Gate, ...]:
-    """Every gate, in the order they are checked: the base gates, each signal's, then the
-    keyframe detectors'."""
-    from curate.signals import detections, signal_types
-
-    return (
-        BASE_GATES + tuple(g for signal in signal_types() for g in signal.gates) + detections.GATES
-    )

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.config import CurateConfig
+from curate.config.sections import CurateConfig
 from curate.storage import Store
 
 FOLDER = "journal"

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate import journal, schema
-from curate.config import OutputConfig, TierConfig
+from curate import contract, journal, schema
+from curate.config.sections import OutputConfig, TierConfig
 from curate.exporting import export_key
 from curate.io import ShardWriter, read_table
 from curate.storage import Store
@@ -26,7 +26,7 @@ class Outputs:
 
     @property
     def analysis_schema(self) -> pa.Schema:
-        return schema.analysis_schema(self.dim)
+        return contract.analysis_schema(self.dim)
 
     def writer(self, folder: str, table_schema: pa.Schema) -> ShardWriter:
         return ShardWriter(
@@ -42,8 +42,10 @@ class Outputs:
 
     def read_index(self) -> pa.Table:
         """The scalar columns of every ``analysis`` row, in shard order (see
-        :func:`schema.index_columns`); a column a run from an older version lacks is null."""
-        wanted = pa.schema([self.analysis_schema.field(c) for c in schema.index_columns(self.dim)])
+        :func:`contract.index_columns`); a column a run from an older version lacks is null."""
+        wanted = pa.schema(
+            [self.analysis_schema.field(c) for c in contract.index_columns(self.dim)]
+        )
         stored = set(self.store.read_schema(self.store.files("analysis")[0]).names)
         table = self.read("analysis", columns=[c for c in wanted.names if c in stored])
         return schema.conform(table, wanted)
@@ -82,7 +84,7 @@ class Outputs:
         """One folder per tier: its accepted rows of ``analysis`` (``keep[k]`` for tier k)
         with their media (``exported``: ``{(clip_id, export_key): (clip_path, video)}``)."""
         kept = [set(ids[k]) for k in keep]
-        tier_schema = schema.tier_schema(self.dim)
+        tier_schema = contract.tier_schema(self.dim)
         writers = [self.writer(f"tiers/{t.name}", tier_schema) for t in tiers]
         sizes = {t.name: {"clips": 0, "hours": 0.0} for t in tiers}
         for path in self.store.files("analysis"):

@@ -15,13 +15,13 @@ import ray
 import ray.data
 
 from curate import journal, schema, timing
-from curate.config import CurateConfig
+from curate.config.sections import CurateConfig
+from curate.contract import reject_row
 from curate.funnel import Funnel
 from curate.journal import Journal
 from curate.outputs import Outputs
 from curate.progress import Progress, Step
 from curate.runner import map_stages
-from curate.schema import reject_row
 from curate.stage import Stage
 
 log = logging.getLogger(__name__)

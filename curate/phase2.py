@@ -19,11 +19,11 @@ import numpy as np
 import pyarrow as pa
 
 from curate.clustering import Rows
-from curate.config import CurateConfig
+from curate.config.sections import CurateConfig
+from curate.contract import reject_row
 from curate.io import read_table
 from curate.progress import Progress
 from curate.runner import read_shards
-from curate.schema import reject_row
 from curate.storage import Store
 
 

@@ -20,7 +20,8 @@ import pyarrow as pa
 from curate import journal, schema
 from curate.captioning import Captioning
 from curate.clustering import preload_kmeans
-from curate.config import CurateConfig
+from curate.config.sections import CurateConfig
+from curate.contract import SIGNAL_FIELDS
 from curate.exporting import export_clips
 from curate.funnel import Funnel
 from curate.io import ShardWriter, discover
@@ -32,7 +33,6 @@ from curate.phase2 import Candidates, run_steps
 from curate.progress import Progress
 from curate.registry import PHASE2_STEPS, STAGES
 from curate.runner import configure_data_context, ray_session
-from curate.signals import signal_fields
 from curate.storage import Store
 
 log = logging.getLogger(__name__)
@@ -315,7 +315,7 @@ class Run:
             versions=Versions(
                 python=platform.python_version(), packages={p: _version(p) for p in PACKAGES}
             ),
-            signal_columns=schema.fields_to_json(signal_fields()),
+            signal_columns=schema.fields_to_json(SIGNAL_FIELDS),
         )
         manifest.write(self.store)
         return manifest

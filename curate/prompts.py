@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 
 from curate.captions import TEXT_FIELDS, clean_text
-from curate.config import PromptConfig
+from curate.config.sections import PromptConfig
 from curate.signals.camera_motion import CAMERA_MOTIONS
 
 CAMERA_PHRASES: dict[str, tuple[str, ...]] = {

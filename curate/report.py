@@ -37,9 +37,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from curate.gates import all_gates
+from curate.contract import ALL_GATES, SCORE_COLUMNS
 from curate.manifest import Manifest, open_output
-from curate.schema import SCORE_COLUMNS
 from curate.storage import Store
 from curate.summary import dataset, spread, unreadable
 
@@ -599,7 +598,7 @@ def _gates(manifest: Manifest, names: list[str], candidates: int) -> str:
     failing it."""
     failures = manifest.stage("tiers").get("gate_failures") or {}
     shown = {name: _thresholds(manifest, name) for name in names}
-    keys = [g.key for g in all_gates() if any(g.key in t for t in shown.values())]
+    keys = [g.key for g in ALL_GATES if any(g.key in t for t in shown.values())]
     if not keys:
         return ""
     header = ["gate"]
@@ -626,7 +625,7 @@ def _gates(manifest: Manifest, names: list[str], candidates: int) -> str:
 def _analysis_columns(data: ds.Dataset) -> pa.Table:
     """The scalar columns the report reads, and those the gates read (an output written
     before a signal existed lacks its columns)."""
-    gated = [c for g in all_gates() for c in g.columns]
+    gated = [c for g in ALL_GATES for c in g.columns]
     wanted = dict.fromkeys([*ANALYSIS_COLUMNS, *gated])
     return data.to_table(columns=[c for c in wanted if c in data.schema.names])
 
@@ -637,7 +636,7 @@ def _histogram_specs(analysis: pa.Table) -> list[tuple[str, np.ndarray, list[str
     specs: list[tuple[str, np.ndarray, list[str]]] = []
     present = set(analysis.column_names)
     # On/off gates have no distribution to draw.
-    scored = [g for g in all_gates() if not g.flag and present.issuperset(g.columns)]
+    scored = [g for g in ALL_GATES if not g.flag and present.issuperset(g.columns)]
     for label in dict.fromkeys(g.label for g in scored):
         gates = [g for g in scored if g.label == label]
         specs.append((label, gates[0].column(analysis), [g.key for g in gates]))

@@ -16,7 +16,7 @@ import pyarrow as pa
 import ray
 import ray.data
 
-from curate.config import CurateConfig, StageResources
+from curate.config.sections import CurateConfig, StageResources
 from curate.progress import Progress
 from curate.stage import Stage
 from curate.storage import Store

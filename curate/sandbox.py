@@ -55,7 +55,7 @@ from curate.threads import limit_native_threads
 from curate.video import MediaError
 
 if TYPE_CHECKING:  # the child process does without pydantic when it only probes
-    from curate.config import IsolationConfig
+    from curate.config.sections import IsolationConfig
 
 log = logging.getLogger(__name__)
 

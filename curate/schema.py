@@ -1,14 +1,18 @@
 """Arrow schemas of every table the pipeline reads or writes: the output contract in one place.
 
 Columns that a later stage fills (embeddings, captions, camera motion, ...) exist from the
-start as nullable columns so that every table has the same shape on every run.
+start as nullable columns so that every table has the same shape on every run. The columns
+the signals declare are an argument of the schemas that hold them: ``curate.contract`` gives
+the registered signals' (``contract.ANALYSIS``), a reader the ones a run recorded. Imports
+nothing but pyarrow and the standard library (``curate inspect`` runs where only pyarrow is
+installed).
 """
 
 from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import Literal, get_args
+from typing import Literal
 
 import pyarrow as pa
 
@@ -31,15 +35,7 @@ RejectReason = Literal[
 ]
 """Rejection reasons of the framework's own steps: probing, decoding, clip windows, the base
 tier gates, dedup, re-balancing, captions and export. Each signal's tier gates add theirs
-(``blurry``, ``static``, ``text_heavy`` …): see :func:`reject_reasons`."""
-
-
-@lru_cache
-def reject_reasons() -> frozenset[str]:
-    """The closed vocabulary of rejection reasons: the framework's and the signals' gates'."""
-    from curate.gates import all_gates
-
-    return frozenset(get_args(RejectReason)) | {g.reason for g in all_gates()}
+(``blurry``, ``static``, ``text_heavy`` …): see ``curate.contract.REJECT_REASONS``."""
 
 
 PHASE1_STAGES = ("probe", "analyze")
@@ -142,45 +138,36 @@ def later_fields(dim: int) -> tuple[pa.Field, ...]:
 
 
 @lru_cache
-def analysis_schema(
-    dim: int = EMBEDDING_DIM, signal_fields: tuple[pa.Field, ...] | None = None
-) -> pa.Schema:
+def analysis_schema(dim: int, signal_fields: tuple[pa.Field, ...]) -> pa.Schema:
     """Every candidate clip with every score: the phase-1 checkpoint (``dim``-d embeddings).
 
-    Between the clip's own columns and those filled later sit the columns each per-frame
-    signal declares (``curate.signals``), in registry order; ``signal_fields`` gives them
-    explicitly (a reader holding a run's recorded contract), otherwise they are assembled
-    from the signals. ``keyframes`` (at most ``analyze.keyframes.per_clip`` small JPEGs) are
-    kept so that phase 3 can caption survivors, also after a re-tier, without decoding again;
-    caption columns are set in phase 3 for the clips that reach a tier."""
-    if signal_fields is None:
-        from curate.signals import signal_fields as declared
-
-        signal_fields = tuple(declared())
+    Between the clip's own columns and those filled later sit the columns each signal
+    declares, ``signal_fields`` (the registered signals', ``curate.contract.SIGNAL_FIELDS``,
+    or those a run recorded). ``keyframes`` (at most ``analyze.keyframes.per_clip`` small
+    JPEGs) are kept so that phase 3 can caption survivors, also after a re-tier, without
+    decoding again; caption columns are set in phase 3 for the clips that reach a tier."""
     return pa.schema([*CLIP_FIELDS, *signal_fields, *later_fields(dim)])
 
 
-def index_columns(dim: int = EMBEDDING_DIM) -> list[str]:
+def index_columns(analysis: pa.Schema) -> list[str]:
     """The slice of ``analysis`` that phase 2 and 3 hold on the driver: every scalar column
     (the clip's own, each signal's: the gates read them, and ``tier``), never thumbnails,
     keyframes, embeddings or captions."""
     scalar = [
         f.name
-        for f in analysis_schema(dim)
+        for f in analysis
         if not (
             pa.types.is_binary(f.type)
             or pa.types.is_list(f.type)
             or pa.types.is_fixed_size_list(f.type)
         )
     ]
-    later = {f.name for f in later_fields(dim)} - {"tier"}
+    later = {f.name for f in later_fields(embedding_dim(analysis))} - {"tier"}
     return [name for name in scalar if name not in later]
 
 
 @lru_cache
-def tier_schema(
-    dim: int = EMBEDDING_DIM, signal_fields: tuple[pa.Field, ...] | None = None
-) -> pa.Schema:
+def tier_schema(dim: int, signal_fields: tuple[pa.Field, ...]) -> pa.Schema:
     """Accepted clip–prompt rows of one tier (``tier`` holds the folder's name)."""
     return pa.schema(
         [
@@ -192,17 +179,18 @@ def tier_schema(
 
 
 @lru_cache
-def analyzed_source_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
+def analyzed_source_schema(
+    dim: int, signal_fields: tuple[pa.Field, ...], source_fields: tuple[pa.Field, ...]
+) -> pa.Schema:
     """What the analyze stage returns per source: its shots, candidate clips and rejects
-    together, so that one Ray Data row carries everything one decode produced (plus the
-    signals' per-source hand-overs to the detect stage, ``FrameSignal.source_fields``)."""
-    from curate.signals import signal_types
-
+    together, so that one Ray Data row carries everything one decode produced, plus the
+    signals' per-source hand-overs to the detect stage (``source_fields``,
+    ``FrameSignal.source_fields``)."""
     return pa.schema(
         [
             *SOURCE,
             pa.field("shots", pa.list_(pa.struct(list(SHOTS)))),
-            pa.field("clips", pa.list_(pa.struct(list(analysis_schema(dim))))),
+            pa.field("clips", pa.list_(pa.struct(list(analysis_schema(dim, signal_fields))))),
             pa.field("rejects", pa.list_(pa.struct(list(REJECTS)))),
             pa.field("frames", pa.int64()),
             pa.field("analyze_s", pa.float64()),
@@ -210,7 +198,7 @@ def analyzed_source_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
             # Seconds and counts per part of the work (``curate.timing``), summed into the
             # manifest.
             pa.field("timing", pa.map_(pa.string(), pa.float64())),
-            *(f for signal in signal_types() for f in signal.source_fields),
+            *source_fields,
         ]
     )
 
@@ -262,21 +250,6 @@ def embedding_dim(table_schema: pa.Schema) -> int:
     return table_schema.field("embedding").type.list_size
 
 
-def __getattr__(name: str) -> pa.Schema | frozenset[str]:
-    # The default-width schemas and the reject vocabulary, assembled on first use: importing
-    # this module must not import the signals (``curate inspect`` runs where only pyarrow is
-    # installed).
-    defaults = {
-        "ANALYSIS": analysis_schema,
-        "TIER": tier_schema,
-        "ANALYZED_SOURCE": analyzed_source_schema,
-        "REJECT_REASONS": reject_reasons,
-    }
-    if name in defaults:
-        return defaults[name]()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 EXPORTED = pa.schema(
     [
         pa.field("clip_id", pa.string(), nullable=False),
@@ -295,7 +268,7 @@ EXPORTED = pa.schema(
 )
 """Export stage output: one encoded clip (path or bytes) per clip and export spec."""
 
-SCORE_COLUMNS = (
+LEGACY_SCORE_COLUMNS = (
     "duration_s",
     "sharpness",
     "motion_score",
@@ -311,7 +284,8 @@ SCORE_COLUMNS = (
     "aesthetic",
     "sample_weight",
 )
-"""Numeric per-clip scores that ``curate inspect`` and ``curate report`` summarise."""
+"""The scores ``curate inspect`` and ``curate report`` summarise for runs made before manifests
+recorded them (``score_columns``)."""
 
 CAPTIONED = pa.schema(
     [
@@ -331,30 +305,6 @@ def clip_id(source: str, start_s: float, end_s: float) -> str:
     """Stable clip id: the same source and span always give the same id."""
     key = f"{source}|{start_s:.3f}|{end_s:.3f}".encode()
     return hashlib.sha1(key).hexdigest()[:16]
-
-
-def reject_row(
-    source: str,
-    stage: str,
-    reason: str,
-    detail: str,
-    *,
-    clip_id: str | None = None,
-    start_s: float | None = None,
-    end_s: float | None = None,
-) -> dict:
-    """One ``rejects`` row; ``reason`` must belong to the closed vocabulary."""
-    if reason not in reject_reasons():
-        raise ValueError(f"reject reason {reason!r} is not one of {sorted(reject_reasons())}")
-    return {
-        "source": source,
-        "clip_id": clip_id,
-        "stage": stage,
-        "reason": reason,
-        "detail": detail,
-        "start_s": start_s,
-        "end_s": end_s,
-    }
 
 
 def from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:

@@ -16,11 +16,12 @@ pyarrow batches. It declares beside itself
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
-from curate.config import CurateConfig
+if TYPE_CHECKING:
+    from curate.config.sections import CurateConfig
 
 
 class Stage(ABC):

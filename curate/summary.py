@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from curate import schema
+from curate import contract, schema
 from curate.io import read_table, shards
 from curate.manifest import InspectError, Manifest, open_output
 from curate.progress import duration_text
@@ -113,7 +113,7 @@ def _selection(
     data = dataset(output, table_name)
     condition = parse_where(where, data.schema) if where else None
     present = set(data.schema.names)
-    scores = [c for c in schema.SCORE_COLUMNS if c in present]
+    scores = [c for c in contract.SCORE_COLUMNS if c in present]
     mixes = [c for c in MIX_COLUMNS if c in present]
     table = data.to_table(columns=[*scores, *mixes], filter=condition)
     return {
@@ -187,7 +187,7 @@ def output_schema_problems(output: Store, manifest: Manifest, tiers: list[str]) 
         **{f"tiers/{name}": schema.tier_schema(dim, signals) for name in tiers},
     }
     problems = []
-    for folder, contract in contracts.items():
+    for folder, expected in contracts.items():
         files = output.files(folder)
         if not files:
             problems.append(f"{folder}: no Parquet shards")
@@ -198,7 +198,7 @@ def output_schema_problems(output: Store, manifest: Manifest, tiers: list[str]) 
             except (OSError, pa.ArrowException) as e:
                 problems.append(f"{shown}: unreadable ({e})")
                 continue
-            problems += schema.schema_problems(actual, contract, shown)
+            problems += schema.schema_problems(actual, expected, shown)
     return problems
 
 

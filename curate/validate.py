@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
+from curate.contract import REJECT_REASONS
 from curate.io import read_table
 from curate.manifest import InspectError, Manifest, open_output
-from curate.schema import PHASE1_STAGES, REJECT_REASONS
+from curate.schema import PHASE1_STAGES
 from curate.storage import Store
 from curate.summary import accounting_problems, output_schema_problems
 

@@ -63,8 +63,9 @@ sys.path.insert(0, str(REPO_ROOT))
 import numpy as np  # noqa: E402
 
 from curate import schema  # noqa: E402
-from curate.config import CurateConfig, load_config  # noqa: E402
-from curate.signals import signal_type  # noqa: E402
+from curate.config.loading import load_config  # noqa: E402
+from curate.config.sections import CurateConfig  # noqa: E402
+from curate.contract import signal_type  # noqa: E402
 from curate.timing import add as add_timing  # noqa: E402
 from curate.timing import nest, timing_lines  # noqa: E402
 from curate.video import DECODE_ERRORS, MediaError, VideoInfo, probe  # noqa: E402

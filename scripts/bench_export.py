@@ -134,7 +134,7 @@ def run_export(
 
 def worker(task_path: Path, out: Path) -> None:
     """Child process: the export stage of whichever curate is first on the path."""
-    from curate.config import load_config
+    from curate.config.loading import load_config
     from stages.export import ExportStage
 
     task = json.loads(task_path.read_text())
@@ -248,7 +248,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     from cut_heavy_video import FPS, build
 
-    from curate.config import load_config
+    from curate.config.loading import load_config
 
     checkout = args.checkout.resolve()
     if not (checkout / "stages" / "export.py").is_file():

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from curate.config import load_config  # noqa: E402
+from curate.config.loading import load_config  # noqa: E402
 from stages.analyze import AnalyzeStage  # noqa: E402
 from stages.probe import ProbeStage  # noqa: E402
 

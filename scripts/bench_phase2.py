@@ -35,8 +35,8 @@ import pyarrow.parquet as pq
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from curate import schema  # noqa: E402
-from curate.config import CurateConfig  # noqa: E402
+from curate import contract, schema  # noqa: E402
+from curate.config.sections import CurateConfig  # noqa: E402
 
 DIM = schema.EMBEDDING_DIM
 
@@ -164,7 +164,7 @@ def write_dataset(
                     "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), DIM),
                 }
             ),
-            schema.analysis_schema(DIM),
+            contract.analysis_schema(DIM),
         )
         pq.write_table(table, folder / f"part-{part:05d}.parquet", compression="zstd")
         part += 1
@@ -250,7 +250,7 @@ def main() -> int:
     memory = PeakMemory()
     started = time.perf_counter()
     analysis = Store(work / "analysis")
-    index = read_table(analysis, columns=schema.index_columns(DIM))
+    index = read_table(analysis, columns=contract.index_columns(DIM))
     steps = [PHASE2_STEPS[name].from_config(config) for name in ("dedup", "rebalance")]
     result = run_steps(steps, Candidates(index, np.ones(index.num_rows, bool), analysis))
     elapsed = time.perf_counter() - started

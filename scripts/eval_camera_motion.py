@@ -37,7 +37,7 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
 from synth import CAMERA_CLASSES, camera_motion_frames, movers, real_frames, write_video  # noqa: E402
 
-from curate.config import CurateConfig  # noqa: E402
+from curate.config.sections import CurateConfig  # noqa: E402
 from curate.signals.camera_motion import CAMERA_MOTIONS  # noqa: E402
 from curate.video import probe  # noqa: E402
 from stages.analyze import analyze_source  # noqa: E402

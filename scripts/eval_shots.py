@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from curate.config import AnalyzeConfig  # noqa: E402
+from curate.config.sections import AnalyzeConfig  # noqa: E402
 from curate.signals.shots import SHOT_DETECTORS, Shots, ShotSignal  # noqa: E402
 from curate.video import MediaError, probe  # noqa: E402
 from stages.analyze import decode_series  # noqa: E402

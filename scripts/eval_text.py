@@ -37,7 +37,7 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 from synth import TEXT_CASES, real_frames, text_case_frames, write_video  # noqa: E402
 
 from curate import schema  # noqa: E402
-from curate.config import CurateConfig  # noqa: E402
+from curate.config.sections import CurateConfig  # noqa: E402
 from stages.analyze import AnalyzeStage  # noqa: E402
 from stages.detect import DetectStage  # noqa: E402
 from stages.probe import ProbeStage  # noqa: E402

@@ -55,12 +55,12 @@ import av  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from curate.config import (  # noqa: E402
-    ConfigError,
+from curate.config import ConfigError  # noqa: E402
+from curate.config.loading import load_config  # noqa: E402
+from curate.config.sections import (  # noqa: E402
     CurateConfig,
     EmbedConfig,
     TransformersCaptionerConfig,
-    load_config,
 )
 from curate.devices import cuda_devices, onnx_device, resolve_decoder, torch_device  # noqa: E402
 from curate.onnx import session_device  # noqa: E402
@@ -247,9 +247,9 @@ def check_ocr(cfg: CurateConfig, frames: Frames) -> None:
 
 
 def check_nudenet(cfg: CurateConfig, frames: Frames) -> None:
-    from stages.detect import nudenet_detector
+    from curate.signals.nsfw import NsfwDetector
 
-    detector, load_s = timed(lambda: nudenet_detector(cfg.detect))
+    detector, load_s = timed(lambda: NsfwDetector.load(cfg.detect.nsfw, cfg.detect.device).model)
     threshold = cfg.detect.nsfw.threshold
     detector.detect(frames.keyframes[0], threshold)
     _, seconds = timed(lambda: detector.detect_many(frames.keyframes, threshold))

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curate import schema
-from curate.config import AnalyzeConfig, ClipsConfig, CurateConfig, IsolationConfig
+from curate import contract, schema
+from curate.config.analyze import ClipsConfig
+from curate.config.sections import AnalyzeConfig, CurateConfig, IsolationConfig
+from curate.contract import build_signals, reject_row, signal_type
 from curate.devices import check_decoder, resolve_analyze, resolve_decoder
 from curate.sandbox import Sandbox
-from curate.schema import reject_row
-from curate.signals import ClipWindow, FrameSignal, build_signals, signal_type
+from curate.signals import ClipWindow, FrameSignal
 from curate.stage import Stage
 from curate.video import (
     DECODE_ERRORS,
@@ -184,7 +185,7 @@ class AnalyzeStage(Stage):
         # ``auto`` decided here, where Ray's GPU assignment is known (not in the sandbox).
         self.cfg = resolve_analyze(analyze)
         self.isolation = isolation
-        self.schema = schema.analyzed_source_schema(dim)
+        self.schema = contract.analyzed_source_schema(dim)
         self.sandbox = Sandbox(isolation, self.name, preload=(__name__,))
 
     @classmethod

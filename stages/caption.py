@@ -20,7 +20,8 @@ import pyarrow as pa
 
 from curate import schema
 from curate.captions import FALLBACK_CAPTIONER, CaptionFallback, ClipInfo, build_caption
-from curate.config import CaptionConfig, CaptionerConfig, ConfigError, CurateConfig
+from curate.config import ConfigError
+from curate.config.sections import CaptionConfig, CaptionerConfig, CurateConfig
 from curate.prompts import synthesize
 from curate.stage import Stage
 from stages.captioners import (
@@ -30,6 +31,7 @@ from stages.captioners import (
     Secret,
     build_captioner,
 )
+from stages.captioners.hf_transformers import check_model
 from stages.captioners.template import TemplateCaptioner
 
 log = logging.getLogger(__name__)
@@ -94,8 +96,6 @@ def _check_captioner(cap: CaptionerConfig, where: str) -> Secret | None:
             )
         return Secret(value)
     if cap.backend == "transformers":
-        from stages.captioners.hf_transformers import check_model
-
         check_model(cap, f"{where}.model")
     return None
 

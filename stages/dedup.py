@@ -28,7 +28,7 @@ from curate.clustering import (
     map_rows,
     sample_embeddings,
 )
-from curate.config import CurateConfig, DedupConfig, StageResources
+from curate.config.sections import CurateConfig, DedupConfig, StageResources
 from curate.funnel import funnel_entry
 from curate.phase2 import Candidates, Phase2Step, StepResult
 from curate.runner import pool_args

@@ -4,128 +4,48 @@ second decode).
 
 - PP-OCR (``analyze.text.detector: ocr``): on-screen text in the frames the text signal
   sampled (``text_samples``), with the same temporal filter as in the decode pass;
-- NudeNet (``detect.nsfw``): exposed sensitive body parts and faces, on the keyframes;
-- any YOLO-family ONNX model (``detect.objects``): the main subject's share of the frame.
+- every registered keyframe detector (``curate.signals.KeyframeDetector``: NudeNet's
+  ``detect.nsfw``, a YOLO-family ``detect.objects`` model), on the keyframes.
 
-Text columns and gates are the text signal's (``curate.signals.text``); the keyframe
-detectors' are declared in ``curate.signals.detections``.
+Columns and gates are the signals' own (``curate.signals.text``, ``curate.signals.nsfw`` …).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import statistics
 import time
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from curate import schema
-from curate.config import ConfigError, CurateConfig, DetectConfig, TextConfig
+from curate import contract, schema
+from curate.config.sections import CurateConfig, DetectConfig
+from curate.contract import KEYFRAME_DETECTORS
 from curate.imaging import from_jpeg
-from curate.model_files import model_file
+from curate.signals import KeyframeDetector
 from curate.signals.text import (
     DEFERRED_DETECTORS,
     TEXT_DETECTORS,
+    TextConfig,
     TextDetector,
     clip_samples,
     clip_text_values,
     overlay_text,
 )
 from curate.stage import Stage
-from curate.yolo import Detection, YoloDetector
-
-NUDENET_LABELS = [
-    "FEMALE_GENITALIA_COVERED",
-    "FACE_FEMALE",
-    "BUTTOCKS_EXPOSED",
-    "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED",
-    "MALE_BREAST_EXPOSED",
-    "ANUS_EXPOSED",
-    "FEET_EXPOSED",
-    "BELLY_COVERED",
-    "FEET_COVERED",
-    "ARMPITS_COVERED",
-    "ARMPITS_EXPOSED",
-    "FACE_MALE",
-    "BELLY_EXPOSED",
-    "MALE_GENITALIA_EXPOSED",
-    "ANUS_COVERED",
-    "FEMALE_BREAST_COVERED",
-    "BUTTOCKS_COVERED",
-]
-"""NudeNet 3's classes, in its model's order."""
-
-SENSITIVE = frozenset(
-    {
-        "FEMALE_GENITALIA_EXPOSED",
-        "MALE_GENITALIA_EXPOSED",
-        "FEMALE_BREAST_EXPOSED",
-        "BUTTOCKS_EXPOSED",
-        "ANUS_EXPOSED",
-    }
-)
-"""The classes that make a clip sensitive (NudeNet's exposed bellies, feet and armpits
-do not)."""
-
-FACES = frozenset({"FACE_FEMALE", "FACE_MALE"})
-
-
-def nudenet_detector(cfg: DetectConfig) -> YoloDetector | None:
-    """NudeNet's detector when ``detect.nsfw`` is on; :class:`ConfigError` naming the key to
-    fix when its model is missing."""
-    if not cfg.nsfw.enabled:
-        return None
-    if importlib.util.find_spec("onnxruntime") is None:
-        raise ConfigError(
-            "detect.nsfw needs onnxruntime (pip install onnxruntime), or set "
-            "detect.nsfw.enabled=false"
-        )
-    path = model_file(
-        cfg.nsfw.model,
-        "detect.nsfw.model",
-        "nudenet",
-        "320n.onnx",
-        "detect.nsfw needs NudeNet's model: install the nudenet package (pip install nudenet), "
-        "set detect.nsfw.model to its 320n.onnx, or set detect.nsfw.enabled=false",
-    )
-    return YoloDetector(
-        str(path), NUDENET_LABELS, cfg.device, "detect.nsfw.model", cfg.nsfw.input_size
-    )
-
-
-def objects_detector(cfg: DetectConfig) -> YoloDetector | None:
-    """The ``detect.objects`` model when one is configured, checked against its class list."""
-    objects = cfg.objects
-    if objects.model is None:
-        return None
-    path = Path(objects.model).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"detect.objects.model: no file at {path}")
-    if not objects.classes:
-        raise ConfigError("detect.objects.classes: list the model's class names, in its order")
-    unknown = set(objects.subjects or ()) - set(objects.classes)
-    if unknown:
-        raise ConfigError(f"detect.objects.subjects: not among the classes: {sorted(unknown)}")
-    return YoloDetector(
-        str(path), objects.classes, cfg.device, "detect.objects.model", objects.input_size
-    )
 
 
 class DetectStage(Stage):
     """Runs the configured keyframe detectors over every candidate clip of a batch of
-    analyzed sources, filling the ``curate.signals.detections`` columns."""
+    analyzed sources, filling their columns (and the text columns, where OCR runs here)."""
 
     name = "detect"
 
     def __init__(self, detect: DetectConfig, text: TextConfig, dim: int) -> None:
         self.cfg = detect
         self.text_cfg = text
-        self.schema = schema.analyzed_source_schema(dim)
+        self.schema = contract.analyzed_source_schema(dim)
         self.loaded = False
 
     @classmethod
@@ -135,8 +55,7 @@ class DetectStage(Stage):
     @classmethod
     def check(cls, config: CurateConfig) -> dict[str, Any]:
         # Loading the models checks files, class counts and the device (sessions are cached).
-        nudenet_detector(config.detect)
-        objects_detector(config.detect)
+        load_detectors(config.detect)
         return {}
 
     @cached_property
@@ -146,12 +65,8 @@ class DetectStage(Stage):
         return TEXT_DETECTORS[self.text_cfg.detector](self.text_cfg)
 
     @cached_property
-    def nudenet(self) -> YoloDetector | None:
-        return nudenet_detector(self.cfg)
-
-    @cached_property
-    def objects(self) -> YoloDetector | None:
-        return objects_detector(self.cfg)
+    def detectors(self) -> list[KeyframeDetector]:
+        return load_detectors(self.cfg)
 
     def load(self) -> float:
         """Load the models before the first source (seconds it took; 0 once loaded), so that
@@ -162,7 +77,7 @@ class DetectStage(Stage):
         if self.text is not None:
             # PP-OCR opens its sessions on its first frame.
             self.text.detect(np.zeros((224, 400), np.uint8))
-        _ = self.nudenet, self.objects
+        _ = self.detectors
         self.loaded = True
         return time.perf_counter() - started
 
@@ -216,55 +131,26 @@ class DetectStage(Stage):
         (``curate.timing``)."""
         out: list[dict[str, Any]] = [{} for _ in keyframes]
         flat = [k for clip in keyframes for k in clip]
-        models = (
-            (self.nudenet, "nsfw", self.cfg.nsfw.threshold / 2, self._nsfw_values),
-            (self.objects, "objects", self.cfg.objects.threshold, self._object_values),
-        )
-        for model, part, min_score, values_of in models:
-            if model is None or not flat:
-                continue
+        for detector in self.detectors if flat else ():
             started = time.perf_counter()
-            found = iter(model.detect_many(flat, min_score))
+            found = iter(detector.model.detect_many(flat, detector.min_score))
             if timing is not None:
-                _add(timing, f"detect.{part}", time.perf_counter() - started, keyframes=len(flat))
+                seconds = time.perf_counter() - started
+                _add(timing, f"detect.{detector.name}", seconds, keyframes=len(flat))
             for values, clip in zip(out, keyframes):
                 if clip:
-                    values.update(values_of([next(found) for _ in clip]))
+                    values.update(detector.clip_values([next(found) for _ in clip]))
         return out
 
-    def _nsfw_values(self, found: list[list[Detection]]) -> dict[str, Any]:
-        return nsfw_values(found, self.cfg.nsfw.threshold)
 
-    def _object_values(self, found: list[list[Detection]]) -> dict[str, Any]:
-        return object_values(found, self.cfg.objects.subjects)
+def load_detectors(cfg: DetectConfig) -> list[KeyframeDetector]:
+    """The keyframe detectors ``detect`` turns on, in registry order, with their models
+    loaded (``ConfigError`` naming the key to fix when one cannot load)."""
+    loaded = (d.load(getattr(cfg, d.name), cfg.device) for d in KEYFRAME_DETECTORS)
+    return [d for d in loaded if d is not None]
 
 
 def _add(timing: dict[str, float], part: str, seconds: float, **counts: int) -> None:
     """Add a model's seconds and counts to ``timing`` under ``part`` (``detect.nsfw``)."""
     for key, value in {"model_s": seconds, **counts}.items():
         timing[f"{part}.{key}"] = timing.get(f"{part}.{key}", 0.0) + value
-
-
-def nsfw_values(found: list[list[Detection]], threshold: float) -> dict[str, Any]:
-    """NudeNet's detections on each keyframe → ``nsfw_score``, ``nsfw_classes``, ``faces``,
-    ``face_share``."""
-    sensitive = [d for ds in found for d in ds if d.label in SENSITIVE]
-    faces = [[d for d in ds if d.label in FACES and d.score >= threshold] for ds in found]
-    return {
-        "nsfw_score": max((d.score for d in sensitive), default=0.0),
-        "nsfw_classes": sorted({d.label for d in sensitive if d.score >= threshold}),
-        "faces": max(len(f) for f in faces),
-        "face_share": max((d.area for f in faces for d in f), default=0.0),
-    }
-
-
-def object_values(found: list[list[Detection]], subjects: list[str] | None) -> dict[str, Any]:
-    """A YOLO model's detections on each keyframe → ``subject_share``, ``objects``."""
-    largest = [
-        max((d.area for d in ds if subjects is None or d.label in subjects), default=0.0)
-        for ds in found
-    ]
-    return {
-        "subject_share": statistics.median(largest),
-        "objects": sorted({d.label for ds in found for d in ds}),
-    }

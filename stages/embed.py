@@ -24,9 +24,10 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from curate import schema
+from curate import contract, schema
 from curate.aesthetic_head import AestheticHead
-from curate.config import ConfigError, CurateConfig, EmbedConfig, OpenClipConfig
+from curate.config import ConfigError
+from curate.config.sections import CurateConfig, EmbedConfig, OpenClipConfig
 from curate.devices import torch_device
 from curate.imaging import from_jpeg
 from curate.stage import Stage
@@ -290,7 +291,7 @@ class EmbedStage(Stage):
         loads = self.embedder.loads_model or self.head is not None
         self.load_s = time.perf_counter() - started if loads else 0.0
         """Seconds the models took to load, reported with the first batch."""
-        self.schema = schema.analyzed_source_schema(embed.dim)
+        self.schema = contract.analyzed_source_schema(embed.dim)
 
     @classmethod
     def inputs(cls, config: CurateConfig) -> dict[str, Any]:

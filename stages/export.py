@@ -28,7 +28,8 @@ import pyarrow as pa
 from av.video.reformatter import VideoReformatter
 
 from curate import schema
-from curate.config import ConfigError, CurateConfig, ExportConfig
+from curate.config import ConfigError
+from curate.config.sections import CurateConfig, ExportConfig
 from curate.devices import cluster_driver, cuda_devices, ray_gave_no_gpu
 from curate.exporting import clip_relpath
 from curate.stage import Stage

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from curate import schema
-from curate.config import CurateConfig, IsolationConfig, ProbeConfig
+from curate.config.sections import CurateConfig, IsolationConfig, ProbeConfig
 from curate.sandbox import Sandbox
 from curate.stage import Stage
 from curate.video import MediaError, probe

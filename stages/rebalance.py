@@ -30,7 +30,7 @@ from curate.clustering import (
     sample_embeddings,
     tables_of,
 )
-from curate.config import CurateConfig, RebalanceConfig, StageResources
+from curate.config.sections import CurateConfig, RebalanceConfig, StageResources
 from curate.funnel import funnel_entry
 from curate.phase2 import Candidates, Phase2Step, StepResult
 from stages.dedup import rank_order

@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curate.config import CurateConfig, TierConfig
+from curate.config.sections import CurateConfig, TierConfig
+from curate.contract import ALL_GATES, reject_row
 from curate.funnel import funnel_entry
-from curate.gates import all_gates
 from curate.phase2 import Candidates, Phase2Step, StepResult
-from curate.schema import reject_row
 
 
 @dataclass
@@ -40,7 +39,7 @@ def resolve_gates(analysis: pa.Table, tiers: list[TierConfig]) -> list[dict[str,
     resolved = []
     for tier in tiers:
         gates = {}
-        for gate in all_gates():
+        for gate in ALL_GATES:
             threshold = getattr(tier.gates, gate.key)
             if isinstance(threshold, str):
                 values = gate.column(analysis)
@@ -59,7 +58,7 @@ def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
     passed = np.zeros((len(tiers), n), dtype=bool)
     first_fail: list[tuple[str, str] | None] = [None] * n
     failures: dict[str, dict[str, int]] = {}
-    gates = all_gates()
+    gates = ALL_GATES
     values = {g.key: g.column(analysis) for g in gates}
     previous = np.ones(n, dtype=bool)
     for k, tier in enumerate(tiers):

@@ -13,6 +13,7 @@ import av
 import cv2
 import numpy as np
 
+from curate import contract
 from curate.signals.camera_motion import CAMERA_MOTIONS
 
 
@@ -463,9 +464,9 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
     import pyarrow as pa
 
     from curate import schema
+    from curate.contract import SIGNAL_FIELDS
     from curate.io import ShardWriter
     from curate.manifest import FunnelStage, Inputs, Manifest, TierSize
-    from curate.signals import signal_fields
     from curate.storage import Store
 
     rng = np.random.default_rng(seed)
@@ -528,7 +529,7 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
                 "prompt": pa.array(captions, pa.string()),
             }
         ),
-        schema.ANALYSIS,
+        contract.ANALYSIS,
     )
     broken = [f"/data/videos/broken{j}.mp4" for j in range(2)]
     reject_rows = [
@@ -568,7 +569,7 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
             writer.write(table)
 
     folder.mkdir(parents=True, exist_ok=True)
-    write("analysis", analysis, schema.ANALYSIS)
+    write("analysis", analysis, contract.ANALYSIS)
     write("rejects", rejects, schema.REJECTS)
     shots = {
         "source": np.unique(sources),
@@ -582,7 +583,7 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
         rows = rows.set_column(
             rows.schema.get_field_index("tier"), "tier", pa.array([name] * rows.num_rows)
         )
-        write(f"tiers/{name}", schema.conform(rows, schema.TIER), schema.TIER)
+        write(f"tiers/{name}", schema.conform(rows, contract.TIER), contract.TIER)
         sizes_of[name] = {
             "clips": int(member.sum()),
             "hours": round(duration[member].sum() / 3600, 6),
@@ -625,7 +626,7 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
                 {"name": name, "gates": {"min_sharpness": t}} for name, t in SYNTH_TIERS.items()
             ]
         },
-        signal_columns=schema.fields_to_json(signal_fields()),
+        signal_columns=schema.fields_to_json(SIGNAL_FIELDS),
     )
     manifest.write(Store(folder))
     return folder

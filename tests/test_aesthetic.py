@@ -16,10 +16,11 @@ from synth import real_frames
 from test_embed import TINY_CLIP
 from torch import nn
 
-from curate import schema
+from curate import contract, schema
 from curate.aesthetic_head import AestheticHead
 from curate.clustering import embeddings_of
-from curate.config import AestheticHeadConfig, ConfigError, CurateConfig
+from curate.config import ConfigError
+from curate.config.sections import AestheticHeadConfig, CurateConfig
 from curate.signals.keyframes import TECHNICAL, technical_quality
 from stages.embed import EmbedStage
 
@@ -131,7 +132,7 @@ def analysed_source(images_per_clip, dim=512):
         for i, images in enumerate(images_per_clip)
     ]
     row = {"source": "s", "source_index": 0, "shots": [], "clips": clips, "rejects": []}
-    return schema.from_rows([row], schema.analyzed_source_schema(dim))
+    return schema.from_rows([row], contract.analyzed_source_schema(dim))
 
 
 @pytest.mark.parametrize(
@@ -232,7 +233,7 @@ def test_clustering_reads_the_stored_width():
         {"clip_id": f"c{i}", "source": "s", "embedding": rng.normal(size=768)} for i in range(4)
     ]
     rows[2]["embedding"] = None
-    table = schema.from_rows(rows, schema.analysis_schema(768))
+    table = schema.from_rows(rows, contract.analysis_schema(768))
     x = embeddings_of(table)
     assert x.shape == (4, 768) and not x[2].any()
-    assert schema.embedding_dim(schema.tier_schema(768)) == 768
+    assert schema.embedding_dim(contract.tier_schema(768)) == 768

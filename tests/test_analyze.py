@@ -9,7 +9,8 @@ import pytest
 from conftest import GROUNDTRUTH, VIDEOS, needs_shared
 from synth import blurred, pan_frames, shots_video, still_frames, textured_image, write_video
 
-from curate.config import ClipsConfig, CurateConfig
+from curate.config.analyze import ClipsConfig
+from curate.config.sections import CurateConfig
 from curate.signals.shots import Shots
 from curate.video import probe
 from stages.analyze import AnalyzeStage, FrameSeries, decode_series, plan_windows

@@ -8,7 +8,8 @@ import pytest
 from conftest import VIDEOS, needs_shared
 from synth import camera_motion_frames, real_frames, write_video
 
-from curate.config import CurateConfig
+from curate import contract
+from curate.config.sections import CurateConfig
 from curate.signals.borders import bar_size
 from stages.analyze import AnalyzeStage
 from stages.export import ExportStage
@@ -104,7 +105,7 @@ def test_border_gate_and_crop_on_export(tmp_path):
     (clip,) = out["clips"]
     from curate import schema
 
-    result = assign_tiers(schema.from_rows([clip], schema.ANALYSIS), config.tiers)
+    result = assign_tiers(schema.from_rows([clip], contract.ANALYSIS), config.tiers)
     assert [r["reason"] for r in result.rejects] == ["border"]
     job = {
         "clip_id": clip["clip_id"],

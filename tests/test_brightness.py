@@ -8,8 +8,8 @@ import pytest
 from conftest import VIDEOS, needs_shared
 from synth import write_video
 
-from curate import schema
-from curate.config import CurateConfig
+from curate import contract, schema
+from curate.config.sections import CurateConfig
 from stages.analyze import AnalyzeStage
 from stages.probe import ProbeStage
 from stages.tiers import assign_tiers
@@ -44,7 +44,7 @@ def test_min_brightness_rejects_dark_clips_as_too_dark(tmp_path):
     config = CurateConfig.model_validate(
         {"tiers": [{"name": "t", "gates": {"min_brightness": 30}}]}
     )
-    result = assign_tiers(schema.from_rows(clips, schema.ANALYSIS), config.tiers)
+    result = assign_tiers(schema.from_rows(clips, contract.ANALYSIS), config.tiers)
     assert list(result.passed[0]) == [False, True]
     (reject,) = result.rejects
     assert reject["reason"] == "too_dark" and "min_brightness=30" in reject["detail"]

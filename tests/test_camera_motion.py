@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, VIDEOS, needs_shared
 from synth import CAMERA_CLASSES, camera_motion_frames, movers, real_frames, write_video
 
-from curate.config import CurateConfig
+from curate.config.sections import CurateConfig
 from curate.signals import camera_motion
 from curate.signals.flow import fit_global_motion
 from curate.video import probe

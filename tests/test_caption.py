@@ -16,10 +16,11 @@ from chat_server import HANG, ChatServer, chat_reply
 from conftest import ROOT
 from synth import pan_frames, shots_video, still_frames, textured_image, write_video
 
-from curate import schema
+from curate import contract, schema
 from curate.captions import FALLBACK_CAPTIONER, TEXT_FIELDS, ClipInfo, StructuredCaption
 from curate.cli import EXIT_USAGE, main
-from curate.config import ConfigError, CurateConfig, OpenAICaptionerConfig
+from curate.config import ConfigError
+from curate.config.sections import CurateConfig, OpenAICaptionerConfig
 from curate.summary import accounting_problems
 from stages.caption import CaptionStage
 from stages.captioners import Secret
@@ -218,7 +219,7 @@ def analysis_rows(n=3, confidence=0.9):
         }
         for i in range(n)
     ]
-    return schema.from_rows(rows, schema.ANALYSIS)
+    return schema.from_rows(rows, contract.ANALYSIS)
 
 
 def config_with(captioners, **caption) -> CurateConfig:
@@ -299,7 +300,7 @@ def test_missing_api_key_variable_is_a_config_error(monkeypatch, tmp_path, capsy
     config_path = tmp_path / "c.yaml"
     config_path.write_text(f"caption:\n  captioners: {captioner}\n")
     with pytest.raises(ConfigError, match=r"caption\.captioners\.0\.api_key_env.*CURATE_TEST_KEY"):
-        from curate.config import load_config
+        from curate.config.loading import load_config
 
         CaptionStage.check(load_config(config_path))
     videos = tmp_path / "in"

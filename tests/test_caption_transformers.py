@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from curate import schema
+from curate import contract, schema
 from curate.captions import FALLBACK_CAPTIONER
-from curate.config import ConfigError, CurateConfig, TransformersCaptionerConfig
+from curate.config import ConfigError
+from curate.config.sections import CurateConfig, TransformersCaptionerConfig
 from stages.caption import CaptionStage
 from stages.captioners.hf_transformers import TransformersCaptioner
 
@@ -125,7 +126,7 @@ def rows(n: int):
         }
         for i in range(n)
     ]
-    return schema.from_rows(clips, schema.ANALYSIS)
+    return schema.from_rows(clips, contract.ANALYSIS)
 
 
 class CountingGenerate:

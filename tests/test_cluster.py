@@ -38,7 +38,7 @@ from conftest import ROOT
 from synth import pan_frames, textured_image, write_video
 
 from curate.cli import main
-from curate.config import load_config
+from curate.config.loading import load_config
 from curate.registry import STAGES
 
 CLUSTER_YAML = ROOT / "deploy" / "ray-cluster.example.yaml"

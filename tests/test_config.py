@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from curate.cli import EXIT_USAGE, main
-from curate.config import ConfigError, load_config
+from curate.config import ConfigError
+from curate.config.loading import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -12,7 +12,7 @@ import pytest
 import ray.data
 
 from curate import schema
-from curate.config import CurateConfig, DedupConfig, RebalanceConfig
+from curate.config.sections import CurateConfig, DedupConfig, RebalanceConfig
 from curate.phase2 import Candidates, run_steps
 from curate.storage import Store
 from stages.dedup import DedupStep, find_duplicates, greedy_groups, rank_order
@@ -241,7 +241,7 @@ def test_one_centroid_is_the_mean_as_kmeans_finds_it():
     from sklearn.cluster import KMeans
 
     from curate.clustering import fit_centroids
-    from curate.config import KMeansConfig
+    from curate.config.sections import KMeansConfig
 
     x = unit(np.random.default_rng(3).normal(size=(15, DIM)))
     cfg = KMeansConfig(k=32, min_cluster_size=10)

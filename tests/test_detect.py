@@ -11,24 +11,30 @@ import numpy as np
 import pytest
 from conftest import VIDEOS, needs_shared
 
-from curate import schema
-from curate.config import ConfigError, CurateConfig
+from curate import contract, schema
+from curate.config import ConfigError
+from curate.config.sections import CurateConfig
 from curate.imaging import from_jpeg
 from curate.onnx import session
+from curate.signals.nsfw import NUDENET_LABELS, NsfwDetector, nsfw_values
+from curate.signals.objects import ObjectDetector
 from curate.yolo import Detection
 from stages.analyze import AnalyzeStage
-from stages.detect import (
-    NUDENET_LABELS,
-    DetectStage,
-    nsfw_values,
-    nudenet_detector,
-    objects_detector,
-)
+from stages.detect import DetectStage
 from stages.probe import ProbeStage
 from stages.tiers import assign_tiers
 
 NUDENET_MODEL = str(Path(importlib.util.find_spec("nudenet").origin).parent / "320n.onnx")
 FACES = ["FACE_FEMALE", "FACE_MALE"]
+
+
+def nudenet_detector(detect):
+    """NudeNet's YOLO runner as ``detect`` configures it."""
+    return NsfwDetector.load(detect.nsfw, detect.device).model
+
+
+def objects_detector(detect):
+    return ObjectDetector.load(detect.objects, detect.device).model
 
 
 def config(**detect) -> CurateConfig:
@@ -151,7 +157,7 @@ def test_detection_gates_reject_with_their_reasons():
         )
     gates = {"max_nsfw": 0.5, "max_faces": 3, "max_face_share": 0.5, "min_subject_share": 0.05}
     cfg = CurateConfig.model_validate({"tiers": [{"name": "t", "gates": gates}]})
-    result = assign_tiers(schema.from_rows(rows, schema.ANALYSIS), cfg.tiers)
+    result = assign_tiers(schema.from_rows(rows, contract.ANALYSIS), cfg.tiers)
     assert [r["reason"] for r in result.rejects] == [
         "nsfw",
         "faces",

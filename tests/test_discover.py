@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.config import CurateConfig
+from curate.config.sections import CurateConfig
 from curate.io import InputError, discover
 from curate.journal import fingerprint
 

@@ -12,9 +12,11 @@ import pytest
 import torch
 from conftest import ROOT, VIDEOS, needs_shared
 
-from curate import schema
+from curate import contract, schema
 from curate.cli import main
-from curate.config import ConfigError, CurateConfig, load_config
+from curate.config import ConfigError
+from curate.config.loading import load_config
+from curate.config.sections import CurateConfig
 from stages.embed import EmbedStage, SignatureEmbedder
 
 TINY_CLIP = {
@@ -140,7 +142,7 @@ def _analysed_source(images_per_clip):
         for i, images in enumerate(images_per_clip)
     ]
     row = {"source": "s", "source_index": 0, "shots": [], "clips": clips, "rejects": []}
-    return schema.from_rows([row], schema.ANALYZED_SOURCE)
+    return schema.from_rows([row], contract.ANALYZED_SOURCE)
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import pytest
 from conftest import VIDEOS, needs_shared
 from synth import pan_frames, textured_image, write_video
 
-from curate.config import ConfigError, CurateConfig
+from curate.config import ConfigError
+from curate.config.sections import CurateConfig
 from curate.exporting import clip_relpath, export_stats
 from stages.export import ExportStage
 

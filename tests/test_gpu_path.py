@@ -13,7 +13,9 @@ from synth import shots_video
 
 import curate.devices as devices
 import curate.video as video
-from curate.config import ConfigError, CurateConfig, load_config
+from curate.config import ConfigError
+from curate.config.loading import load_config
+from curate.config.sections import CurateConfig
 from curate.devices import (
     check_decoder,
     cluster_driver,

@@ -28,7 +28,9 @@ from synth import (
 )
 
 from curate.cli import main
-from curate.config import ConfigError, CurateConfig, IsolationConfig, load_config
+from curate.config import ConfigError
+from curate.config.loading import load_config
+from curate.config.sections import CurateConfig, IsolationConfig
 from curate.sandbox import Sandbox, SandboxError
 from curate.summary import accounting_problems
 from curate.video import MediaError, probe

@@ -12,10 +12,10 @@ from conftest import run_pipeline as run
 from synth import bad_inputs, pan_frames, shots_video, still_frames, textured_image, write_video
 
 from curate.cli import main
-from curate.config import load_config
+from curate.config.loading import load_config
+from curate.contract import FRAME_SIGNALS
 from curate.registry import STAGES
 from curate.runner import fuse_pools
-from curate.signals import signal_types
 from curate.summary import accounting_problems
 
 
@@ -139,7 +139,7 @@ def test_manifest_and_inspect_say_where_the_time_went(shared_run, capsys):
     stages = manifest["timing"]["stages"]
     analyze, parts = stages["analyze"], stages["analyze"]["parts"]
     assert parts["decode"]["frames"] == analyze["frames"] > 0
-    for signal in signal_types():
+    for signal in FRAME_SIGNALS:
         measures = parts[signal.name]
         assert {"update_s", "finish_s", "clip_values_s"} <= measures.keys()
         assert 0 < measures["frames"] <= analyze["frames"], signal.name
@@ -148,7 +148,7 @@ def test_manifest_and_inspect_say_where_the_time_went(shared_run, capsys):
     assert parts["transnetv2"]["frames"] % 50 == 0 and parts["transnetv2"]["frames"] > 0
     assert parts["transnetv2"]["network_s"] > 0
     in_pass = parts["decode"]["wait_s"] + sum(
-        parts[s.name]["update_s"] + parts[s.name]["finish_s"] for s in signal_types()
+        parts[s.name]["update_s"] + parts[s.name]["finish_s"] for s in FRAME_SIGNALS
     )
     assert 0 < in_pass <= analyze["busy_s"]
     detect = stages["detect"]["parts"]
@@ -285,7 +285,7 @@ def _loosest(key: str, flag: bool):
     """The loosest valid threshold of a gate (every gate on, nothing meant to fail it)."""
     from pydantic import ValidationError
 
-    from curate.config import Gates
+    from curate.config.sections import Gates
 
     for value in [True] if flag else ([0, 1] if key.startswith("min") else [1e9, 1]):
         try:
@@ -301,12 +301,12 @@ def test_every_gate_applies_in_a_retier(shared_run, tmp_path):
     """Every declared gate, a new signal's too, reaches its columns in phase 2."""
     import shutil
 
-    from curate.gates import all_gates
+    from curate.contract import ALL_GATES
 
     out, _, _ = shared_run
     copy = tmp_path / "every-gate"
     shutil.copytree(out, copy)
-    sets = [f"tiers.0.gates.{g.key}={_loosest(g.key, g.flag)}" for g in all_gates()]
+    sets = [f"tiers.0.gates.{g.key}={_loosest(g.key, g.flag)}" for g in ALL_GATES]
     assert (
         main(
             ["retier", str(copy), "--config", DEFAULT, "--no-progress"]
@@ -315,7 +315,7 @@ def test_every_gate_applies_in_a_retier(shared_run, tmp_path):
         == 0
     )
     tiers = json.loads((copy / "manifest.json").read_text())["funnel"]["tiers"]
-    assert set(tiers["gate_failures"]["default"]) == {g.key for g in all_gates()}
+    assert set(tiers["gate_failures"]["default"]) == {g.key for g in ALL_GATES}
     assert accounting_problems(copy) == []
 
 

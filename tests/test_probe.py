@@ -3,7 +3,7 @@ from __future__ import annotations
 from conftest import VIDEOS, needs_shared
 from synth import bad_inputs, still_frames, textured_image, write_video
 
-from curate.config import CurateConfig
+from curate.config.sections import CurateConfig
 from stages.probe import ProbeStage
 
 

@@ -17,7 +17,8 @@ from curate.captions import (
     parse_reply,
     with_tier,
 )
-from curate.config import CaptionConfig, PromptConfig, load_config
+from curate.config.loading import load_config
+from curate.config.sections import CaptionConfig, PromptConfig
 from curate.prompts import CAMERA_PHRASES, FALLBACK, synthesize
 from curate.signals.camera_motion import CAMERA_MOTIONS
 

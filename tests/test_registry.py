@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 import curate
-from curate.config import CAPTION_BACKENDS, CurateConfig, RayConfig, StageResources
+from curate.config.sections import CAPTION_BACKENDS, CurateConfig, RayConfig, StageResources
 from curate.registry import STAGES
 from curate.signals.shots import SHOT_DETECTORS
 from curate.signals.text import TEXT_DETECTORS

@@ -20,7 +20,7 @@ import pytest
 from conftest import ARTIFACTS, needs_shared
 from synth import SYNTH_TIERS, still_frames, synthetic_output, textured_image, write_video
 
-from curate import schema
+from curate import contract, schema
 from curate.cli import main
 from curate.manifest import Manifest
 from curate.report import GREY, _bars, _histogram, render_report
@@ -60,7 +60,7 @@ def exported(synthetic, tmp_path_factory):
         index = table.schema.get_field_index("clip_path")
         pq.write_table(table.set_column(index, "clip_path", pa.array(paths, pa.string())), path)
     (part,) = out.glob("rejects/part-*.parquet")
-    short = schema.reject_row("/data/videos/short.mp4", "probe", "too_short", "duration 2.00 s")
+    short = contract.reject_row("/data/videos/short.mp4", "probe", "too_short", "duration 2.00 s")
     rejects = pa.concat_tables([pq.read_table(part), schema.from_rows([short], schema.REJECTS)])
     pq.write_table(rejects, part)
     manifest = json.loads((out / "manifest.json").read_text())

@@ -30,7 +30,8 @@ from conftest import DEFAULT_CONFIG, ROOT, run_pipeline
 from synth import pan_frames, textured_image, write_video
 
 from curate.cli import main
-from curate.config import ConfigError, load_config
+from curate.config import ConfigError
+from curate.config.loading import load_config
 from curate.io import discover
 
 GOOD = [
@@ -479,7 +480,7 @@ AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 def test_ray_session_leaves_auth_to_the_environment(address, monkeypatch):
     import ray
 
-    from curate.config import CurateConfig
+    from curate.config.sections import CurateConfig
     from curate.runner import ray_session
 
     calls = []

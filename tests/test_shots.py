@@ -11,9 +11,11 @@ from conftest import VIDEOS, needs_shared
 from synth import real_frames, shot_cases, textured_image
 
 from curate import model_files
-from curate.config import ConfigError, CurateConfig, TransNetV2Config
+from curate.config import ConfigError
+from curate.config.sections import CurateConfig
 from curate.signals import transnet
 from curate.signals.shots import Shots, ShotSignal, spans_from_probabilities
+from curate.signals.transnet import TransNetV2Config
 from curate.video import probe
 from stages.analyze import AnalyzeStage, analyze_source, decode_series
 

@@ -5,45 +5,46 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curate import schema
-from curate.config import AnalyzeConfig, Gates
-from curate.gates import BASE_GATES, all_gates
-from curate.signals import FrameSignal, build_signals, signal_types
+from curate import contract
+from curate.config.sections import AnalyzeConfig, Gates
+from curate.contract import ALL_GATES, FRAME_SIGNALS, build_signals
+from curate.gates import BASE_GATES
+from curate.signals import FrameSignal
 from curate.video import DecodedFrame
 
 
 def test_every_signal_block_names_its_implementation():
     blocks = AnalyzeConfig().signal_blocks()
-    types = signal_types()
+    types = FRAME_SIGNALS
     assert [name for name, _ in blocks] == [t.name for t in types]
     assert all(issubclass(t, FrameSignal) for t in types)
     assert [type(s) for s in build_signals(AnalyzeConfig())] == list(types)
 
 
 def test_every_configurable_gate_is_declared_once():
-    keys = [g.key for g in all_gates()]
+    keys = [g.key for g in ALL_GATES]
     assert len(keys) == len(set(keys))
     assert set(keys) == set(Gates.model_fields)
-    assert all_gates()[: len(BASE_GATES)] == BASE_GATES
+    assert ALL_GATES[: len(BASE_GATES)] == BASE_GATES
     # Phase 2 holds the columns every gate reads.
-    assert {c for g in all_gates() for c in g.columns} <= set(schema.index_columns())
+    assert {c for g in ALL_GATES for c in g.columns} <= set(contract.index_columns())
 
 
 def test_schema_and_vocabulary_are_assembled_from_the_signals():
-    names = schema.ANALYSIS.names
-    for signal in signal_types():
+    names = contract.ANALYSIS.names
+    for signal in FRAME_SIGNALS:
         for field in signal.fields:
-            assert schema.ANALYSIS.field(field.name).type == field.type
-        assert all(g.reason in schema.REJECT_REASONS for g in signal.gates)
+            assert contract.ANALYSIS.field(field.name).type == field.type
+        assert all(g.reason in contract.REJECT_REASONS for g in signal.gates)
     assert len(names) == len(set(names))
-    assert "keyframes" not in schema.TIER.names and "clip_path" in schema.TIER.names
+    assert "keyframes" not in contract.TIER.names and "clip_path" in contract.TIER.names
 
 
 def test_reject_rows_keep_the_vocabulary():
-    row = schema.reject_row("a.mp4", "tiers", "blurry", "sharpness 3 fails", clip_id="c")
+    row = contract.reject_row("a.mp4", "tiers", "blurry", "sharpness 3 fails", clip_id="c")
     assert row["reason"] == "blurry" and row["start_s"] is None
     with pytest.raises(ValueError, match="'ugly'"):
-        schema.reject_row("a.mp4", "tiers", "ugly", "")
+        contract.reject_row("a.mp4", "tiers", "ugly", "")
 
 
 def test_signals_fill_exactly_their_fields():

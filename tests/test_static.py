@@ -9,8 +9,8 @@ import pytest
 from conftest import VIDEOS, needs_shared
 from synth import real_frames, write_video
 
-from curate import schema
-from curate.config import CurateConfig
+from curate import contract, schema
+from curate.config.sections import CurateConfig
 from stages.analyze import AnalyzeStage
 from stages.probe import ProbeStage
 from stages.tiers import assign_tiers
@@ -38,7 +38,7 @@ def clips_of(path, min_duration=4.0):
 
 def reasons(clips):
     config = CurateConfig.model_validate(DEFAULT_GATES)
-    result = assign_tiers(schema.from_rows(clips, schema.ANALYSIS), config.tiers)
+    result = assign_tiers(schema.from_rows(clips, contract.ANALYSIS), config.tiers)
     return [r["reason"] for r in result.rejects]
 
 

@@ -9,8 +9,10 @@ import pytest
 from conftest import ROOT, VIDEOS, needs_shared
 from synth import TEXT_KINDS, camera_motion_frames, draw_text, real_frames, write_video
 
-from curate import schema
-from curate.config import ConfigError, CurateConfig, load_config
+from curate import contract, schema
+from curate.config import ConfigError
+from curate.config.loading import load_config
+from curate.config.sections import CurateConfig
 from curate.signals.ocr import OcrTextDetector
 from curate.signals.text import MorphologyTextDetector, clip_samples, coverage
 from stages.analyze import AnalyzeStage
@@ -68,7 +70,7 @@ def test_echo_is_rejected_as_text_heavy_by_the_default_config():
     config = load_config(ROOT / "configs" / "default.yaml")
     clips = analyse(VIDEOS / "mediaelement-files" / "echo-hereweare.webm", config)
     assert clips
-    result = assign_tiers(schema.from_rows(clips, schema.ANALYSIS), config.tiers)
+    result = assign_tiers(schema.from_rows(clips, contract.ANALYSIS), config.tiers)
     assert not result.passed[0].any()
     assert {r["reason"] for r in result.rejects} == {"text_heavy"}
 

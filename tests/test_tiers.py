@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import math
 
-from curate import schema
-from curate.config import TierConfig
+from curate import contract, schema
+from curate.config.sections import TierConfig
 from stages.tiers import assign_tiers
 
 
@@ -17,7 +17,7 @@ def table(rows):
         "height": 720,
     }
     return schema.from_rows(
-        [{**base, "clip_id": f"c{i}", **r} for i, r in enumerate(rows)], schema.ANALYSIS
+        [{**base, "clip_id": f"c{i}", **r} for i, r in enumerate(rows)], contract.ANALYSIS
     )
 
 
@@ -68,5 +68,5 @@ def test_no_gates_admit_everything():
 
 
 def test_empty_table():
-    result = assign_tiers(schema.ANALYSIS.empty_table(), TIERS)
+    result = assign_tiers(contract.ANALYSIS.empty_table(), TIERS)
     assert result.passed.shape == (2, 0) and result.rejects == []

@@ -1,61 +1,50 @@
-"""Per-frame signals tapped from the single decode pass, one module per signal.
+"""The signals, one module each, and their registry: :data:`SIGNALS`.
 
-The registry is :class:`curate.config.AnalyzeConfig` itself: each of its blocks that is a
-:class:`~curate.config.SignalConfig` names the class that implements it, and the order of the
-blocks is the order in which signals run, add their ``analysis`` columns and their tier gates.
-Adding a signal is one module here plus its config block (see ``docs/architecture.md``).
+A signal declares everything about itself in its module (``curate.signals.base.Signal``): its
+config block, its ``analysis`` columns, its tier gates with the types of their thresholds and
+the scores ``inspect`` and the report summarise. ``curate.contract`` builds the config
+sections, the schemas, the gate list and the reject vocabulary from the tuple below; its order
+is the order in which signals run, their columns appear and their gates are checked. Adding a
+signal is its module, a line here and its test (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
-import importlib
-from functools import lru_cache
+from curate.signals.base import ClipWindow, FrameSignal, KeyframeDetector, Signal, samples_in
+from curate.signals.borders import BorderSignal
+from curate.signals.brightness import BrightnessSignal
+from curate.signals.colorfulness import ColorfulnessSignal
+from curate.signals.flow import FlowSignal
+from curate.signals.keyframes import KeyframeSignal
+from curate.signals.motion_pattern import MotionPatternSignal
+from curate.signals.nsfw import NsfwDetector
+from curate.signals.objects import ObjectDetector
+from curate.signals.sharpness import SharpnessSignal
+from curate.signals.shots import ShotSignal
+from curate.signals.text import TextSignal
 
-import pyarrow as pa
-
-from curate.config import AnalyzeConfig
-from curate.signals.base import ClipWindow, FrameSignal, samples_in
+SIGNALS: tuple[type[Signal], ...] = (
+    ShotSignal,
+    SharpnessSignal,
+    FlowSignal,
+    MotionPatternSignal,
+    KeyframeSignal,
+    TextSignal,
+    BorderSignal,
+    BrightnessSignal,
+    ColorfulnessSignal,
+    NsfwDetector,
+    ObjectDetector,
+)
+"""Every signal, in the order their columns and gates appear: per-frame signals run in this
+order in the decode pass (block ``analyze.<name>``), keyframe detectors in the detect stage
+(block ``detect.<name>``)."""
 
 __all__ = [
+    "SIGNALS",
     "ClipWindow",
     "FrameSignal",
-    "build_signals",
+    "KeyframeDetector",
+    "Signal",
     "samples_in",
-    "signal_fields",
-    "signal_type",
-    "signal_types",
 ]
-
-
-def _implementation(name: str, path: str) -> type[FrameSignal]:
-    module, _, cls_name = path.partition(":")
-    cls = getattr(importlib.import_module(f"{__name__}.{module}"), cls_name)
-    if not (isinstance(cls, type) and issubclass(cls, FrameSignal)) or cls.name != name:
-        raise TypeError(f"analyze.{name}: {path} is not the FrameSignal named {name!r}")
-    return cls
-
-
-@lru_cache
-def signal_types() -> tuple[type[FrameSignal], ...]:
-    """Every signal class, in registry order."""
-    return tuple(
-        _implementation(name, type(block).signal) for name, block in AnalyzeConfig().signal_blocks()
-    )
-
-
-def signal_type(name: str) -> type[FrameSignal]:
-    """The signal class configured by ``analyze.<name>``."""
-    return next(signal for signal in signal_types() if signal.name == name)
-
-
-def signal_fields() -> list[pa.Field]:
-    """The ``analysis`` columns the signals fill, in registry order, then those of the
-    keyframe detectors (``curate.signals.detections``)."""
-    from curate.signals import detections
-
-    return [f for signal in signal_types() for f in signal.fields] + list(detections.FIELDS)
-
-
-def build_signals(cfg: AnalyzeConfig) -> list[FrameSignal]:
-    """Fresh signals for one source."""
-    return [signal.from_config(cfg) for signal in signal_types()]

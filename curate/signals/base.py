@@ -1,11 +1,17 @@
-"""The per-frame signal interface.
+"""What a signal is: the declarations every signal makes beside its code (:class:`Signal`),
+and the two kinds of signal.
 
-A signal is fed the frames of the single decode pass one by one (``wants`` / ``update``),
-keeps only what it needs (a number per frame, a few samples, tiny keyframes), hands over its
-per-frame series at the end (``finish``) and turns that series into the values of one clip
-window (``clip_values``). Beside the code it declares the ``analysis`` columns it fills
-(``fields``) and the tier gates that read them (``gates``); the analysis schema and the gate
-list are assembled from these declarations.
+- A :class:`FrameSignal` is fed the frames of the single decode pass one by one (``wants`` /
+  ``update``), keeps only what it needs (a number per frame, a few samples, tiny keyframes),
+  hands over its per-frame series at the end (``finish``) and turns that series into the
+  values of one clip window (``clip_values``). Its block is ``analyze.<name>``.
+- A :class:`KeyframeDetector` runs a learned detector over each clip's keyframes in the detect
+  stage's own actor pool (on the GPU where there is one), not per frame. Its block is
+  ``detect.<name>``.
+
+The config sections, the analysis schema, the tier gates, the reject vocabulary and the scores
+that ``inspect`` and the report summarise are all assembled from these declarations
+(``curate.contract``), in the order of ``curate.signals.SIGNALS``.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from curate.config import SignalConfig
 from curate.gates import Gate
 
 if TYPE_CHECKING:
-    from curate.config import AnalyzeConfig
+    from curate.contract import AnalyzeConfig
     from curate.video import DecodedFrame
+    from curate.yolo import Detection, YoloDetector
 
 
 @dataclass(frozen=True)
@@ -39,13 +47,35 @@ class ClipWindow:
     """Where the clip could have started before its start moved to the sharpest frame."""
 
 
-class FrameSignal(ABC):
+class Signal:
+    """Everything a signal declares about itself, read by ``curate.contract``."""
+
     name: ClassVar[str]
-    """Its config block under ``analyze`` (``analyze.<name>``)."""
+    """Its config block's key in :attr:`section` (``analyze.<name>``)."""
+    section: ClassVar[str]
+    """The config section holding its block: ``analyze`` or ``detect``."""
+    config: ClassVar[type[SignalConfig]] = SignalConfig
+    """Its config block: a :class:`~curate.config.SignalConfig` subclass with a default and a
+    description for every setting (the bare class for a signal without settings)."""
     fields: ClassVar[tuple[pa.Field, ...]] = ()
-    """The ``analysis`` columns :meth:`clip_values` fills."""
+    """The ``analysis`` columns it fills."""
     gates: ClassVar[tuple[Gate, ...]] = ()
-    """The tier gates on those columns (their keys are fields of ``config.Gates``)."""
+    """The tier gates on those columns, with the types their thresholds take."""
+    scores: ClassVar[tuple[str, ...]] = ()
+    """Its numeric columns that ``curate inspect`` and the report summarise."""
+
+    @classmethod
+    def check(cls, block: Any) -> None:
+        """Fail at start-up, with a ``ConfigError`` naming the key to fix, when the signal
+        cannot run as configured by ``block`` (its section of the config): a model that is not
+        installed, a weights file that is missing."""
+        return None
+
+
+class FrameSignal(Signal, ABC):
+    """A signal computed in the decode pass, from every frame it wants."""
+
+    section = "analyze"
     source_fields: ClassVar[tuple[pa.Field, ...]] = ()
     """Per-source values handed to a later stage with the analyzed source (frames kept for a
     learned model that runs in its own pool); that stage clears them, they are not stored."""
@@ -54,13 +84,6 @@ class FrameSignal(ABC):
     def from_config(cls, analyze: AnalyzeConfig) -> FrameSignal:
         """A fresh signal for one source, from its own block of ``analyze``."""
         return cls(getattr(analyze, cls.name))
-
-    @classmethod
-    def check(cls, block: Any) -> None:
-        """Fail at start-up, with a ``ConfigError`` naming the key to fix, when the signal
-        cannot run as configured by ``block`` (its ``analyze.<name>`` section): a model that
-        is not installed, a weights file that is missing."""
-        return None
 
     @classmethod
     def warm_up(cls, block: Any) -> None:
@@ -101,3 +124,31 @@ def samples_in(times: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
     if inside.size == 0 and times.size:
         inside = np.array([int(np.argmin(np.abs(times - (start_s + end_s) / 2)))])
     return inside
+
+
+class KeyframeDetector(Signal, ABC):
+    """A learned detector run on the keyframes the decode pass kept (the detect stage runs
+    every registered one over a batch of sources, all keyframes through the model at once)."""
+
+    section = "detect"
+
+    def __init__(self, model: YoloDetector, block: Any) -> None:
+        self.model = model
+        self.block = block
+
+    @classmethod
+    @abstractmethod
+    def load(cls, block: Any, device: str) -> KeyframeDetector | None:
+        """The detector with its model loaded on ``device`` (``detect.device``), or ``None``
+        when ``block`` turns it off; a ``ConfigError`` naming the key to fix when its model
+        is missing or does not fit its settings."""
+
+    @property
+    def min_score(self) -> float:
+        """The lowest score a detection needs to be reported to :meth:`clip_values`."""
+        return float(self.block.threshold)
+
+    @abstractmethod
+    def clip_values(self, found: list[list[Detection]]) -> dict[str, Any]:
+        """The values of :attr:`fields` for one clip from the detections on each of its
+        keyframes."""

@@ -8,13 +8,15 @@ over all of its samples. Tier gate ``max_border`` rejects bordered clips.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from curate.config import BordersConfig
-from curate.gates import Gate, at_most, floats
+from curate.config import SignalConfig
+from curate.gates import Gate, at_most, floats, number
 from curate.signals.base import ClipWindow, FrameSignal
 from curate.video import DecodedFrame
 
@@ -79,8 +81,15 @@ class BorderSeries:
     """``(samples, 2, width)``: the same per column."""
 
 
+class BordersConfig(SignalConfig):
+    moved_keys: ClassVar[dict[str, str]] = {"borders_fps": "fps"}
+
+    fps: float = Field(2.0, gt=0, description="Frames per second profiled for bars.")
+
+
 class BorderSignal(FrameSignal):
     name = "borders"
+    config = BordersConfig
     fields = tuple(pa.field(f"border_{side}", pa.float32()) for side in SIDES)
     gates = (
         Gate(
@@ -90,8 +99,11 @@ class BorderSignal(FrameSignal):
             tuple(f"border_{side}" for side in SIDES),
             at_most,
             value=largest_border,
+            threshold=number(ge=0, le=1),
+            description="Largest bar (fraction of height/width) a clip may have.",
         ),
     )
+    scores = tuple(f"border_{side}" for side in SIDES)
 
     def __init__(self, cfg: BordersConfig) -> None:
         self.fps = cfg.fps

@@ -11,9 +11,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from curate.config import BrightnessConfig
-from curate.gates import Gate, at_least
+from curate.config import SignalConfig
+from curate.gates import Gate, at_least, score
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
 from curate.video import DecodedFrame
 
@@ -21,10 +22,26 @@ VIDEO_BLACK, VIDEO_WHITE = 16, 235
 """Luma levels of black and white in video-range frames, as the decoder delivers them."""
 
 
+class BrightnessConfig(SignalConfig):
+    fps: float = Field(2.0, gt=0, description="Frames per second whose mean luma is measured.")
+
+
 class BrightnessSignal(FrameSignal):
     name = "brightness"
     fields = (pa.field("brightness", pa.float32()), pa.field("brightness_min", pa.float32()))
-    gates = (Gate("min_brightness", "brightness", "too_dark", ("brightness",), at_least),)
+    config = BrightnessConfig
+    gates = (
+        Gate(
+            "min_brightness",
+            "brightness",
+            "too_dark",
+            ("brightness",),
+            at_least,
+            threshold=score(ge=0, le=255),
+            description="Lowest mean luma (0-255) of a clip: drops near-black clips.",
+        ),
+    )
+    scores = ("brightness",)
 
     def __init__(self, cfg: BrightnessConfig) -> None:
         self.fps = cfg.fps

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass
 from functools import lru_cache
+from typing import Literal
 
 import cv2
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from curate.config import FlowConfig
-from curate.gates import Gate, at_least, at_most
+from curate.config import SignalConfig
+from curate.gates import Gate, at_least, at_most, score
 from curate.imaging import downscale
 from curate.signals import camera_motion
 from curate.signals.base import ClipWindow, FrameSignal
@@ -108,6 +110,12 @@ class FlowSeries:
     """Global motion of each pair: rows of :class:`GlobalMotion`'s fields, in order."""
 
 
+class FlowConfig(SignalConfig):
+    method: Literal["dis", "farneback"] = "dis"
+    fps: float = Field(4.0, gt=0, description="Flow samples per second of video.")
+    short_side: int = Field(128, ge=16, description="Flow is computed at this short side.")
+
+
 class FlowSignal(FrameSignal):
     """Dense optical flow between a frame sampled at ``fps`` and the next decoded frame."""
 
@@ -120,15 +128,35 @@ class FlowSignal(FrameSignal):
         pa.field("camera_motion", pa.string()),
         pa.field("camera_motion_confidence", pa.float32()),
     )
+    config = FlowConfig
     gates = (
-        Gate("min_motion", "motion_score", "static", ("motion_score",), at_least),
-        Gate("max_motion", "motion_score", "excessive_motion", ("motion_score",), at_most),
+        Gate(
+            "min_motion",
+            "motion_score",
+            "static",
+            ("motion_score",),
+            at_least,
+            threshold=score(ge=0),
+            description="Lowest mean flow magnitude (diagonals/s).",
+        ),
+        Gate(
+            "max_motion",
+            "motion_score",
+            "excessive_motion",
+            ("motion_score",),
+            at_most,
+            threshold=score(gt=0),
+            description="Highest mean flow magnitude (diagonals/s).",
+        ),
         Gate(
             "min_subject_motion",
             "subject_motion",
             "no_subject_motion",
             ("subject_motion",),
             at_least,
+            threshold=score(ge=0),
+            description="Lowest motion relative to the background (diagonals/s): drops clips "
+            "where nothing moves, even when the camera does (a pan over an empty landscape).",
         ),
         Gate(
             "max_subject_motion",
@@ -136,6 +164,8 @@ class FlowSignal(FrameSignal):
             "excessive_subject_motion",
             ("subject_motion",),
             at_most,
+            threshold=score(gt=0),
+            description="Highest motion relative to the background (diagonals/s).",
         ),
         Gate(
             "max_camera_speed",
@@ -143,7 +173,16 @@ class FlowSignal(FrameSignal):
             "excessive_camera_motion",
             ("camera_speed",),
             at_most,
+            threshold=score(gt=0),
+            description="Fastest camera motion (diagonals/s): drops whip pans and wild shake.",
         ),
+    )
+    scores = (
+        "motion_score",
+        "motion_p90",
+        "camera_speed",
+        "subject_motion",
+        "camera_motion_confidence",
     )
 
     def __init__(self, cfg: FlowConfig) -> None:

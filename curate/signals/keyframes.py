@@ -10,16 +10,22 @@ head's score.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from curate.config import AnalyzeConfig, KeyframesConfig, ThumbnailConfig
-from curate.gates import Gate, at_least
+from curate.config import SignalConfig
+from curate.config.analyze import ThumbnailConfig
+from curate.gates import Gate, at_least, score
 from curate.imaging import downscale, from_jpeg, jpeg, laplacian_variance
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
 from curate.video import DecodedFrame
+
+if TYPE_CHECKING:
+    from curate.contract import AnalyzeConfig
 
 AESTHETIC_WEIGHTS = {
     "exposure": 0.2,
@@ -73,6 +79,16 @@ class KeyframeSeries:
     jpegs: list[bytes]
 
 
+class KeyframesConfig(SignalConfig):
+    """Small JPEG keyframes kept during the decode pass, for embeddings, thumbnails and the
+    technical-quality ``aesthetic`` score."""
+
+    short_side: int = Field(224, ge=16)
+    fps: float = Field(1.0, gt=0, description="Keyframes kept per second of video.")
+    quality: int = Field(90, ge=10, le=100)
+    per_clip: int = Field(3, ge=1, description="Keyframes per clip handed to the embed stage.")
+
+
 class KeyframeSignal(FrameSignal):
     name = "keyframes"
     fields = (
@@ -81,7 +97,20 @@ class KeyframeSignal(FrameSignal):
         pa.field("thumbnail", pa.binary()),
         pa.field("keyframes", pa.list_(pa.binary())),
     )
-    gates = (Gate("min_aesthetic", "aesthetic", "low_aesthetic", ("aesthetic",), at_least),)
+    config = KeyframesConfig
+    gates = (
+        Gate(
+            "min_aesthetic",
+            "aesthetic",
+            "low_aesthetic",
+            ("aesthetic",),
+            at_least,
+            threshold=score(ge=0, le=10),
+            description="Lowest aesthetic score (0-10; the technical-quality score without an "
+            "aesthetic head, see embed.aesthetic_head).",
+        ),
+    )
+    scores = ("aesthetic",)
 
     def __init__(self, cfg: KeyframesConfig, thumbnail: ThumbnailConfig) -> None:
         self.cfg = cfg

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from curate.config import MotionPatternConfig
+from curate.config import SignalConfig
 from curate.gates import Gate, equals, not_flagged
 from curate.imaging import downscale
 from curate.signals.base import ClipWindow, FrameSignal
@@ -59,8 +59,13 @@ class ChangeSeries:
     still frame before that run (what a transition between two still pictures changed)."""
 
 
+class MotionPatternConfig(SignalConfig):
+    """Thumbnail change of every frame: still, slideshow, chaotic or moving (no settings)."""
+
+
 class MotionPatternSignal(FrameSignal):
     name = "motion_pattern"
+    config = MotionPatternConfig
     fields = (pa.field("motion_pattern", pa.string()),)
     gates = (
         Gate(
@@ -71,6 +76,7 @@ class MotionPatternSignal(FrameSignal):
             not_flagged,
             value=equals("motion_pattern", "slideshow"),
             flag=True,
+            description="Drop piecewise-still clips with jumps.",
         ),
         Gate(
             "reject_chaotic",
@@ -80,6 +86,7 @@ class MotionPatternSignal(FrameSignal):
             not_flagged,
             value=equals("motion_pattern", "chaotic"),
             flag=True,
+            description="Drop clips whose frames jump constantly.",
         ),
     )
 

@@ -21,14 +21,50 @@ from __future__ import annotations
 import importlib.util
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
+from pydantic import Field
 
-from curate.config import ConfigError, OcrConfig
+from curate.config import ConfigError, Model
 from curate.model_files import model_file
 from curate.onnx import providers, session
+
+
+class OcrConfig(Model):
+    """PP-OCR text detection (``curate/signals/ocr.py``)."""
+
+    weights: str | None = Field(
+        None,
+        description="Detection model (ONNX); null: PP-OCRv6 small, shipped in the rapidocr "
+        "package.",
+    )
+    recogniser: str | None = Field(
+        None,
+        description="Recognition model (ONNX, character list in its metadata) that confirms "
+        "and reads each detected line; null: PP-OCRv6 small from the rapidocr package.",
+    )
+    short_side: int = Field(
+        540,
+        ge=64,
+        description="Frames are read for text at this short side (never upscaled): subtitles 2 % "
+        "of the frame high are 11 px tall at 540.",
+    )
+    threshold: float = Field(
+        0.6, gt=0, lt=1, description="Mean text probability a detected line's box needs."
+    )
+    max_frames_per_clip: int | None = Field(
+        3,
+        ge=1,
+        description="Sampled frames read per clip, spread evenly over it (first, middle and "
+        "last of its samples at 3): a 16 s clip holds 8 samples at text.fps 0.5, and each "
+        "costs about 0.1 s of CPU. null: every sample.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: onnxruntime's CUDA provider when installed and a GPU is there."
+    )
+
 
 PACKAGE = "rapidocr"
 DEVICE_KEY = "analyze.text.ocr.device"

@@ -9,11 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from curate.config import SharpnessConfig
-from curate.gates import Gate, at_least
+from curate.config import SignalConfig
+from curate.gates import Gate, at_least, score
 from curate.imaging import laplacian_variance
 from curate.signals.base import ClipWindow, FrameSignal
 from curate.video import DecodedFrame
+
+
+class SharpnessConfig(SignalConfig):
+    """Laplacian variance of every frame at the analysis size (no settings)."""
 
 
 class SharpnessSignal(FrameSignal):
@@ -23,7 +27,19 @@ class SharpnessSignal(FrameSignal):
         pa.field("sharpness_start", pa.float32()),
         pa.field("start_shift_s", pa.float32()),
     )
-    gates = (Gate("min_sharpness", "sharpness", "blurry", ("sharpness",), at_least),)
+    config = SharpnessConfig
+    gates = (
+        Gate(
+            "min_sharpness",
+            "sharpness",
+            "blurry",
+            ("sharpness",),
+            at_least,
+            threshold=score(ge=0),
+            description="Lowest median Laplacian variance of a clip's frames.",
+        ),
+    )
+    scores = ("sharpness",)
 
     def __init__(self, cfg: SharpnessConfig) -> None:
         self.values: list[float] = []

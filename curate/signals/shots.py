@@ -24,17 +24,85 @@ import itertools
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import cv2
 import numpy as np
+from pydantic import Field
 from scenedetect.detectors import AdaptiveDetector, ContentDetector
 
-from curate.config import ShotsConfig, TransNetV2Config
+from curate.config import Model, SignalConfig
 from curate.signals import transnet
 from curate.signals.base import FrameSignal
-from curate.signals.transnet import ChunkedTransNet, tiny_rgb, weights_path
+from curate.signals.transnet import ChunkedTransNet, TransNetV2Config, tiny_rgb, weights_path
 from curate.video import DecodedFrame
+
+
+class ContentDetectorConfig(Model):
+    """PySceneDetect ContentDetector parameters (see its documentation)."""
+
+    threshold: float = Field(27.0, gt=0)
+    min_scene_len: int = Field(15, ge=1, description="Frames.")
+    luma_only: bool = False
+
+
+class AdaptiveDetectorConfig(Model):
+    """PySceneDetect AdaptiveDetector parameters (see its documentation)."""
+
+    adaptive_threshold: float = Field(3.0, gt=0)
+    min_scene_len: int = Field(15, ge=1, description="Frames.")
+    window_width: int = Field(2, ge=1)
+    min_content_val: float = Field(15.0, ge=0)
+    luma_only: bool = False
+
+
+class CandidatesConfig(Model):
+    """The combined detector's cheap per-frame test for where TransNetV2 should look."""
+
+    cut_ratio: float = Field(
+        3.0,
+        gt=1,
+        description="A frame is a cut candidate when its difference to the previous frame is "
+        "this many times the median difference around it ...",
+    )
+    min_cut_difference: float = Field(
+        2.0, ge=0, description="... and at least this mean absolute difference (0-255)."
+    )
+    sure_cut_difference: float = Field(
+        40.0,
+        gt=0,
+        description="A difference this large needs only half of cut_ratio to be a candidate.",
+    )
+    gradual_lag: int = Field(
+        8, ge=2, description="Frames between the two pictures compared for slow transitions."
+    )
+    gradual_distance: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Colour-histogram distance (0-1) over gradual_lag frames that marks a "
+        "possible fade or dissolve.",
+    )
+    gradual_contrast: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="A picture whose contrast (standard deviation of luma) falls below, or "
+        "rises from below, this share of the other's over gradual_lag frames marks a possible "
+        "fade (through black or white, or of titles over a plain background).",
+    )
+
+
+class ShotsConfig(SignalConfig):
+    detector: Literal["combined", "transnetv2", "adaptive", "content"] = Field(
+        "combined",
+        description="combined: TransNetV2 on the stretches a cheap test flags; transnetv2: "
+        "TransNetV2 on every frame; adaptive, content: PySceneDetect's detectors.",
+    )
+    content: ContentDetectorConfig = ContentDetectorConfig()
+    adaptive: AdaptiveDetectorConfig = AdaptiveDetectorConfig()
+    transnetv2: TransNetV2Config = TransNetV2Config()
+    candidates: CandidatesConfig = CandidatesConfig()
 
 
 @dataclass
@@ -341,6 +409,7 @@ class ShotSignal(FrameSignal):
     """The shots of the configured detector."""
 
     name = "shots"
+    config = ShotsConfig
 
     def __init__(self, cfg: ShotsConfig) -> None:
         self.detector = SHOT_DETECTORS[cfg.detector](cfg)

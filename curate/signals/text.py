@@ -16,16 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import cv2
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from curate.config import TextConfig
-from curate.gates import Gate, at_most
+from curate.config import SignalConfig
+from curate.gates import Gate, at_most, score
 from curate.imaging import jpeg
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
+from curate.signals.ocr import OcrConfig, OcrTextDetector
 from curate.video import DecodedFrame
 
 
@@ -192,8 +194,6 @@ def coverage(boxes: np.ndarray, shape: tuple[int, ...]) -> float:
 
 
 def _ocr(cfg: TextConfig) -> TextDetector:
-    from curate.signals.ocr import OcrTextDetector
-
     return OcrTextDetector(cfg.ocr)
 
 
@@ -308,6 +308,16 @@ class TextSeries:
     """The sampled frames, for a deferred detector (rows of :data:`TEXT_SAMPLE`)."""
 
 
+class TextConfig(SignalConfig):
+    detector: Literal["ocr", "morphology"] = Field(
+        "ocr",
+        description="Text detector, by its name in curate.signals.text.TEXT_DETECTORS: ocr "
+        "(PP-OCR, learned) or morphology (no model).",
+    )
+    fps: float = Field(0.5, gt=0, description="Frames per second searched for on-screen text.")
+    ocr: OcrConfig = OcrConfig()
+
+
 class TextSignal(FrameSignal):
     """Text coverage of frames sampled at ``fps``, counting only lines that stay put on
     screen for :data:`STABLE_AFTER_S` (the temporal filter against texture and scene text),
@@ -320,7 +330,19 @@ class TextSignal(FrameSignal):
         pa.field("text_ratio_max", pa.float32()),
         pa.field("text_content", pa.string()),
     )
-    gates = (Gate("max_text", "text_ratio", "text_heavy", ("text_ratio",), at_most),)
+    config = TextConfig
+    gates = (
+        Gate(
+            "max_text",
+            "text_ratio",
+            "text_heavy",
+            ("text_ratio",),
+            at_most,
+            threshold=score(ge=0, le=1),
+            description="Largest mean share of the frame covered by on-screen text.",
+        ),
+    )
+    scores = ("text_ratio",)
     source_fields = (pa.field("text_samples", pa.list_(TEXT_SAMPLE)),)
 
     def __init__(self, cfg: TextConfig) -> None:
@@ -341,8 +363,6 @@ class TextSignal(FrameSignal):
     @classmethod
     def check(cls, cfg: TextConfig) -> None:
         if cfg.detector == "ocr":
-            from curate.signals.ocr import OcrTextDetector
-
             OcrTextDetector.check(cfg.ocr)
 
     def _gray(self, frame: DecodedFrame) -> np.ndarray:

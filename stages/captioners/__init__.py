@@ -10,77 +10,26 @@ weights (Movie Gen's 70/30 mix of two captioner sizes), so a re-run assigns them
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from curate.captions import ClipInfo
-from curate.config import CaptionerConfig
+from curate.config.sections import CaptionerConfig
+from stages.captioners.base import Captioner, CaptionOutcome, Secret
+from stages.captioners.hf_transformers import TransformersCaptioner
+from stages.captioners.openai_chat import OpenAICaptioner
+from stages.captioners.template import TemplateCaptioner
 
-
-@dataclass
-class CaptionOutcome:
-    """A captioner's answer for one clip: text fields, or the error that stopped it."""
-
-    fields: dict[str, str | None] | None = None
-    error: str | None = None
-    note: str | None = None
-
-
-class Captioner(ABC):
-    """Loaded once per caption actor; ``caption`` must not raise for one bad clip."""
-
-    name: str
-
-    @abstractmethod
-    def caption(self, clips: list[ClipInfo]) -> list[CaptionOutcome]:
-        """One outcome per clip, in order."""
-
-
-class Secret:
-    """An API key on its way to the caption actors: never shown by ``repr`` or ``str``."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-
-def _openai(cfg: CaptionerConfig, api_key: Secret | None) -> Captioner:
-    from stages.captioners.openai_chat import OpenAICaptioner
-
-    return OpenAICaptioner(cfg, api_key)
-
-
-def _transformers(cfg: CaptionerConfig, api_key: Secret | None) -> Captioner:
-    from stages.captioners.hf_transformers import TransformersCaptioner
-
-    return TransformersCaptioner(cfg)
-
-
-def _template(cfg: CaptionerConfig, api_key: Secret | None) -> Captioner:
-    from stages.captioners.template import TemplateCaptioner
-
-    return TemplateCaptioner(cfg.name)
+__all__ = ["CAPTIONERS", "IN_DRIVER_BACKENDS", "CaptionOutcome", "Captioner", "Secret"]
 
 
 CAPTIONERS: dict[str, Callable[[CaptionerConfig, Secret | None], Captioner]] = {
-    "openai": _openai,
-    "transformers": _transformers,
-    "template": _template,
+    "openai": OpenAICaptioner,
+    "transformers": lambda cfg, api_key: TransformersCaptioner(cfg),
+    "template": lambda cfg, api_key: TemplateCaptioner(cfg.name),
 }
 """Captioner backends by ``caption.captioners.*.backend`` (the config's
 ``CAPTION_BACKENDS``; ``tests/test_registry.py`` keeps the two in step). Each entry builds
-its backend from the captioner's config and API key; the imports are deferred so a run loads
-only the backends (and their dependencies: transformers, an HTTP client) it uses."""
+its backend from the captioner's config and API key; a backend imports its heavy libraries
+(transformers, torch) only when it loads its model, so a run loads only what it uses."""
 
 
 IN_DRIVER_BACKENDS = frozenset({"template"})

@@ -15,9 +15,10 @@ import logging
 from pathlib import Path
 
 from curate.captions import ClipInfo, MalformedReply, instruction, parse_reply
-from curate.config import ConfigError, TransformersCaptionerConfig
+from curate.config import ConfigError
+from curate.config.sections import TransformersCaptionerConfig
 from curate.devices import torch_device, torch_half
-from stages.captioners import Captioner, CaptionOutcome
+from stages.captioners.base import Captioner, CaptionOutcome
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from curate.captions import REPLY_JSON_SCHEMA, ClipInfo, MalformedReply, instruction, parse_reply
-from curate.config import OpenAICaptionerConfig
-from stages.captioners import Captioner, CaptionOutcome, Secret
+from curate.config.sections import OpenAICaptionerConfig
+from stages.captioners.base import Captioner, CaptionOutcome, Secret
 
 log = logging.getLogger(__name__)
 

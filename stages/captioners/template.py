@@ -10,7 +10,7 @@ import numpy as np
 
 from curate.captions import ClipInfo
 from curate.signals.camera_motion import CAMERA_MOTIONS
-from stages.captioners import Captioner, CaptionOutcome
+from stages.captioners.base import Captioner, CaptionOutcome
 
 NOTE = (
     "template captioner: no model looked at this clip; descriptions are absent and the other "

@@ -1,0 +1,180 @@
+"""What the registered signals (``curate.signals.SIGNALS``) make of the config, the tables and
+the tier gates, assembled once from their declarations: the ``analyze`` and ``detect``
+sections, a tier's ``gates``, the analysis schema and its siblings, the gate list, the reject
+vocabulary and the scores that ``inspect`` and the report summarise.
+
+The one module that imports the signals, ``curate.gates`` and ``curate.schema`` together: those
+two are leaves, the signals import only them and ``curate.config``, and everything that needs
+the assembled contract imports it from here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Literal, get_args
+
+import pyarrow as pa
+from pydantic import Field, create_model
+
+from curate import schema
+from curate.config import Model
+from curate.config.analyze import AnalyzeSettings, ClipsConfig, ThumbnailConfig
+from curate.gates import BASE_GATES, Gate
+from curate.signals import SIGNALS, FrameSignal, KeyframeDetector
+from curate.signals.base import Signal
+
+FRAME_SIGNALS: tuple[type[FrameSignal], ...] = tuple(
+    s for s in SIGNALS if issubclass(s, FrameSignal)
+)
+"""The signals of the decode pass, in the order they run."""
+
+KEYFRAME_DETECTORS: tuple[type[KeyframeDetector], ...] = tuple(
+    s for s in SIGNALS if issubclass(s, KeyframeDetector)
+)
+"""The detectors the detect stage runs on keyframes, in the order they run."""
+
+
+def _blocks(signals: tuple[type[Signal], ...]) -> dict[str, Any]:
+    return {s.name: (s.config, s.config()) for s in signals}
+
+
+AnalyzeConfig = create_model(
+    "AnalyzeConfig",
+    __base__=AnalyzeSettings,
+    __module__=__name__,
+    **_blocks(FRAME_SIGNALS),
+    clips=(ClipsConfig, ClipsConfig()),
+    thumbnail=(ThumbnailConfig, ThumbnailConfig()),
+)
+AnalyzeConfig.__doc__ = """The ``analyze`` section: decoding, one block per per-frame signal (in
+registry order), and how the signals' series become clips (``clips``, ``thumbnail``)."""
+
+DetectConfig = create_model(
+    "DetectConfig",
+    __base__=Model,
+    __module__=__name__,
+    **_blocks(KEYFRAME_DETECTORS),
+    device=(
+        Literal["auto", "cpu", "cuda"],
+        Field(
+            "auto",
+            description="auto: onnxruntime's CUDA provider when installed and a GPU is there.",
+        ),
+    ),
+)
+DetectConfig.__doc__ = """The ``detect`` section: learned detectors over each clip's keyframes,
+in their own actor pool; one block per keyframe detector."""
+
+ALL_GATES: tuple[Gate, ...] = BASE_GATES + tuple(g for s in SIGNALS for g in s.gates)
+"""Every gate, in the order they are checked: the base gates, then each signal's."""
+
+Gates = create_model(
+    "Gates",
+    __base__=Model,
+    __module__=__name__,
+    **{g.key: g.config_field() for g in ALL_GATES},
+)
+Gates.__doc__ = """Thresholds a clip must meet to enter a tier; ``null`` disables a gate. Score
+gates also take a percentile (``min_sharpness: p20`` drops the bottom 20 %)."""
+
+SIGNAL_FIELDS: tuple[pa.Field, ...] = tuple(f for s in SIGNALS for f in s.fields)
+"""The ``analysis`` columns the signals fill, in registry order."""
+
+SOURCE_FIELDS: tuple[pa.Field, ...] = tuple(f for s in FRAME_SIGNALS for f in s.source_fields)
+"""What the signals hand from the analyze stage to a later one with each source."""
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "duration_s",
+    *(column for s in SIGNALS for column in s.scores),
+    "sample_weight",
+)
+"""Numeric per-clip scores that ``curate inspect`` and ``curate report`` summarise (recorded in
+``manifest.json`` with the run)."""
+
+REJECT_REASONS: frozenset[str] = frozenset(get_args(schema.RejectReason)) | {
+    g.reason for g in ALL_GATES
+}
+"""The closed vocabulary of rejection reasons: the framework's and every gate's."""
+
+
+def _check_declarations() -> None:
+    """Names must not collide: two signals with one block, column or gate key would silently
+    shadow each other in the assembled config and schema."""
+    for what, names in (
+        ("signal", [f"{s.section}.{s.name}" for s in SIGNALS]),
+        ("column", [f.name for f in (*schema.CLIP_FIELDS, *SIGNAL_FIELDS)]),
+        ("gate", [g.key for g in ALL_GATES]),
+    ):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise TypeError(f"{what} declared twice: {', '.join(repeated)}")
+    for s in SIGNALS:
+        undeclared = set(s.scores) - {f.name for f in s.fields}
+        if undeclared:
+            raise TypeError(f"{s.__name__}.scores names no column of its: {sorted(undeclared)}")
+
+
+_check_declarations()
+
+
+@lru_cache
+def analysis_schema(dim: int = schema.EMBEDDING_DIM) -> pa.Schema:
+    """The ``analysis`` table of a run with ``dim``-d embeddings (see
+    :func:`curate.schema.analysis_schema`)."""
+    return schema.analysis_schema(dim, SIGNAL_FIELDS)
+
+
+@lru_cache
+def tier_schema(dim: int = schema.EMBEDDING_DIM) -> pa.Schema:
+    """A tier's table of a run with ``dim``-d embeddings."""
+    return schema.tier_schema(dim, SIGNAL_FIELDS)
+
+
+@lru_cache
+def analyzed_source_schema(dim: int = schema.EMBEDDING_DIM) -> pa.Schema:
+    """What the analyze stage returns per source, with the signals' hand-overs."""
+    return schema.analyzed_source_schema(dim, SIGNAL_FIELDS, SOURCE_FIELDS)
+
+
+def index_columns(dim: int = schema.EMBEDDING_DIM) -> list[str]:
+    """The scalar slice of ``analysis`` that phase 2 and 3 hold on the driver."""
+    return schema.index_columns(analysis_schema(dim))
+
+
+ANALYSIS = analysis_schema()
+TIER = tier_schema()
+ANALYZED_SOURCE = analyzed_source_schema()
+
+
+def reject_row(
+    source: str,
+    stage: str,
+    reason: str,
+    detail: str,
+    *,
+    clip_id: str | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> dict:
+    """One ``rejects`` row; ``reason`` must belong to :data:`REJECT_REASONS`."""
+    if reason not in REJECT_REASONS:
+        raise ValueError(f"reject reason {reason!r} is not one of {sorted(REJECT_REASONS)}")
+    return {
+        "source": source,
+        "clip_id": clip_id,
+        "stage": stage,
+        "reason": reason,
+        "detail": detail,
+        "start_s": start_s,
+        "end_s": end_s,
+    }
+
+
+def signal_type(name: str) -> type[FrameSignal]:
+    """The per-frame signal configured by ``analyze.<name>``."""
+    return next(s for s in FRAME_SIGNALS if s.name == name)
+
+
+def build_signals(cfg: AnalyzeConfig) -> list[FrameSignal]:
+    """Fresh per-frame signals for one source, from the ``analyze`` section ``cfg``."""
+    return [signal.from_config(cfg) for signal in FRAME_SIGNALS]
