@@ -16,7 +16,7 @@ import ray.data
 from curate.captions import FALLBACK_CAPTIONER, assign_captioners, with_tier
 from curate.config import CurateConfig
 from curate.funnel import Funnel
-from curate.io import read_table
+from curate.output.tables import read_table
 from curate.progress import Progress, Step
 from curate.runner import map_stage, read_shards
 from curate.schema import reject_row

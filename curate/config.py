@@ -915,7 +915,7 @@ def _problem(error: dict, annotation: Any, holder: type[BaseModel] | None, key: 
     take a number or a percentile one sentence instead of each alternative's complaint."""
     if error["type"] == "extra_forbidden" and holder is not None:
         # where.py pulls in pyarrow: only a config with an unknown key pays for it.
-        from curate.where import did_you_mean
+        from curate.output.where import did_you_mean
 
         keys = list(holder.model_fields)
         hint = did_you_mean(str(key), keys)

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from curate.clustering import Rows
 from curate.config import CurateConfig
-from curate.io import read_table
+from curate.output.tables import read_table
 from curate.progress import Progress
 from curate.runner import read_shards
 from curate.schema import reject_row

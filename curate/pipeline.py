@@ -23,9 +23,10 @@ from curate.clustering import preload_kmeans
 from curate.config import CurateConfig
 from curate.exporting import export_clips
 from curate.funnel import Funnel
-from curate.io import ShardWriter, discover
+from curate.inputs import discover
 from curate.journal import Journal
-from curate.manifest import Inputs, Manifest, RunInfo, Timing, Versions
+from curate.output.record import Inputs, Manifest, RunInfo, Timing, Versions
+from curate.output.tables import ShardWriter
 from curate.outputs import Outputs, caption_columns
 from curate.phase1 import Phase1
 from curate.phase2 import Candidates, run_steps

@@ -463,8 +463,8 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
     import pyarrow as pa
 
     from curate import schema
-    from curate.io import ShardWriter
-    from curate.manifest import FunnelStage, Inputs, Manifest, TierSize
+    from curate.output.record import FunnelStage, Inputs, Manifest, TierSize
+    from curate.output.tables import ShardWriter
     from curate.signals import signal_fields
     from curate.storage import Store
 

@@ -20,7 +20,7 @@ from curate import schema
 from curate.captions import FALLBACK_CAPTIONER, TEXT_FIELDS, ClipInfo, StructuredCaption
 from curate.cli import EXIT_USAGE, main
 from curate.config import ConfigError, CurateConfig, OpenAICaptionerConfig
-from curate.summary import accounting_problems
+from curate.output.validate import accounting_problems
 from stages.caption import CaptionStage
 from stages.captioners import Secret
 from stages.captioners.openai_chat import OpenAICaptioner

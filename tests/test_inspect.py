@@ -16,9 +16,9 @@ from conftest import ROOT
 from synth import SYNTH_TIERS, synthetic_output
 
 from curate.cli import main
+from curate.output.where import WhereError, parse_where
 from curate.schema import TIER
 from curate.timing import nest, source_timing_lines, timing_lines
-from curate.where import WhereError, parse_where
 
 
 @pytest.fixture(scope="module")

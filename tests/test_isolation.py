@@ -29,8 +29,8 @@ from synth import (
 
 from curate.cli import main
 from curate.config import ConfigError, CurateConfig, IsolationConfig, load_config
+from curate.output.validate import accounting_problems
 from curate.sandbox import Sandbox, SandboxError
-from curate.summary import accounting_problems
 from curate.video import MediaError, probe
 from stages.probe import ProbeStage
 

@@ -1,4 +1,4 @@
-"""``curate.manifest.Manifest`` round-trips today's ``manifest.json`` exactly, reads older
+"""``curate.output.record.Manifest`` round-trips today's ``manifest.json`` exactly, reads older
 ones, and says what is wrong with a damaged one."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import needs_shared
 
-from curate.manifest import FunnelStage, InspectError, Manifest, Timing, Versions
+from curate.output.record import FunnelStage, InspectError, Manifest, Timing, Versions
 from curate.storage import Store
 
 TODAY = {

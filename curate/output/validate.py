@@ -9,16 +9,16 @@ read through its filesystem only.
 from __future__ import annotations
 
 import os
+import posixpath
 from collections import Counter
 from collections.abc import Callable
 
 import pyarrow as pa
 
-from curate.io import read_table
-from curate.manifest import InspectError, Manifest, open_output
-from curate.schema import PHASE1_STAGES, REJECT_REASONS
+from curate import schema
+from curate.output.record import InspectError, Manifest, open_output
+from curate.output.tables import read_table
 from curate.storage import Store
-from curate.summary import accounting_problems, output_schema_problems
 
 SHOWN_IDS = 5
 """How many offending clip ids a message names."""
@@ -45,6 +45,66 @@ def validate(output: Store | str | os.PathLike) -> list[str]:
             # A missing column or shard is already named by the schema check; say what it
             # kept us from checking.
             problems.append(f"{what} not checked: {e}")
+    return problems
+
+
+def output_schema_problems(output: Store, manifest: Manifest, tiers: list[str]) -> list[str]:
+    """Every shard's schema compared with the contract in ``curate.schema``, at the embedding
+    width the run was configured with and with the signal columns it recorded."""
+    dim = manifest.embedding_dim or schema.EMBEDDING_DIM
+    signals = manifest.signal_fields
+    contracts = {
+        "shots": schema.SHOTS,
+        "analysis": schema.analysis_schema(dim, signals),
+        "rejects": schema.REJECTS,
+        **{f"tiers/{name}": schema.tier_schema(dim, signals) for name in tiers},
+    }
+    problems = []
+    for folder, contract in contracts.items():
+        files = output.files(folder)
+        if not files:
+            problems.append(f"{folder}: no Parquet shards")
+        for path in files:
+            shown = f"{folder}/{posixpath.basename(path)}"
+            try:
+                actual = output.read_schema(path)
+            except (OSError, pa.ArrowException) as e:
+                problems.append(f"{shown}: unreadable ({e})")
+                continue
+            problems += schema.schema_problems(actual, contract, shown)
+    return problems
+
+
+def accounting_problems(output: Store | str | os.PathLike) -> list[str]:
+    """Check the accounting invariant: every input is the source of an analysis row or of a
+    whole-input reject, and every analysis row is in a tier or has a reject."""
+    store = open_output(output)
+    manifest = Manifest.read(store)
+    analysis = read_table(store, "analysis", columns=["clip_id", "source"])
+    rejects = read_table(store, "rejects", columns=["clip_id", "source"])
+    tiered: set[str] = set()
+    for name in manifest.tier_names:
+        tiered |= set(
+            read_table(store, f"tiers/{name}", columns=["clip_id"])["clip_id"].to_pylist()
+        )
+    rejected_ids = {c for c in rejects["clip_id"].to_pylist() if c is not None}
+    failed_inputs = {
+        s
+        for s, c in zip(rejects["source"].to_pylist(), rejects["clip_id"].to_pylist())
+        if c is None
+    }
+    analysed = set(analysis["source"].to_pylist())
+    problems = []
+    if len(analysed | failed_inputs) != manifest.inputs.discovered:
+        problems.append(
+            f"{manifest.inputs.discovered} inputs discovered but "
+            f"{len(analysed | failed_inputs)} accounted for"
+        )
+    lost = set(analysis["clip_id"].to_pylist()) - tiered - rejected_ids
+    if lost:
+        problems.append(
+            f"{len(lost)} analysis rows are in no tier and have no reject: {sorted(lost)[:5]}"
+        )
     return problems
 
 
@@ -113,7 +173,7 @@ def _reject_problems(output: Store, manifest: Manifest) -> list[str]:
                 f"rejects: {counts.get(reason, 0)} rows with reason {reason!r}, but "
                 f"manifest.json records {recorded.get(reason, 0)}"
             )
-    unknown = set(counts) - REJECT_REASONS
+    unknown = set(counts) - schema.REJECT_REASONS
     if unknown:
         problems.append(f"rejects: reasons outside the vocabulary: {sorted(map(str, unknown))}")
     analysed = set(read_table(output, "analysis", columns=["clip_id"])["clip_id"].to_pylist())
@@ -121,7 +181,7 @@ def _reject_problems(output: Store, manifest: Manifest) -> list[str]:
     later = {
         c
         for c, stage in zip(rejects["clip_id"].to_pylist(), rejects["stage"].to_pylist())
-        if c is not None and stage not in PHASE1_STAGES
+        if c is not None and stage not in schema.PHASE1_STAGES
     }
     if later - analysed:
         problems.append(
