@@ -17,7 +17,7 @@ from curate.captions import FALLBACK_CAPTIONER, assign_captioners, with_tier
 from curate.config.sections import CurateConfig
 from curate.contract import reject_row
 from curate.funnel import Funnel
-from curate.io import read_table
+from curate.output.tables import read_table
 from curate.progress import Progress, Step
 from curate.runner import map_stage, read_shards
 from curate.stage import Stage

@@ -31,7 +31,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
         "-i",
         action="append",
         required=True,
-        help="folder, glob, video file, or manifest (.txt/.csv/.jsonl/.parquet); repeatable",
+        help="folder, glob, video file, or input list (.txt/.csv/.jsonl/.parquet); repeatable",
     )
     run.add_argument("--output", "-o", required=True, help="output folder")
     run.add_argument(
@@ -157,13 +157,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"curate: {e}", file=sys.stderr)
         return EXIT_USAGE
 
-    from curate.io import InputError
+    from curate.inputs import InputError
     from curate.journal import ResumeError
-    from curate.manifest import Manifest
+    from curate.output.closing import closing_text, retier_text
+    from curate.output.record import Manifest
     from curate.pipeline import OutputError, retier, run
     from curate.runner import native_notices_dropped
     from curate.storage import Store
-    from curate.summary import closing_text, retier_text
 
     verbose = level <= logging.DEBUG
     store = Store(args.output)
@@ -198,8 +198,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from curate.summary import InspectError, summarize, summary_text
-    from curate.where import WhereError
+    from curate.output.record import InspectError
+    from curate.output.summary import summarize, summary_text
+    from curate.output.where import WhereError
 
     try:
         summary = summarize(args.output, tier=args.tier, where=args.where, sample=args.sample)
@@ -211,8 +212,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from curate.output.record import InspectError
     from curate.report import write_report
-    from curate.summary import InspectError
 
     try:
         target = write_report(args.output, args.html, examples=args.examples)
@@ -224,8 +225,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from curate.manifest import InspectError, open_output
-    from curate.validate import validate
+    from curate.output.record import InspectError, open_output
+    from curate.output.validate import validate
 
     try:
         output = open_output(args.output)

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from curate import contract, journal, schema
 from curate.config.sections import OutputConfig, TierConfig
 from curate.exporting import export_key
-from curate.io import ShardWriter, read_table
+from curate.output.tables import ShardWriter, read_table
 from curate.storage import Store
 
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 from curate.clustering import Rows
 from curate.config.sections import CurateConfig
 from curate.contract import reject_row
-from curate.io import read_table
+from curate.output.tables import read_table
 from curate.progress import Progress
 from curate.runner import read_shards
 from curate.storage import Store

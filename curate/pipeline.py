@@ -21,12 +21,13 @@ from curate import journal, schema
 from curate.captioning import Captioning
 from curate.clustering import preload_kmeans
 from curate.config.sections import CurateConfig
-from curate.contract import SIGNAL_FIELDS
+from curate.contract import SCORE_COLUMNS, SIGNAL_FIELDS
 from curate.exporting import export_clips
 from curate.funnel import Funnel
-from curate.io import ShardWriter, discover
+from curate.inputs import discover
 from curate.journal import Journal
-from curate.manifest import Inputs, Manifest, RunInfo, Timing, Versions
+from curate.output.record import Inputs, Manifest, RunInfo, Timing, Versions
+from curate.output.tables import ShardWriter
 from curate.outputs import Outputs, caption_columns
 from curate.phase1 import Phase1
 from curate.phase2 import Candidates, run_steps
@@ -316,6 +317,7 @@ class Run:
                 python=platform.python_version(), packages={p: _version(p) for p in PACKAGES}
             ),
             signal_columns=schema.fields_to_json(SIGNAL_FIELDS),
+            score_columns=list(SCORE_COLUMNS),
         )
         manifest.write(self.store)
         return manifest

@@ -198,7 +198,7 @@ def main() -> int:
     import ray
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from curate.io import read_table
+    from curate.output.tables import read_table
     from curate.phase2 import Candidates, run_steps
     from curate.registry import PHASE2_STEPS
     from curate.runner import configure_data_context

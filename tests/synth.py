@@ -464,9 +464,9 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
     import pyarrow as pa
 
     from curate import schema
-    from curate.contract import SIGNAL_FIELDS
-    from curate.io import ShardWriter
-    from curate.manifest import FunnelStage, Inputs, Manifest, TierSize
+    from curate.contract import SCORE_COLUMNS, SIGNAL_FIELDS
+    from curate.output.record import FunnelStage, Inputs, Manifest, TierSize
+    from curate.output.tables import ShardWriter
     from curate.storage import Store
 
     rng = np.random.default_rng(seed)
@@ -627,6 +627,7 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
             ]
         },
         signal_columns=schema.fields_to_json(SIGNAL_FIELDS),
+        score_columns=list(SCORE_COLUMNS),
     )
     manifest.write(Store(folder))
     return folder

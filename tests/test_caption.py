@@ -21,7 +21,7 @@ from curate.captions import FALLBACK_CAPTIONER, TEXT_FIELDS, ClipInfo, Structure
 from curate.cli import EXIT_USAGE, main
 from curate.config import ConfigError
 from curate.config.sections import CurateConfig, OpenAICaptionerConfig
-from curate.summary import accounting_problems
+from curate.output.validate import accounting_problems
 from stages.caption import CaptionStage
 from stages.captioners import Secret
 from stages.captioners.openai_chat import OpenAICaptioner

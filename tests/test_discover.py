@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.config.sections import CurateConfig
-from curate.io import InputError, discover
+from curate.inputs import InputError, discover
 from curate.journal import fingerprint
 
 
@@ -35,7 +35,7 @@ def test_glob(tree):
     assert discover([str(root / "**/*.mp4")]) == [str(root / "b/two.mp4")]
 
 
-def test_manifests_of_every_kind_resolve_relative_entries(tree):
+def test_input_lists_of_every_kind_resolve_relative_entries(tree):
     root = tree / "videos"
     entries = ["b/two.mp4", "c.mkv"]
     expected = [str(root / e) for e in entries]
@@ -47,7 +47,7 @@ def test_manifests_of_every_kind_resolve_relative_entries(tree):
         assert discover([str(root / name)]) == expected, name
 
 
-def test_manifest_without_path_column_fails(tree):
+def test_input_list_without_path_column_fails(tree):
     bad = tree / "bad.csv"
     bad.write_text("file\nx.mp4\n")
     with pytest.raises(InputError, match="path"):

@@ -17,8 +17,8 @@ from synth import SYNTH_TIERS, synthetic_output
 
 from curate.cli import main
 from curate.contract import TIER
+from curate.output.where import WhereError, parse_where
 from curate.timing import nest, source_timing_lines, timing_lines
-from curate.where import WhereError, parse_where
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.io import ShardWriter, read_table
+from curate.output.tables import ShardWriter, read_table
 
 SCHEMA = pa.schema([pa.field("x", pa.int64())])
 

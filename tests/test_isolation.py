@@ -31,8 +31,8 @@ from curate.cli import main
 from curate.config import ConfigError
 from curate.config.loading import load_config
 from curate.config.sections import CurateConfig, IsolationConfig
+from curate.output.validate import accounting_problems
 from curate.sandbox import Sandbox, SandboxError
-from curate.summary import accounting_problems
 from curate.video import MediaError, probe
 from stages.probe import ProbeStage
 

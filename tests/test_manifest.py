@@ -1,4 +1,4 @@
-"""``curate.manifest.Manifest`` round-trips today's ``manifest.json`` exactly, reads older
+"""``curate.output.record.Manifest`` round-trips today's ``manifest.json`` exactly, reads older
 ones, and says what is wrong with a damaged one."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import needs_shared
 
-from curate.manifest import FunnelStage, InspectError, Manifest, Timing, Versions
+from curate.output.record import FunnelStage, InspectError, Manifest, Timing, Versions
 from curate.storage import Store
 
 TODAY = {
@@ -55,6 +55,7 @@ TODAY = {
     },
     "versions": {"python": "3.11.7", "curate": "0.1.0", "opencv-python-headless": None},
     "signal_columns": {"sharpness": "float", "keyframes": "list<item: binary>"},
+    "score_columns": ["duration_s", "sharpness", "sample_weight"],
 }
 """A manifest as ``Run.write_manifest`` writes it today (config and columns cut short)."""
 
@@ -100,6 +101,7 @@ def test_keyword_construction_mirrors_the_json():
             python="3.11.7", packages={"curate": "0.1.0", "opencv-python-headless": None}
         ),
         signal_columns=copy.deepcopy(TODAY["signal_columns"]),
+        score_columns=list(TODAY["score_columns"]),
     )
     assert built == Manifest.from_json_dict(TODAY)
     assert text(built.to_json_dict()) == text(TODAY)

@@ -14,9 +14,9 @@ from synth import bad_inputs, pan_frames, shots_video, still_frames, textured_im
 from curate.cli import main
 from curate.config.loading import load_config
 from curate.contract import FRAME_SIGNALS
+from curate.output.validate import accounting_problems
 from curate.registry import STAGES
 from curate.runner import fuse_pools
-from curate.summary import accounting_problems
 
 
 def rows(folder, columns=None):

@@ -22,8 +22,9 @@ from synth import SYNTH_TIERS, still_frames, synthetic_output, textured_image, w
 
 from curate import contract, schema
 from curate.cli import main
-from curate.manifest import Manifest
-from curate.report import GREY, _bars, _histogram, render_report
+from curate.output.record import Manifest
+from curate.report import render_report
+from curate.report.charts import GREY, bars, histogram
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -302,21 +303,21 @@ def test_histogram_axes_fit_the_data():
     rng = np.random.default_rng(0)
     motion = rng.uniform(0, 0.22, 40)
     marks = [("loose", "min_motion", 0.01, "C0"), ("strict", "max_motion", 1.5, "C1")]
-    ax = _histogram("motion_score", motion, motion > 0.02, marks).axes[0]
+    ax = histogram("motion_score", motion, motion > 0.02, marks).axes[0]
     low, high = ax.get_xlim()
     assert low <= motion.min() and motion.max() <= high < 1.2 * motion.max()
     assert [t.get_text() for t in ax.texts] == ["strict: max_motion 1.5 →"]
     assert [line.get_xdata()[0] for line in ax.get_lines()] == [0.01]
     assert all(t == int(t) for t in ax.get_yticks())
     # A threshold just beyond the data widens the axis to show it.
-    ax = _histogram("motion_score", motion, motion > 0, [("a", "max_motion", 0.25, "C0")]).axes[0]
+    ax = histogram("motion_score", motion, motion > 0, [("a", "max_motion", 0.25, "C0")]).axes[0]
     assert 0.25 < ax.get_xlim()[1] < 0.3 and len(ax.texts) == 0
     # Small counts: one bar per whole number, whole-number ticks on both axes.
     faces = np.array([0, 0, 1, 2, 2, 2, 1, 0, 0])
-    ax = _histogram("faces", faces, faces < 2, [("a", "max_faces", 1, "C0")]).axes[0]
+    ax = histogram("faces", faces, faces < 2, [("a", "max_faces", 1, "C0")]).axes[0]
     assert all(t == int(t) for t in [*ax.get_xticks(), *ax.get_yticks()])
     assert ax.get_xlim()[0] > -1 and ax.get_xlim()[1] < 3
-    funnel = _bars([("inputs", [(3, GREY)]), ("readable", [(2, GREY)])], "input files", [])
+    funnel = bars([("inputs", [(3, GREY)]), ("readable", [(2, GREY)])], "input files", [])
     assert all(t == int(t) for t in funnel.axes[0].get_xticks())
 
 

@@ -18,8 +18,9 @@ from moto import server as moto_server
 from synth import bad_inputs, pan_frames, shots_video, textured_image, write_video
 
 from curate.cli import main
-from curate.io import ShardWriter, discover, read_table, shards
-from curate.manifest import Manifest
+from curate.inputs import discover
+from curate.output.record import Manifest
+from curate.output.tables import ShardWriter, read_table, shards
 from curate.storage import Store
 from curate.video import probe
 

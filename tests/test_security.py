@@ -5,7 +5,7 @@
   exactly in ``source``, and never reach a path under the output folder (exported clips are
   named by ids only); nothing is written outside it and no shell ever runs.
 - Configs and ``--set`` values are parsed with YAML's safe loader (no object construction);
-  manifests are read as data.
+  input lists are read as data.
 - No module of the package or its scripts calls a shell, ``eval``/``exec``, pickle, an
   unsafe YAML loader or ``torch.load`` without ``weights_only=True`` (an AST scan).
 - Ray's authentication settings (``RAY_AUTH_MODE``, the token) pass through untouched.
@@ -32,7 +32,7 @@ from synth import pan_frames, textured_image, write_video
 from curate.cli import main
 from curate.config import ConfigError
 from curate.config.loading import load_config
-from curate.io import discover
+from curate.inputs import discover
 
 GOOD = [
     "with spaces.mp4",
@@ -136,12 +136,12 @@ def _check_output(out: Path, good: list[str], names: list[str]) -> list[dict]:
 
 
 ESCAPE = "../" * 40 + "no-such-curate-dir/../escape.mp4"
-"""A manifest entry climbing out of every folder: resolves to ``/escape.mp4``, which does not
+"""An input list entry climbing out of every folder: resolves to ``/escape.mp4``, which does not
 exist (a rejects row, nothing written there)."""
 
 
-def _write_manifests(odd: Path, pwned: Path) -> tuple[list[Path], list[str]]:
-    """``.txt``/``.csv``/``.jsonl``/``.parquet`` manifests in ``odd/lists`` naming the hostile
+def _write_input_lists(odd: Path, pwned: Path) -> tuple[list[Path], list[str]]:
+    """``.txt``/``.csv``/``.jsonl``/``.parquet`` input lists in ``odd/lists`` naming the hostile
     videos by ``../`` paths (and one absolute path, and ESCAPE); returns them and the sources
     they must resolve to."""
     lists = odd / "lists"
@@ -172,24 +172,24 @@ def _write_manifests(odd: Path, pwned: Path) -> tuple[list[Path], list[str]]:
         + [os.path.join(videos, GOOD[3]), "/escape.mp4"]
         + [os.path.join(videos, n) for n in [*csv_names, *jsonl_names, GOOD[11]]]
     )
-    manifests = [lists / n for n in ("list.txt", "list.csv", "list.jsonl", "l.parquet")]
-    return manifests, list(dict.fromkeys(listed))
+    input_lists = [lists / n for n in ("list.txt", "list.csv", "list.jsonl", "l.parquet")]
+    return input_lists, list(dict.fromkeys(listed))
 
 
 @pytest.mark.ray
-def test_odd_names_from_a_folder_and_manifests(ray_local, odd, tmp_path, monkeypatch):
+def test_odd_names_from_a_folder_and_input_lists(ray_local, odd, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # where a `touch pwned` run by a shell would land
     videos = odd / VIDEOS_DIR
-    manifests, listed = _write_manifests(odd, tmp_path / "pwned")
-    # Every manifest entry resolves to exactly the file it names (or to /escape.mp4).
-    assert discover([str(m) for m in manifests]) == listed
+    input_lists, listed = _write_input_lists(odd, tmp_path / "pwned")
+    # Every input list entry resolves to exactly the file it names (or to /escape.mp4).
+    assert discover([str(m) for m in input_lists]) == listed
     before = _tree(odd)
     out = tmp_path / "out"
-    assert run_pipeline([videos, *manifests], out, *QUICK) == 0
+    assert run_pipeline([videos, *input_lists], out, *QUICK) == 0
 
     good = [str(videos / n) for n in GOOD]
     broken = str(videos / BROKEN)
-    # Sources exactly as discovered; the manifests' entries are the folder's files again.
+    # Sources exactly as discovered; the input lists' entries are the folder's files again.
     assert _sources(out) == {*good, broken, "/escape.mp4"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"]["discovered"] == len(GOOD) + 2

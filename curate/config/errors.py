@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from curate.config.sections import CurateConfig
 from curate.gates import Percentile
-from curate.where import did_you_mean
+from curate.hints import did_you_mean
 
 
 def _members(annotation: Any) -> tuple[Any, ...]:

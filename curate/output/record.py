@@ -309,12 +309,21 @@ class Manifest(Record):
     )
     """The ``analysis`` columns the run's signals declared, name -> Arrow type, in order:
     the run's own output contract, readable without the signals' code."""
+    score_columns: list[str] | None = field(default=None, metadata=_meta(_optional(_str_list)))
+    """The numeric columns ``inspect`` and the report summarise, as the run's signals declared
+    them (``curate.contract.SCORE_COLUMNS``)."""
 
     @property
     def signal_fields(self) -> tuple[pa.Field, ...]:
         """:attr:`signal_columns` as Arrow fields (a run that did not record them has those
         of the version before the record existed)."""
         return schema.fields_from_json(self.signal_columns or schema.LEGACY_SIGNAL_COLUMNS)
+
+    @property
+    def scores(self) -> tuple[str, ...]:
+        """:attr:`score_columns` (a run that did not record them has those of the version
+        before the record existed)."""
+        return tuple(self.score_columns or schema.LEGACY_SCORE_COLUMNS)
 
     @property
     def tier_names(self) -> list[str]:

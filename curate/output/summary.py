@@ -1,4 +1,5 @@
-"""Summaries and checks of an output folder, read from its shards (only the columns needed).
+"""``curate inspect``: a summary of an output folder, read from its shards (only the columns
+needed), and that summary as text for a terminal.
 
 The output is a ``Store``: a local folder or an object-store prefix (``s3://...``), read
 through its filesystem only. Imports nothing but pyarrow, the standard library and curate's
@@ -8,21 +9,17 @@ light modules, so that ``scripts/inspect_shards.py`` works where only pyarrow is
 from __future__ import annotations
 
 import os
-import posixpath
-import shlex
 from collections import Counter
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from curate import contract, schema
-from curate.io import read_table, shards
-from curate.manifest import InspectError, Manifest, open_output
-from curate.progress import duration_text
+from curate.output.record import InspectError, Manifest, open_output
+from curate.output.tables import output_schema_problems, shards
+from curate.output.where import parse_where
 from curate.storage import Store
 from curate.timing import timing_lines
-from curate.where import parse_where
 
 PERCENTILES = (0.1, 0.5, 0.9)
 """Quantiles shown for every score, besides min, max and mean."""
@@ -47,7 +44,8 @@ MIX_COLUMNS = ("orientation", "camera_motion")
 
 
 def dataset(output: Store, folder: str) -> ds.Dataset:
-    """``curate.io.shards`` for the inspecting commands: no shards is an ``InspectError``."""
+    """``curate.output.tables.shards`` for the inspecting commands: no shards is an
+    ``InspectError``."""
     try:
         return shards(output, folder)
     except FileNotFoundError as e:
@@ -87,7 +85,7 @@ def summarize(
         reasons = rejects["reason"].to_pylist()
         by_stage = Counter(f"{s}/{r}" for s, r in zip(rejects["stage"].to_pylist(), reasons))
         candidates = dataset(store, "analysis").count_rows()
-        selection = _selection(store, names, tier, where, sample)
+        selection = _selection(store, manifest, tier, where, sample)
     except (pa.ArrowInvalid, KeyError, OSError) as e:
         raise unreadable(store, e) from e
     return {
@@ -105,15 +103,16 @@ def summarize(
 
 
 def _selection(
-    output: Store, names: list[str], tier: str | None, where: str | None, sample: int
+    output: Store, manifest: Manifest, tier: str | None, where: str | None, sample: int
 ) -> dict:
+    names = manifest.tier_names
     if tier is not None and tier not in names:
         raise InspectError(f"no tier {tier!r} in this run (tiers: {', '.join(names)})")
     table_name = f"tiers/{tier}" if tier else "analysis"
     data = dataset(output, table_name)
     condition = parse_where(where, data.schema) if where else None
     present = set(data.schema.names)
-    scores = [c for c in contract.SCORE_COLUMNS if c in present]
+    scores = [c for c in manifest.scores if c in present]
     mixes = [c for c in MIX_COLUMNS if c in present]
     table = data.to_table(columns=[*scores, *mixes], filter=condition)
     return {
@@ -175,66 +174,6 @@ def _samples(data: ds.Dataset, condition, rows: int, n: int) -> list[dict]:
     ]
 
 
-def output_schema_problems(output: Store, manifest: Manifest, tiers: list[str]) -> list[str]:
-    """Every shard's schema compared with the contract in ``curate.schema``, at the embedding
-    width the run was configured with and with the signal columns it recorded."""
-    dim = manifest.embedding_dim or schema.EMBEDDING_DIM
-    signals = manifest.signal_fields
-    contracts = {
-        "shots": schema.SHOTS,
-        "analysis": schema.analysis_schema(dim, signals),
-        "rejects": schema.REJECTS,
-        **{f"tiers/{name}": schema.tier_schema(dim, signals) for name in tiers},
-    }
-    problems = []
-    for folder, expected in contracts.items():
-        files = output.files(folder)
-        if not files:
-            problems.append(f"{folder}: no Parquet shards")
-        for path in files:
-            shown = f"{folder}/{posixpath.basename(path)}"
-            try:
-                actual = output.read_schema(path)
-            except (OSError, pa.ArrowException) as e:
-                problems.append(f"{shown}: unreadable ({e})")
-                continue
-            problems += schema.schema_problems(actual, expected, shown)
-    return problems
-
-
-def accounting_problems(output: Store | str | os.PathLike) -> list[str]:
-    """Check the accounting invariant: every input is the source of an analysis row or of a
-    whole-input reject, and every analysis row is in a tier or has a reject."""
-    store = open_output(output)
-    manifest = Manifest.read(store)
-    analysis = read_table(store, "analysis", columns=["clip_id", "source"])
-    rejects = read_table(store, "rejects", columns=["clip_id", "source"])
-    tiered: set[str] = set()
-    for name in manifest.tier_names:
-        tiered |= set(
-            read_table(store, f"tiers/{name}", columns=["clip_id"])["clip_id"].to_pylist()
-        )
-    rejected_ids = {c for c in rejects["clip_id"].to_pylist() if c is not None}
-    failed_inputs = {
-        s
-        for s, c in zip(rejects["source"].to_pylist(), rejects["clip_id"].to_pylist())
-        if c is None
-    }
-    analysed = set(analysis["source"].to_pylist())
-    problems = []
-    if len(analysed | failed_inputs) != manifest.inputs.discovered:
-        problems.append(
-            f"{manifest.inputs.discovered} inputs discovered but "
-            f"{len(analysed | failed_inputs)} accounted for"
-        )
-    lost = set(analysis["clip_id"].to_pylist()) - tiered - rejected_ids
-    if lost:
-        problems.append(
-            f"{len(lost)} analysis rows are in no tier and have no reject: {sorted(lost)[:5]}"
-        )
-    return problems
-
-
 # Text output -------------------------------------------------------------------------------
 
 
@@ -242,7 +181,7 @@ def tiers_text(summary: dict | Manifest) -> str:
     """Inputs, per-tier clips and hours, rejects by reason (a manifest or a summary)."""
     if isinstance(summary, Manifest):
         summary = summary.to_json_dict()
-    lines = [f"inputs: {summary['inputs']['discovered']}", *_tier_lines(summary["tiers"])]
+    lines = [f"inputs: {summary['inputs']['discovered']}", *tier_lines(summary["tiers"])]
     lines.append("rejects:")
     for reason, n in summary["rejects"].items():
         lines.append(f"  {reason:<24} {n:>8}")
@@ -258,7 +197,8 @@ def threshold_text(value: float | bool) -> str:
     return f"{value:.4g}"
 
 
-def _tier_lines(tiers: dict[str, dict]) -> list[str]:
+def tier_lines(tiers: dict[str, dict]) -> list[str]:
+    """Each tier's clips and hours, one line each under a ``tiers:`` heading."""
     lines = ["tiers:"]
     for name, t in tiers.items():
         lines.append(f"  {name:<24} {t['clips']:>8} clips {t['hours']:>10.3f} h")
@@ -313,111 +253,4 @@ def summary_text(summary: dict) -> str:
                 lines.append(f"    {key}: {row[key] if row[key] is not None else '(none)'}")
     if sel["samples"] and "caption" not in sel["samples"][0]:
         lines.append("  (captions live in the tier tables: add --tier NAME to see them)")
-    return "\n".join(lines)
-
-
-# The end of a run ---------------------------------------------------------------------------
-
-EXAMPLES = 3
-"""Rejected inputs or clips named per reason at the end of a run."""
-
-PHASE_TIMES = {
-    "phase1_probe_analyze_embed_s": "analyze",
-    "phase2_tiers_s": "tiers",
-    "phase2_dedup_rebalance_s": "dedup + re-balancing",
-    "phase3_caption_s": "captions",
-    "phase3_export_s": "export",
-}
-"""Wall times of the manifest shown at the end of a run, by their names there."""
-
-
-def _rejected_examples(output: Store) -> dict[str, tuple[list[str], int]]:
-    """Per reject reason, the first rejected inputs by file name (``(whole)``: the input
-    gave no clip at all; ``×3``: three of its clips) and how many inputs there are in all."""
-    table = read_table(output, "rejects", columns=["source", "clip_id", "reason"])
-    by_reason: dict[str, dict[str, list[int]]] = {}
-    for row in table.to_pylist():
-        counts = by_reason.setdefault(row["reason"], {}).setdefault(row["source"], [0, 0])
-        counts[row["clip_id"] is None] += 1
-    named = {}
-    for reason, sources in by_reason.items():
-        names = []
-        for source, (clips, whole) in list(sources.items())[:EXAMPLES]:
-            name = posixpath.basename(source.rstrip("/")) or source
-            names.append(f"{name} (whole)" if whole else f"{name} ×{clips}" if clips > 1 else name)
-        named[reason] = (names, len(sources))
-    return named
-
-
-def closing_text(manifest: Manifest, output: Store, config_path: str | None = None) -> str:
-    """What a finished run prints: where the output is, how long each phase took, the tiers,
-    the rejects by reason with the first rejected inputs named, and the commands to go on."""
-    seconds = manifest.timing.seconds
-    shown = output.uri()
-    lines = [f"finished in {duration_text(seconds.get('total_s', 0.0))}, output: {shown}"]
-    phases = [
-        f"{name} {duration_text(seconds[key])}"
-        for key, name in PHASE_TIMES.items()
-        if key in seconds
-    ]
-    if phases:
-        lines.append("  " + ", ".join(phases))
-    with_clips = len(set(read_table(output, "analysis", columns=["source"])["source"].to_pylist()))
-    lines.append(f"inputs: {manifest.inputs.discovered}, {with_clips} of them yielded clips")
-    lines += _tier_lines({name: t.to_json_dict() for name, t in manifest.tiers.items()})
-    total = sum(manifest.rejects.values())
-    lines.append(f"rejects: {total}" if total else "rejects: none")
-    examples = _rejected_examples(output) if total else {}
-    for reason, n in manifest.rejects.items():
-        names, distinct = examples.get(reason, ([], 0))
-        more = f", +{distinct - len(names)} more" if distinct > len(names) else ""
-        lines.append(f"  {reason:<24} {n:>6}  {', '.join(names)}{more}")
-    target = shlex.quote(shown)
-    config = f" -c {shlex.quote(config_path)}" if config_path else ""
-    lines += [
-        "next:",
-        f"  curate inspect {target}      scores, sample rows, rejects by stage",
-        f"  curate report {target}       HTML report: funnel, charts, playable contact sheets",
-        f"  curate validate {target}     check the schema and the accounting",
-        f"  curate retier {target}{config} --set tiers.0.gates.min_sharpness=p30"
-        "   new thresholds, no decoding",
-    ]
-    return "\n".join(lines)
-
-
-def _thresholds(manifest: Manifest) -> list[str]:
-    """Each tier's gates as applied; percentile gates as ``p30 = 41.2``."""
-    lines = []
-    for name, gates in manifest.thresholds.items():
-        percentiles = manifest.percentile_gates(name)
-        shown = [
-            f"{key} {percentiles[key]} = {threshold_text(value)}"
-            if key in percentiles
-            else f"{key} {threshold_text(value)}"
-            for key, value in gates.items()
-        ]
-        lines.append(f"  {name}: {', '.join(shown) or '(no gates)'}")
-    return lines
-
-
-def retier_text(before: Manifest, after: Manifest, output: Store) -> str:
-    """What ``retier`` prints: each tier before → after, the thresholds it resolved, the
-    rejects by reason and where the output is."""
-    took = duration_text(after.timing.seconds.get("total_s", 0.0))
-    lines = [f"re-tiered in {took}, output: {output.uri()}"]
-    lines.append("tiers (before → after):")
-    for name, t in after.tiers.items():
-        old = before.tiers.get(name)
-        clips = f"{old.clips} → {t.clips}" if old else f"(new) {t.clips}"
-        change = f" ({t.clips - old.clips:+d})" if old and t.clips != old.clips else ""
-        hours = f"{old.hours:.3f} → {t.hours:.3f} h" if old else f"{t.hours:.3f} h"
-        lines.append(f"  {name:<24} {clips:>16} clips{change:<8} {hours}")
-    for name in before.tiers.keys() - after.tiers.keys():
-        lines.append(f"  {name:<24} {before.tiers[name].clips} clips → (tier removed)")
-    lines.append("thresholds:")
-    lines += _thresholds(after)
-    lines.append("rejects:")
-    for reason in sorted(before.rejects.keys() | after.rejects.keys()):
-        old, new = before.rejects.get(reason, 0), after.rejects.get(reason, 0)
-        lines.append(f"  {reason:<24} {old:>6} → {new}")
     return "\n".join(lines)

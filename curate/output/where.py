@@ -7,13 +7,14 @@ Examples: ``sharpness < 50``, ``orientation = 'portrait' and duration_s >= 8``,
 
 from __future__ import annotations
 
-import difflib
 import operator
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from curate.hints import did_you_mean
 
 OPERATORS: dict[str, Callable[[pc.Expression, object], pc.Expression]] = {
     "<": operator.lt,
@@ -39,13 +40,6 @@ _TOKEN = re.compile(
 
 class WhereError(ValueError):
     """The filter text cannot be parsed or does not fit the table's columns."""
-
-
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the choice closest to a misspelt ``name``, or ``""`` when
-    none is close: one wording for unknown columns and unknown config keys."""
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:

@@ -14,12 +14,10 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from curate.contract import REJECT_REASONS
-from curate.io import read_table
-from curate.manifest import InspectError, Manifest, open_output
-from curate.schema import PHASE1_STAGES
+from curate import contract, schema
+from curate.output.record import InspectError, Manifest, open_output
+from curate.output.tables import output_schema_problems, read_table
 from curate.storage import Store
-from curate.summary import accounting_problems, output_schema_problems
 
 SHOWN_IDS = 5
 """How many offending clip ids a message names."""
@@ -46,6 +44,39 @@ def validate(output: Store | str | os.PathLike) -> list[str]:
             # A missing column or shard is already named by the schema check; say what it
             # kept us from checking.
             problems.append(f"{what} not checked: {e}")
+    return problems
+
+
+def accounting_problems(output: Store | str | os.PathLike) -> list[str]:
+    """Check the accounting invariant: every input is the source of an analysis row or of a
+    whole-input reject, and every analysis row is in a tier or has a reject."""
+    store = open_output(output)
+    manifest = Manifest.read(store)
+    analysis = read_table(store, "analysis", columns=["clip_id", "source"])
+    rejects = read_table(store, "rejects", columns=["clip_id", "source"])
+    tiered: set[str] = set()
+    for name in manifest.tier_names:
+        tiered |= set(
+            read_table(store, f"tiers/{name}", columns=["clip_id"])["clip_id"].to_pylist()
+        )
+    rejected_ids = {c for c in rejects["clip_id"].to_pylist() if c is not None}
+    failed_inputs = {
+        s
+        for s, c in zip(rejects["source"].to_pylist(), rejects["clip_id"].to_pylist())
+        if c is None
+    }
+    analysed = set(analysis["source"].to_pylist())
+    problems = []
+    if len(analysed | failed_inputs) != manifest.inputs.discovered:
+        problems.append(
+            f"{manifest.inputs.discovered} inputs discovered but "
+            f"{len(analysed | failed_inputs)} accounted for"
+        )
+    lost = set(analysis["clip_id"].to_pylist()) - tiered - rejected_ids
+    if lost:
+        problems.append(
+            f"{len(lost)} analysis rows are in no tier and have no reject: {sorted(lost)[:5]}"
+        )
     return problems
 
 
@@ -114,7 +145,7 @@ def _reject_problems(output: Store, manifest: Manifest) -> list[str]:
                 f"rejects: {counts.get(reason, 0)} rows with reason {reason!r}, but "
                 f"manifest.json records {recorded.get(reason, 0)}"
             )
-    unknown = set(counts) - REJECT_REASONS
+    unknown = set(counts) - contract.REJECT_REASONS
     if unknown:
         problems.append(f"rejects: reasons outside the vocabulary: {sorted(map(str, unknown))}")
     analysed = set(read_table(output, "analysis", columns=["clip_id"])["clip_id"].to_pylist())
@@ -122,7 +153,7 @@ def _reject_problems(output: Store, manifest: Manifest) -> list[str]:
     later = {
         c
         for c, stage in zip(rejects["clip_id"].to_pylist(), rejects["stage"].to_pylist())
-        if c is not None and stage not in PHASE1_STAGES
+        if c is not None and stage not in schema.PHASE1_STAGES
     }
     if later - analysed:
         problems.append(
