@@ -14,13 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 from chat_server import HANG, ChatServer, chat_reply
 from conftest import ROOT
-from synth import pan_frames, shots_video, still_frames, textured_image, write_video
 
 from curate import schema
 from curate.captions import FALLBACK_CAPTIONER, TEXT_FIELDS, ClipInfo, StructuredCaption
 from curate.cli import EXIT_USAGE, main
 from curate.config import ConfigError, CurateConfig, OpenAICaptionerConfig
 from curate.summary import accounting_problems
+from scripts.common.synth import pan_frames, shots_video, still_frames, textured_image, write_video
 from stages.caption import CaptionStage
 from stages.captioners import Secret
 from stages.captioners.openai_chat import OpenAICaptioner

@@ -18,12 +18,18 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from conftest import ARTIFACTS, needs_shared
-from synth import SYNTH_TIERS, still_frames, synthetic_output, textured_image, write_video
 
 from curate import schema
 from curate.cli import main
 from curate.manifest import Manifest
 from curate.report import GREY, _bars, _histogram, render_report
+from scripts.common.synth import (
+    SYNTH_TIERS,
+    still_frames,
+    synthetic_output,
+    textured_image,
+    write_video,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -27,11 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import DEFAULT_CONFIG, ROOT, run_pipeline
-from synth import pan_frames, textured_image, write_video
 
 from curate.cli import main
 from curate.config import ConfigError, load_config
 from curate.io import discover
+from scripts.common.synth import pan_frames, textured_image, write_video
 
 GOOD = [
     "with spaces.mp4",
