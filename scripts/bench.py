@@ -56,21 +56,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-import numpy as np  # noqa: E402
-
-from curate import schema  # noqa: E402
-from curate.config.loading import load_config  # noqa: E402
-from curate.config.sections import CurateConfig  # noqa: E402
-from curate.contract import signal_type  # noqa: E402
-from curate.timing import add as add_timing  # noqa: E402
-from curate.timing import nest, timing_lines  # noqa: E402
-from curate.video import DECODE_ERRORS, MediaError, VideoInfo, probe  # noqa: E402
-from stages.analyze import analyze_source  # noqa: E402
-from stages.detect import DetectStage  # noqa: E402
+from curate import schema
+from curate.config.loading import load_config
+from curate.config.sections import CurateConfig
+from curate.contract import signal_type
+from curate.timing import add as add_timing
+from curate.timing import nest, timing_lines
+from curate.video import DECODE_ERRORS, MediaError, VideoInfo, probe
+from scripts.common.paths import REPO_ROOT
+from scripts.common.timing import Stopwatch
+from scripts.cut_heavy_video import build
+from stages.analyze import analyze_source
+from stages.detect import DetectStage
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts"}
 METHODS = ("decode", "analysis", "scenedetect")
@@ -158,7 +157,7 @@ def fps(frames: int, seconds: float) -> float:
     return frames / seconds if seconds > 0 else float("nan")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "videos",
@@ -178,31 +177,16 @@ def main(argv: list[str] | None = None) -> int:
         help="benchmark the cut-heavy video scripts/cut_heavy_video.py builds from the videos "
         "folder, this long (180: the 3-minute one), instead of the folder's files",
     )
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
+    return parser
 
-    logging.basicConfig(level=logging.ERROR)  # decode_series warns on damaged tails each repeat
-    wall_started = time.perf_counter()
-    cfg = load_config(args.config) if args.config else CurateConfig()
-    root = (REPO_ROOT / args.videos).resolve()
-    if not root.is_dir():
-        parser.error(f"no such folder: {root}")
-    if args.cut_heavy:
-        from cut_heavy_video import build
 
-        started = time.perf_counter()
-        video, joins = build(root, args.cut_heavy)
-        print(
-            f"cut-heavy video: {video} ({len(joins)} joins; "
-            f"{time.perf_counter() - started:.1f} s to build or find)",
-            flush=True,
-        )
-        root, args.files, args.limit = video.parent, video.name, None
-
+def probed_files(
+    root: Path, pattern: str | None, limit: int | None, cfg: CurateConfig
+) -> tuple[list[FileResult], list[tuple[str, str]]]:
+    """The files ``curate.video.probe`` accepts, and (file, why) for those it rejects."""
     results: list[FileResult] = []
     skipped: list[tuple[str, str]] = []
-    for path in find_files(root, args.files, args.limit):
+    for path in find_files(root, pattern, limit):
         rel = path.relative_to(root).as_posix()
         try:
             info = probe(str(path), max_pixels=cfg.probe.max_pixels)
@@ -210,78 +194,76 @@ def main(argv: list[str] | None = None) -> int:
             skipped.append((rel, f"{e.reason}: {e.detail}"))
             continue
         results.append(FileResult(rel, str(path), info))
-    if not results:
-        print(f"no usable videos under {root}", file=sys.stderr)
-        return 1
+    return results, skipped
 
+
+def measure(r: FileResult, method: str, cfg: CurateConfig, detect: DetectStage, workdir: str):
+    """Time one method on one file (analysis: then detect on what it kept), into ``r``."""
+    watch = Stopwatch()
+    if method == "decode":
+        frames, error = decode_only(r.path)
+        r.times["decode"].append(watch.seconds)
+        r.frames, r.decode_error = frames, error
+    elif method == "analysis":
+        try:
+            analyzed = analyze_source(r.path, r.info, cfg.analyze)
+        except MediaError as e:
+            sys.exit(f"{r.rel}: analyze_source failed after probe passed: {e}")
+        r.times["analysis"].append(watch.seconds)
+        r.analysis_frames = analyzed["frames"]
+        r.clips = len(analyzed["clips"])
+        row = {"source": r.path, "source_index": 0, **analyzed}
+        watch.restart()
+        detected = detect(schema.from_rows([row], detect.schema))
+        r.times["detect"].append(watch.seconds)
+        r.timing = dict(detected["timing"][0].as_py() or ())
+    else:
+        elapsed, sd_frames, error = run_scenedetect(r.path, workdir)
+        r.times["scenedetect"].append(elapsed)
+        r.scenedetect_frames, r.scenedetect_error = sd_frames, error
+
+
+def run_repeats(
+    results: list[FileResult], cfg: CurateConfig, detect: DetectStage, repeats: int, wall: Stopwatch
+) -> tuple[dict[str, list[float]], list[str]]:
+    """Every method on every file, ``repeats`` times, interleaved file by file with the order
+    rotating each repeat. Returns the start-up times of the scenedetect CLI and what
+    scenedetect left in its temporary folder."""
     startup: dict[str, list[float]] = {"scenedetect version": [], "import only": []}
     startup_cmds = {
         "scenedetect version": [sys.executable, "-m", "scenedetect", "version"],
         "import only": [sys.executable, "-c", "import scenedetect, cv2, av"],
     }
-    print(
-        f"{len(results)} files under {root} ({len(skipped)} rejected by probe), "
-        f"{args.repeats} repeats, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
-        flush=True,
-    )
-    # A worker loads its models once (TransNetV2 and a first window: about 1.5 s); the
-    # throughput figures leave that out.
-    started = time.perf_counter()
-    for name, block in cfg.analyze.signal_blocks():
-        signal_type(name).warm_up(block)
-    detect = warm_detect_stage(cfg)
-    warm_up_s = time.perf_counter() - started
-    print(f"  analysis warm-up (model loading, not timed below): {warm_up_s:.2f} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="curate-bench-") as workdir:
-        for repeat in range(args.repeats):
+        for repeat in range(repeats):
             order = METHODS[repeat % 3 :] + METHODS[: repeat % 3]
             for name, cmd in startup_cmds.items():
                 startup[name].append(time_command(cmd, workdir))
             for r in results:
                 for method in order:
-                    if method == "decode":
-                        started = time.perf_counter()
-                        frames, error = decode_only(r.path)
-                        r.times["decode"].append(time.perf_counter() - started)
-                        r.frames, r.decode_error = frames, error
-                    elif method == "analysis":
-                        started = time.perf_counter()
-                        try:
-                            analyzed = analyze_source(r.path, r.info, cfg.analyze)
-                        except MediaError as e:
-                            sys.exit(f"{r.rel}: analyze_source failed after probe passed: {e}")
-                        r.times["analysis"].append(time.perf_counter() - started)
-                        r.analysis_frames = analyzed["frames"]
-                        r.clips = len(analyzed["clips"])
-                        row = {"source": r.path, "source_index": 0, **analyzed}
-                        started = time.perf_counter()
-                        detected = detect(schema.from_rows([row], detect.schema))
-                        r.times["detect"].append(time.perf_counter() - started)
-                        r.timing = dict(detected["timing"][0].as_py() or ())
-                    else:
-                        elapsed, sd_frames, error = run_scenedetect(r.path, workdir)
-                        r.times["scenedetect"].append(elapsed)
-                        r.scenedetect_frames, r.scenedetect_error = sd_frames, error
-            done = time.perf_counter() - wall_started
-            print(f"  repeat {repeat + 1}/{args.repeats} done ({done:.0f} s)", flush=True)
+                    measure(r, method, cfg, detect, workdir)
+            print(f"  repeat {repeat + 1}/{repeats} done ({wall.seconds:.0f} s)", flush=True)
         leftovers = os.listdir(workdir)
+    return startup, leftovers
 
-    start_s = statistics.median(startup["scenedetect version"])
-    import_s = statistics.median(startup["import only"])
 
-    def median_total(files: list[FileResult], *steps: str) -> float:
-        """Median over repeats of the time ``steps`` took together over ``files``."""
-        return statistics.median(
-            sum(r.times[step][i] for r in files for step in steps) for i in range(args.repeats)
-        )
+def median_total(files: list[FileResult], repeats: int, *steps: str) -> float:
+    """Median over repeats of the time ``steps`` took together over ``files``."""
+    return statistics.median(
+        sum(r.times[step][i] for r in files for step in steps) for i in range(repeats)
+    )
 
-    totals = {m: median_total(results, m) for m in STEPS}
-    totals["phase1"] = median_total(results, *PHASE1)
-    n = len(results)
-    totals["scenedetect_corrected"] = max(totals["scenedetect"] - n * start_s, 1e-9)
-    total_frames = sum(r.frames for r in results)
-    rates = {m: fps(total_frames, t) for m, t in totals.items()}
 
+def median_totals(results: list[FileResult], repeats: int, start_s: float) -> dict[str, float]:
+    """Median total seconds per step, phase 1 and scenedetect less its start-up per file."""
+    totals = {m: median_total(results, repeats, m) for m in STEPS}
+    totals["phase1"] = median_total(results, repeats, *PHASE1)
+    totals["scenedetect_corrected"] = max(totals["scenedetect"] - len(results) * start_s, 1e-9)
+    return totals
+
+
+def per_file_table(results: list[FileResult], start_s: float) -> list[dict]:
+    """Print the per-file table of median fps; return its rows for the JSON."""
     width = max(len(r.rel) for r in results)
     head = (
         f"{'file':<{width}} {'frames':>6} {'clips':>5} {'decode':>8} {'analysis':>8} "
@@ -326,7 +308,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.rel:<{width}} {r.frames:>6} {r.clips:>5} {fps(r.frames, d):8.0f} "
             f"{fps(r.frames, a):8.0f} {d / a:7.2f} {d / p1:7.2f} {fps(r.frames, s):7.0f} {corr}"
         )
+    return per_file
 
+
+def collect_notes(
+    results: list[FileResult], skipped: list[tuple[str, str]], leftovers: list[str]
+) -> list[str]:
     notes = []
     for r in results:
         if r.analysis_frames != r.frames:
@@ -342,41 +329,52 @@ def main(argv: list[str] | None = None) -> int:
     notes += [f"{rel}: rejected by probe ({why})" for rel, why in skipped]
     if leftovers:
         notes.append(f"scenedetect wrote into its temp dir: {leftovers}")
+    return notes
 
-    ratios = {
-        "analysis/decode": rates["analysis"] / rates["decode"],
-        "phase 1/decode": rates["phase1"] / rates["decode"],
-        "scenedetect/decode": rates["scenedetect"] / rates["decode"],
-        "scenedetect_corrected/decode": rates["scenedetect_corrected"] / rates["decode"],
-        "analysis/scenedetect": rates["analysis"] / rates["scenedetect"],
-        "analysis/scenedetect_corrected": rates["analysis"] / rates["scenedetect_corrected"],
-    }
-    # HD H.264 is what most footage is; there decoding dominates and the ratio is the
-    # analysis budget that matters (tiny files are dominated by per-frame analysis costs).
+
+def hd_ratios(results: list[FileResult], repeats: int, clip_min: float) -> dict[str, float]:
+    """The ratios over 720p+ H.264 files, the footage that matters most: there decoding
+    dominates and the ratio is the analysis budget (tiny files are dominated by per-frame
+    analysis costs)."""
+    ratios = {}
     hd = [r for r in results if r.info.codec == "h264" and min(r.info.width, r.info.height) >= 720]
     if hd:
-        hd_frames = sum(r.frames for r in hd)
-        hd_ratio = median_total(hd, "decode") / median_total(hd, "analysis")
-        ratios["analysis/decode (720p+ H.264)"] = hd_ratio
-        ratios["phase 1/decode (720p+ H.264)"] = median_total(hd, "decode") / median_total(
-            hd, *PHASE1
-        )
+        decode = median_total(hd, repeats, "decode")
+        ratios["analysis/decode (720p+ H.264)"] = decode / median_total(hd, repeats, "analysis")
+        ratios["phase 1/decode (720p+ H.264)"] = decode / median_total(hd, repeats, *PHASE1)
     # The probe stage rejects a source shorter than the shortest clip before any decoding, so
     # a run never analyses those (a 1 s file where one TransNetV2 window outweighs decoding).
-    clip_min = cfg.analyze.clips.min_duration_s
     hd_run = [r for r in hd if r.info.duration_s >= clip_min]
     if hd_run and len(hd_run) < len(hd):
-        hd_run_ratio = median_total(hd_run, "decode") / median_total(hd_run, "analysis")
-        ratios[f"analysis/decode (720p+ H.264, >= {clip_min:g} s)"] = hd_run_ratio
-        ratios[f"phase 1/decode (720p+ H.264, >= {clip_min:g} s)"] = median_total(
-            hd_run, "decode"
-        ) / median_total(hd_run, *PHASE1)
+        decode = median_total(hd_run, repeats, "decode")
+        analysis = median_total(hd_run, repeats, "analysis")
+        ratios[f"analysis/decode (720p+ H.264, >= {clip_min:g} s)"] = decode / analysis
+        ratios[f"phase 1/decode (720p+ H.264, >= {clip_min:g} s)"] = decode / median_total(
+            hd_run, repeats, *PHASE1
+        )
+    return ratios
 
+
+def print_summary(
+    results: list[FileResult],
+    cfg: CurateConfig,
+    repeats: int,
+    totals: dict[str, float],
+    rates: dict[str, float],
+    ratios: dict[str, float],
+    startup_s: tuple[float, float],
+) -> None:
+    start_s, import_s = startup_s
+    n = len(results)
+    clip_min = cfg.analyze.clips.min_duration_s
+    hd = [r for r in results if r.info.codec == "h264" and min(r.info.width, r.info.height) >= 720]
+    hd_run = [r for r in hd if r.info.duration_s >= clip_min]
     print()
-    print(f"summary: {n} files, {total_frames} frames, median of {args.repeats} repeats")
+    frames = sum(r.frames for r in results)
+    print(f"summary: {n} files, {frames} frames, median of {repeats} repeats")
     print(f"  shot detector: {cfg.analyze.shots.detector}")
     if hd:
-        print(f"  720p+ H.264: {len(hd)} files, {hd_frames} frames", end="")
+        print(f"  720p+ H.264: {len(hd)} files, {sum(r.frames for r in hd)} frames", end="")
         print(f" ({len(hd_run)} of them >= {clip_min:g} s, as a run analyses)" if hd_run else "")
     print(
         f"  scenedetect start-up (python -m scenedetect version): {start_s:.3f} s per file "
@@ -390,9 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  detect per clip: {totals['detect'] / clips:.3f} s ({clips} clips)")
     for name, value in ratios.items():
         print(f"  {name:<40} {value:6.2f}x")
-    timing: dict[str, float] = {}
-    for r in results:
-        add_timing(timing, r.timing)
+
+
+def print_timing_and_notes(timing: dict[str, float], notes: list[str]) -> None:
     print()
     for line in timing_lines(nest(timing), title="where the time went (last repeat)"):
         print(line)
@@ -400,7 +398,77 @@ def main(argv: list[str] | None = None) -> int:
         print("notes:")
         for note in notes:
             print(f"  - {note}")
-    elapsed = time.perf_counter() - wall_started
+
+
+def videos_root(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    """The folder of the files to time; with ``--cut-heavy``, the cut-heavy video's (built
+    or found in the cache), ``args.files`` narrowed to it."""
+    root = (REPO_ROOT / args.videos).resolve()
+    if not root.is_dir():
+        parser.error(f"no such folder: {root}")
+    if args.cut_heavy:
+        watch = Stopwatch()
+        video, joins = build(root, args.cut_heavy)
+        print(
+            f"cut-heavy video: {video} ({len(joins)} joins; "
+            f"{watch.seconds:.1f} s to build or find)",
+            flush=True,
+        )
+        root, args.files, args.limit = video.parent, video.name, None
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+
+    logging.basicConfig(level=logging.ERROR)  # decode_series warns on damaged tails each repeat
+    wall = Stopwatch()
+    cfg = load_config(args.config) if args.config else CurateConfig()
+    root = videos_root(parser, args)
+    results, skipped = probed_files(root, args.files, args.limit, cfg)
+    if not results:
+        print(f"no usable videos under {root}", file=sys.stderr)
+        return 1
+    print(
+        f"{len(results)} files under {root} ({len(skipped)} rejected by probe), "
+        f"{args.repeats} repeats, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    # A worker loads its models once (TransNetV2 and a first window: about 1.5 s); the
+    # throughput figures leave that out.
+    watch = Stopwatch()
+    for name, block in cfg.analyze.signal_blocks():
+        signal_type(name).warm_up(block)
+    detect = warm_detect_stage(cfg)
+    warm_up_s = watch.seconds
+    print(f"  analysis warm-up (model loading, not timed below): {warm_up_s:.2f} s", flush=True)
+    startup, leftovers = run_repeats(results, cfg, detect, args.repeats, wall)
+
+    start_s = statistics.median(startup["scenedetect version"])
+    import_s = statistics.median(startup["import only"])
+    totals = median_totals(results, args.repeats, start_s)
+    total_frames = sum(r.frames for r in results)
+    rates = {m: fps(total_frames, t) for m, t in totals.items()}
+    per_file = per_file_table(results, start_s)
+    notes = collect_notes(results, skipped, leftovers)
+    ratios = {
+        "analysis/decode": rates["analysis"] / rates["decode"],
+        "phase 1/decode": rates["phase1"] / rates["decode"],
+        "scenedetect/decode": rates["scenedetect"] / rates["decode"],
+        "scenedetect_corrected/decode": rates["scenedetect_corrected"] / rates["decode"],
+        "analysis/scenedetect": rates["analysis"] / rates["scenedetect"],
+        "analysis/scenedetect_corrected": rates["analysis"] / rates["scenedetect_corrected"],
+        **hd_ratios(results, args.repeats, cfg.analyze.clips.min_duration_s),
+    }
+    print_summary(results, cfg, args.repeats, totals, rates, ratios, (start_s, import_s))
+    timing: dict[str, float] = {}
+    for r in results:
+        add_timing(timing, r.timing)
+    print_timing_and_notes(timing, notes)
+    elapsed = wall.seconds
     load = os.getloadavg()[0]
     print(f"benchmark wall time: {elapsed:.0f} s (load average now {load:.1f})")
     if load > (os.cpu_count() or 1) + 1:

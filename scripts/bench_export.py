@@ -30,7 +30,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,13 @@ from pathlib import Path
 import av
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from curate.config.loading import load_config
+from curate.exporting import export_key
+from scripts.common import export_worker
+from scripts.common.curate_run import code_env
+from scripts.common.paths import DEFAULT_CONFIG, REPO_ROOT, SHARED_VIDEOS
+from scripts.cut_heavy_video import FPS, build
+
 EPS = 1e-4
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster")
 
@@ -82,8 +87,6 @@ def on_keyframes(spans: list, keyframes: list[float], back: float) -> list:
 
 
 def make_jobs(spans: list[tuple[float, float]], specs: list) -> list[dict]:
-    from curate.exporting import export_key
-
     jobs = []
     for spec in specs:
         for i, (start, end) in enumerate(spans):
@@ -112,13 +115,11 @@ def run_export(
             {"source": str(source), "jobs": jobs, "config": str(config), "overrides": overrides}
         )
     )
-    # The checkout's code goes first on the path, ahead of the installed (editable) curate.
-    path = os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
+    # The child imports only curate and stages, those of the checkout under test.
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", str(task), "--out", str(out)],
+        [sys.executable, export_worker.__file__, str(task), str(out)],
         cwd=checkout,
-        env=env,
+        env=code_env(checkout),
         capture_output=True,
         text=True,
     )
@@ -130,24 +131,6 @@ def run_export(
         sys.exit(f"export in {checkout}: {len(errors)} clips failed, e.g. {errors[0]}")
     result["bytes"] = sum((out / r["clip_path"]).stat().st_size for r in result["rows"])
     return result
-
-
-def worker(task_path: Path, out: Path) -> None:
-    """Child process: the export stage of whichever curate is first on the path."""
-    from curate.config.loading import load_config
-    from stages.export import ExportStage
-
-    task = json.loads(task_path.read_text())
-    config = load_config(task["config"], task["overrides"])
-    stage = ExportStage.from_config(config, output=str(out))
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    started = time.perf_counter()
-    rows = stage.export_source({"source": task["source"], "jobs": task["jobs"]})
-    seconds = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    rows = [{k: v for k, v in r.items() if k != "video"} for r in rows]
-    print(json.dumps({"seconds": seconds, "cpu_s": cpu, "rows": rows}))
 
 
 def yuv(frame: av.VideoFrame) -> np.ndarray:
@@ -225,38 +208,99 @@ def line(name: str, runs: list[dict], frames: int, values: list[float] | None) -
 HEADER = f"{'':<22}{'wall s':>9}{'cpu s':>9}{'frames/s':>10}{'MB':>9}{'PSNR min':>9}{'overall':>10}"
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--videos", type=Path, default=ROOT.parent / "shared" / "testdata" / "videos")
+    p.add_argument("--videos", type=Path, default=SHARED_VIDEOS)
     p.add_argument("--duration", type=float, default=180.0, help="cut-heavy video seconds")
     p.add_argument("--cache", type=Path, help="cut-heavy video cache (default ~/.cache)")
-    p.add_argument("--checkout", type=Path, default=ROOT.parent / "baseline")
-    p.add_argument("--config", type=Path, default=ROOT / "configs" / "default.yaml")
+    p.add_argument("--checkout", type=Path, default=REPO_ROOT.parent / "baseline")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, help="OMP_NUM_THREADS (default: as Ray sets it)")
     p.add_argument("--presets", default=",".join(PRESETS), help="x264 presets to tabulate")
     p.add_argument("--min-segment", type=float, default=8.0, help="shortest segment used, s")
     p.add_argument("--max-clip", type=float, default=16.0, help="longest clip, s")
     p.add_argument("--offset", type=int, default=3, help="clip start, frames after the cut")
-    p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
-    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    return p
+
+
+def compare_checkouts(
+    variants: dict[str, tuple[Path, Path]], source: Path, jobs: list, work: Path, repeats: int
+) -> None:
+    """The export of ``checkout`` against ``this``, interleaved ``repeats`` times: the table
+    and the frames/s ratios."""
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
+    for r in range(repeats):
+        for name, (tree, cfg) in variants.items():
+            runs[name].append(run_export(tree, cfg, [], source, jobs, work / name))
+        print(
+            f"repeat {r + 1}/{repeats}: checkout {runs['checkout'][-1]['seconds']:.1f} s, "
+            f"this {runs['this'][-1]['seconds']:.1f} s",
+            flush=True,
+        )
+    print(f"\nexport of {len(jobs)} clips, median of {repeats} runs")
+    print(HEADER)
+    fps_of = {}
+    for name in variants:
+        frames, values = psnr(source, jobs, work / name, runs[name][-1]["rows"])
+        fps_of[name] = [frames / r["seconds"] for r in runs[name]]
+        print(line(name, runs[name], frames, values))
+    ratios = [t / c for t, c in zip(fps_of["this"], fps_of["checkout"], strict=True)]
+    print(
+        "this / checkout frames/s: "
+        + ", ".join(f"{x:.2f}" for x in ratios)
+        + f" (median {statistics.median(ratios):.2f})"
+    )
+    this_rows = runs["this"][-1]["rows"]
+    if "decode_s" in this_rows[0]:
+        decode = sum(r["decode_s"] for r in this_rows)
+        encode = sum(r["encode_s"] for r in this_rows)
+        print(f"this, last run: decode thread {decode:.1f} s, encoder {encode:.1f} s")
+
+
+def preset_table(config, config_path: Path, presets: list[str], source, jobs, work) -> None:
+    """This checkout's export with each x264 preset alone (no x264_params), one run each."""
+    if presets:
+        print(f"\nx264 presets alone (this checkout, crf {config.export.crf}, one run each)")
+        print(HEADER)
+    for preset in presets:
+        out = work / f"preset-{preset}"
+        overrides = [f"export.preset={preset}", "export.x264_params=''"]
+        result = run_export(REPO_ROOT, config_path, overrides, source, jobs, out)
+        frames, values = psnr(source, jobs, out, result["rows"])
+        print(line(preset, [result], frames, values), flush=True)
+    if presets and config.export.x264_params:
+        print(
+            f"(this: {config.export.preset} with x264_params {config.export.x264_params}, "
+            "in the table above)"
+        )
+
+
+def copy_table(config_path: Path, source: Path, keyed: list[dict], work: Path) -> None:
+    """``export.codec: copy`` against encoding, on clips that start on a keyframe."""
+    print(f"\nexport.codec: copy, {len(keyed)} clips moved to start on a keyframe")
+    print(HEADER)
+    for name, overrides in (("encode", []), ("copy", ["export.codec=copy"])):
+        out = work / f"keyed-{name}"
+        result = run_export(REPO_ROOT, config_path, overrides, source, keyed, out)
+        frames, values = psnr(source, keyed, out, result["rows"])
+        print(line(name, [result], frames, values))
+    methods = [r.get("export_method") for r in result["rows"]]
+    print(f"copied: {methods.count('copy')} of {len(methods)}")
+
+
+def main() -> None:
+    p = _parser()
     args = p.parse_args()
-    if args.worker:
-        worker(args.worker, args.out)
-        return
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from cut_heavy_video import FPS, build
-
-    from curate.config.loading import load_config
-
     checkout = args.checkout.resolve()
     if not (checkout / "stages" / "export.py").is_file():
         p.error(f"--checkout {checkout}: no stages/export.py there")
     config_path = args.config.resolve()
     config = load_config(config_path)
     # The checkout reads its own copy of the config, as its users would.
-    own = config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else config_path
+    own = (
+        config_path.relative_to(REPO_ROOT) if config_path.is_relative_to(REPO_ROOT) else config_path
+    )
     checkout_config = checkout / own if not own.is_absolute() else own
     threads = args.threads or max(1, int(config.ray.export.num_cpus))
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -275,67 +319,18 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="curate-bench-export-") as tmp:
         work = Path(tmp)
-        variants = {"checkout": (checkout, checkout_config), "this": (ROOT, config_path)}
-        runs: dict[str, list[dict]] = {name: [] for name in variants}
-        for r in range(args.repeats):
-            for name, (tree, cfg) in variants.items():
-                runs[name].append(run_export(tree, cfg, [], source, jobs, work / name))
-            print(
-                f"repeat {r + 1}/{args.repeats}: checkout {runs['checkout'][-1]['seconds']:.1f} s, "
-                f"this {runs['this'][-1]['seconds']:.1f} s",
-                flush=True,
-            )
-        print(f"\nexport of {len(jobs)} clips, median of {args.repeats} runs")
-        print(HEADER)
-        fps_of = {}
-        for name in variants:
-            frames, values = psnr(source, jobs, work / name, runs[name][-1]["rows"])
-            fps_of[name] = [frames / r["seconds"] for r in runs[name]]
-            print(line(name, runs[name], frames, values))
-        ratios = [t / c for t, c in zip(fps_of["this"], fps_of["checkout"], strict=True)]
-        print(
-            "this / checkout frames/s: "
-            + ", ".join(f"{x:.2f}" for x in ratios)
-            + f" (median {statistics.median(ratios):.2f})"
-        )
-        this_rows = runs["this"][-1]["rows"]
-        if "decode_s" in this_rows[0]:
-            decode = sum(r["decode_s"] for r in this_rows)
-            encode = sum(r["encode_s"] for r in this_rows)
-            print(f"this, last run: decode thread {decode:.1f} s, encoder {encode:.1f} s")
+        variants = {"checkout": (checkout, checkout_config), "this": (REPO_ROOT, config_path)}
+        compare_checkouts(variants, source, jobs, work, args.repeats)
         seconds = decode_only(source, spans, threads)
         span_frames = sum(round((e - s) * FPS) for s, e in spans)
         print(
             f"decode only (seek + decode, {threads} threads): {span_frames / seconds:.0f} frames/s"
         )
-
         presets = [x for x in args.presets.split(",") if x]
-        if presets:
-            print(f"\nx264 presets alone (this checkout, crf {config.export.crf}, one run each)")
-            print(HEADER)
-        for preset in presets:
-            out = work / f"preset-{preset}"
-            overrides = [f"export.preset={preset}", "export.x264_params=''"]
-            result = run_export(ROOT, config_path, overrides, source, jobs, out)
-            frames, values = psnr(source, jobs, out, result["rows"])
-            print(line(preset, [result], frames, values), flush=True)
-        if presets and config.export.x264_params:
-            print(
-                f"(this: {config.export.preset} with x264_params {config.export.x264_params}, "
-                "in the table above)"
-            )
-
+        preset_table(config, config_path, presets, source, jobs, work)
         keyed = make_jobs(on_keyframes(spans, keyframe_times(source), args.offset / FPS), specs)
         if keyed:
-            print(f"\nexport.codec: copy, {len(keyed)} clips moved to start on a keyframe")
-            print(HEADER)
-            for name, overrides in (("encode", []), ("copy", ["export.codec=copy"])):
-                out = work / f"keyed-{name}"
-                result = run_export(ROOT, config_path, overrides, source, keyed, out)
-                frames, values = psnr(source, keyed, out, result["rows"])
-                print(line(name, [result], frames, values))
-            methods = [r.get("export_method") for r in result["rows"]]
-            print(f"copied: {methods.count('copy')} of {len(methods)}")
+            copy_table(config_path, source, keyed, work)
 
 
 if __name__ == "__main__":

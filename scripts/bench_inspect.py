@@ -15,24 +15,18 @@ import argparse
 import contextlib
 import io
 import shutil
-import sys
-import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-from synth import synthetic_output  # noqa: E402
-
-from curate.cli import main  # noqa: E402
+from curate.cli import main
+from scripts.common.synth import synthetic_output
+from scripts.common.timing import Stopwatch
 
 
 def timed(argv: list[str]) -> float:
-    started = time.perf_counter()
+    watch = Stopwatch()
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(argv) == 0, argv
-    return time.perf_counter() - started
+    return watch.seconds
 
 
 def bench() -> None:
@@ -42,9 +36,9 @@ def bench() -> None:
     args = p.parse_args()
     out = args.workdir / "out"
     shutil.rmtree(out, ignore_errors=True)
-    started = time.perf_counter()
+    watch = Stopwatch()
     synthetic_output(out, args.clips)
-    print(f"built {args.clips:,} clips in {time.perf_counter() - started:.1f} s")
+    print(f"built {args.clips:,} clips in {watch.seconds:.1f} s")
     runs = {
         "inspect (all candidates)": ["inspect", str(out)],
         "inspect --tier strict --where": [

@@ -17,18 +17,15 @@ import argparse
 import fnmatch
 import logging
 import os
-import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from curate.config.loading import load_config  # noqa: E402
-from stages.analyze import AnalyzeStage  # noqa: E402
-from stages.probe import ProbeStage  # noqa: E402
+from curate.config.loading import load_config
+from scripts.common.paths import SHARED_VIDEOS
+from scripts.common.timing import own_cpu_s
+from stages.analyze import AnalyzeStage
+from stages.probe import ProbeStage
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -42,14 +39,9 @@ def child_cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--videos", default=str(REPO_ROOT.parent / "shared/testdata/videos"))
+    parser.add_argument("--videos", default=str(SHARED_VIDEOS))
     parser.add_argument("--files", default="*", help="glob over paths relative to --videos")
     parser.add_argument("--limit", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)

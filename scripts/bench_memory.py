@@ -46,7 +46,6 @@ import importlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -60,10 +59,10 @@ import av
 import cv2
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-from synth import textured_image  # noqa: E402
+from scripts.common.curate_run import start_curate
+from scripts.common.paths import DEFAULT_CONFIG, REPO_ROOT
+from scripts.common.synth import textured_image
+from scripts.common.timing import Stopwatch
 
 try:
     import psutil
@@ -458,35 +457,18 @@ def run_curate(
     results: Path,
 ) -> RunResult:
     out = Path(args.workdir) / f"out-{name}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "curate.cli",
-        "run",
-        "-c",
-        str(args.config),
-        "-i",
-        str(source),
-        "-o",
-        str(out),
-        "--no-progress",
-    ]
-    for o in overrides:
-        cmd += ["--set", o]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    env.pop("RAY_ADDRESS", None)  # a local instance of its own, so its processes are ours
+    extra = ["--no-progress", *(a for o in overrides for a in ("--set", o))]
     result = RunResult(name, str(source), len(media), media_seconds(media))
     log_path = results / f"{name}.log"
-    print(f"running {name}: {' '.join(cmd[1:])}", flush=True)
-    started = time.perf_counter()
+    watch = Stopwatch()
     load_before = os.getloadavg()[0]
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        monitor = TreeMonitor(psutil.Process(proc.pid), args.interval, args.pss_interval)
-        rc = proc.wait()
-        monitor.stop()
-    result.wall_s = time.perf_counter() - started
+    # A local Ray instance of its own (no RAY_ADDRESS), so its processes are the run's.
+    proc = start_curate(args.config, [source], out, *extra, log=log_path)
+    print(f"running {name}: {' '.join(proc.args[1:])}", flush=True)
+    monitor = TreeMonitor(psutil.Process(proc.pid), args.interval, args.pss_interval)
+    rc = proc.wait()
+    monitor.stop()
+    result.wall_s = watch.seconds
     result.rc = rc
     result.load = (load_before, os.getloadavg()[0])
     monitor.write_csv(results / f"{name}-memory.csv")
@@ -603,7 +585,7 @@ def report(results: dict[str, RunResult], args: argparse.Namespace) -> tuple[str
     return "\n".join(lines), ok
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--long-minutes", type=float, default=20.0, help="default: %(default)s")
     parser.add_argument("--short-minutes", type=float, default=1.0, help="default: %(default)s")
@@ -619,9 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         default=str(REPO_ROOT / "bench-results"),
         help="logs, memory time series and the report (default: %(default)s)",
     )
-    parser.add_argument(
-        "--config", default=str(REPO_ROOT / "configs/default.yaml"), help="default: %(default)s"
-    )
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="default: %(default)s")
     parser.add_argument(
         "--export",
         choices=("low", "reference", "config"),
@@ -652,6 +632,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--runs", default=",".join(RUNS), help="comma-separated subset (default: %(default)s)"
     )
+    return parser
+
+
+def prepare_inputs(
+    work: Path, runs: list[str], args: argparse.Namespace
+) -> dict[str, tuple[Path, list[Path]]]:
+    """Each run's input (a file or a folder) and the media files in it, generated on first
+    use and reused after."""
+    inputs: dict[str, tuple[Path, list[Path]]] = {}
+    if {"short", "long"} & set(runs):
+        for name, minutes in (("short", args.short_minutes), ("long", args.long_minutes)):
+            if name in runs:
+                path = long_video(work / f"long-{minutes:g}min-1080p{FPS}.mp4", minutes)
+                inputs[name] = (path, [path])
+    if {"few", "many"} & set(runs):
+        pool = small_pool(work / "small", args.many if "many" in runs else args.few)
+        for name, count in (("few", args.few), ("many", args.many)):
+            if name in runs:
+                folder = input_folder(work / f"{name}-{count}", pool[:count])
+                inputs[name] = (folder, pool[:count])
+    return inputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     if unknown := set(runs) - set(RUNS):
@@ -676,20 +681,9 @@ def main(argv: list[str] | None = None) -> int:
     sets = " ".join(f"--set {o}" for o in overrides)
     print(f"config {args.config} {sets}".rstrip())
 
-    started = time.perf_counter()
+    watch = Stopwatch()
     print("inputs (generated once, then reused):", flush=True)
-    inputs: dict[str, tuple[Path, list[Path]]] = {}
-    if {"short", "long"} & set(runs):
-        for name, minutes in (("short", args.short_minutes), ("long", args.long_minutes)):
-            if name in runs:
-                path = long_video(work / f"long-{minutes:g}min-1080p{FPS}.mp4", minutes)
-                inputs[name] = (path, [path])
-    if {"few", "many"} & set(runs):
-        pool = small_pool(work / "small", args.many if "many" in runs else args.few)
-        for name, count in (("few", args.few), ("many", args.many)):
-            if name in runs:
-                folder = input_folder(work / f"{name}-{count}", pool[:count])
-                inputs[name] = (folder, pool[:count])
+    inputs = prepare_inputs(work, runs, args)
 
     results: dict[str, RunResult] = {}
     for name in runs:
@@ -699,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     text, ok = report(results, args)
     print()
     print(text)
-    print(f"benchmark wall time: {time.perf_counter() - started:.0f} s")
+    print(f"benchmark wall time: {watch.seconds:.0f} s")
     summary = {
         "args": vars(args),
         "overrides": overrides,

@@ -21,22 +21,20 @@ Run from the repo root::
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from curate import contract, schema  # noqa: E402
-from curate.config.sections import CurateConfig  # noqa: E402
+from curate import contract, schema
+from curate.config.sections import CurateConfig
+from scripts.common.timing import Stopwatch
 
 DIM = schema.EMBEDDING_DIM
 
@@ -184,6 +182,55 @@ def write_dataset(
     return truth
 
 
+PHASE2_CONFIG = {
+    "dedup": {
+        "threshold": 0.95,
+        "max_cluster_size": 5000,
+        "kmeans": {"k": 512, "min_cluster_size": 500, "sample_size": 50_000, "iterations": 15},
+    },
+    "rebalance": {
+        "mode": "cap",
+        "cap_quantile": 0.9,
+        "kmeans": {"k": 256, "min_cluster_size": 20, "sample_size": 50_000, "iterations": 15},
+    },
+}
+"""Dedup and re-balance settings sized for a million clips."""
+
+
+def run_phase2(analysis_folder: Path) -> tuple[list, list, dict, float, tuple[float, float, float]]:
+    """The dedup and rebalance steps over ``analysis_folder`` on a local 2-CPU Ray: the clip
+    ids, each clip's ``duplicate_of``, the rebalance funnel, wall seconds and
+    :meth:`PeakMemory.stop`'s figures."""
+    import ray
+
+    from curate.output.tables import read_table
+    from curate.phase2 import Candidates, run_steps
+    from curate.registry import PHASE2_STEPS
+    from curate.runner import configure_data_context
+    from curate.storage import Store
+
+    config = CurateConfig.model_validate(PHASE2_CONFIG)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    configure_data_context()
+    memory = PeakMemory()
+    watch = Stopwatch()
+    analysis = Store(analysis_folder)
+    index = read_table(analysis, columns=contract.index_columns(DIM))
+    steps = [PHASE2_STEPS[name].from_config(config) for name in ("dedup", "rebalance")]
+    result = run_steps(steps, Candidates(index, np.ones(index.num_rows, bool), analysis))
+    elapsed = watch.seconds
+    peaks = memory.stop()
+    ray.shutdown()
+    ids = index["clip_id"].to_pylist()
+    return (
+        ids,
+        result.columns["duplicate_of"].to_pylist(),
+        result.funnel["rebalance"],
+        elapsed,
+        peaks,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=1_000_000)
@@ -192,21 +239,11 @@ def main() -> int:
     parser.add_argument("--workdir", default="/tmp/curate-bench-phase2")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-
-    import logging
-
-    import ray
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from curate.output.tables import read_table
-    from curate.phase2 import Candidates, run_steps
-    from curate.registry import PHASE2_STEPS
-    from curate.runner import configure_data_context
-    from curate.storage import Store
 
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
-    t = time.perf_counter()
+    watch = Stopwatch()
     truth = write_dataset(
         work / "analysis",
         args.clips,
@@ -216,55 +253,15 @@ def main() -> int:
         rows_per_file=10_000,
     )
     written = sum(pq.read_metadata(f).num_rows for f in (work / "analysis").glob("part-*.parquet"))
-    print(
-        f"wrote {written} clips ({len(truth)} planted duplicate pairs) in "
-        f"{time.perf_counter() - t:.0f} s"
-    )
+    print(f"wrote {written} clips ({len(truth)} planted duplicate pairs) in {watch.seconds:.0f} s")
 
-    config = CurateConfig.model_validate(
-        {
-            "dedup": {
-                "threshold": 0.95,
-                "max_cluster_size": 5000,
-                "kmeans": {
-                    "k": 512,
-                    "min_cluster_size": 500,
-                    "sample_size": 50_000,
-                    "iterations": 15,
-                },
-            },
-            "rebalance": {
-                "mode": "cap",
-                "cap_quantile": 0.9,
-                "kmeans": {
-                    "k": 256,
-                    "min_cluster_size": 20,
-                    "sample_size": 50_000,
-                    "iterations": 15,
-                },
-            },
-        }
-    )
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    configure_data_context()
-    memory = PeakMemory()
-    started = time.perf_counter()
-    analysis = Store(work / "analysis")
-    index = read_table(analysis, columns=contract.index_columns(DIM))
-    steps = [PHASE2_STEPS[name].from_config(config) for name in ("dedup", "rebalance")]
-    result = run_steps(steps, Candidates(index, np.ones(index.num_rows, bool), analysis))
-    elapsed = time.perf_counter() - started
-    peak_gib, tree_start_gib, tree_peak_gib = memory.stop()
-    ray.shutdown()
-
-    ids = index["clip_id"].to_pylist()
-    dup_of = result.columns["duplicate_of"].to_pylist()
+    ids, dup_of, rebalance, elapsed, peaks = run_phase2(work / "analysis")
+    peak_gib, tree_start_gib, tree_peak_gib = peaks
     found = {frozenset((a, b)) for a, b in zip(ids, dup_of) if b}
     recall = len(found & truth) / max(1, len(truth))
     precision = len(found & truth) / max(1, len(found))
-    rebalance = result.funnel["rebalance"]
     print(
-        f"phase 2 over {index.num_rows} clips: wall {elapsed:.0f} s, "
+        f"phase 2 over {len(ids)} clips: wall {elapsed:.0f} s, "
         f"peak memory +{peak_gib:.2f} GiB above start (machine), "
         f"process tree PSS {tree_start_gib:.2f} -> peak {tree_peak_gib:.2f} GiB"
     )

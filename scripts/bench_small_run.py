@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts.common.curate_run import log_tail, run_curate
+from scripts.common.paths import DEFAULT_CONFIG, REPO_ROOT
+
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi"}
 PHASES = {
     "phase1_probe_analyze_embed_s": "phase 1",
@@ -56,38 +55,25 @@ BASELINES = {
 
 
 def run(
-    videos: list[Path], out: Path, config: str, extra: list[str], source: Path = ROOT
+    videos: list[Path], out: Path, config: str, extra: list[str], source: Path = REPO_ROOT
 ) -> tuple[dict, int, float]:
     """Manifest timings, console lines and wall seconds of one ``curate run`` of the code in
     ``source``."""
-    inputs = [a for v in videos for a in ("-i", str(v.resolve()))]
-    cmd = [sys.executable, "-m", "curate.cli", "run", "-c", config, "-o", str(out), *inputs]
-    # The source tree goes first on the path, ahead of the installed (editable) curate.
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH")])),
-    }
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [*cmd, *extra],
-        cwd=source,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    wall = time.perf_counter() - started
-    if proc.returncode:
-        sys.exit(f"curate run failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
+    log = out.with_name(out.name + ".log")
+    inputs = [v.resolve() for v in videos]
+    rc, wall = run_curate(config, inputs, out, *extra, log=log, code_root=source)
+    if rc:
+        sys.exit(f"curate run failed ({rc}):\n{log_tail(log, 60)}")
     timing = json.loads((out / "manifest.json").read_text())["timing"]
-    return timing, len(proc.stdout.splitlines()), wall
+    # The log's first line is the command, not console output.
+    return timing, len(log.read_text(errors="replace").splitlines()) - 1, wall
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--videos", required=True, help="folder of videos (searched recursively)")
     p.add_argument("--limit", type=int, default=0, help="first N videos by name (0: all)")
-    p.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
+    p.add_argument("--config", default=str(DEFAULT_CONFIG))
     p.add_argument("--checkout", type=Path, help="another curate source tree to run as a baseline")
     p.add_argument(
         "--variants",
@@ -95,7 +81,10 @@ def main() -> None:
         f"({', '.join(BASELINES)}, checkout; default: all given)",
     )
     args = p.parse_args()
-    variants = {"default": ([], ROOT), **{n: (extra, ROOT) for n, extra in BASELINES.items()}}
+    variants = {
+        "default": ([], REPO_ROOT),
+        **{n: (extra, REPO_ROOT) for n, extra in BASELINES.items()},
+    }
     if args.checkout:
         if not (args.checkout / "curate" / "cli.py").is_file():
             p.error(f"--checkout {args.checkout}: no curate/cli.py there")
@@ -110,7 +99,7 @@ def main() -> None:
     config = Path(args.config).resolve()
     # A checkout runs with its own copy of the config, as its users would.
     configs = {
-        name: source / config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
+        name: source / config.relative_to(REPO_ROOT) if config.is_relative_to(REPO_ROOT) else config
         for name, (_, source) in variants.items()
     }
     for name, own in configs.items():

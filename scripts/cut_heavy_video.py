@@ -28,8 +28,8 @@ import av
 import cv2
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_VIDEOS = REPO_ROOT.parent / "shared" / "testdata" / "videos"
+from scripts.common.paths import SHARED_VIDEOS
+
 SIZE = (1280, 720)
 FPS = 25
 
@@ -150,7 +150,7 @@ def build(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=Path, default=DEFAULT_VIDEOS, help="shared videos")
+    parser.add_argument("--videos", type=Path, default=SHARED_VIDEOS, help="shared videos")
     parser.add_argument("--duration", type=float, default=180.0, help="seconds (default 180)")
     parser.add_argument("--out", type=Path, help="write here instead of the cache")
     parser.add_argument("--cache", type=Path, help="cache folder (default ~/.cache/curate-bench)")

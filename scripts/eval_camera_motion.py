@@ -32,17 +32,20 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
+from curate.config.sections import CurateConfig
+from curate.signals.camera_motion import CAMERA_MOTIONS
+from curate.video import probe
+from scripts.common import paths
+from scripts.common.synth import (
+    CAMERA_CLASSES,
+    camera_motion_frames,
+    movers,
+    real_frames,
+    write_video,
+)
+from stages.analyze import analyze_source
 
-from synth import CAMERA_CLASSES, camera_motion_frames, movers, real_frames, write_video  # noqa: E402
-
-from curate.config.sections import CurateConfig  # noqa: E402
-from curate.signals.camera_motion import CAMERA_MOTIONS  # noqa: E402
-from curate.video import probe  # noqa: E402
-from stages.analyze import analyze_source  # noqa: E402
-
-TRUTH = REPO_ROOT / "scripts" / "truth" / "camera_motion.json"
+TRUTH = paths.TRUTH / "camera_motion.json"
 COMPOSITES = ("static", "pan_left", "pan_right", "tilt_down", "zoom_in")
 """Camera moves the synthetic composites put under independently moving objects."""
 RELIABILITY_BINS = (0.0, 0.5, 0.7, 0.9, 1.0001)
@@ -170,7 +173,7 @@ def print_summary(title: str, results: list[Result]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--videos", default=str(REPO_ROOT.parent / "shared/testdata/videos"))
+    parser.add_argument("--videos", default=str(paths.SHARED_VIDEOS))
     parser.add_argument("--per-class", type=int, default=4)
     parser.add_argument("--limit", type=int, default=None, help="label at most N real videos")
     args = parser.parse_args()

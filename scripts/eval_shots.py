@@ -3,7 +3,7 @@
 Truth: ``../shared/testdata/groundtruth/shots.json`` (hard cuts checked frame by frame) plus
 ``scripts/truth/shots.json`` (every other shared video, labelled by eye: single shots with an
 empty cut list, fades and dissolves as frame spans, stretches where no answer is right), and
-synthetic videos with exact truth (``tests/synth.py:shot_cases``: jump cuts in colour and
+synthetic videos with exact truth (``scripts/common/synth.py:shot_cases``: jump cuts in colour and
 greyscale, greyscale cuts, a dissolve, a fade through black, and single shots with a white
 flash, a fast pan and a hand passing in front of the lens).
 
@@ -34,17 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
+from curate.config.sections import AnalyzeConfig
+from curate.signals.shots import SHOT_DETECTORS, Shots, ShotSignal
+from curate.video import MediaError, probe
+from scripts.common import paths
+from stages.analyze import decode_series
 
-from curate.config.sections import AnalyzeConfig  # noqa: E402
-from curate.signals.shots import SHOT_DETECTORS, Shots, ShotSignal  # noqa: E402
-from curate.video import MediaError, probe  # noqa: E402
-from stages.analyze import decode_series  # noqa: E402
-
-SHARED_TRUTH = REPO_ROOT.parent / "shared" / "testdata" / "groundtruth" / "shots.json"
-OUR_TRUTH = REPO_ROOT / "scripts" / "truth" / "shots.json"
+SHARED_TRUTH = paths.SHARED_GROUNDTRUTH / "shots.json"
+OUR_TRUTH = paths.TRUTH / "shots.json"
 PYSCENEDETECT = ("scenedetect-content", "scenedetect-adaptive")
 
 
@@ -238,7 +235,7 @@ def evaluate(
 
 
 def synthetic_cases(videos: Path, folder: Path) -> dict[str, tuple[Path, Truth]]:
-    from synth import real_frames, shot_cases, textured_image
+    from scripts.common.synth import real_frames, shot_cases, textured_image
 
     images = real_frames(videos, count=3) if videos.is_dir() else []
     images += [textured_image(200 + k) for k in range(3 - len(images))]
@@ -268,7 +265,7 @@ def print_table(title: str, totals: dict[str, Tally]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--videos", type=Path, default=REPO_ROOT.parent / "shared/testdata/videos")
+    parser.add_argument("--videos", type=Path, default=paths.SHARED_VIDEOS)
     parser.add_argument(
         "--detectors",
         default=",".join([*SHOT_DETECTORS, *PYSCENEDETECT]),

@@ -31,18 +31,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
+from curate import schema
+from curate.config.sections import CurateConfig
+from scripts.common import paths
+from scripts.common.synth import TEXT_CASES, real_frames, text_case_frames, write_video
+from stages.analyze import AnalyzeStage
+from stages.detect import DetectStage
+from stages.probe import ProbeStage
 
-from synth import TEXT_CASES, real_frames, text_case_frames, write_video  # noqa: E402
-
-from curate import schema  # noqa: E402
-from curate.config.sections import CurateConfig  # noqa: E402
-from stages.analyze import AnalyzeStage  # noqa: E402
-from stages.detect import DetectStage  # noqa: E402
-from stages.probe import ProbeStage  # noqa: E402
-
-TRUTH = REPO_ROOT / "scripts" / "truth" / "text.json"
+TRUTH = paths.TRUTH / "text.json"
 DETECTORS = ("ocr", "morphology")
 MIN_OVERLAP_S = 1.0
 
@@ -144,7 +141,7 @@ def report(title: str, clips: list[Clip], detectors: list[str]) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--videos", default=str(REPO_ROOT.parent / "shared/testdata/videos"))
+    parser.add_argument("--videos", default=str(paths.SHARED_VIDEOS))
     parser.add_argument("--detectors", default=",".join(DETECTORS))
     parser.add_argument("--limit", type=int, default=None, help="label at most N real videos")
     parser.add_argument("--per-case", type=int, default=2, help="synthetic videos per case")

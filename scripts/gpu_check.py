@@ -43,28 +43,21 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+import av
+import cv2
+import numpy as np
 
-import av  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from curate.config import ConfigError  # noqa: E402
-from curate.config.loading import load_config  # noqa: E402
-from curate.config.sections import (  # noqa: E402
-    CurateConfig,
-    EmbedConfig,
-    TransformersCaptionerConfig,
-)
-from curate.devices import cuda_devices, onnx_device, resolve_decoder, torch_device  # noqa: E402
-from curate.onnx import session_device  # noqa: E402
-from curate.video import VideoDecoder, VideoInfo, nvdec_problem, probe, scaled_size  # noqa: E402
+from curate.config import ConfigError
+from curate.config.loading import load_config
+from curate.config.sections import CurateConfig, EmbedConfig, TransformersCaptionerConfig
+from curate.devices import cuda_devices, onnx_device, resolve_decoder, torch_device
+from curate.onnx import session_device
+from curate.video import VideoDecoder, VideoInfo, nvdec_problem, probe, scaled_size
+from scripts.common.paths import DEFAULT_CONFIG, SHARED_VIDEOS
+from scripts.common.timing import Stopwatch, timed
 
 MAIN_VIDEO = {True: "learning-area/rabbit320.mp4", False: "sam2/05_default_juggle.mp4"}
 """The video the decoder and the models read, by tiny size (320x240 H.264) or not (720p)."""
@@ -103,12 +96,6 @@ def row(part: str, device: str, items: int, unit: str, seconds: float, note: str
 
 def skipped(part: str, why: str) -> None:
     print(f"  {part:<18} skipped: {why}", flush=True)
-
-
-def timed(fn: Callable[[], object]) -> tuple[object, float]:
-    started = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - started
 
 
 def environment() -> bool:
@@ -154,7 +141,7 @@ def decode_pass(path: str, info: VideoInfo, cfg: CurateConfig, decoder: str) -> 
     NVDEC."""
     analyze = cfg.analyze
     size = scaled_size(info, analyze.short_side, multiple=8)
-    started = time.perf_counter()
+    watch = Stopwatch()
     video = VideoDecoder(path, analyze.decode_threads, analyze.skip_loop_filter, decoder)
     frames = video.frames(info, size)
     count = 0
@@ -164,7 +151,7 @@ def decode_pass(path: str, info: VideoInfo, cfg: CurateConfig, decoder: str) -> 
     finally:
         frames.close()
         video.close()
-    return count, time.perf_counter() - started, video.decoder, video.refused
+    return count, watch.seconds, video.decoder, video.refused
 
 
 def check_decoders(videos: Path, main: str, cfg: CurateConfig, tiny: bool) -> None:
@@ -415,7 +402,7 @@ def check_run(videos: Path, gpu: bool, tiny: bool) -> None:
 
     names = RUN_VIDEOS[tiny]
     overrides = [f"ray.{s}.num_gpus={share}" for s, share in RUN_GPU_SHARES.items()] if gpu else []
-    config = load_config(REPO_ROOT / "configs" / "default.yaml", overrides)
+    config = load_config(DEFAULT_CONFIG, overrides)
     inputs = [str(videos / n) for n in names]
     frames = 0
     for path in inputs:
@@ -448,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--videos",
-        default=str(REPO_ROOT.parent / "shared" / "testdata" / "videos"),
+        default=str(SHARED_VIDEOS),
         help="the shared test videos (default: %(default)s)",
     )
     parser.add_argument("--tiny", action="store_true", help="tiny sizes even on a GPU")
@@ -460,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     if not videos.is_dir():
         parser.error(f"no such folder: {videos}")
     logging.basicConfig(level=logging.WARNING)
-    started = time.perf_counter()
+    watch = Stopwatch()
     gpu = environment()
     tiny = args.tiny or not gpu
     sizes = SIZES[tiny]
@@ -477,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         skipped("curate run", "--no-run")
     else:
         check_run(videos, gpu, tiny)
-    print(f"\ngpu check done in {time.perf_counter() - started:.1f} s", flush=True)
+    print(f"\ngpu check done in {watch.seconds:.1f} s", flush=True)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Inspect a curate output folder with nothing but pyarrow installed.
 
-The same as ``curate inspect`` (it runs that code from this checkout, which needs only
-pyarrow and the standard library)::
+The same as ``curate inspect``: it runs that code, which needs only pyarrow and the standard
+library, so this checkout installed without its dependencies (``pip install --no-deps -e .``)
+is enough; from the repository root, ``python -m scripts.inspect_shards`` needs no install::
 
     python scripts/inspect_shards.py OUT [--tier NAME] [--where "sharpness < 50"] \
         [--sample N] [--json]
@@ -10,9 +11,6 @@ pyarrow and the standard library)::
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from curate.cli import main
 

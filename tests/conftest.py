@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,6 @@ GROUNDTRUTH = SHARED / "groundtruth"
 DEFAULT_CONFIG = str(ROOT / "configs" / "default.yaml")
 ARTIFACTS = ROOT / "test-artifacts"
 """Files tests leave for people to look at (screenshots); ignored by git."""
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 needs_shared = pytest.mark.skipif(
     not VIDEOS.is_dir(),
@@ -47,7 +44,7 @@ def shared_run(ray_local, tmp_path_factory):
     """The default config over the shared videos plus known-bad inputs, run once per session
     (about a minute). Returns ``(output, {bad file name: reject reason}, bad folder)``; tests
     must not modify the output (copy it first)."""
-    from synth import bad_inputs
+    from scripts.common.synth import bad_inputs
 
     bad = tmp_path_factory.mktemp("bad")
     expected = bad_inputs(bad)

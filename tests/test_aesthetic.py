@@ -12,7 +12,6 @@ import pytest
 import torch
 from conftest import VIDEOS, needs_shared
 from safetensors.torch import save_file
-from synth import real_frames
 from test_embed import TINY_CLIP
 from torch import nn
 
@@ -22,6 +21,7 @@ from curate.clustering import embeddings_of
 from curate.config import ConfigError
 from curate.config.sections import AestheticHeadConfig, CurateConfig
 from curate.signals.keyframes import TECHNICAL, technical_quality
+from scripts.common.synth import real_frames
 from stages.embed import EmbedStage
 
 

@@ -7,12 +7,19 @@ import json
 import numpy as np
 import pytest
 from conftest import GROUNDTRUTH, VIDEOS, needs_shared
-from synth import blurred, pan_frames, shots_video, still_frames, textured_image, write_video
 
 from curate.config.analyze import ClipsConfig
 from curate.config.sections import CurateConfig
 from curate.signals.shots import Shots
 from curate.video import probe
+from scripts.common.synth import (
+    blurred,
+    pan_frames,
+    shots_video,
+    still_frames,
+    textured_image,
+    write_video,
+)
 from stages.analyze import AnalyzeStage, FrameSeries, decode_series, plan_windows
 
 

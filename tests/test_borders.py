@@ -6,11 +6,11 @@ import av
 import numpy as np
 import pytest
 from conftest import VIDEOS, needs_shared
-from synth import camera_motion_frames, real_frames, write_video
 
 from curate import contract
 from curate.config.sections import CurateConfig
 from curate.signals.borders import bar_size
+from scripts.common.synth import camera_motion_frames, real_frames, write_video
 from stages.analyze import AnalyzeStage
 from stages.export import ExportStage
 from stages.probe import ProbeStage

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import VIDEOS, needs_shared
-from synth import write_video
 
 from curate import contract, schema
 from curate.config.sections import CurateConfig
+from scripts.common.synth import write_video
 from stages.analyze import AnalyzeStage
 from stages.probe import ProbeStage
 from stages.tiers import assign_tiers

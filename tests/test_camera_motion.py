@@ -9,12 +9,18 @@ from collections import Counter
 import numpy as np
 import pytest
 from conftest import ROOT, VIDEOS, needs_shared
-from synth import CAMERA_CLASSES, camera_motion_frames, movers, real_frames, write_video
 
 from curate.config.sections import CurateConfig
 from curate.signals import camera_motion
 from curate.signals.flow import fit_global_motion
 from curate.video import probe
+from scripts.common.synth import (
+    CAMERA_CLASSES,
+    camera_motion_frames,
+    movers,
+    real_frames,
+    write_video,
+)
 from stages.analyze import analyze_source
 
 TRUTH = json.loads((ROOT / "scripts/truth/camera_motion.json").read_text())

@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 import pytest
 from chat_server import HANG, ChatServer, chat_reply
 from conftest import ROOT
-from synth import pan_frames, shots_video, still_frames, textured_image, write_video
 
 from curate import contract, schema
 from curate.captions import FALLBACK_CAPTIONER, TEXT_FIELDS, ClipInfo, StructuredCaption
@@ -22,6 +21,7 @@ from curate.cli import EXIT_USAGE, main
 from curate.config import ConfigError
 from curate.config.sections import CurateConfig, OpenAICaptionerConfig
 from curate.output.validate import accounting_problems
+from scripts.common.synth import pan_frames, shots_video, still_frames, textured_image, write_video
 from stages.caption import CaptionStage
 from stages.captioners import Secret
 from stages.captioners.openai_chat import OpenAICaptioner

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from synth import pan_frames, textured_image, write_video
 
 from curate.cli import main
 from curate.config.loading import load_config
 from curate.registry import STAGES
+from scripts.common.synth import pan_frames, textured_image, write_video
 
 CLUSTER_YAML = ROOT / "deploy" / "ray-cluster.example.yaml"
 CLUSTER_CONFIG = ROOT / "configs" / "cluster.yaml"

@@ -7,11 +7,11 @@ import av
 import numpy as np
 import pytest
 from conftest import VIDEOS, needs_shared
-from synth import pan_frames, textured_image, write_video
 
 from curate import contract, schema
 from curate.config.sections import CurateConfig
 from curate.signals.colorfulness import colorfulness
+from scripts.common.synth import pan_frames, textured_image, write_video
 from stages.analyze import AnalyzeStage
 from stages.probe import ProbeStage
 from stages.tiers import assign_tiers

@@ -12,10 +12,10 @@ import sys
 
 import pytest
 from conftest import DEFAULT_CONFIG, ROOT
-from synth import pan_frames, shots_video, still_frames, textured_image, write_video
 
 from curate.cli import main
 from curate.progress import Progress, ProgressLogHandler
+from scripts.common.synth import pan_frames, shots_video, still_frames, textured_image, write_video
 
 RAY_INTERNALS = re.compile(
     r"Token authentication|RAY_AUTH_MODE|core_worker|\.cc:\d+|Progress will be logged|"

@@ -4,11 +4,11 @@ import av
 import numpy as np
 import pytest
 from conftest import VIDEOS, needs_shared
-from synth import pan_frames, textured_image, write_video
 
 from curate.config import ConfigError
 from curate.config.sections import CurateConfig
 from curate.exporting import clip_relpath, export_stats
+from scripts.common.synth import pan_frames, textured_image, write_video
 from stages.export import ExportStage
 
 

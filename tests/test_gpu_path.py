@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import av
 import pytest
-from synth import shots_video
 
 import curate.devices as devices
 import curate.video as video
@@ -27,6 +26,7 @@ from curate.devices import (
 from curate.model_files import model_file
 from curate.onnx import CUDA_OPTIONS, providers, session
 from curate.video import probe
+from scripts.common.synth import shots_video
 from stages.analyze import AnalyzeStage, analyze_source, decode_series
 
 no_gpu = pytest.mark.skipif(devices.cuda_devices() > 0, reason="needs a machine without a GPU")

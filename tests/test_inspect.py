@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT
-from synth import SYNTH_TIERS, synthetic_output
 
 from curate.cli import main
 from curate.contract import TIER
 from curate.output.where import WhereError, parse_where
 from curate.timing import nest, source_timing_lines, timing_lines
+from scripts.common.synth import SYNTH_TIERS, synthetic_output
 
 
 @pytest.fixture(scope="module")

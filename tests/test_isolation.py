@@ -16,7 +16,15 @@ import pytest
 from conftest import ROOT
 from conftest import run_pipeline as run
 from sandboxed import crash_unless, raise_bug, raise_media_error
-from synth import (
+
+from curate.cli import main
+from curate.config import ConfigError
+from curate.config.loading import load_config
+from curate.config.sections import CurateConfig, IsolationConfig
+from curate.output.validate import accounting_problems
+from curate.sandbox import Sandbox, SandboxError
+from curate.video import MediaError, probe
+from scripts.common.synth import (
     bad_inputs,
     pan_frames,
     png_image,
@@ -26,14 +34,6 @@ from synth import (
     textured_image,
     write_video,
 )
-
-from curate.cli import main
-from curate.config import ConfigError
-from curate.config.loading import load_config
-from curate.config.sections import CurateConfig, IsolationConfig
-from curate.output.validate import accounting_problems
-from curate.sandbox import Sandbox, SandboxError
-from curate.video import MediaError, probe
 from stages.probe import ProbeStage
 
 

@@ -9,7 +9,6 @@ import pytest
 from conftest import DEFAULT_CONFIG as DEFAULT
 from conftest import VIDEOS, needs_shared
 from conftest import run_pipeline as run
-from synth import bad_inputs, pan_frames, shots_video, still_frames, textured_image, write_video
 
 from curate.cli import main
 from curate.config.loading import load_config
@@ -17,6 +16,14 @@ from curate.contract import FRAME_SIGNALS
 from curate.output.validate import accounting_problems
 from curate.registry import STAGES
 from curate.runner import fuse_pools
+from scripts.common.synth import (
+    bad_inputs,
+    pan_frames,
+    shots_video,
+    still_frames,
+    textured_image,
+    write_video,
+)
 
 
 def rows(folder, columns=None):

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from conftest import VIDEOS, needs_shared
-from synth import bad_inputs, still_frames, textured_image, write_video
 
 from curate.config.sections import CurateConfig
+from scripts.common.synth import bad_inputs, still_frames, textured_image, write_video
 from stages.probe import ProbeStage
 
 

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import ray.data
 from conftest import run_pipeline
-from synth import pan_frames, shots_video, still_frames, textured_image, write_video
+
+from scripts.common.synth import pan_frames, shots_video, still_frames, textured_image, write_video
 
 pytestmark = pytest.mark.ray
 

@@ -18,13 +18,19 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from conftest import ARTIFACTS, needs_shared
-from synth import SYNTH_TIERS, still_frames, synthetic_output, textured_image, write_video
 
 from curate import contract, schema
 from curate.cli import main
 from curate.output.record import Manifest
 from curate.report import render_report
 from curate.report.charts import GREY, bars, histogram
+from scripts.common.synth import (
+    SYNTH_TIERS,
+    still_frames,
+    synthetic_output,
+    textured_image,
+    write_video,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

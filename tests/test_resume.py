@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import DEFAULT_CONFIG, ROOT
 from conftest import run_pipeline as run
-from synth import bad_inputs, pan_frames, shots_video, textured_image, write_video
 
 from curate.cli import main
 from curate.output.validate import accounting_problems
+from scripts.common.synth import bad_inputs, pan_frames, shots_video, textured_image, write_video
 
 FAST = ["--set", "output.checkpoint_interval_s=0", "--set", "embed.sources_per_batch=1"]
 """Journal every analyzed source, so a kill always finds some sources done."""

@@ -15,7 +15,6 @@ import pyarrow.fs as pafs
 import pytest
 from conftest import DEFAULT_CONFIG, ROOT
 from moto import server as moto_server
-from synth import bad_inputs, pan_frames, shots_video, textured_image, write_video
 
 from curate.cli import main
 from curate.inputs import discover
@@ -23,6 +22,7 @@ from curate.output.record import Manifest
 from curate.output.tables import ShardWriter, read_table, shards
 from curate.storage import Store
 from curate.video import probe
+from scripts.common.synth import bad_inputs, pan_frames, shots_video, textured_image, write_video
 
 BUCKET = "curate-test"
 

@@ -22,7 +22,7 @@ SCRIPTS = ROOT / "scripts"
 
 
 def _synthetic_output(tmp: Path) -> None:
-    from synth import synthetic_output
+    from scripts.common.synth import synthetic_output
 
     synthetic_output(tmp / "out", 200)
 
@@ -141,7 +141,8 @@ SMOKE: dict[str, Smoke] = {
 
 
 def _script_names() -> list[str]:
-    on_disk = {p.name for p in SCRIPTS.iterdir() if p.is_file() and not p.name.startswith(".")}
+    # Package files (``__init__.py``) are not scripts.
+    on_disk = {p.name for p in SCRIPTS.iterdir() if p.is_file() and p.name[0] not in "._"}
     return sorted(on_disk | set(SMOKE))
 
 

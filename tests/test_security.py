@@ -27,12 +27,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import DEFAULT_CONFIG, ROOT, run_pipeline
-from synth import pan_frames, textured_image, write_video
 
 from curate.cli import main
 from curate.config import ConfigError
 from curate.config.loading import load_config
 from curate.inputs import discover
+from scripts.common.synth import pan_frames, textured_image, write_video
 
 GOOD = [
     "with spaces.mp4",

@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pytest
 from conftest import VIDEOS, needs_shared
-from synth import real_frames, shot_cases, textured_image
 
 from curate import model_files
 from curate.config import ConfigError
@@ -17,6 +16,7 @@ from curate.signals import transnet
 from curate.signals.shots import Shots, ShotSignal, spans_from_probabilities
 from curate.signals.transnet import TransNetV2Config
 from curate.video import probe
+from scripts.common.synth import real_frames, shot_cases, textured_image
 from stages.analyze import AnalyzeStage, analyze_source, decode_series
 
 HAMILTON = "face_recognition/short_hamilton_clip.mp4"

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 from conftest import VIDEOS, needs_shared
-from synth import real_frames, write_video
 
 from curate import contract, schema
 from curate.config.sections import CurateConfig
+from scripts.common.synth import real_frames, write_video
 from stages.analyze import AnalyzeStage
 from stages.probe import ProbeStage
 from stages.tiers import assign_tiers

@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 from conftest import ROOT, VIDEOS, needs_shared
-from synth import TEXT_KINDS, camera_motion_frames, draw_text, real_frames, write_video
 
 from curate import contract, schema
 from curate.config import ConfigError
@@ -15,6 +14,13 @@ from curate.config.loading import load_config
 from curate.config.sections import CurateConfig
 from curate.signals.ocr import OcrTextDetector
 from curate.signals.text import MorphologyTextDetector, clip_samples, coverage
+from scripts.common.synth import (
+    TEXT_KINDS,
+    camera_motion_frames,
+    draw_text,
+    real_frames,
+    write_video,
+)
 from stages.analyze import AnalyzeStage
 from stages.detect import DetectStage
 from stages.probe import ProbeStage
@@ -94,7 +100,7 @@ def test_textless_real_footage_passes_the_text_gate(name):
 @needs_shared
 @pytest.mark.parametrize("kind", ["subtitle 2%", "copyright over black", "title over black"])
 def test_ocr_finds_small_subtitles_and_text_over_black_and_reads_them(tmp_path, kind):
-    from synth import text_case_frames
+    from scripts.common.synth import text_case_frames
 
     image = real_frames(VIDEOS, count=1)[0]
     path = write_video(tmp_path / "t.mp4", text_case_frames(kind, image, seed=3))
@@ -109,7 +115,7 @@ def test_ocr_finds_small_subtitles_and_text_over_black_and_reads_them(tmp_path, 
 
 @needs_shared
 def test_scene_text_moving_with_the_camera_is_not_overlay_text(tmp_path):
-    from synth import text_case_frames
+    from scripts.common.synth import text_case_frames
 
     image = real_frames(VIDEOS, count=1)[0]
     frames = text_case_frames("text moving with the scene", image, seed=2)

@@ -9,9 +9,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from conftest import needs_shared
-from synth import synthetic_output
 
 from curate.cli import main
+from scripts.common.synth import synthetic_output
 
 
 @pytest.fixture(scope="module")

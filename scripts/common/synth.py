@@ -453,62 +453,77 @@ SYNTH_TIERS = {"loose": 20.0, "strict": 100.0}
 """Tiers of ``synthetic_output`` (loosest first) and their ``min_sharpness`` gate."""
 
 
-def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, seed: int = 0):
-    """A complete output folder of ``clips`` candidate clips, built directly with pyarrow.
+@dataclass
+class _SynthClips:
+    """The per-clip arrays of :func:`synthetic_output` that its tables and manifest share."""
 
-    Four clips per source plus two unreadable inputs; tiers gate on sharpness
-    (``SYNTH_TIERS``); every 50th clip that passed is a duplicate of the clip before it; half
-    of the tier rows have a caption. It keeps the accounting invariant, so corrupting it is
-    the only way to make ``curate validate`` fail. Returns the folder.
-    """
+    n: int
+    sources: np.ndarray
+    ids: np.ndarray
+    start: np.ndarray
+    duration: np.ndarray
+    sizes: np.ndarray
+    sharpness: np.ndarray
+    cluster: np.ndarray
+    strictest: np.ndarray
+    """The strictest tier a clip passes (None: none)."""
+    passed: np.ndarray
+    dups: np.ndarray
+    duplicate_of: np.ndarray
+    kept: np.ndarray
+
+    @classmethod
+    def make(cls, n: int, rng: np.random.Generator) -> _SynthClips:
+        sources = np.array([f"/data/videos/src{i // 4:06d}.mp4" for i in range(n)], dtype=object)
+        ids = np.array([f"{i:016x}" for i in range(n)], dtype=object)
+        start = (np.arange(n) % 4) * 20.0
+        duration = rng.uniform(4, 16, n)
+        sizes = np.array([(1280, 720), (720, 1280), (640, 360)])[rng.integers(0, 3, n)]
+        sharpness = rng.lognormal(4.0, 1.0, n).astype(np.float32)
+        cluster = (np.arange(n) % 8).astype(np.int32)
+        strictest = np.full(n, None, dtype=object)
+        for name, threshold in SYNTH_TIERS.items():
+            strictest[sharpness >= threshold] = name
+        passed = np.flatnonzero(strictest != None)  # noqa: E711 (element-wise)
+        duplicate_of = np.full(n, None, dtype=object)
+        dups = passed[1::50]
+        duplicate_of[dups] = ids[passed[0::50][: len(dups)]]
+        kept = (strictest != None) & (duplicate_of == None)  # noqa: E711
+        return cls(
+            n, sources, ids, start, duration, sizes, sharpness, cluster, strictest, passed, dups,
+            duplicate_of, kept,
+        )  # fmt: skip
+
+
+def _synthetic_analysis(c: _SynthClips, rng: np.random.Generator):
+    """The ``analysis`` table of :func:`synthetic_output`."""
     import pyarrow as pa
 
     from curate import schema
-    from curate.contract import SCORE_COLUMNS, SIGNAL_FIELDS
-    from curate.output.record import FunnelStage, Inputs, Manifest, TierSize
-    from curate.output.tables import ShardWriter
-    from curate.storage import Store
 
-    rng = np.random.default_rng(seed)
-    n = clips
-    sources = np.array([f"/data/videos/src{i // 4:06d}.mp4" for i in range(n)], dtype=object)
-    ids = np.array([f"{i:016x}" for i in range(n)], dtype=object)
-    start = (np.arange(n) % 4) * 20.0
-    duration = rng.uniform(4, 16, n)
-    sizes = np.array([(1280, 720), (720, 1280), (640, 360)])[rng.integers(0, 3, n)]
-    orientation = np.where(sizes[:, 0] > sizes[:, 1], "landscape", "portrait").astype(object)
-    sharpness = rng.lognormal(4.0, 1.0, n).astype(np.float32)
-    cluster = (np.arange(n) % 8).astype(np.int32)
-    names = list(SYNTH_TIERS)
-    strictest = np.full(n, None, dtype=object)
-    for name, threshold in SYNTH_TIERS.items():
-        strictest[sharpness >= threshold] = name
-    passed = np.flatnonzero(strictest != None)  # noqa: E711 (element-wise)
-    duplicate_of = np.full(n, None, dtype=object)
-    dups = passed[1::50]
-    duplicate_of[dups] = ids[passed[0::50][: len(dups)]]
-    kept = (strictest != None) & (duplicate_of == None)  # noqa: E711
+    n = c.n
+    orientation = np.where(c.sizes[:, 0] > c.sizes[:, 1], "landscape", "portrait").astype(object)
     thumbs = [
-        cv2.imencode(".jpg", np.full((72, 128, 3), 30 * c, np.uint8))[1].tobytes() for c in range(8)
+        cv2.imencode(".jpg", np.full((72, 128, 3), 30 * k, np.uint8))[1].tobytes() for k in range(8)
     ]
     centroids = rng.normal(size=(8, schema.EMBEDDING_DIM)).astype(np.float32)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     # Captions are written in phase 3, for clips that reach a tier.
-    captions = np.where(kept & (np.arange(n) % 2 == 1), "a synthetic clip of a grey square", None)
-    analysis = schema.conform(
+    captions = np.where(c.kept & (np.arange(n) % 2 == 1), "a synthetic clip of a grey square", None)
+    return schema.conform(
         pa.table(
             {
-                "clip_id": ids,
-                "source": sources,
+                "clip_id": c.ids,
+                "source": c.sources,
                 "shot_index": np.zeros(n, np.int32),
-                "start_s": start,
-                "end_s": start + duration,
-                "duration_s": duration,
-                "width": sizes[:, 0].astype(np.int32),
-                "height": sizes[:, 1].astype(np.int32),
+                "start_s": c.start,
+                "end_s": c.start + c.duration,
+                "duration_s": c.duration,
+                "width": c.sizes[:, 0].astype(np.int32),
+                "height": c.sizes[:, 1].astype(np.int32),
                 "fps": np.full(n, 25, np.float32),
                 "orientation": orientation,
-                "sharpness": sharpness,
+                "sharpness": c.sharpness,
                 "motion_score": rng.uniform(0, 0.3, n).astype(np.float32),
                 "camera_motion": np.array(CAMERA_MOTIONS, dtype=object)[
                     rng.integers(0, len(CAMERA_MOTIONS), n)
@@ -517,80 +532,68 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
                 "aesthetic": rng.uniform(2, 9, n).astype(np.float32),
                 "border_top": np.zeros(n, np.float32),
                 "embedding": pa.FixedSizeListArray.from_arrays(
-                    centroids[cluster].reshape(-1), schema.EMBEDDING_DIM
+                    centroids[c.cluster].reshape(-1), schema.EMBEDDING_DIM
                 ),
                 "embedding_model": np.full(n, "synthetic", dtype=object),
-                "cluster_id": cluster,
-                "duplicate_of": duplicate_of,
-                "sample_weight": pa.array(np.ones(n, np.float32), mask=~kept),
-                "tier": strictest,
-                "thumbnail": pa.array([thumbs[c] for c in cluster], pa.binary()),
+                "cluster_id": c.cluster,
+                "duplicate_of": c.duplicate_of,
+                "sample_weight": pa.array(np.ones(n, np.float32), mask=~c.kept),
+                "tier": c.strictest,
+                "thumbnail": pa.array([thumbs[k] for k in c.cluster], pa.binary()),
                 "caption": pa.array(captions, pa.string()),
                 "prompt": pa.array(captions, pa.string()),
             }
         ),
         contract.ANALYSIS,
     )
-    broken = [f"/data/videos/broken{j}.mp4" for j in range(2)]
+
+
+_SYNTH_BROKEN = [f"/data/videos/broken{j}.mp4" for j in range(2)]
+"""The unreadable inputs of :func:`synthetic_output`, rejected by probe."""
+
+
+def _synthetic_rejects(c: _SynthClips):
+    """The ``rejects`` table of :func:`synthetic_output`: probe, tier and dedup rejects."""
+    from curate import schema
+
     reject_rows = [
         {"source": s, "stage": "probe", "reason": "unreadable", "detail": "not a video"}
-        for s in broken
+        for s in _SYNTH_BROKEN
     ]
-    for i in np.flatnonzero(strictest == None):  # noqa: E711
+    clip_rejects = [(i, "tiers", "blurry") for i in np.flatnonzero(c.strictest == None)]  # noqa: E711
+    clip_rejects += [(i, "dedup", "duplicate") for i in c.dups]
+    for i, stage, reason in clip_rejects:
+        detail = (
+            f"sharpness {c.sharpness[i]:.4g} fails loose.gates.min_sharpness=20"
+            if reason == "blurry"
+            else f"cosine 0.970 >= dedup.threshold 0.95 with {c.duplicate_of[i]}"
+        )
         reject_rows.append(
             {
-                "source": sources[i],
-                "clip_id": ids[i],
-                "stage": "tiers",
-                "reason": "blurry",
-                "detail": f"sharpness {sharpness[i]:.4g} fails loose.gates.min_sharpness=20",
-                "start_s": start[i],
-                "end_s": start[i] + duration[i],
+                "source": c.sources[i],
+                "clip_id": c.ids[i],
+                "stage": stage,
+                "reason": reason,
+                "detail": detail,
+                "start_s": c.start[i],
+                "end_s": c.start[i] + c.duration[i],
             }
         )
-    for i in dups:
-        reject_rows.append(
-            {
-                "source": sources[i],
-                "clip_id": ids[i],
-                "stage": "dedup",
-                "reason": "duplicate",
-                "detail": f"cosine 0.970 >= dedup.threshold 0.95 with {duplicate_of[i]}",
-                "start_s": start[i],
-                "end_s": start[i] + duration[i],
-            }
-        )
-    rejects = schema.from_rows(reject_rows, schema.REJECTS)
+    return schema.from_rows(reject_rows, schema.REJECTS)
 
-    def write(name: str, table: pa.Table, table_schema: pa.Schema) -> None:
-        with ShardWriter(
-            folder / name, table_schema, rows_per_file=rows_per_file, compression="zstd"
-        ) as writer:
-            writer.write(table)
 
-    folder.mkdir(parents=True, exist_ok=True)
-    write("analysis", analysis, contract.ANALYSIS)
-    write("rejects", rejects, schema.REJECTS)
-    shots = {
-        "source": np.unique(sources),
-        "shot_index": np.zeros(len(np.unique(sources)), np.int32),
-    }
-    write("shots", schema.conform(pa.table(shots), schema.SHOTS), schema.SHOTS)
-    sizes_of = {}
-    for k, name in enumerate(names):
-        member = kept & np.isin(strictest, names[k:])
-        rows = analysis.filter(pa.array(member))
-        rows = rows.set_column(
-            rows.schema.get_field_index("tier"), "tier", pa.array([name] * rows.num_rows)
-        )
-        write(f"tiers/{name}", schema.conform(rows, contract.TIER), contract.TIER)
-        sizes_of[name] = {
-            "clips": int(member.sum()),
-            "hours": round(duration[member].sum() / 3600, 6),
-        }
-    reasons = {"blurry": int((strictest == None).sum()), "duplicate": len(dups), "unreadable": 2}  # noqa: E711
-    inputs = len(np.unique(sources)) + len(broken)
-    manifest = Manifest(
+def _synthetic_manifest(c: _SynthClips, sizes_of: dict[str, dict]):
+    """The ``manifest.json`` of :func:`synthetic_output`, consistent with its tables."""
+    from curate import schema
+    from curate.contract import SCORE_COLUMNS, SIGNAL_FIELDS
+    from curate.output.record import FunnelStage, Inputs, Manifest, TierSize
+
+    n, kept, cluster = c.n, int(c.kept.sum()), c.cluster
+    blurry = int((c.strictest == None).sum())  # noqa: E711 (element-wise)
+    reasons = {"blurry": blurry, "duplicate": len(c.dups), "unreadable": 2}
+    inputs = len(np.unique(c.sources)) + len(_SYNTH_BROKEN)
+    clusters = {str(k): int((cluster[c.kept] == k).sum()) for k in range(8)}
+    return Manifest(
         inputs=Inputs(given=["/data/videos"], discovered=inputs),
         embedding_model="synthetic",
         funnel={
@@ -599,25 +602,19 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
             "analyze": FunnelStage(in_=inputs - 2, out=n, extra={"shots": inputs - 2}),
             "tiers": FunnelStage(
                 in_=n,
-                out=len(passed),
+                out=len(c.passed),
                 rejected={"blurry": reasons["blurry"]},
                 extra={
                     "thresholds": {name: {"min_sharpness": t} for name, t in SYNTH_TIERS.items()}
                 },
             ),
-            "dedup": FunnelStage(
-                in_=len(passed), out=int(kept.sum()), rejected={"duplicate": len(dups)}
-            ),
+            "dedup": FunnelStage(in_=len(c.passed), out=kept, rejected={"duplicate": len(c.dups)}),
             "rebalance": FunnelStage(
-                in_=int(kept.sum()),
-                out=int(kept.sum()),
-                extra={
-                    "mode": "weight",
-                    "clusters_before": {str(c): int((cluster[kept] == c).sum()) for c in range(8)},
-                    "clusters_after": {str(c): int((cluster[kept] == c).sum()) for c in range(8)},
-                },
+                in_=kept,
+                out=kept,
+                extra={"mode": "weight", "clusters_before": clusters, "clusters_after": clusters},
             ),
-            "export": FunnelStage(in_=int(kept.sum()), out=int(kept.sum())),
+            "export": FunnelStage(in_=kept, out=kept),
         },
         tiers={name: TierSize(**size) for name, size in sizes_of.items()},
         rejects=dict(sorted(reasons.items())),
@@ -629,7 +626,52 @@ def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, s
         signal_columns=schema.fields_to_json(SIGNAL_FIELDS),
         score_columns=list(SCORE_COLUMNS),
     )
-    manifest.write(Store(folder))
+
+
+def synthetic_output(folder: Path, clips: int, *, rows_per_file: int = 25_000, seed: int = 0):
+    """A complete output folder of ``clips`` candidate clips, built directly with pyarrow.
+
+    Four clips per source plus two unreadable inputs; tiers gate on sharpness
+    (``SYNTH_TIERS``); every 50th clip that passed is a duplicate of the clip before it; half
+    of the tier rows have a caption. It keeps the accounting invariant, so corrupting it is
+    the only way to make ``curate validate`` fail. Returns the folder.
+    """
+    import pyarrow as pa
+
+    from curate import schema
+    from curate.output.tables import ShardWriter
+    from curate.storage import Store
+
+    rng = np.random.default_rng(seed)
+    c = _SynthClips.make(clips, rng)
+    analysis = _synthetic_analysis(c, rng)
+
+    def write(name: str, table: pa.Table, table_schema: pa.Schema) -> None:
+        with ShardWriter(
+            folder / name, table_schema, rows_per_file=rows_per_file, compression="zstd"
+        ) as writer:
+            writer.write(table)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write("analysis", analysis, contract.ANALYSIS)
+    write("rejects", _synthetic_rejects(c), schema.REJECTS)
+    sources = np.unique(c.sources)
+    shots = {"source": sources, "shot_index": np.zeros(len(sources), np.int32)}
+    write("shots", schema.conform(pa.table(shots), schema.SHOTS), schema.SHOTS)
+    names = list(SYNTH_TIERS)
+    sizes_of = {}
+    for k, name in enumerate(names):
+        member = c.kept & np.isin(c.strictest, names[k:])
+        rows = analysis.filter(pa.array(member))
+        rows = rows.set_column(
+            rows.schema.get_field_index("tier"), "tier", pa.array([name] * rows.num_rows)
+        )
+        write(f"tiers/{name}", schema.conform(rows, contract.TIER), contract.TIER)
+        sizes_of[name] = {
+            "clips": int(member.sum()),
+            "hours": round(c.duration[member].sum() / 3600, 6),
+        }
+    _synthetic_manifest(c, sizes_of).write(Store(folder))
     return folder
 
 
