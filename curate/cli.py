@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from curate.config import ConfigError
     from curate.config.loading import load_config
-    from curate.progress import Progress, ProgressLogHandler
+    from curate.run.progress import Progress, ProgressLogHandler
 
     progress = Progress(enabled=not args.no_progress)
     handler = ProgressLogHandler(progress)
@@ -158,11 +158,11 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     from curate.inputs import InputError
-    from curate.journal import ResumeError
     from curate.output.closing import closing_text, retier_text
     from curate.output.record import Manifest
-    from curate.pipeline import OutputError, retier, run
-    from curate.runner import native_notices_dropped
+    from curate.run.journal import ResumeError
+    from curate.run.pipeline import OutputError, retier, run
+    from curate.run.runner import native_notices_dropped
     from curate.storage import Store
 
     verbose = level <= logging.DEBUG

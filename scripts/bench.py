@@ -19,12 +19,12 @@ one invocation measures three throughputs, in decoded frames per second:
    (``python -m scenedetect version``, which loads the CLI, OpenCV and PyAV) is measured too and
    both raw and start-up-corrected figures are printed.
 
-Every method uses the same files (those ``curate.video.probe`` accepts) and the same frame
+Every method uses the same files (those ``curate.media.video.probe`` accepts) and the same frame
 counts (from the decode pass). Each measurement is repeated ``--repeats`` times, methods
 interleaved file by file (their order rotating each repeat); the median total time per method
 is reported, along with a per-file table of median times.
 
-After the ratios it prints where the analysis and detect time went (``curate.timing``: the
+After the ratios it prints where the analysis and detect time went (``curate.run.timing``: the
 decoder wait, each signal, TransNetV2's frames and seconds, OCR frames, NudeNet keyframes), as
 ``manifest.json`` records it, summed over the files of the last repeat.
 
@@ -62,9 +62,9 @@ from curate import schema
 from curate.config.loading import load_config
 from curate.config.sections import CurateConfig
 from curate.contract import signal_type
-from curate.timing import add as add_timing
-from curate.timing import nest, timing_lines
-from curate.video import DECODE_ERRORS, MediaError, VideoInfo, probe
+from curate.media.video import DECODE_ERRORS, MediaError, VideoInfo, probe
+from curate.run.timing import add as add_timing
+from curate.run.timing import nest, timing_lines
 from scripts.common.paths import REPO_ROOT
 from scripts.common.timing import Stopwatch
 from scripts.cut_heavy_video import build
@@ -94,7 +94,7 @@ class FileResult:
     scenedetect_error: str | None = None
     times: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in STEPS})
     timing: dict[str, float] = field(default_factory=dict)
-    """Where the analysis and detect time of the last repeat went (``curate.timing`` keys)."""
+    """Where the analysis and detect time of the last repeat went (``curate.run.timing`` keys)."""
 
     def median(self, method: str) -> float:
         return statistics.median(self.times[method])
@@ -183,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
 def probed_files(
     root: Path, pattern: str | None, limit: int | None, cfg: CurateConfig
 ) -> tuple[list[FileResult], list[tuple[str, str]]]:
-    """The files ``curate.video.probe`` accepts, and (file, why) for those it rejects."""
+    """The files ``curate.media.video.probe`` accepts, and (file, why) for those it rejects."""
     results: list[FileResult] = []
     skipped: list[tuple[str, str]] = []
     for path in find_files(root, pattern, limit):

@@ -42,7 +42,7 @@ import av
 import numpy as np
 
 from curate.config.loading import load_config
-from curate.exporting import export_key
+from curate.run.exporting import export_key
 from scripts.common import export_worker
 from scripts.common.curate_run import code_env
 from scripts.common.paths import DEFAULT_CONFIG, REPO_ROOT, SHARED_VIDEOS

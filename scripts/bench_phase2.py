@@ -2,7 +2,7 @@
 
 Writes an ``analysis``-shaped Parquet folder of N clips (default 1,000,000) with skewed concept
 clusters (Zipf sizes) and planted groups of near-duplicate copies, then runs the real phase-2
-code (the ``dedup`` and ``rebalance`` steps of ``curate.registry.PHASE2_STEPS``: sampled
+code (the ``dedup`` and ``rebalance`` steps of ``curate.run.registry.PHASE2_STEPS``: sampled
 K-means fit, Ray Data assignment, one task per cluster for pairwise dedup, re-balancing) on a
 local Ray instance. The table is built
 from the project's own ``analysis`` schema (``curate.schema.analysis_schema``): the columns
@@ -204,9 +204,9 @@ def run_phase2(analysis_folder: Path) -> tuple[list, list, dict, float, tuple[fl
     import ray
 
     from curate.output.tables import read_table
-    from curate.phase2 import Candidates, run_steps
-    from curate.registry import PHASE2_STEPS
-    from curate.runner import configure_data_context
+    from curate.run.phase2 import Candidates, run_steps
+    from curate.run.registry import PHASE2_STEPS
+    from curate.run.runner import configure_data_context
     from curate.storage import Store
 
     config = CurateConfig.model_validate(PHASE2_CONFIG)

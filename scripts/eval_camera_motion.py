@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.config.sections import CurateConfig
+from curate.media.video import probe
 from curate.signals.camera_motion import CAMERA_MOTIONS
-from curate.video import probe
 from scripts.common import paths
 from scripts.common.synth import (
     CAMERA_CLASSES,

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from curate.config.sections import AnalyzeConfig
+from curate.media.video import MediaError, probe
 from curate.signals.shots import SHOT_DETECTORS, Shots, ShotSignal
-from curate.video import MediaError, probe
 from scripts.common import paths
 from stages.analyze import decode_series
 

@@ -53,9 +53,9 @@ import numpy as np
 from curate.config import ConfigError
 from curate.config.loading import load_config
 from curate.config.sections import CurateConfig, EmbedConfig, TransformersCaptionerConfig
-from curate.devices import cuda_devices, onnx_device, resolve_decoder, torch_device
-from curate.onnx import session_device
-from curate.video import VideoDecoder, VideoInfo, nvdec_problem, probe, scaled_size
+from curate.media.video import VideoDecoder, VideoInfo, nvdec_problem, probe, scaled_size
+from curate.models.devices import cuda_devices, onnx_device, resolve_decoder, torch_device
+from curate.models.onnx import session_device
 from scripts.common.paths import DEFAULT_CONFIG, SHARED_VIDEOS
 from scripts.common.timing import Stopwatch, timed
 
@@ -283,7 +283,7 @@ def check_open_clip(cfg: CurateConfig, frames: Frames, checkpoint: str | None) -
 
 
 def check_captioner(frames: Frames, model: str | None, sizes: Sizes) -> None:
-    from curate.captions import ClipInfo
+    from curate.caption.structured import ClipInfo
     from stages.captioners.hf_transformers import TransformersCaptioner, check_model
 
     if not model:
@@ -362,7 +362,7 @@ def label(pid: int) -> str:
     args = raw.replace(b"\0", b" ").decode(errors="replace").strip()
     if pid == os.getpid():
         return "gpu_check itself"
-    if "curate.sandbox" in args:
+    if "curate.media.sandbox" in args:
         return "sandbox decoder process"
     return args.split(" ")[0][:60] if args.startswith("ray::") else args[:60]
 
@@ -397,8 +397,8 @@ def stage_devices(ray, config: CurateConfig) -> dict[str, str]:
 def check_run(videos: Path, gpu: bool, tiny: bool) -> None:
     import ray
 
-    from curate.pipeline import run
-    from curate.runner import native_notices_dropped
+    from curate.run.pipeline import run
+    from curate.run.runner import native_notices_dropped
 
     names = RUN_VIDEOS[tiny]
     overrides = [f"ray.{s}.num_gpus={share}" for s, share in RUN_GPU_SHARES.items()] if gpu else []

@@ -20,11 +20,8 @@ from curate import contract, schema
 from curate.config.analyze import ClipsConfig
 from curate.config.sections import AnalyzeConfig, CurateConfig, IsolationConfig
 from curate.contract import build_signals, reject_row, signal_type
-from curate.devices import check_decoder, resolve_analyze, resolve_decoder
-from curate.sandbox import Sandbox
-from curate.signals import ClipWindow, FrameSignal
-from curate.stage import Stage
-from curate.video import (
+from curate.media.sandbox import Sandbox
+from curate.media.video import (
     DECODE_ERRORS,
     MediaError,
     VideoDecoder,
@@ -32,6 +29,9 @@ from curate.video import (
     orientation,
     scaled_size,
 )
+from curate.models.devices import check_decoder, resolve_analyze, resolve_decoder
+from curate.run.stage import Stage
+from curate.signals import ClipWindow, FrameSignal
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class FrameSeries:
     refused: str | None = None
     """Why NVDEC did not decode the source, where it was asked to."""
     timing: dict[str, float] = field(default_factory=dict)
-    """Seconds and counts of the pass by part (``curate.timing`` keys)."""
+    """Seconds and counts of the pass by part (``curate.run.timing`` keys)."""
 
     @property
     def num_frames(self) -> int:

@@ -19,11 +19,11 @@ import numpy as np
 import pyarrow as pa
 
 from curate import schema
-from curate.captions import FALLBACK_CAPTIONER, CaptionFallback, ClipInfo, build_caption
+from curate.caption.prompts import synthesize
+from curate.caption.structured import FALLBACK_CAPTIONER, CaptionFallback, ClipInfo, build_caption
 from curate.config import ConfigError
 from curate.config.sections import CaptionConfig, CaptionerConfig, CurateConfig
-from curate.prompts import synthesize
-from curate.stage import Stage
+from curate.run.stage import Stage
 from stages.captioners import (
     IN_DRIVER_BACKENDS,
     Captioner,

@@ -20,7 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.clustering import (
+from curate.config.sections import CurateConfig, DedupConfig, StageResources
+from curate.run.clustering import (
     Rows,
     assign,
     embeddings_of,
@@ -28,10 +29,9 @@ from curate.clustering import (
     map_rows,
     sample_embeddings,
 )
-from curate.config.sections import CurateConfig, DedupConfig, StageResources
-from curate.funnel import funnel_entry
-from curate.phase2 import Candidates, Phase2Step, StepResult
-from curate.runner import pool_args
+from curate.run.funnel import funnel_entry
+from curate.run.phase2 import Candidates, Phase2Step, StepResult
+from curate.run.runner import pool_args
 
 log = logging.getLogger(__name__)
 

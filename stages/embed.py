@@ -25,12 +25,12 @@ import numpy as np
 import pyarrow as pa
 
 from curate import contract, schema
-from curate.aesthetic_head import AestheticHead
 from curate.config import ConfigError
 from curate.config.sections import CurateConfig, EmbedConfig, OpenClipConfig
-from curate.devices import torch_device
-from curate.imaging import from_jpeg
-from curate.stage import Stage
+from curate.media.imaging import from_jpeg
+from curate.models.aesthetic_head import AestheticHead
+from curate.models.devices import torch_device
+from curate.run.stage import Stage
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +346,7 @@ class EmbedStage(Stage):
 
 
 def add_timing(rows: list[dict], busy_s: float, model_s: float, load_s: float = 0.0) -> None:
-    """The batch's seconds into each source's ``timing`` (``curate.timing``), shared out by
+    """The batch's seconds into each source's ``timing`` (``curate.run.timing``), shared out by
     its keyframes (one forward pass serves several sources); ``load_s``, the model's
     loading, goes to the first source."""
     counts = [[len(c["keyframes"] or []) for c in row["clips"]] for row in rows]

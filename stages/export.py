@@ -30,12 +30,7 @@ from av.video.reformatter import VideoReformatter
 from curate import schema
 from curate.config import ConfigError
 from curate.config.sections import CurateConfig, ExportConfig
-from curate.devices import cluster_driver, cuda_devices, ray_gave_no_gpu
-from curate.exporting import clip_relpath
-from curate.stage import Stage
-from curate.storage import Store
-from curate.threads import cpu_share
-from curate.video import (
+from curate.media.video import (
     DECODE_ERRORS,
     SCALER_THREADS,
     MediaError,
@@ -48,6 +43,11 @@ from curate.video import (
     upright,
     with_times,
 )
+from curate.models.devices import cluster_driver, cuda_devices, ray_gave_no_gpu
+from curate.models.threads import cpu_share
+from curate.run.exporting import clip_relpath
+from curate.run.stage import Stage
+from curate.storage import Store
 
 log = logging.getLogger(__name__)
 

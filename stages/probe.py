@@ -10,9 +10,9 @@ import pyarrow as pa
 
 from curate import schema
 from curate.config.sections import CurateConfig, IsolationConfig, ProbeConfig
-from curate.sandbox import Sandbox
-from curate.stage import Stage
-from curate.video import MediaError, probe
+from curate.media.sandbox import Sandbox
+from curate.media.video import MediaError, probe
+from curate.run.stage import Stage
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class ProbeStage(Stage):
         self.cfg = probe
         self.min_duration_s = min_duration_s
         self.timeout_s = isolation.probe_timeout_s
-        self.sandbox = Sandbox(isolation, self.name, preload=("curate.video",))
+        self.sandbox = Sandbox(isolation, self.name, preload=("curate.media.video",))
 
     @classmethod
     def inputs(cls, config: CurateConfig) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curate.clustering import (
+from curate.config.sections import CurateConfig, RebalanceConfig, StageResources
+from curate.run.clustering import (
     Rows,
     assign,
     embeddings_of,
@@ -30,9 +31,8 @@ from curate.clustering import (
     sample_embeddings,
     tables_of,
 )
-from curate.config.sections import CurateConfig, RebalanceConfig, StageResources
-from curate.funnel import funnel_entry
-from curate.phase2 import Candidates, Phase2Step, StepResult
+from curate.run.funnel import funnel_entry
+from curate.run.phase2 import Candidates, Phase2Step, StepResult
 from stages.dedup import rank_order
 
 log = logging.getLogger(__name__)

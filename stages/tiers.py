@@ -15,8 +15,8 @@ import pyarrow as pa
 
 from curate.config.sections import CurateConfig, TierConfig
 from curate.contract import ALL_GATES, reject_row
-from curate.funnel import funnel_entry
-from curate.phase2 import Candidates, Phase2Step, StepResult
+from curate.run.funnel import funnel_entry
+from curate.run.phase2 import Candidates, Phase2Step, StepResult
 
 
 @dataclass

@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from curate.video import MediaError
+from curate.media.video import MediaError
 
 
 def raise_media_error() -> None:

@@ -16,10 +16,10 @@ from test_embed import TINY_CLIP
 from torch import nn
 
 from curate import contract, schema
-from curate.aesthetic_head import AestheticHead
-from curate.clustering import embeddings_of
 from curate.config import ConfigError
 from curate.config.sections import AestheticHeadConfig, CurateConfig
+from curate.models.aesthetic_head import AestheticHead
+from curate.run.clustering import embeddings_of
 from curate.signals.keyframes import TECHNICAL, technical_quality
 from scripts.common.synth import real_frames
 from stages.embed import EmbedStage

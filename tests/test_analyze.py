@@ -10,8 +10,8 @@ from conftest import GROUNDTRUTH, VIDEOS, needs_shared
 
 from curate.config.analyze import ClipsConfig
 from curate.config.sections import CurateConfig
+from curate.media.video import probe
 from curate.signals.shots import Shots
-from curate.video import probe
 from scripts.common.synth import (
     blurred,
     pan_frames,

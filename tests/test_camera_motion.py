@@ -11,9 +11,9 @@ import pytest
 from conftest import ROOT, VIDEOS, needs_shared
 
 from curate.config.sections import CurateConfig
+from curate.media.video import probe
 from curate.signals import camera_motion
 from curate.signals.flow import fit_global_motion
-from curate.video import probe
 from scripts.common.synth import (
     CAMERA_CLASSES,
     camera_motion_frames,
@@ -66,7 +66,7 @@ def test_no_samples_gives_no_label():
 
 
 def test_every_label_has_a_phrase_and_a_shot_type():
-    from curate.prompts import CAMERA_PHRASES
+    from curate.caption.prompts import CAMERA_PHRASES
     from stages.captioners.template import SHOT_TYPES
 
     assert set(CAMERA_PHRASES) == set(SHOT_TYPES) == set(camera_motion.CAMERA_MOTIONS)

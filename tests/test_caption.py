@@ -16,7 +16,7 @@ from chat_server import HANG, ChatServer, chat_reply
 from conftest import ROOT
 
 from curate import contract, schema
-from curate.captions import FALLBACK_CAPTIONER, TEXT_FIELDS, ClipInfo, StructuredCaption
+from curate.caption.structured import FALLBACK_CAPTIONER, TEXT_FIELDS, ClipInfo, StructuredCaption
 from curate.cli import EXIT_USAGE, main
 from curate.config import ConfigError
 from curate.config.sections import CurateConfig, OpenAICaptionerConfig
@@ -398,7 +398,7 @@ def test_template_captions_a_small_run_in_the_driver(ray_local, inputs, tmp_path
         raise AssertionError("a caption actor pool was started")
 
     with monkeypatch.context() as patch:
-        patch.setattr("curate.captioning.map_stage", no_pool)
+        patch.setattr("curate.run.captioning.map_stage", no_pool)
         assert main(["run", *common, "-o", str(tmp_path / "driver")]) == 0
     in_driver = table(tmp_path / "driver" / "tiers" / "default")
     assert len(in_driver) == 3

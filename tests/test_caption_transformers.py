@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from curate import contract, schema
-from curate.captions import FALLBACK_CAPTIONER
+from curate.caption.structured import FALLBACK_CAPTIONER
 from curate.config import ConfigError
 from curate.config.sections import CurateConfig, TransformersCaptionerConfig
 from stages.caption import CaptionStage

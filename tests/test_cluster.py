@@ -38,7 +38,7 @@ from conftest import ROOT
 
 from curate.cli import main
 from curate.config.loading import load_config
-from curate.registry import STAGES
+from curate.run.registry import STAGES
 from scripts.common.synth import pan_frames, textured_image, write_video
 
 CLUSTER_YAML = ROOT / "deploy" / "ray-cluster.example.yaml"

@@ -14,7 +14,7 @@ import pytest
 from conftest import DEFAULT_CONFIG, ROOT
 
 from curate.cli import main
-from curate.progress import Progress, ProgressLogHandler
+from curate.run.progress import Progress, ProgressLogHandler
 from scripts.common.synth import pan_frames, shots_video, still_frames, textured_image, write_video
 
 RAY_INTERNALS = re.compile(
@@ -134,7 +134,7 @@ def test_a_foreign_output_folder_is_refused_with_what_to_do(three_videos, tmp_pa
 
 
 def test_ray_native_notices_are_dropped_from_stderr_and_the_rest_passes(capfd):
-    from curate.runner import native_notices_dropped
+    from curate.run.runner import native_notices_dropped
 
     with native_notices_dropped():
         os.write(2, b"[2026-12-01 13:49:16,975 E 356 356] core_worker.cc:2465: Actor with ...\n")

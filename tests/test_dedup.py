@@ -13,7 +13,7 @@ import ray.data
 
 from curate import schema
 from curate.config.sections import CurateConfig, DedupConfig, RebalanceConfig
-from curate.phase2 import Candidates, run_steps
+from curate.run.phase2 import Candidates, run_steps
 from curate.storage import Store
 from stages.dedup import DedupStep, find_duplicates, greedy_groups, rank_order
 from stages.rebalance import RebalanceStep, rebalance
@@ -240,8 +240,8 @@ def test_small_tables_are_handled_in_the_driver_as_ray_data_would(ray_local, tmp
 def test_one_centroid_is_the_mean_as_kmeans_finds_it():
     from sklearn.cluster import KMeans
 
-    from curate.clustering import fit_centroids
     from curate.config.sections import KMeansConfig
+    from curate.run.clustering import fit_centroids
 
     x = unit(np.random.default_rng(3).normal(size=(15, DIM)))
     cfg = KMeansConfig(k=32, min_cluster_size=10)
@@ -254,7 +254,7 @@ def test_kmeans_is_imported_in_the_background_while_phase_1_runs():
     # A fresh interpreter: scikit-learn is not imported until preload_kmeans asks for it.
     code = (
         "import sys\n"
-        "from curate.clustering import preload_kmeans\n"
+        "from curate.run.clustering import preload_kmeans\n"
         "assert 'sklearn' not in sys.modules\n"
         "preload_kmeans().join(60)\n"
         "print(hasattr(sys.modules.get('sklearn.cluster'), 'KMeans'))\n"

@@ -14,11 +14,11 @@ from conftest import VIDEOS, needs_shared
 from curate import contract, schema
 from curate.config import ConfigError
 from curate.config.sections import CurateConfig
-from curate.imaging import from_jpeg
-from curate.onnx import session
+from curate.media.imaging import from_jpeg
+from curate.models.onnx import session
+from curate.models.yolo import Detection
 from curate.signals.nsfw import NUDENET_LABELS, NsfwDetector, nsfw_values
 from curate.signals.objects import ObjectDetector
-from curate.yolo import Detection
 from stages.analyze import AnalyzeStage
 from stages.detect import DetectStage
 from stages.probe import ProbeStage
@@ -109,7 +109,7 @@ def test_a_model_with_a_fixed_input_size_is_read_at_that_size(monkeypatch):
             (spec,) = real.get_inputs()
             return [SimpleNamespace(name=spec.name, shape=[1, 3, 320, 320])]
 
-    monkeypatch.setattr("curate.yolo.session", lambda *args: Fixed())
+    monkeypatch.setattr("curate.models.yolo.session", lambda *args: Fixed())
     assert nudenet_detector(config().detect).size == 320
     with pytest.raises(ConfigError, match=r"detect\.nsfw\.input_size: .* reads 320 px"):
         nudenet_detector(config(nsfw={"input_size": 640}).detect)

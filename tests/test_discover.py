@@ -8,7 +8,7 @@ import pytest
 
 from curate.config.sections import CurateConfig
 from curate.inputs import InputError, discover
-from curate.journal import fingerprint
+from curate.run.journal import fingerprint
 
 
 @pytest.fixture

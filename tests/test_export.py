@@ -7,7 +7,7 @@ from conftest import VIDEOS, needs_shared
 
 from curate.config import ConfigError
 from curate.config.sections import CurateConfig
-from curate.exporting import clip_relpath, export_stats
+from curate.run.exporting import clip_relpath, export_stats
 from scripts.common.synth import pan_frames, textured_image, write_video
 from stages.export import ExportStage
 

@@ -10,12 +10,13 @@ from types import SimpleNamespace
 import av
 import pytest
 
-import curate.devices as devices
-import curate.video as video
+import curate.media.video as video
+import curate.models.devices as devices
 from curate.config import ConfigError
 from curate.config.loading import load_config
 from curate.config.sections import CurateConfig
-from curate.devices import (
+from curate.media.video import probe
+from curate.models.devices import (
     check_decoder,
     cluster_driver,
     onnx_device,
@@ -23,9 +24,8 @@ from curate.devices import (
     resolve_decoder,
     torch_device,
 )
-from curate.model_files import model_file
-from curate.onnx import CUDA_OPTIONS, providers, session
-from curate.video import probe
+from curate.models.model_files import model_file
+from curate.models.onnx import CUDA_OPTIONS, providers, session
 from scripts.common.synth import shots_video
 from stages.analyze import AnalyzeStage, analyze_source, decode_series
 
@@ -246,7 +246,7 @@ def test_a_cuda_provider_that_does_not_start_is_noticed(monkeypatch, caplog):
     """onnxruntime falls back to the CPU silently: an explicit cuda fails, auto warns."""
     path = str(model_file(None, "detect.nsfw.model", "nudenet", "320n.onnx", "needs nudenet"))
     monkeypatch.setattr(devices, "cuda_devices", lambda: 1)
-    monkeypatch.setattr("curate.onnx.onnx_device", lambda setting, key: "cuda")
+    monkeypatch.setattr("curate.models.onnx.onnx_device", lambda setting, key: "cuda")
     with pytest.raises(ConfigError, match=r"^detect\.device: cuda requested but onnxruntime"):
         session.__wrapped__(path, "cuda", "detect.device")
     with caplog.at_level(logging.WARNING):
@@ -260,8 +260,8 @@ def test_ray_workers_without_a_gpu_see_none(ray_local):
 
     @ray_local.remote(num_cpus=0.1)
     def asked_for_none() -> tuple[bool, bool]:
-        import curate.devices
+        import curate.models.devices
 
-        return curate.devices.ray_gave_no_gpu(), curate.devices.cluster_driver("auto")
+        return curate.models.devices.ray_gave_no_gpu(), curate.models.devices.cluster_driver("auto")
 
     assert ray_local.get(asked_for_none.remote()) == (True, False)

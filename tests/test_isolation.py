@@ -21,9 +21,9 @@ from curate.cli import main
 from curate.config import ConfigError
 from curate.config.loading import load_config
 from curate.config.sections import CurateConfig, IsolationConfig
+from curate.media.sandbox import Sandbox, SandboxError
+from curate.media.video import MediaError, probe
 from curate.output.validate import accounting_problems
-from curate.sandbox import Sandbox, SandboxError
-from curate.video import MediaError, probe
 from scripts.common.synth import (
     bad_inputs,
     pan_frames,
@@ -41,7 +41,7 @@ def isolation(**overrides) -> IsolationConfig:
     return IsolationConfig(**{"probe_timeout_s": 30.0, **overrides})
 
 
-def sandbox(preload=("curate.video",), **overrides) -> Sandbox:
+def sandbox(preload=("curate.media.video",), **overrides) -> Sandbox:
     return Sandbox(isolation(**overrides), "probe", preload)
 
 
@@ -155,7 +155,7 @@ def test_child_dies_with_its_parent(tmp_path):
     script = (
         "import os, threading, time\n"
         "from curate.config import IsolationConfig\n"
-        "from curate.sandbox import Sandbox\n"
+        "from curate.media.sandbox import Sandbox\n"
         "box = Sandbox(IsolationConfig(faults={'*': 'hang'}), 'probe')\n"
         "threading.Thread(target=box.run, args=(os.getpid,), daemon=True,\n"
         "    kwargs=dict(source='/x.mp4', timeout_s=600, timeout_key='t')).start()\n"
@@ -328,7 +328,7 @@ def _sandbox_children(pid: int) -> list[int]:
             if ppid != pid:
                 continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"curate.sandbox" in f.read():
+                if b"curate.media.sandbox" in f.read():
                     found.append(int(entry))
         except (OSError, ValueError, IndexError):
             continue

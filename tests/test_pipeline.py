@@ -14,8 +14,8 @@ from curate.cli import main
 from curate.config.loading import load_config
 from curate.contract import FRAME_SIGNALS
 from curate.output.validate import accounting_problems
-from curate.registry import STAGES
-from curate.runner import fuse_pools
+from curate.run.registry import STAGES
+from curate.run.runner import fuse_pools
 from scripts.common.synth import (
     bad_inputs,
     pan_frames,
@@ -107,7 +107,7 @@ def test_shared_videos_accounted_for(shared_run):
 
 @needs_shared
 def test_shared_tier_rows_have_captions_and_prompts(shared_run):
-    from curate.captions import StructuredCaption
+    from curate.caption.structured import StructuredCaption
 
     out, _, _ = shared_run
     tier = rows(out / "tiers" / "default")

@@ -62,7 +62,7 @@ def test_missing_file_is_unreadable(tmp_path):
 def test_decoder_threads_follow_the_worker_cpu_share(tmp_path, monkeypatch):
     """Ray sets OMP_NUM_THREADS from an actor's CPUs: its decoders use that many threads
     unless ``analyze.decode_threads`` says otherwise; outside Ray FFmpeg chooses (0)."""
-    from curate.video import open_video
+    from curate.media.video import open_video
 
     path = tmp_path / "a.mp4"
     write_video(path, still_frames(textured_image(1), 5))

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from curate.captions import (
+from curate.caption.prompts import CAMERA_PHRASES, FALLBACK, synthesize
+from curate.caption.structured import (
     TEXT_FIELDS,
     CaptionTags,
     ClipInfo,
@@ -19,7 +20,6 @@ from curate.captions import (
 )
 from curate.config.loading import load_config
 from curate.config.sections import CaptionConfig, PromptConfig
-from curate.prompts import CAMERA_PHRASES, FALLBACK, synthesize
 from curate.signals.camera_motion import CAMERA_MOTIONS
 
 FIELDS = {

@@ -1,6 +1,6 @@
 """Registries in step: every backend choice the config offers is implemented under exactly that
-name, every Ray stage keeps the :class:`~curate.stage.Stage` contract and has its resources
-section, and the framework (``curate``) reaches the stages only through ``curate.registry``."""
+name, every Ray stage keeps the :class:`~curate.run.stage.Stage` contract and has its resources
+section, and the framework (``curate``) reaches the stages only through ``curate.run.registry``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pydantic import BaseModel
 
 import curate
 from curate.config.sections import CAPTION_BACKENDS, CurateConfig, RayConfig, StageResources
-from curate.registry import STAGES
+from curate.run.registry import STAGES
+from curate.run.stage import Stage
 from curate.signals.shots import SHOT_DETECTORS
 from curate.signals.text import TEXT_DETECTORS
-from curate.stage import Stage
 from stages.captioners import CAPTIONERS
 from stages.embed import EMBEDDERS
 
@@ -31,7 +31,7 @@ stage; every other constructor argument comes from ``Stage.inputs``."""
 NOT_RAY_DATA_STAGES = {"phase2"}
 """``ray.<name>`` sections whose work is no :class:`Stage` class (phase 2 runs as Ray tasks)."""
 
-MAY_IMPORT_STAGES = {"pipeline.py", "cli.py", "registry.py"}
+MAY_IMPORT_STAGES = {"run/pipeline.py", "cli.py", "run/registry.py"}
 """The modules of ``curate/`` that may import ``stages``: the rest of the framework must not
 depend on the stages it runs."""
 

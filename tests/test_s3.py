@@ -18,10 +18,10 @@ from moto import server as moto_server
 
 from curate.cli import main
 from curate.inputs import discover
+from curate.media.video import probe
 from curate.output.record import Manifest
 from curate.output.tables import ShardWriter, read_table, shards
 from curate.storage import Store
-from curate.video import probe
 from scripts.common.synth import bad_inputs, pan_frames, shots_video, textured_image, write_video
 
 BUCKET = "curate-test"

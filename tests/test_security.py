@@ -266,7 +266,7 @@ def test_leading_dash_input_needs_equals_or_a_path(capsys):
 
 
 def test_ffmpeg_never_reads_a_local_name_as_a_protocol(tmp_path, monkeypatch):
-    from curate.video import ffmpeg_url, probe
+    from curate.media.video import ffmpeg_url, probe
 
     monkeypatch.chdir(tmp_path)
     image = textured_image(1, 400, 700)
@@ -481,7 +481,7 @@ def test_ray_session_leaves_auth_to_the_environment(address, monkeypatch):
     import ray
 
     from curate.config.sections import CurateConfig
-    from curate.runner import ray_session
+    from curate.run.runner import ray_session
 
     calls = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from conftest import VIDEOS, needs_shared
 
-from curate import model_files
 from curate.config import ConfigError
 from curate.config.sections import CurateConfig
+from curate.media.video import probe
+from curate.models import model_files
 from curate.signals import transnet
 from curate.signals.shots import Shots, ShotSignal, spans_from_probabilities
 from curate.signals.transnet import TransNetV2Config
-from curate.video import probe
 from scripts.common.synth import real_frames, shot_cases, textured_image
 from stages.analyze import AnalyzeStage, analyze_source, decode_series
 

@@ -9,8 +9,8 @@ from curate import contract
 from curate.config.sections import AnalyzeConfig, Gates
 from curate.contract import ALL_GATES, FRAME_SIGNALS, build_signals
 from curate.gates import BASE_GATES
+from curate.media.video import DecodedFrame
 from curate.signals import FrameSignal
-from curate.video import DecodedFrame
 
 
 def test_every_signal_block_names_its_implementation():

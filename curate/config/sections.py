@@ -42,7 +42,7 @@ on every try, as a fault outside the sandbox would."""
 class IsolationConfig(Model):
     """Per-source isolation of the decoders: each probe and analyze actor runs its sources in one
     long-lived child process, killed when a source exceeds its time or memory limit or crashes
-    it, so a poison input costs at most its own ``rejects`` row (see ``curate.sandbox``)."""
+    it, so a poison input costs at most its own ``rejects`` row (see ``curate.media.sandbox``)."""
 
     enabled: bool = Field(
         True, description="false: decode inside the Ray worker itself (debugging; no limits)."

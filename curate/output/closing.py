@@ -10,7 +10,7 @@ import shlex
 from curate.output.record import Manifest
 from curate.output.summary import threshold_text, tier_lines
 from curate.output.tables import read_table
-from curate.progress import duration_text
+from curate.run.progress import duration_text
 from curate.storage import Store
 
 EXAMPLES = 3

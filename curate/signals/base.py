@@ -28,8 +28,8 @@ from curate.gates import Gate
 
 if TYPE_CHECKING:
     from curate.contract import AnalyzeConfig
-    from curate.video import DecodedFrame
-    from curate.yolo import Detection, YoloDetector
+    from curate.media.video import DecodedFrame
+    from curate.models.yolo import Detection, YoloDetector
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class FrameSignal(Signal, ABC):
 
     def model_timing(self) -> dict[str, float]:
         """Work the signal handed to a model running on a thread of its own, read after
-        :meth:`finish` for ``curate.timing``: ``<part>.<measure>`` keys, seconds ending in
+        :meth:`finish` for ``curate.run.timing``: ``<part>.<measure>`` keys, seconds ending in
         ``_s``, counts otherwise (``transnetv2.network_s``, ``transnetv2.frames``)."""
         return {}
 

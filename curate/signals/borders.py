@@ -17,8 +17,8 @@ from pydantic import Field
 
 from curate.config import SignalConfig
 from curate.gates import Gate, at_most, floats, number
+from curate.media.video import DecodedFrame
 from curate.signals.base import ClipWindow, FrameSignal
-from curate.video import DecodedFrame
 
 SIDES = ("top", "bottom", "left", "right")
 

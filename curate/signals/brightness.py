@@ -15,8 +15,8 @@ from pydantic import Field
 
 from curate.config import SignalConfig
 from curate.gates import Gate, at_least, score
+from curate.media.video import DecodedFrame
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
-from curate.video import DecodedFrame
 
 VIDEO_BLACK, VIDEO_WHITE = 16, 235
 """Luma levels of black and white in video-range frames, as the decoder delivers them."""

@@ -17,8 +17,8 @@ from pydantic import Field
 
 from curate.config import SignalConfig
 from curate.gates import Gate, at_least, score
+from curate.media.video import DecodedFrame
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
-from curate.video import DecodedFrame
 
 
 class ColorfulnessConfig(SignalConfig):

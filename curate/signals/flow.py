@@ -21,11 +21,11 @@ from pydantic import Field
 
 from curate.config import SignalConfig
 from curate.gates import Gate, at_least, at_most, score
-from curate.imaging import downscale
+from curate.media.imaging import downscale
+from curate.media.video import DecodedFrame
 from curate.signals import camera_motion
 from curate.signals.base import ClipWindow, FrameSignal
 from curate.signals.camera_motion import MOTION_FIELDS, GlobalMotion
-from curate.video import DecodedFrame
 
 INLIER_PX = 0.25
 """Flow error (pixels at the flow resolution) within which a point moves with the camera; it

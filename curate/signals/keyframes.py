@@ -20,9 +20,9 @@ from pydantic import Field
 from curate.config import SignalConfig
 from curate.config.analyze import ThumbnailConfig
 from curate.gates import Gate, at_least, score
-from curate.imaging import downscale, from_jpeg, jpeg, laplacian_variance
+from curate.media.imaging import downscale, from_jpeg, jpeg, laplacian_variance
+from curate.media.video import DecodedFrame
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
-from curate.video import DecodedFrame
 
 if TYPE_CHECKING:
     from curate.contract import AnalyzeConfig

@@ -15,9 +15,9 @@ import pyarrow as pa
 
 from curate.config import SignalConfig
 from curate.gates import Gate, equals, not_flagged
-from curate.imaging import downscale
+from curate.media.imaging import downscale
+from curate.media.video import DecodedFrame
 from curate.signals.base import ClipWindow, FrameSignal
-from curate.video import DecodedFrame
 
 CHANGE_FACTOR = 8
 """Consecutive frames are compared on thumbnails this many times smaller than the analysis

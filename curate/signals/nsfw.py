@@ -16,9 +16,9 @@ from pydantic import Field
 
 from curate.config import ConfigError, SignalConfig
 from curate.gates import Gate, at_most, number
-from curate.model_files import model_file
+from curate.models.model_files import model_file
+from curate.models.yolo import Detection, YoloDetector
 from curate.signals.base import KeyframeDetector
-from curate.yolo import Detection, YoloDetector
 
 NUDENET_LABELS = [
     "FEMALE_GENITALIA_COVERED",

@@ -17,8 +17,8 @@ from pydantic import Field
 
 from curate.config import ConfigError, SignalConfig
 from curate.gates import Gate, at_least, score
+from curate.models.yolo import Detection, YoloDetector
 from curate.signals.base import KeyframeDetector
-from curate.yolo import Detection, YoloDetector
 
 
 class ObjectsConfig(SignalConfig):

@@ -28,8 +28,8 @@ import numpy as np
 from pydantic import Field
 
 from curate.config import ConfigError, Model
-from curate.model_files import model_file
-from curate.onnx import providers, session
+from curate.models.model_files import model_file
+from curate.models.onnx import providers, session
 
 
 class OcrConfig(Model):

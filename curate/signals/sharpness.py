@@ -11,9 +11,9 @@ import pyarrow as pa
 
 from curate.config import SignalConfig
 from curate.gates import Gate, at_least, score
-from curate.imaging import laplacian_variance
+from curate.media.imaging import laplacian_variance
+from curate.media.video import DecodedFrame
 from curate.signals.base import ClipWindow, FrameSignal
-from curate.video import DecodedFrame
 
 
 class SharpnessConfig(SignalConfig):

@@ -32,10 +32,10 @@ from pydantic import Field
 from scenedetect.detectors import AdaptiveDetector, ContentDetector
 
 from curate.config import Model, SignalConfig
+from curate.media.video import DecodedFrame
 from curate.signals import transnet
 from curate.signals.base import FrameSignal
 from curate.signals.transnet import ChunkedTransNet, TransNetV2Config, tiny_rgb, weights_path
-from curate.video import DecodedFrame
 
 
 class ContentDetectorConfig(Model):

@@ -25,10 +25,10 @@ from pydantic import Field
 
 from curate.config import SignalConfig
 from curate.gates import Gate, at_most, score
-from curate.imaging import jpeg
+from curate.media.imaging import jpeg
+from curate.media.video import DecodedFrame
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
 from curate.signals.ocr import OcrConfig, OcrTextDetector
-from curate.video import DecodedFrame
 
 
 class TextDetector(Protocol):

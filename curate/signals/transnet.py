@@ -28,9 +28,9 @@ import numpy as np
 from pydantic import Field
 
 from curate.config import Model
-from curate.devices import torch_device
-from curate.model_files import model_file
-from curate.threads import limit_native_threads
+from curate.models.devices import torch_device
+from curate.models.model_files import model_file
+from curate.models.threads import limit_native_threads
 
 
 class TransNetV2Config(Model):

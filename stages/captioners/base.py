@@ -7,7 +7,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from curate.captions import ClipInfo
+from curate.caption.structured import ClipInfo
 
 
 @dataclass

@@ -14,10 +14,10 @@ import io
 import logging
 from pathlib import Path
 
-from curate.captions import ClipInfo, MalformedReply, instruction, parse_reply
+from curate.caption.structured import ClipInfo, MalformedReply, instruction, parse_reply
 from curate.config import ConfigError
 from curate.config.sections import TransformersCaptionerConfig
-from curate.devices import torch_device, torch_half
+from curate.models.devices import torch_device, torch_half
 from stages.captioners.base import Captioner, CaptionOutcome
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from curate.captions import REPLY_JSON_SCHEMA, ClipInfo, MalformedReply, instruction, parse_reply
+from curate.caption.structured import (
+    REPLY_JSON_SCHEMA,
+    ClipInfo,
+    MalformedReply,
+    instruction,
+    parse_reply,
+)
 from curate.config.sections import OpenAICaptionerConfig
 from stages.captioners.base import Captioner, CaptionOutcome, Secret
 

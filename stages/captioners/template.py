@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from curate.captions import ClipInfo
+from curate.caption.structured import ClipInfo
 from curate.signals.camera_motion import CAMERA_MOTIONS
 from stages.captioners.base import Captioner, CaptionOutcome
 

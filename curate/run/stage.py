@@ -3,7 +3,7 @@
 A stage is a class Ray Data runs as an actor pool: constructed once per actor, then called on
 pyarrow batches. It declares beside itself
 
-- ``name``: its key in :data:`curate.registry.STAGES`; its Ray resources are ``ray.<name>``;
+- ``name``: its key in :data:`curate.run.registry.STAGES`; its Ray resources are ``ray.<name>``;
 - :meth:`Stage.inputs`: the config sections it reads, handed to its constructor, so a stage
   never sees (or depends on) the rest of the config;
 - :meth:`Stage.check`: a start-up check that runs on the driver before any work and fails

@@ -14,15 +14,16 @@ import pyarrow.compute as pc
 import ray
 import ray.data
 
-from curate import journal, schema, timing
+from curate import schema
 from curate.config.sections import CurateConfig
 from curate.contract import reject_row
-from curate.funnel import Funnel
-from curate.journal import Journal
-from curate.outputs import Outputs
-from curate.progress import Progress, Step
-from curate.runner import map_stages
-from curate.stage import Stage
+from curate.run import journal, timing
+from curate.run.funnel import Funnel
+from curate.run.journal import Journal
+from curate.run.progress import Progress, Step
+from curate.run.runner import map_stages
+from curate.run.stage import Stage
+from curate.run.writing import Outputs
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class Phase1:
         spent: dict[str, float] | None = None,
     ) -> None:
         """Phase 1's funnel and stage statistics, into the funnel and the journal; ``spent``:
-        the sources' summed ``timing`` (``curate.timing``), by part under each stage."""
+        the sources' summed ``timing`` (``curate.run.timing``), by part under each stage."""
         probe_rejected = sum(by_stage["probe"].values())
         self.funnel.record("discover", n, n, {})
         self.funnel.record("probe", n, n - probe_rejected, by_stage["probe"])

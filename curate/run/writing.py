@@ -8,10 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate import contract, journal, schema
+from curate import contract, schema
 from curate.config.sections import OutputConfig, TierConfig
-from curate.exporting import export_key
 from curate.output.tables import ShardWriter, read_table
+from curate.run import journal
+from curate.run.exporting import export_key
 from curate.storage import Store
 
 

@@ -24,8 +24,8 @@ import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from curate import video
 from curate.config import ConfigError
+from curate.media import video
 
 if TYPE_CHECKING:
     from curate.config.sections import AnalyzeConfig, CurateConfig

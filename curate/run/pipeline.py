@@ -17,23 +17,24 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from curate import journal, schema
-from curate.captioning import Captioning
-from curate.clustering import preload_kmeans
+from curate import schema
 from curate.config.sections import CurateConfig
 from curate.contract import SCORE_COLUMNS, SIGNAL_FIELDS
-from curate.exporting import export_clips
-from curate.funnel import Funnel
 from curate.inputs import discover
-from curate.journal import Journal
 from curate.output.record import Inputs, Manifest, RunInfo, Timing, Versions
 from curate.output.tables import ShardWriter
-from curate.outputs import Outputs, caption_columns
-from curate.phase1 import Phase1
-from curate.phase2 import Candidates, run_steps
-from curate.progress import Progress
-from curate.registry import PHASE2_STEPS, STAGES
-from curate.runner import configure_data_context, ray_session
+from curate.run import journal
+from curate.run.captioning import Captioning
+from curate.run.clustering import preload_kmeans
+from curate.run.exporting import export_clips
+from curate.run.funnel import Funnel
+from curate.run.journal import Journal
+from curate.run.phase1 import Phase1
+from curate.run.phase2 import Candidates, run_steps
+from curate.run.progress import Progress
+from curate.run.registry import PHASE2_STEPS, STAGES
+from curate.run.runner import configure_data_context, ray_session
+from curate.run.writing import Outputs, caption_columns
 from curate.storage import Store
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ import ray.data
 
 from curate import contract, schema
 from curate.config.sections import KMeansConfig, StageResources
-from curate.runner import pool_args
+from curate.run.runner import pool_args
 
 Rows = ray.data.Dataset | pa.Table
 """Analysis rows: a Ray dataset over the shards, or the table itself when it is small."""

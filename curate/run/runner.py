@@ -17,8 +17,8 @@ import ray
 import ray.data
 
 from curate.config.sections import CurateConfig, StageResources
-from curate.progress import Progress
-from curate.stage import Stage
+from curate.run.progress import Progress
+from curate.run.stage import Stage
 from curate.storage import Store
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def pool_args(res: StageResources) -> dict:
     operator's ``kill`` is replaced; Ray Data's pool expects its actors to come back) but bound
     the re-runs of the batch that was in flight (``max_task_retries``, default 3). Decoder
     crashes, hangs and memory blow-ups of a single source never get this far: the sandbox
-    (``curate.sandbox``) turns them into rejects inside the worker. Application exceptions are
+    (``curate.media.sandbox``) turns them into rejects inside the worker. Application exceptions are
     never retried (Ray's default for actor tasks): they are bugs, and fail the run.
     """
     cpus = ray.cluster_resources().get("CPU", 1.0)

@@ -12,10 +12,10 @@ import ray.data
 
 from curate.config.sections import CurateConfig, TierExport
 from curate.contract import reject_row
-from curate.progress import Progress
-from curate.runner import map_stage
+from curate.run.progress import Progress
+from curate.run.runner import map_stage
+from curate.run.stage import Stage
 from curate.signals.borders import SIDES as BORDER_SIDES
-from curate.stage import Stage
 from curate.storage import Store
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ import numpy as np
 from av.codec.hwaccel import HWAccel, HWDeviceType, hwdevices_available
 from av.video.reformatter import VideoReformatter
 
+from curate.models.threads import cpu_share
 from curate.storage import IO_BUFFER_BYTES, ffmpeg_reads, is_uri, open_input
-from curate.threads import cpu_share
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def open_video(
     source: str, threads: int = 0, fast: bool = False, *, hwaccel: HWAccel | None = None
 ) -> tuple[av.container.InputContainer, av.VideoStream]:
     """Open ``source`` and its first video stream with threaded decoding (``threads``; 0:
-    the worker's CPU share, :func:`curate.threads.cpu_share`, or FFmpeg's choice outside a
+    the worker's CPU share, :func:`curate.models.threads.cpu_share`, or FFmpeg's choice outside a
     worker); ``fast`` skips the in-loop deblocking filter (for analysis, never for export);
     ``hwaccel`` decodes on a device (:class:`VideoDecoder` uses it for NVDEC)."""
     try:

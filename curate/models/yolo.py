@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from curate.config import ConfigError
-from curate.onnx import session
+from curate.models.onnx import session
 
 NMS_IOU = 0.45
 DEFAULT_SIZE = 640

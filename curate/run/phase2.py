@@ -18,12 +18,12 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from curate.clustering import Rows
 from curate.config.sections import CurateConfig
 from curate.contract import reject_row
 from curate.output.tables import read_table
-from curate.progress import Progress
-from curate.runner import read_shards
+from curate.run.clustering import Rows
+from curate.run.progress import Progress
+from curate.run.runner import read_shards
 from curate.storage import Store
 
 

@@ -13,14 +13,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray.data
 
-from curate.captions import FALLBACK_CAPTIONER, assign_captioners, with_tier
+from curate.caption.structured import FALLBACK_CAPTIONER, assign_captioners, with_tier
 from curate.config.sections import CurateConfig
 from curate.contract import reject_row
-from curate.funnel import Funnel
 from curate.output.tables import read_table
-from curate.progress import Progress, Step
-from curate.runner import map_stage, read_shards
-from curate.stage import Stage
+from curate.run.funnel import Funnel
+from curate.run.progress import Progress, Step
+from curate.run.runner import map_stage, read_shards
+from curate.run.stage import Stage
 from curate.storage import Store
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from curate.captions import TEXT_FIELDS, clean_text
+from curate.caption.structured import TEXT_FIELDS, clean_text
 from curate.config.sections import PromptConfig
 from curate.signals.camera_motion import CAMERA_MOTIONS
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from curate.config import ConfigError
-from curate.devices import cluster_driver, onnx_device
-from curate.threads import cpu_share
+from curate.models.devices import cluster_driver, onnx_device
+from curate.models.threads import cpu_share
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ input shape; OCR's inputs change shape with every frame size and line width."""
 
 def providers(device: str, key: str) -> list[Any]:
     """Execution providers for ``device`` (``auto``, ``cpu``, ``cuda``; see
-    :func:`curate.devices.onnx_device`); ``key`` names the setting in errors."""
+    :func:`curate.models.devices.onnx_device`); ``key`` names the setting in errors."""
     if onnx_device(device, key) == "cuda":
         return [("CUDAExecutionProvider", CUDA_OPTIONS), "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]

@@ -51,8 +51,8 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from curate.threads import limit_native_threads
-from curate.video import MediaError
+from curate.media.video import MediaError
+from curate.models.threads import limit_native_threads
 
 if TYPE_CHECKING:  # the child process does without pydantic when it only probes
     from curate.config.sections import IsolationConfig
@@ -69,7 +69,7 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 _PR_SET_PDEATHSIG = 1
 
-_CHILD_CODE = "import sys; from curate.sandbox import child_main; child_main(sys.argv[1:])"
+_CHILD_CODE = "import sys; from curate.media.sandbox import child_main; child_main(sys.argv[1:])"
 
 
 class SandboxError(RuntimeError):

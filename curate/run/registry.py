@@ -3,8 +3,8 @@ stage classes, and that knows both the framework (``curate``) and the stages (``
 
 from __future__ import annotations
 
-from curate.phase2 import Phase2Step
-from curate.stage import Stage
+from curate.run.phase2 import Phase2Step
+from curate.run.stage import Stage
 from stages.analyze import AnalyzeStage
 from stages.caption import CaptionStage
 from stages.dedup import DedupStep
@@ -19,9 +19,9 @@ STAGES: dict[str, type[Stage]] = {
     stage.name: stage
     for stage in (ProbeStage, AnalyzeStage, DetectStage, EmbedStage, CaptionStage, ExportStage)
 }
-"""Ray-executed stages by name, in pipeline order (see :class:`curate.stage.Stage`)."""
+"""Ray-executed stages by name, in pipeline order (see :class:`curate.run.stage.Stage`)."""
 
 PHASE2_STEPS: dict[str, type[Phase2Step]] = {
     step.name: step for step in (TierStep, DedupStep, RebalanceStep)
 }
-"""Phase-2 steps by name, in the order they run (see :class:`curate.phase2.Phase2Step`)."""
+"""Phase-2 steps by name, in the order they run (see :class:`curate.run.phase2.Phase2Step`)."""
