@@ -1,4 +1,9 @@
-"""Command line: ``curate run``, ``retier``, ``inspect``, ``report`` and ``validate``."""
+"""Command line: ``curate run``, ``retier``, ``inspect``, ``report``, ``validate`` and
+``config``.
+
+Each command imports what it runs when it runs (not to dodge an import cycle: there is none):
+``--help`` answers without loading Ray, and ``inspect`` and ``validate`` without the signals'
+libraries."""
 
 from __future__ import annotations
 
@@ -40,7 +45,8 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key, e.g. --set analyze.flow.fps=4 (repeatable)",
+        help="override a config key, e.g. --set analyze.flow.fps=4 (repeatable; every key: "
+        "curate config)",
     )
     run.add_argument(
         "--fresh",
@@ -117,6 +123,12 @@ def _add_reader_commands(sub: argparse._SubParsersAction) -> None:
     )
     val.add_argument("output", help="output folder: a local path or a URI (s3://bucket/run)")
 
+    sub.add_parser(
+        "config",
+        help="print every config key with its type, default and meaning (the keys --config "
+        "files and --set accept, every signal's included)",
+    )
+
 
 def _count(text: str) -> int:
     try:
@@ -130,7 +142,7 @@ def _count(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"inspect": _inspect, "report": _report, "validate": _validate}
+    commands = {"inspect": _inspect, "report": _report, "validate": _validate, "config": _config}
     return commands.get(args.command, _run)(args)
 
 
@@ -243,6 +255,13 @@ def _validate(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"  - {problem}")
     return EXIT_FAILED
+
+
+def _config(args: argparse.Namespace) -> int:
+    from curate.config.reference import reference_text
+
+    sys.stdout.write(reference_text())
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -7,14 +8,47 @@ import pytest
 from curate.cli import EXIT_USAGE, main
 from curate.config import ConfigError
 from curate.config.loading import load_config
+from curate.contract import ALL_GATES, SIGNALS
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "movie_gen.yaml", "demo.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_shipped_configs_validate(name):
     config = load_config(CONFIGS / name)
     assert config.tiers
+
+
+def readme_set_examples() -> list[tuple[str | None, str]]:
+    """``(config file the line names or None, KEY=VALUE)`` of every ``--set`` in the README."""
+    found = []
+    for line in (ROOT / "README.md").read_text().splitlines():
+        named = re.search(r"(?:-c|--config)\s+configs/(\S+\.yaml)", line)
+        for value in re.findall(r"--set\s+('[^']*'|\"[^\"]*\"|[^\s`]+)", line):
+            found.append((named.group(1) if named else None, value.strip("'\"")))
+    return found
+
+
+def test_readme_has_set_examples():
+    assert len(readme_set_examples()) >= 8
+
+
+@pytest.mark.parametrize("config_file, override", readme_set_examples())
+def test_every_readme_set_example_loads(config_file, override):
+    load_config(CONFIGS / config_file if config_file else None, [override])
+
+
+def test_config_reference_lists_every_signal_block_and_gate(capsys):
+    assert main(["config"]) == 0
+    keys = {line.split(":")[0] for line in capsys.readouterr().out.splitlines() if line[:1] != " "}
+    for signal in SIGNALS:
+        for setting in signal.config.model_fields:
+            key = f"{signal.section}.{signal.name}.{setting}"
+            # a nested block is listed key by key
+            assert any(k == key or k.startswith(key + ".") for k in keys), key
+    assert {f"tiers[].gates.{g.key}" for g in ALL_GATES} <= keys
+    assert "analyze.colorfulness.fps" in keys and "tiers[].gates.min_colorfulness" in keys
 
 
 def test_movie_gen_has_three_nested_tiers_getting_stricter():
