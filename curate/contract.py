@@ -20,8 +20,7 @@ from curate import schema
 from curate.config import Model
 from curate.config.analyze import AnalyzeSettings, ClipsConfig, ThumbnailConfig
 from curate.gates import BASE_GATES, Gate
-from curate.signals import SIGNALS, FrameSignal, KeyframeDetector
-from curate.signals.base import Signal
+from curate.signals import SIGNALS, FrameSignal, KeyframeDetector, Signal
 
 FRAME_SIGNALS: tuple[type[FrameSignal], ...] = tuple(
     s for s in SIGNALS if issubclass(s, FrameSignal)
@@ -168,11 +167,6 @@ def reject_row(
         "start_s": start_s,
         "end_s": end_s,
     }
-
-
-def signal_type(name: str) -> type[FrameSignal]:
-    """The per-frame signal configured by ``analyze.<name>``."""
-    return next(s for s in FRAME_SIGNALS if s.name == name)
 
 
 def build_signals(cfg: AnalyzeConfig) -> list[FrameSignal]:

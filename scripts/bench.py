@@ -61,7 +61,7 @@ import numpy as np
 from curate import schema
 from curate.config.loading import load_config
 from curate.config.sections import CurateConfig
-from curate.contract import signal_type
+from curate.contract import FRAME_SIGNALS
 from curate.media.video import DECODE_ERRORS, MediaError, VideoInfo, probe
 from curate.run.timing import add as add_timing
 from curate.run.timing import nest, timing_lines
@@ -440,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     # A worker loads its models once (TransNetV2 and a first window: about 1.5 s); the
     # throughput figures leave that out.
     watch = Stopwatch()
-    for name, block in cfg.analyze.signal_blocks():
-        signal_type(name).warm_up(block)
+    for signal in FRAME_SIGNALS:
+        signal.warm_up(getattr(cfg.analyze, signal.name))
     detect = warm_detect_stage(cfg)
     warm_up_s = watch.seconds
     print(f"  analysis warm-up (model loading, not timed below): {warm_up_s:.2f} s", flush=True)

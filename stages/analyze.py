@@ -1,9 +1,8 @@
 """Analyze stage: decode each source once and derive shots, candidate clips and their scores.
 
 Decoded frames are scaled to the analysis short side by the decoder itself and feed, in the
-same pass, every per-frame signal (``curate.signals``: shots, sharpness, flow, motion
-pattern, keyframes, text, borders, brightness). Clips are then windows over those per-frame
-series: no second decode.
+same pass, every per-frame signal registered in ``curate.signals.SIGNALS``. Clips are then
+windows over those per-frame series: no second decode.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import pyarrow as pa
 from curate import contract, schema
 from curate.config.analyze import ClipsConfig
 from curate.config.sections import AnalyzeConfig, CurateConfig, IsolationConfig
-from curate.contract import build_signals, reject_row, signal_type
+from curate.contract import FRAME_SIGNALS, build_signals, reject_row
 from curate.media.sandbox import Sandbox
 from curate.media.video import (
     DECODE_ERRORS,
@@ -194,8 +193,8 @@ class AnalyzeStage(Stage):
 
     @classmethod
     def check(cls, config: CurateConfig) -> dict[str, Any]:
-        for name, block in config.analyze.signal_blocks():
-            signal_type(name).check(block)
+        for signal in FRAME_SIGNALS:
+            signal.check(getattr(config.analyze, signal.name))
         check_decoder(config)
         return {}
 
