@@ -48,7 +48,6 @@ def test_config_reference_lists_every_signal_block_and_gate(capsys):
             # a nested block is listed key by key
             assert any(k == key or k.startswith(key + ".") for k in keys), key
     assert {f"tiers[].gates.{g.key}" for g in ALL_GATES} <= keys
-    assert "analyze.colorfulness.fps" in keys and "tiers[].gates.min_colorfulness" in keys
 
 
 def test_movie_gen_has_three_nested_tiers_getting_stricter():
