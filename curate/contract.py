@@ -4,8 +4,8 @@ sections, a tier's ``gates``, the analysis schema and its siblings, the gate lis
 vocabulary and the scores that ``inspect`` and the report summarise.
 
 The one module that imports the signals, ``curate.gates`` and ``curate.schema`` together: those
-two are leaves, the signals import only them and ``curate.config``, and everything that needs
-the assembled contract imports it from here.
+two are leaves, the signals never import this module, and everything that needs the assembled
+contract imports it from here.
 """
 
 from __future__ import annotations
@@ -96,24 +96,34 @@ REJECT_REASONS: frozenset[str] = frozenset(get_args(schema.RejectReason)) | {
 """The closed vocabulary of rejection reasons: the framework's and every gate's."""
 
 
-def _check_declarations() -> None:
-    """Names must not collide: two signals with one block, column or gate key would silently
-    shadow each other in the assembled config and schema."""
+def check_declarations(signals: tuple[type[Signal], ...]) -> None:
+    """Refuse names that collide: a block named like a setting of its section, or two signals
+    with one block, column or gate key, would silently shadow one another in the assembled
+    config and schemas; a score must be one of the signal's columns."""
+    later = [f.name for f in schema.later_fields(schema.EMBEDDING_DIM)]
+    fields = [f.name for s in signals for f in s.fields]
+    sections = {
+        "analyze": [*AnalyzeSettings.model_fields, "clips", "thumbnail"],
+        "detect": ["device"],
+    }
+    problems = []
     for what, names in (
-        ("signal", [f"{s.section}.{s.name}" for s in SIGNALS]),
-        ("column", [f.name for f in (*schema.CLIP_FIELDS, *SIGNAL_FIELDS)]),
-        ("gate", [g.key for g in ALL_GATES]),
+        ("block", [f"{s.section}.{s.name}" for s in signals]),
+        ("column", [f.name for f in schema.CLIP_FIELDS] + fields + later),
+        ("gate", [g.key for g in BASE_GATES] + [g.key for s in signals for g in s.gates]),
     ):
         repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise TypeError(f"{what} declared twice: {', '.join(repeated)}")
-    for s in SIGNALS:
-        undeclared = set(s.scores) - {f.name for f in s.fields}
-        if undeclared:
-            raise TypeError(f"{s.__name__}.scores names no column of its: {sorted(undeclared)}")
+        problems += [f"{what} {n} declared twice" for n in repeated]
+    for s in signals:
+        if s.name in sections[s.section]:
+            problems.append(f"block {s.section}.{s.name} is a setting of {s.section}")
+        undeclared = sorted(set(s.scores) - {f.name for f in s.fields})
+        problems += [f"{s.__name__}.scores: {c} is none of its columns" for c in undeclared]
+    if problems:
+        raise TypeError("; ".join(problems))
 
 
-_check_declarations()
+check_declarations(SIGNALS)
 
 
 @lru_cache

@@ -195,7 +195,7 @@ def analyzed_source_schema(
             pa.field("frames", pa.int64()),
             pa.field("analyze_s", pa.float64()),
             pa.field("probe_s", pa.float64()),
-            # Seconds and counts per part of the work (``curate.run.timing``), summed into the
+            # Seconds and counts per part of the work (``curate.timing``), summed into the
             # manifest.
             pa.field("timing", pa.map_(pa.string(), pa.float64())),
             *source_fields,

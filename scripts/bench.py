@@ -24,7 +24,7 @@ counts (from the decode pass). Each measurement is repeated ``--repeats`` times,
 interleaved file by file (their order rotating each repeat); the median total time per method
 is reported, along with a per-file table of median times.
 
-After the ratios it prints where the analysis and detect time went (``curate.run.timing``: the
+After the ratios it prints where the analysis and detect time went (``curate.timing``: the
 decoder wait, each signal, TransNetV2's frames and seconds, OCR frames, NudeNet keyframes), as
 ``manifest.json`` records it, summed over the files of the last repeat.
 
@@ -63,8 +63,8 @@ from curate.config.loading import load_config
 from curate.config.sections import CurateConfig
 from curate.contract import FRAME_SIGNALS
 from curate.media.video import DECODE_ERRORS, MediaError, VideoInfo, probe
-from curate.run.timing import add as add_timing
-from curate.run.timing import nest, timing_lines
+from curate.timing import add as add_timing
+from curate.timing import nest, timing_lines
 from scripts.common.paths import REPO_ROOT
 from scripts.common.timing import Stopwatch
 from scripts.cut_heavy_video import build
@@ -94,7 +94,7 @@ class FileResult:
     scenedetect_error: str | None = None
     times: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in STEPS})
     timing: dict[str, float] = field(default_factory=dict)
-    """Where the analysis and detect time of the last repeat went (``curate.run.timing`` keys)."""
+    """Where the analysis and detect time of the last repeat went (``curate.timing`` keys)."""
 
     def median(self, method: str) -> float:
         return statistics.median(self.times[method])

@@ -51,7 +51,7 @@ class FrameSeries:
     refused: str | None = None
     """Why NVDEC did not decode the source, where it was asked to."""
     timing: dict[str, float] = field(default_factory=dict)
-    """Seconds and counts of the pass by part (``curate.run.timing`` keys)."""
+    """Seconds and counts of the pass by part (``curate.timing`` keys)."""
 
     @property
     def num_frames(self) -> int:

@@ -21,7 +21,6 @@ import pyarrow as pa
 
 from curate import contract, schema
 from curate.config.sections import CurateConfig, DetectConfig
-from curate.contract import KEYFRAME_DETECTORS
 from curate.media.imaging import from_jpeg
 from curate.run.stage import Stage
 from curate.signals import KeyframeDetector
@@ -105,7 +104,7 @@ class DetectStage(Stage):
         """The text columns of every clip from the source's sampled frames (only the samples
         some clip reads are run through the detector, at most
         ``analyze.text.ocr.max_frames_per_clip`` per clip: the rest of a source is no clip's).
-        ``timing`` gets the detector's seconds and frames (``curate.run.timing``)."""
+        ``timing`` gets the detector's seconds and frames (``curate.timing``)."""
         times = np.asarray([s["time"] for s in samples])
         at_most = self.text_cfg.ocr.max_frames_per_clip
         reads = [clip_samples(times, c["start_s"], c["end_s"], at_most) for c in clips]
@@ -128,7 +127,7 @@ class DetectStage(Stage):
     ) -> list[dict[str, Any]]:
         """The detection columns of each clip from its keyframes (BGR), every clip's keyframes
         read by each model together; ``timing`` gets each model's seconds and keyframes
-        (``curate.run.timing``)."""
+        (``curate.timing``)."""
         out: list[dict[str, Any]] = [{} for _ in keyframes]
         flat = [k for clip in keyframes for k in clip]
         for detector in self.detectors if flat else ():
@@ -146,7 +145,7 @@ class DetectStage(Stage):
 def load_detectors(cfg: DetectConfig) -> list[KeyframeDetector]:
     """The keyframe detectors ``detect`` turns on, in registry order, with their models
     loaded (``ConfigError`` naming the key to fix when one cannot load)."""
-    loaded = (d.load(getattr(cfg, d.name), cfg.device) for d in KEYFRAME_DETECTORS)
+    loaded = (d.load(getattr(cfg, d.name), cfg.device) for d in contract.KEYFRAME_DETECTORS)
     return [d for d in loaded if d is not None]
 
 

@@ -346,7 +346,7 @@ class EmbedStage(Stage):
 
 
 def add_timing(rows: list[dict], busy_s: float, model_s: float, load_s: float = 0.0) -> None:
-    """The batch's seconds into each source's ``timing`` (``curate.run.timing``), shared out by
+    """The batch's seconds into each source's ``timing`` (``curate.timing``), shared out by
     its keyframes (one forward pass serves several sources); ``load_s``, the model's
     loading, goes to the first source."""
     counts = [[len(c["keyframes"] or []) for c in row["clips"]] for row in rows]

@@ -8,7 +8,8 @@ import pytest
 from curate.cli import EXIT_USAGE, main
 from curate.config import ConfigError
 from curate.config.loading import load_config
-from curate.contract import ALL_GATES, SIGNALS
+from curate.contract import ALL_GATES
+from curate.signals import SIGNALS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -23,7 +24,9 @@ def test_shipped_configs_validate(name):
 def readme_set_examples() -> list[tuple[str | None, str]]:
     """``(config file the line names or None, KEY=VALUE)`` of every ``--set`` in the README."""
     found = []
-    for line in (ROOT / "README.md").read_text().splitlines():
+    # A shell command continued with a backslash is one line.
+    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
         named = re.search(r"(?:-c|--config)\s+configs/(\S+\.yaml)", line)
         for value in re.findall(r"--set\s+('[^']*'|\"[^\"]*\"|[^\s`]+)", line):
             found.append((named.group(1) if named else None, value.strip("'\"")))
@@ -41,7 +44,12 @@ def test_every_readme_set_example_loads(config_file, override):
 
 def test_config_reference_lists_every_signal_block_and_gate(capsys):
     assert main(["config"]) == 0
-    keys = {line.split(":")[0] for line in capsys.readouterr().out.splitlines() if line[:1] != " "}
+    text = capsys.readouterr().out
+    keys = {line.split(":")[0] for line in text.splitlines() if line[:1] != " "}
+    # A block's own default wins over its class's: ray.probe has 0.1 CPUs, not 0.5.
+    assert "ray.probe.num_cpus: number  (default 0.1)" in text
+    assert "dedup.kmeans.k: integer  (default 256)" in text
+    assert "tiers[].gates.min_sharpness: number | percentile | null  (default null)" in text
     for signal in SIGNALS:
         for setting in signal.config.model_fields:
             key = f"{signal.section}.{signal.name}.{setting}"

@@ -17,7 +17,7 @@ from conftest import ROOT
 from curate.cli import main
 from curate.contract import TIER
 from curate.output.where import WhereError, parse_where
-from curate.run.timing import nest, source_timing_lines, timing_lines
+from curate.timing import nest, source_timing_lines, timing_lines
 from scripts.common.synth import SYNTH_TIERS, synthetic_output
 
 

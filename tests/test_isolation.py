@@ -154,7 +154,7 @@ def test_child_dies_with_its_parent(tmp_path):
     """SIGKILL the process that owns a child stuck in a hang: the child goes too."""
     script = (
         "import os, threading, time\n"
-        "from curate.config import IsolationConfig\n"
+        "from curate.config.sections import IsolationConfig\n"
         "from curate.media.sandbox import Sandbox\n"
         "box = Sandbox(IsolationConfig(faults={'*': 'hang'}), 'probe')\n"
         "threading.Thread(target=box.run, args=(os.getpid,), daemon=True,\n"

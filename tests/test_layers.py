@@ -1,6 +1,7 @@
-"""The code's shape: no import cycle among the modules of ``curate/`` and ``stages/`` (deferred
-imports included: one that closes a cycle only hides it), and no class or function too long to
-read in one go."""
+"""The code's shape: the layers of ``docs/architecture.md`` (a module imports only its own
+layer and those before it), no import cycle among the modules of ``curate/`` and ``stages/``
+(deferred imports included: one that closes a cycle only hides it), and no class or function
+too long to read in one go."""
 
 from __future__ import annotations
 
@@ -11,6 +12,24 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("curate", "stages")
 MAX_FUNCTION_LINES = 80
 MAX_CLASS_LINES = 250
+
+LAYERS = (
+    ("curate", "curate.gates", "curate.schema", "curate.hints", "curate.timing", "curate.config"),
+    ("curate.storage", "curate.media", "curate.models"),
+    ("curate.config.analyze",),
+    ("curate.signals",),
+    ("curate.contract",),
+    ("curate.config.sections", "curate.config.errors", "curate.config.loading"),
+    ("curate.config.reference", "curate.caption", "curate.inputs"),
+    ("curate.output",),
+    ("curate.report",),
+    ("curate.run",),
+    ("stages",),
+    ("curate.run.registry", "curate.run.pipeline"),
+    ("curate.cli",),
+)
+"""The layers, first to last, as module-name prefixes (the longest matching prefix decides):
+the tree in ``docs/architecture.md``."""
 
 
 def module_name(path: Path) -> str:
@@ -105,6 +124,28 @@ def project_sources() -> dict[str, str]:
         for package in PACKAGES
         for path in sorted((ROOT / package).rglob("*.py"))
     }
+
+
+def layer_of(module: str) -> int | None:
+    matches = [
+        (len(prefix), rank)
+        for rank, prefixes in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    return max(matches)[1] if matches else None
+
+
+def test_every_module_imports_only_its_layer_and_those_before():
+    graph = import_graph(project_sources())
+    assert [m for m in graph if layer_of(m) is None] == []
+    upward = [
+        f"{module} -> {target}"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if layer_of(target) > layer_of(module)
+    ]
+    assert not upward, f"imports of a later layer: {upward}"
 
 
 def test_no_import_cycle():

@@ -31,7 +31,7 @@ stage; every other constructor argument comes from ``Stage.inputs``."""
 NOT_RAY_DATA_STAGES = {"phase2"}
 """``ray.<name>`` sections whose work is no :class:`Stage` class (phase 2 runs as Ray tasks)."""
 
-MAY_IMPORT_STAGES = {"run/pipeline.py", "cli.py", "run/registry.py"}
+MAY_IMPORT_STAGES = {"run/registry.py"}
 """The modules of ``curate/`` that may import ``stages``: the rest of the framework must not
 depend on the stages it runs."""
 

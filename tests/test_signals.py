@@ -1,24 +1,53 @@
-"""The signal registry: config blocks, implementations, columns and gates agree."""
+"""The signal registry: config blocks, implementations, columns, gates and the README's table
+agree."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from curate import contract
-from curate.config.sections import AnalyzeConfig, Gates
+from curate.config.sections import AnalyzeConfig, DetectConfig, Gates
 from curate.contract import ALL_GATES, FRAME_SIGNALS, build_signals
 from curate.gates import BASE_GATES
 from curate.media.video import DecodedFrame
-from curate.signals import FrameSignal
+from curate.signals import SIGNALS, FrameSignal
 
 
-def test_every_signal_block_names_its_implementation():
-    blocks = AnalyzeConfig().signal_blocks()
-    types = FRAME_SIGNALS
-    assert [name for name, _ in blocks] == [t.name for t in types]
-    assert all(issubclass(t, FrameSignal) for t in types)
-    assert [type(s) for s in build_signals(AnalyzeConfig())] == list(types)
+def test_every_signal_has_its_block_in_its_section():
+    analyze, detect = AnalyzeConfig(), DetectConfig()
+    for signal in SIGNALS:
+        section = {"analyze": analyze, "detect": detect}[signal.section]
+        assert type(getattr(section, signal.name)) is signal.config, signal
+    assert [type(s) for s in build_signals(analyze)] == list(FRAME_SIGNALS)
+    assert all(issubclass(t, FrameSignal) for t in FRAME_SIGNALS)
+
+
+def test_clashing_declarations_are_refused(monkeypatch):
+    class Clash(FrameSignal):
+        name = "short_side"  # an analyze setting of its own
+        fields = (pa.field("tier", pa.string()),)  # a column the pipeline fills
+
+        def update(self, frame):
+            pass
+
+        def finish(self):
+            return None
+
+    with pytest.raises(TypeError, match="short_side") as e:
+        contract.check_declarations((*SIGNALS, Clash))
+    assert "tier" in str(e.value)
+
+
+def test_readme_lists_every_signal():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("### Signals and their gates", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(analyze|detect)\.(\w+)` \|", table, flags=re.M)
+    assert rows == [(s.section, s.name) for s in SIGNALS]
 
 
 def test_every_configurable_gate_is_declared_once():

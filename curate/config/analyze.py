@@ -78,10 +78,6 @@ class AnalyzeSettings(Model):
                 del data[old]
         return data
 
-    def signal_blocks(self) -> list[tuple[str, SignalConfig]]:
-        """``(name, block)`` of every signal, in registry order."""
-        return [(name, getattr(self, name)) for name in signal_block_types(type(self))]
-
 
 def signal_block_types(model: type[Model]) -> dict[str, type[SignalConfig]]:
     """The signal blocks among ``model``'s fields, by name, in declaration order."""

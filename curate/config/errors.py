@@ -14,30 +14,30 @@ from curate.gates import Percentile
 from curate.hints import did_you_mean
 
 
-def _members(annotation: Any) -> tuple[Any, ...]:
+def members(annotation: Any) -> tuple[Any, ...]:
     """The alternatives of a union annotation (``annotation`` alone when it is none)."""
     if get_origin(annotation) in (Union, types.UnionType):
         return get_args(annotation)
     return (annotation,)
 
 
-def _plain(annotation: Any) -> Any:
+def plain(annotation: Any) -> Any:
     """``annotation`` without ``Annotated`` metadata and without an optional ``None``."""
     while get_origin(annotation) is Annotated:
         annotation = get_args(annotation)[0]
-    members = [m for m in _members(annotation) if m is not type(None)]
-    return members[0] if len(members) == 1 else annotation
+    alternatives = [m for m in members(annotation) if m is not type(None)]
+    return alternatives[0] if len(alternatives) == 1 else annotation
 
 
-def _is_model(annotation: Any) -> bool:
+def is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _branch(union: Any, tag: str) -> type[BaseModel] | None:
     """The model of a discriminated ``union`` whose discriminator value is ``tag`` (pydantic
     puts it in error locations: a captioner's ``openai``)."""
-    for member in _members(union):
-        if _is_model(member) and any(
+    for member in members(union):
+        if is_model(member) and any(
             tag in get_args(f.annotation) for f in member.model_fields.values()
         ):
             return member
@@ -53,15 +53,15 @@ def _locate(loc: tuple[str | int, ...]) -> tuple[list[str | int], Any, type[Base
     node: Any = CurateConfig
     holder: type[BaseModel] | None = None
     for part in loc:
-        node = _plain(node)
-        if _is_model(node):
+        node = plain(node)
+        if is_model(node):
             holder, field = node, node.model_fields.get(str(part))
             node = field.annotation if field else None
         elif isinstance(part, int) and get_origin(node) is list:
             holder, node = None, get_args(node)[0]
         elif get_origin(node) is dict:
             holder, node = None, get_args(node)[1]
-        elif isinstance(part, str) and len(_members(node)) > 1:
+        elif isinstance(part, str) and len(members(node)) > 1:
             branch = _branch(node, part)
             if branch is None:
                 break
@@ -87,7 +87,7 @@ def _problem(error: dict, annotation: Any, holder: type[BaseModel] | None, key: 
         keys = list(holder.model_fields)
         hint = did_you_mean(str(key), keys)
         return f"unknown key{hint}" if hint else f"unknown key; expected one of {', '.join(keys)}"
-    if Percentile in _members(annotation):
+    if Percentile in members(annotation):
         value = error["input"]
         if not _is_number(value):
             return f"expected a number or {PERCENTILE_HINT}, got {value!r}"

@@ -7,25 +7,14 @@ from __future__ import annotations
 import json
 import types
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from curate.config.errors import is_model, members, plain
 from curate.config.sections import CurateConfig
 from curate.gates import Percentile
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def _members(annotation: Any) -> tuple[Any, ...]:
-    while get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    if get_origin(annotation) in (Union, types.UnionType):
-        return tuple(m for a in get_args(annotation) for m in _members(a))
-    return (annotation,)
 
 
 def type_text(annotation: Any) -> str:
@@ -40,7 +29,7 @@ def type_text(annotation: Any) -> str:
         if alternative == Percentile:
             words.append("percentile")
             continue
-        (member,) = _members(alternative)
+        member = plain(alternative)
         if member is type(None):
             words.append("null")
         elif get_origin(member) is Literal:
@@ -51,38 +40,47 @@ def type_text(annotation: Any) -> str:
     return " | ".join(dict.fromkeys(words))
 
 
-def _default_text(field: Any) -> str:
+def _default(field: Any, holder: BaseModel | None, name: str) -> Any:
+    """A key's default: its value in the enclosing block's default (``ray.probe`` defaults
+    to 0.1 CPUs where ``StageResources`` says 0.5), else the field's own."""
+    if holder is not None:
+        return getattr(holder, name)
     if field.default_factory is not None:
-        value = field.default_factory()
-    elif field.default is PydanticUndefined:
+        return field.default_factory()
+    return field.default
+
+
+def _default_text(value: Any) -> str:
+    if value is PydanticUndefined:
         return "required"
-    else:
-        value = field.default
-    if isinstance(value, BaseModel):
-        return ""
     return json.dumps(value, default=str)
 
 
-def entries(model: type[BaseModel] = CurateConfig, prefix: str = "") -> Iterator[tuple[str, ...]]:
-    """``(key, type, default, description)`` of every leaf key under ``model``, depth first in
-    declaration order; list items are ``key[]``, a captioner's keys are listed per backend."""
+def entries(
+    model: type[BaseModel] = CurateConfig, prefix: str = "", holder: BaseModel | None = None
+) -> Iterator[tuple[str, ...]]:
+    """``(key, type, default, description)`` of every leaf key under ``model`` (whose default
+    instance is ``holder``, where there is one), depth first in declaration order; list items
+    are ``key[]``, a captioner's keys are listed per backend."""
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
+        default = _default(field, holder, name)
         if get_origin(annotation) is list:
-            item = get_args(annotation)[0]
-            branches = [m for m in _members(item) if _is_model(m)]
+            branches = [m for m in members(plain(get_args(annotation)[0])) if is_model(m)]
             for branch in branches:
                 tag = branch.model_fields.get("backend")
                 label = f" ({'/'.join(get_args(tag.annotation))})" if len(branches) > 1 else ""
                 yield from entries(branch, f"{key}[]{label}.")
             if branches:
                 continue
-        plain = [m for m in _members(annotation) if m is not type(None)]
-        if len(plain) == 1 and _is_model(plain[0]):
-            yield from entries(plain[0], f"{key}.")
+        if is_model(plain(annotation)):
+            block = default if isinstance(default, BaseModel) else None
+            if default is None:  # an optional block, off unless given
+                yield key, "block | null", "null", field.description or ""
+            yield from entries(plain(annotation), f"{key}.", block)
             continue
-        yield key, type_text(annotation), _default_text(field), field.description or ""
+        yield key, type_text(annotation), _default_text(default), field.description or ""
 
 
 def reference_text() -> str:
@@ -90,7 +88,7 @@ def reference_text() -> str:
     it."""
     lines = []
     for key, kind, default, description in entries():
-        shown = f"  (default {default})" if default else ""
+        shown = f"  (default {default})"
         lines.append(f"{key}: {kind}{shown}")
         if description:
             lines.append(f"    {description}")

@@ -17,12 +17,14 @@ start-up check can compare it with the embedding model's width before any work s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from curate.config import ConfigError
-from curate.config.sections import AestheticHeadConfig
+
+if TYPE_CHECKING:
+    from curate.config.sections import AestheticHeadConfig
 
 HeadKind = Literal["linear", "mlp"]
 

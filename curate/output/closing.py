@@ -10,8 +10,8 @@ import shlex
 from curate.output.record import Manifest
 from curate.output.summary import threshold_text, tier_lines
 from curate.output.tables import read_table
-from curate.run.progress import duration_text
 from curate.storage import Store
+from curate.timing import duration_text
 
 EXAMPLES = 3
 """Rejected inputs or clips named per reason at the end of a run."""

@@ -18,8 +18,8 @@ import pyarrow.dataset as ds
 from curate.output.record import InspectError, Manifest, open_output
 from curate.output.tables import output_schema_problems, shards
 from curate.output.where import parse_where
-from curate.run.timing import timing_lines
 from curate.storage import Store
+from curate.timing import timing_lines
 
 PERCENTILES = (0.1, 0.5, 0.9)
 """Quantiles shown for every score, besides min, max and mean."""

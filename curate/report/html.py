@@ -84,7 +84,7 @@ def render_report(
     store = open_output(output)
     manifest = Manifest.read(store)
     names = manifest.tier_names
-    data = read_page_data(store, names, examples=examples, page_dir=page_dir)
+    data = read_page_data(store, manifest, examples=examples, page_dir=page_dir)
     sections = _sections(store, manifest, names, data)
     heading = _e(posixpath.basename(store.location.rstrip("/")))
     nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title, _ in sections)
@@ -317,7 +317,7 @@ def _histograms(analysis: pa.Table, manifest: Manifest, names: list[str]) -> str
     passed = pc.is_valid(analysis["tier"]).to_numpy(zero_copy_only=False)
     figures, empty = [], []
     constant: dict[tuple[str, int, int], list[str]] = defaultdict(list)
-    for title, values, keys in histogram_specs(analysis):
+    for title, values, keys in histogram_specs(analysis, manifest.scores):
         finite = np.isfinite(values)
         if not finite.any():
             empty.append(title)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from curate.contract import ALL_GATES, SCORE_COLUMNS
+from curate.contract import ALL_GATES
 from curate.output.record import Manifest
 from curate.output.summary import dataset, spread, unreadable
 from curate.report.labels import clip_text
@@ -30,12 +30,12 @@ ANALYSIS_COLUMNS = [
     "end_s",
     "width",
     "height",
-    *SCORE_COLUMNS,
     "cluster_id",
     "duplicate_of",
     "tier",
 ]
-"""The scalar columns of ``analysis`` the report reads (thumbnails only for shown clips)."""
+"""The scalar columns of ``analysis`` the report reads besides the run's scores (thumbnails
+only for shown clips)."""
 
 CLIP_COLUMNS = ["clip_id", "source", "start_s", "end_s"]
 """What names a clip: its id, and its file and span for people."""
@@ -86,12 +86,17 @@ class PageData:
 
 
 def read_page_data(
-    store: Store, names: list[str], *, examples: int, page_dir: str | os.PathLike | None
+    store: Store,
+    manifest: Manifest,
+    *,
+    examples: int,
+    page_dir: str | os.PathLike | None,
 ) -> PageData:
     """Read what the page shows, ``examples`` of each kind; a damaged output is an
     ``InspectError`` that says so."""
+    names = manifest.tier_names
     try:
-        analysis = _analysis_columns(dataset(store, "analysis"))
+        analysis = _analysis_columns(dataset(store, "analysis"), manifest.scores)
         rejects = dataset(store, "rejects").to_table(columns=REJECT_COLUMNS)
         sheets = {name: _sheet_rows(dataset(store, f"tiers/{name}"), examples) for name in names}
         clusters = _cluster_examples(analysis, rejects, examples)
@@ -110,17 +115,19 @@ def read_page_data(
     return PageData(analysis, rejects, sheets, clusters, rejected, duplicates, thumbs, named, media)
 
 
-def _analysis_columns(data: ds.Dataset) -> pa.Table:
-    """The scalar columns the report reads, and those the gates read (an output written
-    before a signal existed lacks its columns)."""
+def _analysis_columns(data: ds.Dataset, scores: tuple[str, ...]) -> pa.Table:
+    """The scalar columns the report reads, the run's scores and the columns the gates read
+    (an output written before a signal existed lacks its columns)."""
     gated = [c for g in ALL_GATES for c in g.columns]
-    wanted = dict.fromkeys([*ANALYSIS_COLUMNS, *gated])
+    wanted = dict.fromkeys([*ANALYSIS_COLUMNS, *scores, *gated])
     return data.to_table(columns=[c for c in wanted if c in data.schema.names])
 
 
-def histogram_specs(analysis: pa.Table) -> list[tuple[str, np.ndarray, list[str]]]:
+def histogram_specs(
+    analysis: pa.Table, scores: tuple[str, ...]
+) -> list[tuple[str, np.ndarray, list[str]]]:
     """(title, values, gate keys whose thresholds apply): gated scores first, grouped by what
-    the gate measures, then every other score column."""
+    the gate measures, then every other of the run's ``scores``."""
     specs: list[tuple[str, np.ndarray, list[str]]] = []
     present = set(analysis.column_names)
     # On/off gates have no distribution to draw.
@@ -128,7 +135,7 @@ def histogram_specs(analysis: pa.Table) -> list[tuple[str, np.ndarray, list[str]
     for label in dict.fromkeys(g.label for g in scored):
         gates = [g for g in scored if g.label == label]
         specs.append((label, gates[0].column(analysis), [g.key for g in gates]))
-    for column in SCORE_COLUMNS:
+    for column in scores:
         if column in present and column not in {title for title, _, _ in specs}:
             values = analysis[column].to_numpy(zero_copy_only=False).astype(np.float64)
             specs.append((column, values, []))

@@ -14,10 +14,10 @@ import pyarrow.compute as pc
 import ray
 import ray.data
 
-from curate import schema
+from curate import schema, timing
 from curate.config.sections import CurateConfig
 from curate.contract import reject_row
-from curate.run import journal, timing
+from curate.run import journal
 from curate.run.funnel import Funnel
 from curate.run.journal import Journal
 from curate.run.progress import Progress, Step
@@ -173,7 +173,7 @@ class Phase1:
         spent: dict[str, float] | None = None,
     ) -> None:
         """Phase 1's funnel and stage statistics, into the funnel and the journal; ``spent``:
-        the sources' summed ``timing`` (``curate.run.timing``), by part under each stage."""
+        the sources' summed ``timing`` (``curate.timing``), by part under each stage."""
         probe_rejected = sum(by_stage["probe"].values())
         self.funnel.record("discover", n, n, {})
         self.funnel.record("probe", n, n - probe_rejected, by_stage["probe"])

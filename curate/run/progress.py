@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from curate.timing import duration_text
+
 HEARTBEAT_S = 30.0
 """Seconds between plain progress lines of one long step when output is not a terminal."""
 
@@ -25,15 +27,6 @@ REDRAW_S = 0.1
 
 TICK_S = 1.0
 """How often the elapsed time of a step is brought up to date."""
-
-
-def duration_text(seconds: float) -> str:
-    """``41.2 s`` under a minute, ``3:05`` or ``1:02:09`` above."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class Step:

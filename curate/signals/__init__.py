@@ -10,7 +10,14 @@ signal is its module, a line here and its test (see ``docs/architecture.md``).
 
 from __future__ import annotations
 
-from curate.signals.base import ClipWindow, FrameSignal, KeyframeDetector, Signal, samples_in
+from curate.signals.base import (
+    ClipWindow,
+    FrameSignal,
+    KeyframeDetector,
+    SampledSignal,
+    Signal,
+    samples_in,
+)
 from curate.signals.borders import BorderSignal
 from curate.signals.brightness import BrightnessSignal
 from curate.signals.colorfulness import ColorfulnessSignal
@@ -45,6 +52,7 @@ __all__ = [
     "ClipWindow",
     "FrameSignal",
     "KeyframeDetector",
+    "SampledSignal",
     "Signal",
     "samples_in",
 ]

@@ -64,13 +64,6 @@ class Signal:
     scores: ClassVar[tuple[str, ...]] = ()
     """Its numeric columns that ``curate inspect`` and the report summarise."""
 
-    @classmethod
-    def check(cls, block: Any) -> None:
-        """Fail at start-up, with a ``ConfigError`` naming the key to fix, when the signal
-        cannot run as configured by ``block`` (its section of the config): a model that is not
-        installed, a weights file that is missing."""
-        return None
-
 
 class FrameSignal(Signal, ABC):
     """A signal computed in the decode pass, from every frame it wants."""
@@ -84,6 +77,14 @@ class FrameSignal(Signal, ABC):
     def from_config(cls, analyze: AnalyzeConfig) -> FrameSignal:
         """A fresh signal for one source, from its own block of ``analyze``."""
         return cls(getattr(analyze, cls.name))
+
+    @classmethod
+    def check(cls, block: Any) -> None:
+        """Fail at start-up, with a ``ConfigError`` naming the key to fix, when the signal
+        cannot run as configured by ``block`` (its ``analyze.<name>`` section): a model that
+        is not installed, a weights file that is missing. (A keyframe detector's check is its
+        :meth:`KeyframeDetector.load`.)"""
+        return None
 
     @classmethod
     def warm_up(cls, block: Any) -> None:
@@ -105,7 +106,7 @@ class FrameSignal(Signal, ABC):
 
     def model_timing(self) -> dict[str, float]:
         """Work the signal handed to a model running on a thread of its own, read after
-        :meth:`finish` for ``curate.run.timing``: ``<part>.<measure>`` keys, seconds ending in
+        :meth:`finish` for ``curate.timing``: ``<part>.<measure>`` keys, seconds ending in
         ``_s``, counts otherwise (``transnetv2.network_s``, ``transnetv2.frames``)."""
         return {}
 
@@ -124,6 +125,38 @@ def samples_in(times: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
     if inside.size == 0 and times.size:
         inside = np.array([int(np.argmin(np.abs(times - (start_s + end_s) / 2)))])
     return inside
+
+
+class SampledSignal(FrameSignal):
+    """A per-frame signal that measures one number (:meth:`measure`) on frames sampled at its
+    block's ``fps``; a clip's values come from the samples inside it (:meth:`in_clip`)."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.fps = cfg.fps
+        self.times: list[float] = []
+        self.values: list[float] = []
+        self._next_t = 0.0
+
+    @abstractmethod
+    def measure(self, frame: DecodedFrame) -> float:
+        """The number of one sampled frame."""
+
+    def wants(self, frame: DecodedFrame) -> bool:
+        return frame.time >= self._next_t
+
+    def update(self, frame: DecodedFrame) -> None:
+        self.times.append(frame.time)
+        self.values.append(self.measure(frame))
+        self._next_t = frame.time + 1.0 / self.fps
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.times), np.asarray(self.values, np.float32)
+
+    @staticmethod
+    def in_clip(series: tuple[np.ndarray, np.ndarray], clip: ClipWindow) -> np.ndarray:
+        """The values of the samples inside ``clip`` (the nearest one if none is)."""
+        times, values = series
+        return values[samples_in(times, clip.start_s, clip.end_s)]
 
 
 class KeyframeDetector(Signal, ABC):

@@ -16,7 +16,7 @@ from pydantic import Field
 from curate.config import SignalConfig
 from curate.gates import Gate, at_least, score
 from curate.media.video import DecodedFrame
-from curate.signals.base import ClipWindow, FrameSignal, samples_in
+from curate.signals.base import ClipWindow, SampledSignal
 
 VIDEO_BLACK, VIDEO_WHITE = 16, 235
 """Luma levels of black and white in video-range frames, as the decoder delivers them."""
@@ -26,7 +26,7 @@ class BrightnessConfig(SignalConfig):
     fps: float = Field(2.0, gt=0, description="Frames per second whose mean luma is measured.")
 
 
-class BrightnessSignal(FrameSignal):
+class BrightnessSignal(SampledSignal):
     name = "brightness"
     fields = (pa.field("brightness", pa.float32()), pa.field("brightness_min", pa.float32()))
     config = BrightnessConfig
@@ -43,27 +43,12 @@ class BrightnessSignal(FrameSignal):
     )
     scores = ("brightness",)
 
-    def __init__(self, cfg: BrightnessConfig) -> None:
-        self.fps = cfg.fps
-        self.times: list[float] = []
-        self.values: list[float] = []
-        self._next_t = 0.0
-
-    def wants(self, frame: DecodedFrame) -> bool:
-        return frame.time >= self._next_t
-
-    def update(self, frame: DecodedFrame) -> None:
+    def measure(self, frame: DecodedFrame) -> float:
         luma = (cv2.mean(frame.gray)[0] - VIDEO_BLACK) * 255 / (VIDEO_WHITE - VIDEO_BLACK)
-        self.times.append(frame.time)
-        self.values.append(min(255.0, max(0.0, luma)))
-        self._next_t = frame.time + 1.0 / self.fps
-
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.times), np.asarray(self.values, np.float32)
+        return min(255.0, max(0.0, luma))
 
     def clip_values(self, series: tuple[np.ndarray, np.ndarray], clip: ClipWindow) -> dict:
-        times, values = series
-        luma = values[samples_in(times, clip.start_s, clip.end_s)]
+        luma = self.in_clip(series, clip)
         return {
             "brightness": float(luma.mean()) if luma.size else None,
             "brightness_min": float(luma.min()) if luma.size else None,

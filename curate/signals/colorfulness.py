@@ -18,7 +18,7 @@ from pydantic import Field
 from curate.config import SignalConfig
 from curate.gates import Gate, at_least, score
 from curate.media.video import DecodedFrame
-from curate.signals.base import ClipWindow, FrameSignal, samples_in
+from curate.signals.base import ClipWindow, SampledSignal
 
 
 class ColorfulnessConfig(SignalConfig):
@@ -35,7 +35,7 @@ def colorfulness(bgr: np.ndarray) -> float:
     return float(spread + 0.3 * mean)
 
 
-class ColorfulnessSignal(FrameSignal):
+class ColorfulnessSignal(SampledSignal):
     name = "colorfulness"
     config = ColorfulnessConfig
     fields = (pa.field("colorfulness", pa.float32()),)
@@ -53,25 +53,10 @@ class ColorfulnessSignal(FrameSignal):
     )
     scores = ("colorfulness",)
 
-    def __init__(self, cfg: ColorfulnessConfig) -> None:
-        self.fps = cfg.fps
-        self.times: list[float] = []
-        self.values: list[float] = []
-        self._next_t = 0.0
-
-    def wants(self, frame: DecodedFrame) -> bool:
-        return frame.time >= self._next_t
-
-    def update(self, frame: DecodedFrame) -> None:
+    def measure(self, frame: DecodedFrame) -> float:
         # Half the analysis size: the statistics of colour need no detail.
-        self.times.append(frame.time)
-        self.values.append(colorfulness(frame.small_bgr))
-        self._next_t = frame.time + 1.0 / self.fps
-
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.times), np.asarray(self.values, np.float32)
+        return colorfulness(frame.small_bgr)
 
     def clip_values(self, series: tuple[np.ndarray, np.ndarray], clip: ClipWindow) -> dict:
-        times, values = series
-        inside = values[samples_in(times, clip.start_s, clip.end_s)]
+        inside = self.in_clip(series, clip)
         return {"colorfulness": float(inside.mean()) if inside.size else None}

@@ -19,7 +19,10 @@ from pathlib import Path
 
 def worker(task_path: Path, out: Path) -> None:
     """Export the task's jobs of one source into ``out``; print the timings and rows."""
-    from curate.config import load_config
+    try:
+        from curate.config.loading import load_config
+    except ImportError:  # a baseline checkout from before curate/config/ was a package
+        from curate.config import load_config
     from stages.export import ExportStage
 
     task = json.loads(task_path.read_text())

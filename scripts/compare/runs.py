@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scripts.common.curate_run import code_env, log_tail
-from scripts.common.curate_run import run_curate as run_logged
+from scripts.common.curate_run import code_env, log_tail, run_curate
 from scripts.common.paths import REPO_ROOT
 from scripts.compare.outputs import compare_outputs, print_summary
 from scripts.compare.tables import TableReport
@@ -95,13 +94,13 @@ def check_imports(code_root: Path) -> None:
         )
 
 
-def run_curate(
+def run_checkout(
     code_root: Path, config: Path, inputs: Sequence[str], output: Path, log: Path
 ) -> tuple[int, float]:
     """``curate run --fresh`` of the code in ``code_root``; returns (exit status, seconds)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     extra = ("--fresh", "--no-progress")
-    rc, seconds = run_logged(config, inputs, output, *extra, log=log, code_root=code_root)
+    rc, seconds = run_curate(config, inputs, output, *extra, log=log, code_root=code_root)
     if rc == 0 and not (output / "manifest.json").is_file():
         rc = -1000  # e.g. a curate.cli without a __main__ block
         with log.open("a") as f:
@@ -215,7 +214,7 @@ def _run_side(side: str, p: Plan, code_root: Path, inputs: list[str]) -> str:
     tag = "[before]" if before else "[after] "
     why = f" ({p.reuse_why})" if before else ""
     print(f"{tag} {p.label}: running{why}; log {log}", flush=True)
-    rc, seconds = run_curate(code_root, config, inputs, output, log)
+    rc, seconds = run_checkout(code_root, config, inputs, output, log)
     record = {**p.record}
     if not before:
         record.update(code_state(REPO_ROOT), config_sha256=_sha256(p.config_after))

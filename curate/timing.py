@@ -175,3 +175,12 @@ def _part_row(stage: str, part: str, measures: Mapping[str, Any], share: str, in
     if len(shown) > 1:
         note = ", ".join(f"{k[:-2].replace('_', ' ')} {v:.2f}" for k, v in shown.items())
     return (*_row(label, total, share, _count(measures), rate), note)
+
+
+def duration_text(seconds: float) -> str:
+    """``41.2 s`` under a minute, ``3:05`` or ``1:02:09`` above."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
