@@ -138,9 +138,8 @@ def warm_detect_stage(cfg: CurateConfig) -> DetectStage:
     detect = DetectStage(**DetectStage.inputs(cfg))
     detect.load()
     blank = np.zeros((224, 400, 3), np.uint8)
-    for detector in (detect.nudenet, detect.objects):
-        if detector is not None:
-            detector.detect(blank, 0.5)
+    for detector in detect.detectors:
+        detector.model.detect(blank, detector.min_score)
     return detect
 
 
