@@ -37,13 +37,29 @@ def _blocks(signals: tuple[type[Signal], ...]) -> dict[str, Any]:
     return {s.name: (s.config, s.config()) for s in signals}
 
 
+ANALYZE_AFTER_SIGNALS: dict[str, Any] = {
+    "clips": (ClipsConfig, ClipsConfig()),
+    "thumbnail": (ThumbnailConfig, ThumbnailConfig()),
+}
+"""The ``analyze`` settings that follow the signals' blocks: how series become clips."""
+
+DETECT_SETTINGS: dict[str, Any] = {
+    "device": (
+        Literal["auto", "cpu", "cuda"],
+        Field(
+            "auto",
+            description="auto: onnxruntime's CUDA provider when installed and a GPU is there.",
+        ),
+    ),
+}
+"""The ``detect`` settings shared by every keyframe detector."""
+
 AnalyzeConfig = create_model(
     "AnalyzeConfig",
     __base__=AnalyzeSettings,
     __module__=__name__,
     **_blocks(FRAME_SIGNALS),
-    clips=(ClipsConfig, ClipsConfig()),
-    thumbnail=(ThumbnailConfig, ThumbnailConfig()),
+    **ANALYZE_AFTER_SIGNALS,
 )
 AnalyzeConfig.__doc__ = """The ``analyze`` section: decoding, one block per per-frame signal (in
 registry order), and how the signals' series become clips (``clips``, ``thumbnail``)."""
@@ -53,13 +69,7 @@ DetectConfig = create_model(
     __base__=Model,
     __module__=__name__,
     **_blocks(KEYFRAME_DETECTORS),
-    device=(
-        Literal["auto", "cpu", "cuda"],
-        Field(
-            "auto",
-            description="auto: onnxruntime's CUDA provider when installed and a GPU is there.",
-        ),
-    ),
+    **DETECT_SETTINGS,
 )
 DetectConfig.__doc__ = """The ``detect`` section: learned detectors over each clip's keyframes,
 in their own actor pool; one block per keyframe detector."""
@@ -103,8 +113,8 @@ def check_declarations(signals: tuple[type[Signal], ...]) -> None:
     later = [f.name for f in schema.later_fields(schema.EMBEDDING_DIM)]
     fields = [f.name for s in signals for f in s.fields]
     sections = {
-        "analyze": [*AnalyzeSettings.model_fields, "clips", "thumbnail"],
-        "detect": ["device"],
+        "analyze": [*AnalyzeSettings.model_fields, *ANALYZE_AFTER_SIGNALS],
+        "detect": [*DETECT_SETTINGS],
     }
     problems = []
     for what, names in (
