@@ -121,6 +121,18 @@ CLIP_FIELDS = (
 """What a clip is: its source, span and picture size (the analyze stage's own columns)."""
 
 
+DUPLICATE_SPAN = pa.struct(
+    [
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("of_start_s", pa.float64()),
+        pa.field("of_end_s", pa.float64()),
+    ]
+)
+"""Where a duplicate matches its original: seconds from the duplicate clip's start
+(``start_s``-``end_s``) and from the original clip's start (``of_start_s``-``of_end_s``)."""
+
+
 def later_fields(dim: int) -> tuple[pa.Field, ...]:
     """Columns filled after the decode pass: the embed stage, phase 2 and captions."""
     return (
@@ -128,6 +140,9 @@ def later_fields(dim: int) -> tuple[pa.Field, ...]:
         pa.field("embedding_model", pa.string()),
         pa.field("cluster_id", pa.int32()),
         pa.field("duplicate_of", pa.string()),
+        pa.field("duplicate_similarity", pa.float32()),
+        pa.field("duplicate_method", pa.string()),
+        pa.field("duplicate_span", DUPLICATE_SPAN),
         pa.field("sample_weight", pa.float32()),
         pa.field("tier", pa.string()),
         pa.field("caption", pa.string()),

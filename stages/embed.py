@@ -5,7 +5,8 @@ Two backends, chosen by ``embed.backend``:
 - ``open_clip``: image embeddings from an open_clip model (weights by ``pretrained`` tag,
   fetched and cached by open_clip, or a local ``checkpoint``); fp16 on GPU, fp32 on CPU.
 - ``signature``: a deterministic frame signature (layout, colour, gradients, low
-  frequencies) that needs no model. Strong on near-duplicates, weak on semantics.
+  frequencies) of the picture inside its black bars, averaged with its mirror image's; needs
+  no model. Strong on near-duplicates and copies, weak on semantics.
 
 Each clip's keyframe embeddings are mean-pooled and L2-normalised. With
 ``embed.aesthetic_head.path`` set (open_clip only), a LAION aesthetic head scores every
@@ -31,6 +32,7 @@ from curate.media.imaging import from_jpeg
 from curate.models.aesthetic_head import AestheticHead
 from curate.models.devices import torch_device
 from curate.run.stage import Stage
+from curate.signals.fingerprint import content_box
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ SIGNATURE_DIM = 512
 
 
 class SignatureEmbedder:
-    name = "signature-v1"
+    name = "signature-v2"
     loads_model: ClassVar[bool] = False
 
     def __init__(self, cfg: EmbedConfig) -> None:
@@ -113,7 +115,17 @@ class SignatureEmbedder:
         return cls.name
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
-        return np.stack([frame_signature(im) for im in images]).astype(np.float32)
+        return np.stack([copy_invariant_signature(im) for im in images]).astype(np.float32)
+
+
+def copy_invariant_signature(bgr: np.ndarray) -> np.ndarray:
+    """:func:`frame_signature` of the picture inside its black bars, averaged with that of its
+    mirror image: letterboxed, pillarboxed and mirrored copies then embed like the original, so
+    the dedup stage finds them among its candidates."""
+    top, bottom, left, right = content_box(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    picture = bgr[top:bottom, left:right]
+    vec = frame_signature(picture) + frame_signature(np.ascontiguousarray(picture[:, ::-1]))
+    return vec / (np.linalg.norm(vec) + 1e-9)
 
 
 def _open_clip_weights(cfg: OpenClipConfig) -> str | None:

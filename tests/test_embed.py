@@ -192,7 +192,7 @@ def test_signature_stage_fills_every_clip():
     images = [[rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)] for _ in range(3)]
     table = EmbedStage.from_config(CurateConfig())(_analysed_source(images))
     clips = table.to_pylist()[0]["clips"]
-    assert all(c["embedding_model"] == "signature-v1" and len(c["embedding"]) == 512 for c in clips)
+    assert all(c["embedding_model"] == "signature-v2" and len(c["embedding"]) == 512 for c in clips)
 
 
 def test_missing_pretrained_weights_fail_at_start_up(tmp_path, monkeypatch):

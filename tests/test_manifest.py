@@ -17,7 +17,7 @@ TODAY = {
     "created_unix": 1796136369.374024,
     "inputs": {"given": ["/videos/sample-videos"], "discovered": 2},
     "run": {"invocations": 1, "sources_done_before": 0},
-    "embedding_model": "signature-v1",
+    "embedding_model": "signature-v2",
     "funnel": {
         "discover": {"in": 2, "out": 2, "rejected": {}},
         "probe": {"in": 2, "out": 1, "rejected": {"too_short": 1}},
@@ -81,7 +81,7 @@ def test_keyword_construction_mirrors_the_json():
         created_unix=1796136369.374024,
         inputs={"given": ["/videos/sample-videos"], "discovered": 2},
         run={"invocations": 1, "sources_done_before": 0},
-        embedding_model="signature-v1",
+        embedding_model="signature-v2",
         funnel={
             **copy.deepcopy(TODAY["funnel"]),
             "discover": FunnelStage(in_=2, out=2),

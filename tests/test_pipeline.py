@@ -237,9 +237,9 @@ def test_shared_near_duplicate_pair_is_found(shared_run):
     ]
     assert dups == [("rabbit320.mp4", "rabbit.webm")]  # the larger copy is kept
     assert all(r["cluster_id"] is not None for r in analysis)
-    assert {r["embedding_model"] for r in analysis} == {"signature-v1"}
+    assert {r["embedding_model"] for r in analysis} == {"signature-v2"}
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["embedding_model"] == "signature-v1"
+    assert manifest["embedding_model"] == "signature-v2"
     assert manifest["funnel"]["dedup"]["rejected"] == {"duplicate": 1}
 
 

@@ -130,9 +130,66 @@ class KMeansConfig(Model):
     iterations: int = Field(50, ge=1)
 
 
+class FrameHashConfig(Model):
+    """Copies found by aligning the clips' frame hashes (``analyze.fingerprint``) in time."""
+
+    enabled: bool = True
+    max_distance: int = Field(
+        64, ge=0, le=128, description="Hamming distance (of 256 bits) of two matching frames."
+    )
+    min_frames: int = Field(3, ge=1, description="Matched frames on one time mapping, at least.")
+    min_share: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="...and at least this share of the shorter clip's hashed frames.",
+    )
+    tolerance_s: float = Field(
+        0.6, gt=0, description="How far a matched frame may lie off the fitted time mapping."
+    )
+
+
+class VerifyConfig(Model):
+    """Copies confirmed by local features: ORB keypoints of the clips' keyframes and a RANSAC
+    similarity transform (survives crops, bars, picture-in-picture, logos, mirroring)."""
+
+    enabled: bool = True
+    max_pairs: int = Field(
+        100_000,
+        ge=0,
+        description="Candidate pairs verified at most (the most similar first); the cost is "
+        "about 30 ms of CPU per pair.",
+    )
+    min_inliers: int = Field(20, ge=4, description="Keypoint matches agreeing on the transform.")
+    min_coverage: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Share of each keyframe's area the inliers must span, so a shared logo or "
+        "caption alone is no match.",
+    )
+
+
 class DedupConfig(Model):
     enabled: bool = True
-    threshold: float = Field(0.95, gt=0, le=1, description="Cosine similarity of duplicates.")
+    threshold: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Cosine similarity at which the embeddings alone make a duplicate.",
+    )
+    candidate_threshold: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Cosine similarity from which a pair is a candidate for the frame-hash "
+        "and keypoint checks.",
+    )
+    max_candidates: int = Field(
+        5, ge=1, description="Candidates per clip at most: its most similar clips."
+    )
+    frame_hash: FrameHashConfig = FrameHashConfig()
+    verify: VerifyConfig = VerifyConfig()
     kmeans: KMeansConfig = KMeansConfig(k=256, min_cluster_size=1000)
     max_cluster_size: int = Field(
         20_000, ge=2, description="Larger clusters are split so no task is quadratic in them."

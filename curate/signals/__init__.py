@@ -21,6 +21,7 @@ from curate.signals.base import (
 from curate.signals.borders import BorderSignal
 from curate.signals.brightness import BrightnessSignal
 from curate.signals.colorfulness import ColorfulnessSignal
+from curate.signals.fingerprint import FingerprintSignal
 from curate.signals.flow import FlowSignal
 from curate.signals.keyframes import KeyframeSignal
 from curate.signals.motion_pattern import MotionPatternSignal
@@ -40,6 +41,7 @@ SIGNALS: tuple[type[Signal], ...] = (
     BorderSignal,
     BrightnessSignal,
     ColorfulnessSignal,
+    FingerprintSignal,
     NsfwDetector,
     ObjectDetector,
 )
