@@ -27,8 +27,9 @@ from curate.config.sections import DedupConfig
 from curate.media.imaging import from_jpeg
 from curate.signals.fingerprint import HASH_BYTES, KEPT, SCALES
 
-SPEEDS = np.geomspace(0.5, 2.0, 31)
-"""Playback-speed ratios tried when aligning two clips in time (B's seconds per A second)."""
+SPEEDS = sorted(np.geomspace(0.5, 2.0, 31), key=lambda s: abs(np.log(s)))
+"""Playback-speed ratios tried when aligning two clips in time (B's seconds per A second),
+unchanged speed first: it wins ties, as in still or looping footage where many mappings fit."""
 
 RATIO_TEST = 0.8
 """Lowe's ratio test: a keypoint match counts when its best descriptor distance is below this
@@ -284,6 +285,9 @@ class Match:
     """Seconds from each clip's start: ``(start, end)`` in the duplicate, then in the original
     (the whole clips when no frames were aligned)."""
     detail: str
+    contained: bool
+    """The duplicate lies wholly inside the original: the aligned frames reach its first and
+    last hashed frames (within one sample), or it was judged as a whole."""
 
 
 def judge(
@@ -306,10 +310,12 @@ def judge(
             cfg.frame_hash.tolerance_s,
         )
     span = whole if alignment is None else _span(alignment, original, duplicate)
+    contained = alignment is None or _reaches_ends(alignment, duplicate.times)
     # A clip too flat to hash (black, a fade) has a degenerate embedding: never merged on it.
     hashable = original.fingerprint != [] and duplicate.fingerprint != []
     if cosine >= cfg.threshold and hashable:
-        return Match(EMBEDDING, cosine, span, f"cosine {cosine:.3f} >= dedup.threshold")
+        detail = f"cosine {cosine:.3f} >= dedup.threshold"
+        return Match(EMBEDDING, cosine, span, detail, contained)
     if cfg.frame_hash.enabled and alignment is not None:
         shorter = min(len(original.fingerprint or ()), len(duplicate.fingerprint or ()))
         if (
@@ -321,7 +327,7 @@ def judge(
                 f"{alignment.frames} of {shorter} hashed frames aligned at speed "
                 f"{alignment.speed:.2f}{mirror}, mean distance {alignment.distance:.0f}/256 bits"
             )
-            return Match(FRAME_HASH, alignment.similarity, span, detail)
+            return Match(FRAME_HASH, alignment.similarity, span, detail, contained)
     if cfg.verify.enabled and verify_pair and original.keyframes and duplicate.keyframes:
         found = verify(original.keyframes, duplicate.keyframes)
         if (
@@ -335,8 +341,14 @@ def judge(
                 f"(keyframes {found.keyframe_b} and {found.keyframe_a}{mirror}), covering "
                 f"{found.coverage:.0%}"
             )
-            return Match(VERIFIED, found.similarity, span, detail)
+            return Match(VERIFIED, found.similarity, span, detail, contained)
     return None
+
+
+def _reaches_ends(alignment: Alignment, times: np.ndarray) -> bool:
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    b = alignment.frames_b
+    return bool(b.min() <= times[0] + step + 1e-6 and b.max() >= times[-1] - step - 1e-6)
 
 
 def _span(

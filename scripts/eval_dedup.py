@@ -39,18 +39,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate import contract, schema
+from curate.config.loading import load_config
 from curate.config.sections import CurateConfig, DedupConfig
 from curate.copy_detection import ClipEvidence, judge
 from curate.media.imaging import from_jpeg
-from curate.media.video import probe
 from curate.run.phase2 import Candidates
-from curate.signals.base import ClipWindow
-from curate.signals.fingerprint import FingerprintSignal
-from curate.signals.keyframes import KeyframeSignal
 from curate.storage import Store
-from scripts.common.copies import EDITS, Edit, read_segment, write_copy
+from scripts.common.copies import EDITS, Edit, read_segment, whole_file_evidence, write_copy
 from scripts.common.paths import SHARED_VIDEOS
-from stages.analyze import decode_series
 from stages.dedup import DedupStep
 from stages.embed import SignatureEmbedder
 
@@ -114,21 +110,10 @@ def build(workdir: Path, videos: Path, originals: int, seconds: float) -> list[I
 
 
 def describe(item: Item, cfg: CurateConfig) -> None:
-    """The pipeline's evidence for the whole file as one clip: the decode pass's fingerprint
-    and keyframe signals, and the signature embedding of the keyframes."""
-    info = probe(str(item.path), max_pixels=cfg.probe.max_pixels)
-    signals = [FingerprintSignal.from_config(cfg.analyze), KeyframeSignal.from_config(cfg.analyze)]
-    series = decode_series(str(item.path), info, cfg.analyze, signals)
-    window = ClipWindow(0, 0, series.num_frames, 0.0, series.end_time, 0.0)
-    hashes = signals[0].clip_values(series["fingerprint"], window)
-    keyframes = signals[1].clip_values(series["keyframes"], window)["keyframes"]
-    item.evidence = ClipEvidence(
-        duration=series.end_time,
-        fingerprint=hashes["fingerprint"],
-        times=np.asarray(hashes["fingerprint_times"], np.float32),
-        keyframes=keyframes,
-    )
-    vectors = SignatureEmbedder(cfg.embed).embed([from_jpeg(k) for k in keyframes])
+    """The pipeline's evidence for the whole file as one clip, and the signature embedding of
+    its keyframes."""
+    item.evidence = whole_file_evidence(item.path, cfg)
+    vectors = SignatureEmbedder(cfg.embed).embed([from_jpeg(k) for k in item.evidence.keyframes])
     mean = vectors.mean(axis=0)
     item.embedding = (mean / (np.linalg.norm(mean) + 1e-9)).astype(np.float32)
 
@@ -219,8 +204,8 @@ def combined(items: list[Item], cfg: CurateConfig, workdir: Path) -> list[tuple[
     return [(items[k], items[int(o[1:])]) for k, o in enumerate(of) if o is not None]
 
 
-def groups(merges: list[tuple[Item, Item]]) -> dict[int, int]:
-    """Union-find over merges: item id -> group root."""
+def grouped(merges: list[tuple[Item, Item]]) -> Callable[[Item, Item], bool]:
+    """Whether two items end in one duplicate group (union-find over the merges)."""
     parent: dict[int, int] = {}
 
     def root(x: int) -> int:
@@ -230,7 +215,7 @@ def groups(merges: list[tuple[Item, Item]]) -> dict[int, int]:
 
     for a, b in merges:
         parent[root(id(a))] = root(id(b))
-    return {x: root(x) for x in list(parent)}
+    return lambda a, b: root(id(a)) == root(id(b))
 
 
 def table(
@@ -258,17 +243,18 @@ def table(
                 np.mean([match(b, a) for a, b in known])
             )
         false[name] = (sum(match(a, b) for a, b in negatives), len(negatives))
-    # The stage over the shared videos, the originals and one edit's copies at a time: each
-    # copy competes with every distinct video for its candidates.
+    # The stage over the originals, one edit's copies and every shared video of other footage
+    # (each original stands for the video it was cut from): each copy competes with every
+    # distinct video for its candidates.
+    distinct = [i for i in shared if i.family not in originals]
     wrong: set[tuple[str, str]] = set()
     merged = 0
     for edit in [*dict.fromkeys(c.edit for c in copies), None]:
-        pool = [*shared, *originals.values(), *(c for c in copies if c.edit == edit)]
+        pool = [*distinct, *originals.values(), *(c for c in copies if c.edit == edit)]
         merges = combined(pool, cfg, workdir)
         merged += len(merges)
         wrong |= {(a.path.name, b.path.name) for a, b in merges if a.family != b.family}
-        group = groups(merges)
-        same = lambda a, b: group.get(id(a), id(a)) == group.get(id(b), id(b))  # noqa: E731
+        same = grouped(merges)
         if edit is None:  # shared videos and originals only
             if known:
                 recall["known copies among shared"]["combined"] = float(
@@ -289,9 +275,12 @@ def main() -> None:
     parser.add_argument("--originals", type=int, default=len(ORIGINALS))
     parser.add_argument("--seconds", type=float, default=10.0, help="Length of each original.")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/curate-eval-dedup"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="A config override."
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    cfg = CurateConfig()
+    cfg = load_config(None, args.set)
     started = time.perf_counter()
     items = build(args.workdir, args.videos, args.originals, args.seconds)
     print(
@@ -313,7 +302,7 @@ def main() -> None:
         print(f"| {edit} | " + " | ".join(f"{row[n]:.2f}" for n in names) + " |")
     print(
         "\nfalse merges among distinct footage (pairs of different shared videos; combined: "
-        "merges the stage made over every file)\n"
+        "of all the merges the stage made)\n"
     )
     for name in names:
         wrong, total = false[name]

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from curate import schema
 from curate.config.sections import CurateConfig, DedupConfig, StageResources
-from curate.copy_detection import ClipEvidence, judge
+from curate.copy_detection import ClipEvidence, Match, judge
 from curate.output.tables import shards
 from curate.run.clustering import (
     Rows,
@@ -154,9 +154,6 @@ CANDIDATES = pa.schema(
 )
 """Candidate pairs: ``clip_id`` ranks below ``original`` (it would be the duplicate)."""
 
-EVIDENCE_COLUMNS = ["clip_id", "duration_s", "fingerprint", "fingerprint_times", "keyframes"]
-"""What judging a pair reads of each clip."""
-
 MATCHES = pa.schema(
     [
         ("clip_id", pa.string()),
@@ -165,6 +162,7 @@ MATCHES = pa.schema(
         ("similarity", pa.float32()),
         ("span", schema.DUPLICATE_SPAN),
         ("detail", pa.string()),
+        ("contained", pa.bool_()),
     ]
 )
 """Candidate pairs judged to be copies."""
@@ -210,69 +208,114 @@ def find_candidates(
 
 
 class JudgePairs:
-    """Judges a batch of candidate pairs (with a ``verify`` flag each), reading the frame
-    hashes and keyframes of just those clips from the ``analysis`` shards."""
+    """Judges a batch of candidate pairs, reading from the ``analysis`` shards the frame hashes
+    of just those clips (by row position: ``row`` and ``original_row`` count rows across the
+    shards in order, whose first rows are ``starts``), and the keyframes of the pairs that the
+    hashes leave undecided and that may be verified (``verify``)."""
 
-    def __init__(self, cfg: DedupConfig, analysis: Store) -> None:
+    def __init__(self, cfg: DedupConfig, analysis: Store, starts: list[int]) -> None:
         self.cfg = cfg
         self.analysis = analysis
+        self.starts = np.asarray(starts)
 
-    def evidence(self, ids: list[str]) -> dict[str, ClipEvidence]:
+    def read(self, rows: list[int], columns: list[str]) -> dict[int, dict]:
+        """``columns`` of the analysis rows ``rows``, by row."""
         data = shards(self.analysis)
-        columns = [c for c in EVIDENCE_COLUMNS if c in data.schema.names]
-        table = data.to_table(columns=columns, filter=pc.field("clip_id").isin(ids))
-        out = {}
-        for row in table.to_pylist():
-            out[row["clip_id"]] = ClipEvidence(
-                duration=row["duration_s"] or 0.0,
-                fingerprint=row.get("fingerprint"),
-                times=np.asarray(row.get("fingerprint_times") or [], np.float32),
-                keyframes=row.get("keyframes") or [],
-            )
+        columns = [c for c in columns if c in data.schema.names]
+        fragments = list(data.get_fragments())
+        wanted = np.unique(np.asarray(rows, np.int64))
+        out: dict[int, dict] = {row: {} for row in wanted.tolist()}
+        if not columns:  # an analysis table without them: nothing to read
+            return out
+        file_of = np.searchsorted(self.starts, wanted, side="right") - 1
+        for f in np.unique(file_of).tolist():
+            here = wanted[file_of == f]
+            table = fragments[f].take(pa.array(here - self.starts[f]), columns=columns)
+            out.update(zip(here.tolist(), table.to_pylist()))
         return out
 
     def __call__(self, pairs: pa.Table) -> pa.Table:
-        ids = sorted(set(pairs["clip_id"].to_pylist()) | set(pairs["original"].to_pylist()))
-        clips = self.evidence(ids)
-        rows: dict[str, list] = {name: [] for name in MATCHES.names}
-        for pair in pairs.to_pylist():
-            found = judge(
-                clips[pair["original"]],
-                clips[pair["clip_id"]],
+        batch = pairs.to_pylist()
+        rows = [p["row"] for p in batch] + [p["original_row"] for p in batch]
+        hashes = self.read(rows, ["duration_s", "fingerprint", "fingerprint_times"])
+        found: dict[int, Match] = {}
+        undecided = []
+        for k, pair in enumerate(batch):
+            match = judge(
+                _evidence(hashes[pair["original_row"]]),
+                _evidence(hashes[pair["row"]]),
                 pair["cosine"],
                 self.cfg,
-                verify_pair=pair["verify"],
+                verify_pair=False,
             )
-            if found is None:
-                continue
-            start, end, of_start, of_end = found.span
-            rows["clip_id"].append(pair["clip_id"])
-            rows["original"].append(pair["original"])
-            rows["method"].append(found.method)
-            rows["similarity"].append(found.similarity)
-            rows["span"].append(
+            if match is not None:
+                found[k] = match
+            elif pair["verify"] and self.cfg.verify.enabled:
+                undecided.append(k)
+        if undecided:
+            wanted = [batch[k][r] for k in undecided for r in ("row", "original_row")]
+            keyframes = self.read(wanted, ["keyframes"])
+            for k in undecided:
+                pair = batch[k]
+                match = judge(
+                    _evidence(hashes[pair["original_row"]], keyframes[pair["original_row"]]),
+                    _evidence(hashes[pair["row"]], keyframes[pair["row"]]),
+                    pair["cosine"],
+                    self.cfg,
+                )
+                if match is not None:
+                    found[k] = match
+        out: dict[str, list] = {name: [] for name in MATCHES.names}
+        for k, match in sorted(found.items()):
+            start, end, of_start, of_end = match.span
+            out["clip_id"].append(batch[k]["clip_id"])
+            out["original"].append(batch[k]["original"])
+            out["method"].append(match.method)
+            out["similarity"].append(match.similarity)
+            out["span"].append(
                 {"start_s": start, "end_s": end, "of_start_s": of_start, "of_end_s": of_end}
             )
-            rows["detail"].append(found.detail)
-        return pa.table(rows, schema=MATCHES)
+            out["detail"].append(match.detail)
+            out["contained"].append(match.contained)
+        return pa.table(out, schema=MATCHES)
 
 
-JUDGE_BATCH = 256
+def _evidence(row: dict, keyframes: dict | None = None) -> ClipEvidence:
+    return ClipEvidence(
+        duration=row.get("duration_s") or 0.0,
+        fingerprint=row.get("fingerprint"),
+        times=np.asarray(row.get("fingerprint_times") or [], np.float32),
+        keyframes=(keyframes or {}).get("keyframes") or [],
+    )
+
+
+JUDGE_BATCH = 512
 """Candidate pairs per judging task."""
 
 
 def judge_pairs(
-    pairs: pa.Table, cfg: DedupConfig, analysis: Store, resources: StageResources, in_memory: bool
+    pairs: pa.Table,
+    clips: Candidates,
+    cfg: DedupConfig,
+    resources: StageResources,
 ) -> pa.Table:
-    """The candidate pairs that are copies. The ``verify.max_pairs`` most similar pairs may go
-    to keypoint verification; the others are judged on embeddings and frame hashes only."""
+    """The candidate pairs that are copies. The ``verify.max_pairs`` most similar pairs that
+    the embeddings and frame hashes leave undecided go to keypoint verification."""
     if not pairs.num_rows:
         return MATCHES.empty_table()
     pairs = pairs.sort_by([("cosine", "descending"), ("clip_id", "ascending")])
-    verify = np.arange(pairs.num_rows) < cfg.verify.max_pairs
-    pairs = pairs.append_column("verify", pa.array(verify))
-    if in_memory:
-        judge_batch = JudgePairs(cfg, analysis)
+    row = [clips.row_of[c] for c in pairs["clip_id"].to_pylist()]
+    original_row = [clips.row_of[c] for c in pairs["original"].to_pylist()]
+    pairs = (
+        pairs.append_column("verify", pa.array(np.arange(pairs.num_rows) < cfg.verify.max_pairs))
+        .append_column("row", pa.array(row, pa.int64()))
+        .append_column("original_row", pa.array(original_row, pa.int64()))
+        .sort_by([("original_row", "ascending"), ("row", "ascending")])  # reads stay local
+    )
+    sizes = [f.count_rows() for f in shards(clips.analysis).get_fragments()]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+    if clips.in_memory:
+        judge_batch = JudgePairs(cfg, clips.analysis, starts)
         tables = [
             judge_batch(pairs.slice(start, JUDGE_BATCH))
             for start in range(0, pairs.num_rows, JUDGE_BATCH)
@@ -282,7 +325,7 @@ def judge_pairs(
 
         judged = ray.data.from_arrow(pairs).map_batches(
             JudgePairs,
-            fn_constructor_kwargs={"cfg": cfg, "analysis": analysis},
+            fn_constructor_kwargs={"cfg": cfg, "analysis": clips.analysis, "starts": starts},
             batch_size=JUDGE_BATCH,
             batch_format="pyarrow",
             **pool_args(resources),
@@ -294,16 +337,26 @@ def judge_pairs(
 
 
 def greedy_groups(matches: pa.Table, rank: dict[str, int]) -> dict[str, dict]:
-    """``{duplicate: match row}``: each clip, in rank order, is a duplicate of the best-ranked
-    clip it copies that is itself kept."""
+    """``{duplicate: match row}``. In rank order, each clip is a duplicate of the best-ranked
+    kept clip it copies; failing one, of a duplicate clip it copies when it lies wholly inside
+    it and that clip wholly inside its own original (a re-upload of a re-upload), so no footage
+    is lost along the chain."""
     by_clip: dict[str, list[dict]] = {}
     for row in matches.to_pylist():
         by_clip.setdefault(row["clip_id"], []).append(row)
+
     duplicate: dict[str, dict] = {}
     for clip in sorted(by_clip, key=rank.__getitem__):
         kept = [m for m in by_clip[clip] if m["original"] not in duplicate]
-        if kept:
-            duplicate[clip] = min(kept, key=lambda m: rank[m["original"]])
+        chained = [
+            m
+            for m in by_clip[clip]
+            if m["original"] in duplicate
+            and m["contained"]
+            and duplicate[m["original"]]["contained"]
+        ]
+        if kept or chained:
+            duplicate[clip] = min(kept or chained, key=lambda m: rank[m["original"]])
     return duplicate
 
 
@@ -345,7 +398,7 @@ class DedupStep(Phase2Step):
             rows = map_rows(rows, _with_tier)
             found = find_candidates(rows, candidates, self.cfg, self.tier_names, self.resources)
             pairs = found.num_rows
-            matches = judge_pairs(found, self.cfg, clips.analysis, self.resources, clips.in_memory)
+            matches = judge_pairs(found, clips, self.cfg, self.resources)
             for cid, match in sorted(greedy_groups(matches, self.rank(clips, matches)).items()):
                 row = clips.row_of[cid]
                 kept[row] = False

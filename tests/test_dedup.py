@@ -9,13 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import ray.data
 
 from curate import schema
 from curate.config.sections import CurateConfig, DedupConfig, RebalanceConfig
 from curate.run.phase2 import Candidates, run_steps
 from curate.storage import Store
-from stages.dedup import DedupStep, find_duplicates, greedy_groups, rank_order
+from stages.dedup import MATCHES, DedupStep, candidate_pairs, greedy_groups, rank_order
 from stages.rebalance import RebalanceStep, rebalance
 
 DIM = schema.EMBEDDING_DIM
@@ -67,27 +66,57 @@ def planted(
     return table, x, concept, truth
 
 
-def found_pairs(dups: pa.Table) -> set:
+def found_pairs(ids: list[str], result) -> set:
+    of = result.columns["duplicate_of"].to_pylist()
+    return {frozenset((ids[k], o)) for k, o in enumerate(of) if o is not None}
+
+
+def match(clip: str, original: str, contained: bool) -> dict:
+    span = {"start_s": 0.0, "end_s": 4.0, "of_start_s": 0.0, "of_end_s": 4.0}
     return {
-        frozenset(p) for p in zip(dups["clip_id"].to_pylist(), dups["duplicate_of"].to_pylist())
+        "clip_id": clip,
+        "original": original,
+        "method": "frame-hash",
+        "similarity": 0.9,
+        "span": span,
+        "detail": "",
+        "contained": contained,
     }
 
 
-def test_greedy_keeps_the_best_member_and_does_not_chain():
-    # a ~ b, b ~ c, but a !~ c: c survives when b is dropped as a's duplicate.
-    a = unit(np.eye(DIM)[0] + 0.0)
-    b = unit(np.eye(DIM)[0] + 0.35 * np.eye(DIM)[1])
-    c = unit(np.eye(DIM)[0] + 0.7 * np.eye(DIM)[1])
-    x = np.stack([a, b, c])
-    sims = x @ x.T
-    cfg = DedupConfig(threshold=float(min(sims[0, 1], sims[1, 2]) - 1e-4))
-    assert sims[0, 2] < cfg.threshold
-    assert set(greedy_groups(x, ["s1", "s2", "s3"], cfg)) == {1}
-    # Clips of one source are never each other's duplicates unless asked.
-    assert greedy_groups(x[:2], ["s", "s"], cfg) == {}
-    assert set(greedy_groups(x[:2], ["s", "s"], cfg.model_copy(update={"same_source": True}))) == {
-        1
+def test_greedy_keeps_the_best_member_and_chains_only_whole_copies():
+    # b copies a, c copies b but not a: c survives b's removal when its copy of b is partial
+    # (c holds footage b's original lacks), and goes when both are whole copies.
+    rank = {"a": 0, "b": 1, "c": 2}
+    partial = pa.Table.from_pylist([match("b", "a", True), match("c", "b", False)], MATCHES)
+    assert set(greedy_groups(partial, rank)) == {"b"}
+    whole = pa.Table.from_pylist([match("b", "a", True), match("c", "b", True)], MATCHES)
+    assert {k: m["original"] for k, m in greedy_groups(whole, rank).items()} == {
+        "b": "a",
+        "c": "b",
     }
+    # A clip copying two kept clips is the duplicate of the better-ranked one.
+    both = pa.Table.from_pylist([match("c", "b", False), match("c", "a", False)], MATCHES)
+    assert greedy_groups(both, rank)["c"]["original"] == "a"
+
+
+def test_candidates_are_the_nearest_clips_of_other_sources():
+    x = unit(np.eye(DIM)[:4] + 0.9 * np.eye(DIM)[4])  # every pair at cosine ~0.45
+    cfg = DedupConfig(candidate_threshold=0.4, max_candidates=2)
+    pairs = candidate_pairs(x, ["s1", "s2", "s3", "s4"], cfg)
+    assert all(i < j and cos == pytest.approx(0.81 / 1.81, abs=1e-3) for i, j, cos in pairs)
+    per_clip = np.bincount([k for i, j, _ in pairs for k in (i, j)], minlength=4)
+    assert per_clip.min() >= 2
+    # Clips of one source are never each other's candidates unless asked.
+    assert candidate_pairs(x[:2], ["s", "s"], cfg) == []
+    same = cfg.model_copy(update={"same_source": True})
+    assert [p[:2] for p in candidate_pairs(x[:2], ["s", "s"], same)] == [(0, 1)]
+    assert (
+        candidate_pairs(
+            x, ["s1", "s2", "s3", "s4"], cfg.model_copy(update={"candidate_threshold": 0.5})
+        )
+        == []
+    )
 
 
 def test_rank_order_prefers_strict_tier_then_sharpness():
@@ -107,8 +136,9 @@ def test_rank_order_prefers_strict_tier_then_sharpness():
 
 
 @pytest.mark.parametrize("max_cluster_size", [20_000, 150])
-def test_distributed_dedup_recovers_planted_duplicates(ray_local, max_cluster_size):
+def test_distributed_dedup_recovers_planted_duplicates(ray_local, tmp_path, max_cluster_size):
     table, _, _, truth = planted()
+    pq.write_table(table, tmp_path / "part-00000.parquet")
     config = CurateConfig.model_validate(
         {
             "dedup": {
@@ -118,23 +148,36 @@ def test_distributed_dedup_recovers_planted_duplicates(ray_local, max_cluster_si
             }
         }
     )
-    dups = find_duplicates(
-        ray.data.from_arrow(table),
-        table.num_rows,
-        config.dedup,
-        [t.name for t in config.tiers],
-        config.ray.phase2,
-    )
-    pairs = found_pairs(dups)
+    index = table.drop_columns(["embedding"])
+    index = index.append_column("start_s", pa.array(np.zeros(table.num_rows)))
+    index = index.append_column("end_s", pa.array(np.full(table.num_rows, 8.0)))
+    clips = Candidates(index, np.ones(table.num_rows, bool), Store(tmp_path), in_memory=False)
+    result = DedupStep.from_config(config).run(clips)
+    pairs = found_pairs(index["clip_id"].to_pylist(), result)
     recall = len(pairs & truth) / 120  # 60 groups x 2 copies each lose one pair to the keeper
     precision = len(pairs & truth) / max(1, len(pairs))
     assert precision == 1.0
     assert recall >= 0.9, (recall, max_cluster_size)
-    # Each group keeps exactly one member: the sharpest.
+    # Each group keeps exactly one member, the sharpest, and says why the others went.
     sharp = dict(zip(table["clip_id"].to_pylist(), table["sharpness"].to_pylist()))
-    for cid, kept in zip(dups["clip_id"].to_pylist(), dups["duplicate_of"].to_pylist()):
-        assert sharp[kept] >= sharp[cid]
-    assert not set(dups["duplicate_of"].to_pylist()) & set(dups["clip_id"].to_pylist())
+    columns = {k: v.to_pylist() for k, v in result.columns.items()}
+    ids = index["clip_id"].to_pylist()
+    for k, kept in enumerate(columns["duplicate_of"]):
+        if kept is None:
+            assert columns["duplicate_method"][k] is None
+            continue
+        assert sharp[kept] >= sharp[ids[k]]
+        assert columns["duplicate_method"][k] == "embedding"
+        assert columns["duplicate_similarity"][k] >= 0.95
+        assert columns["duplicate_span"][k] == {
+            "start_s": 0.0,
+            "end_s": 8.0,
+            "of_start_s": 0.0,
+            "of_end_s": 8.0,
+        }
+    assert not set(columns["duplicate_of"]) & {
+        ids[k] for k, o in enumerate(columns["duplicate_of"]) if o
+    }
 
 
 def _rebalance_input(concept):

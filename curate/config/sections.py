@@ -179,7 +179,7 @@ class DedupConfig(Model):
         description="Cosine similarity at which the embeddings alone make a duplicate.",
     )
     candidate_threshold: float = Field(
-        0.3,
+        0.4,
         gt=0,
         le=1,
         description="Cosine similarity from which a pair is a candidate for the frame-hash "

@@ -16,7 +16,14 @@ import av
 import cv2
 import numpy as np
 
+from curate.config.sections import CurateConfig
+from curate.copy_detection import ClipEvidence
+from curate.media.video import probe
+from curate.signals.base import ClipWindow
+from curate.signals.fingerprint import FingerprintSignal
+from curate.signals.keyframes import KeyframeSignal
 from scripts.common.synth import write_video
+from stages.analyze import decode_series
 
 Frames = list[np.ndarray]
 
@@ -182,4 +189,20 @@ def write_copy(path: Path, frames: Frames, fps: float, edit: Edit) -> Path:
     edited, out_fps = edit.apply(frames, fps)
     return write_video(
         path, edited, fps=float(Fraction(out_fps).limit_denominator(1001)), crf=edit.crf
+    )
+
+
+def whole_file_evidence(path: Path, cfg: CurateConfig) -> ClipEvidence:
+    """What the dedup stage reads of a clip, for a whole file taken as one clip: the decode
+    pass's frame hashes and keyframes."""
+    info = probe(str(path), max_pixels=cfg.probe.max_pixels)
+    signals = [FingerprintSignal.from_config(cfg.analyze), KeyframeSignal.from_config(cfg.analyze)]
+    series = decode_series(str(path), info, cfg.analyze, signals)
+    window = ClipWindow(0, 0, series.num_frames, 0.0, series.end_time, 0.0)
+    hashes = signals[0].clip_values(series["fingerprint"], window)
+    return ClipEvidence(
+        duration=series.end_time,
+        fingerprint=hashes["fingerprint"],
+        times=np.asarray(hashes["fingerprint_times"], np.float32),
+        keyframes=signals[1].clip_values(series["keyframes"], window)["keyframes"],
     )
