@@ -260,6 +260,7 @@ def verify(keyframes_a: list[bytes], keyframes_b: list[bytes]) -> Verification |
 
 
 EMBEDDING, FRAME_HASH, VERIFIED = "embedding", "frame-hash", "verified"
+METHODS = (EMBEDDING, FRAME_HASH, VERIFIED)
 """``duplicate_method`` values: what decided a merge."""
 
 

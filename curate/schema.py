@@ -133,6 +133,10 @@ DUPLICATE_SPAN = pa.struct(
 (``start_s``-``end_s``) and from the original clip's start (``of_start_s``-``of_end_s``)."""
 
 
+DUPLICATE_FIELDS = ("duplicate_of", "duplicate_similarity", "duplicate_method", "duplicate_span")
+"""The columns the dedup stage sets on every duplicate (null on every other row)."""
+
+
 def later_fields(dim: int) -> tuple[pa.Field, ...]:
     """Columns filled after the decode pass: the embed stage, phase 2 and captions."""
     return (

@@ -46,7 +46,7 @@ from curate.media.imaging import from_jpeg
 from curate.run.phase2 import Candidates
 from curate.storage import Store
 from scripts.common.copies import EDITS, Edit, read_segment, whole_file_evidence, write_copy
-from scripts.common.paths import SHARED_VIDEOS
+from scripts.common.paths import DEFAULT_CONFIG, SHARED_VIDEOS
 from stages.dedup import DedupStep
 from stages.embed import SignatureEmbedder
 
@@ -280,7 +280,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(None, args.set)
+    cfg = load_config(DEFAULT_CONFIG, args.set)
     started = time.perf_counter()
     items = build(args.workdir, args.videos, args.originals, args.seconds)
     print(

@@ -435,9 +435,8 @@ class DedupStep(Phase2Step):
 
 
 DUPLICATE_COLUMNS = {
-    "duplicate_of": pa.string(),
-    "duplicate_similarity": pa.float32(),
-    "duplicate_method": pa.string(),
-    "duplicate_span": schema.DUPLICATE_SPAN,
+    f.name: f.type
+    for f in schema.later_fields(schema.EMBEDDING_DIM)
+    if f.name in schema.DUPLICATE_FIELDS
 }
 """The ``analysis`` columns the step sets on every duplicate."""

@@ -20,7 +20,7 @@ LAYERS = (
     ("curate.signals",),
     ("curate.contract",),
     ("curate.config.sections", "curate.config.errors", "curate.config.loading"),
-    ("curate.config.reference", "curate.caption", "curate.inputs"),
+    ("curate.config.reference", "curate.caption", "curate.inputs", "curate.copy_detection"),
     ("curate.output",),
     ("curate.report",),
     ("curate.run",),

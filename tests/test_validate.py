@@ -53,6 +53,21 @@ def by_reason(reason):
     return lambda t: drop_first(t, pc.equal(t["reason"], reason))
 
 
+def _blank_duplicate_evidence(t: pa.Table) -> pa.Table:
+    for name in ("duplicate_method", "duplicate_span"):
+        t = t.set_column(t.schema.get_field_index(name), name, pa.nulls(t.num_rows, t[name].type))
+    return t
+
+
+def _duplicate_cycle(t: pa.Table) -> pa.Table:
+    """The first duplicate's original becomes a duplicate of it."""
+    of = t["duplicate_of"].to_pylist()
+    first = next(k for k, o in enumerate(of) if o is not None)
+    ids = t["clip_id"].to_pylist()
+    of[ids.index(of[first])] = ids[first]
+    return t.set_column(t.schema.get_field_index("duplicate_of"), "duplicate_of", pa.array(of))
+
+
 CORRUPTIONS = {
     "row deleted from loosest tier": (
         drop_loose_only_clip,
@@ -111,6 +126,17 @@ CORRUPTIONS = {
             ),
         ),
         ["reasons outside the vocabulary: ['ugly']"],
+    ),
+    "duplicate evidence lost": (
+        lambda out: rewrite(out / "analysis", _blank_duplicate_evidence),
+        [
+            "duplicates have a duplicate_method outside ['embedding', 'frame-hash', 'verified']",
+            "duplicates have a duplicate_span outside the two clips",
+        ],
+    ),
+    "duplicate of a duplicate of itself": (
+        lambda out: rewrite(out / "analysis", _duplicate_cycle),
+        ["duplicates are in a duplicate_of chain that never reaches a kept clip"],
     ),
     "manifest removed": (
         lambda out: (out / "manifest.json").unlink(),

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from curate import contract, schema
+from curate.copy_detection import METHODS
 from curate.output.record import InspectError, Manifest, open_output
 from curate.output.tables import output_schema_problems, read_table
 from curate.storage import Store
@@ -36,6 +37,7 @@ def validate(output: Store | str | os.PathLike) -> list[str]:
         ("accounting", lambda: accounting_problems(store)),
         ("tiers", lambda: _tier_problems(store, manifest, names)),
         ("rejects", lambda: _reject_problems(store, manifest)),
+        ("duplicates", lambda: _duplicate_problems(store)),
     ]
     for what, check in checks:
         try:
@@ -161,3 +163,62 @@ def _reject_problems(output: Store, manifest: Manifest) -> list[str]:
             f"are not in analysis: {_ids(later - analysed)}"
         )
     return problems
+
+
+SPAN_SLACK_S = 0.05
+"""How far past a clip's end a duplicate span may reach (rounding of frame times)."""
+
+
+def _duplicate_problems(output: Store) -> list[str]:
+    """Every merge is auditable: a duplicate names an analysis row it copies, how that was
+    decided, how similar and where; its reject says ``duplicate``; chains end at a kept clip."""
+    columns = ["clip_id", "duration_s", *schema.DUPLICATE_FIELDS]
+    analysis = read_table(output, "analysis", columns=columns).to_pylist()
+    by_id = {r["clip_id"]: r for r in analysis}
+    rejects = read_table(output, "rejects", columns=["clip_id", "reason"])
+    rejected = {
+        c
+        for c, r in zip(rejects["clip_id"].to_pylist(), rejects["reason"].to_pylist())
+        if r == "duplicate"
+    }
+    bad: dict[str, set[str]] = {}
+
+    def flag(problem: str, clip: str) -> None:
+        bad.setdefault(problem, set()).add(clip)
+
+    for row in analysis:
+        clip, original = row["clip_id"], row["duplicate_of"]
+        if original is None:
+            if any(row[f] is not None for f in schema.DUPLICATE_FIELDS):
+                flag("rows have duplicate details but no duplicate_of", clip)
+            if clip in rejected:
+                flag("rows are rejected as duplicate but have no duplicate_of", clip)
+            continue
+        if clip not in rejected:
+            flag("duplicates have no 'duplicate' reject", clip)
+        if original not in by_id or original == clip:
+            flag("duplicates name a duplicate_of that is not another analysis row", clip)
+            continue
+        if row["duplicate_method"] not in METHODS:
+            flag(f"duplicates have a duplicate_method outside {list(METHODS)}", clip)
+        similarity = row["duplicate_similarity"]
+        if similarity is None or not -1.0 <= similarity <= 1.0:
+            flag("duplicates have no duplicate_similarity in [-1, 1]", clip)
+        if not _span_fits(row["duplicate_span"], row, by_id[original]):
+            flag("duplicates have a duplicate_span outside the two clips", clip)
+        seen = {clip}
+        while original is not None and original not in seen and original in by_id:
+            seen.add(original)
+            original = by_id[original]["duplicate_of"]
+        if original is not None:
+            flag("duplicates are in a duplicate_of chain that never reaches a kept clip", clip)
+    return [f"analysis: {len(ids)} {what}: {_ids(ids)}" for what, ids in bad.items()]
+
+
+def _span_fits(span: dict | None, clip: dict, original: dict) -> bool:
+    if span is None:
+        return False
+    return all(
+        0.0 <= span[start] < span[end] <= (row["duration_s"] or 0.0) + SPAN_SLACK_S
+        for start, end, row in (("start_s", "end_s", clip), ("of_start_s", "of_end_s", original))
+    )

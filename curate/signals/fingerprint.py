@@ -82,7 +82,7 @@ def frame_hashes(gray: np.ndarray) -> bytes | None:
 class FingerprintSignal(FrameSignal):
     name = "fingerprint"
     fields = (
-        pa.field("fingerprint", pa.list_(pa.binary(HASH_BYTES * len(SCALES)))),
+        pa.field("fingerprint", pa.list_(pa.binary())),
         pa.field("fingerprint_times", pa.list_(pa.float32())),
     )
     config = FingerprintConfig

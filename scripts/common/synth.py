@@ -537,6 +537,7 @@ def _synthetic_analysis(c: _SynthClips, rng: np.random.Generator):
                 "embedding_model": np.full(n, "synthetic", dtype=object),
                 "cluster_id": c.cluster,
                 "duplicate_of": c.duplicate_of,
+                **_synthetic_duplicates(c),
                 "sample_weight": pa.array(np.ones(n, np.float32), mask=~c.kept),
                 "tier": c.strictest,
                 "thumbnail": pa.array([thumbs[k] for k in c.cluster], pa.binary()),
@@ -546,6 +547,31 @@ def _synthetic_analysis(c: _SynthClips, rng: np.random.Generator):
         ),
         contract.ANALYSIS,
     )
+
+
+def _synthetic_duplicates(c: _SynthClips) -> dict:
+    """The dedup columns of :func:`synthetic_output`: each duplicate matches its original by
+    embedding, over the shorter of the two clips."""
+    import pyarrow as pa
+
+    dup = c.duplicate_of != None  # noqa: E711
+    row_of = {cid: k for k, cid in enumerate(c.ids)}
+    spans = [
+        {
+            "start_s": 0.0,
+            "end_s": float(min(c.duration[k], c.duration[row_of[o]])),
+            "of_start_s": 0.0,
+            "of_end_s": float(min(c.duration[k], c.duration[row_of[o]])),
+        }
+        if o is not None
+        else None
+        for k, o in enumerate(c.duplicate_of)
+    ]
+    return {
+        "duplicate_similarity": pa.array(np.full(len(dup), 0.97, np.float32), mask=~dup),
+        "duplicate_method": np.where(dup, "embedding", None),
+        "duplicate_span": spans,
+    }
 
 
 _SYNTH_BROKEN = [f"/data/videos/broken{j}.mp4" for j in range(2)]
