@@ -1,7 +1,9 @@
 """Scale benchmark of phase 2: dedup and re-balance N synthetic 512-d clip embeddings.
 
 Writes an ``analysis``-shaped Parquet folder of N clips (default 1,000,000) with skewed concept
-clusters (Zipf sizes) and planted groups of near-duplicate copies, then runs the real phase-2
+clusters (Zipf sizes), frame hashes for every clip, and planted copies (half of them edited:
+an embedding moved to a cosine of about 0.7, frame hashes with 1 bit in 16 flipped, found only
+by the frame-hash check), then runs the real phase-2
 code (the ``dedup`` and ``rebalance`` steps of ``curate.run.registry.PHASE2_STEPS``: sampled
 K-means fit, Ray Data assignment, one task per cluster for pairwise dedup, re-balancing) on a
 local Ray instance. The table is built
@@ -34,6 +36,7 @@ import pyarrow.parquet as pq
 
 from curate import contract, schema
 from curate.config.sections import CurateConfig
+from curate.signals.fingerprint import HASH_BYTES, SCALES
 from scripts.common.timing import Stopwatch
 
 DIM = schema.EMBEDDING_DIM
@@ -109,10 +112,46 @@ class PeakMemory:
         )
 
 
+FRAMES = 8
+"""Hashed frames per synthetic clip (an 8 s clip at analyze.fingerprint.fps 1)."""
+
+HASH_WIDTH = HASH_BYTES * len(SCALES)
+"""Bytes per hashed frame (every centred region's hash)."""
+
+
+def fingerprints(rng: np.random.Generator, rows: int) -> np.ndarray:
+    """Random frame hashes, ``(rows, FRAMES, HASH_WIDTH)`` bytes: unrelated clips are about
+    128 bits apart."""
+    return rng.integers(0, 256, size=(rows, FRAMES, HASH_WIDTH), dtype=np.uint8)
+
+
+def edited(hashes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The hashes of an edited copy: 1 bit in 16 flipped (about 16 of 256 per region, as a
+    crop or a brightness change does)."""
+    flips = rng.random((*hashes.shape, 8)) < 1 / 16
+    return hashes ^ np.packbits(flips, axis=-1)[..., 0]
+
+
+def fingerprint_columns(hashes: np.ndarray) -> dict[str, pa.Array]:
+    rows = len(hashes)
+    flat = np.ascontiguousarray(hashes).reshape(-1)
+    values = pa.Array.from_buffers(
+        pa.binary(HASH_WIDTH), rows * FRAMES, [None, pa.py_buffer(flat)]
+    ).cast(pa.binary())
+    offsets = pa.array(np.arange(0, rows * FRAMES + 1, FRAMES, dtype=np.int32))
+    times = pa.array(np.tile(np.arange(FRAMES, dtype=np.float32), rows))
+    return {
+        "fingerprint": pa.ListArray.from_arrays(offsets, values),
+        "fingerprint_times": pa.ListArray.from_arrays(offsets, times),
+    }
+
+
 def write_dataset(
     folder: Path, n: int, concepts: int, dup_share: float, seed: int, rows_per_file: int
-) -> set[frozenset]:
-    """Write ``n`` clips; returns the planted duplicate pairs (as clip-id pairs)."""
+) -> tuple[set[frozenset], set[frozenset]]:
+    """Write ``n`` clips; returns the planted duplicate pairs (as clip-id pairs): copies with
+    near-identical embeddings, and edited copies (half of them) whose embeddings moved to a
+    cosine of about 0.7 and whose frame hashes differ in 1 bit of 16."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(concepts, DIM)).astype(np.float32)
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
@@ -121,19 +160,22 @@ def write_dataset(
     n_copies = int(n * dup_share)
     n_originals = n - n_copies
     truth: set[frozenset] = set()
+    truth_edited: set[frozenset] = set()
     folder.mkdir(parents=True)
     originals_written = 0
     part = 0
     # Copies of the previous part's originals land in the next part, so they cross shards.
-    pending: list[tuple[str, np.ndarray]] = []
+    pending: list[tuple[str, np.ndarray, np.ndarray]] = []
     while originals_written < n_originals or pending:
         take = min(rows_per_file - len(pending), n_originals - originals_written)
         labels = rng.choice(concepts, size=take, p=weights)
         x = centers[labels] + rng.normal(scale=0.06, size=(take, DIM)).astype(np.float32)
         ids = [f"o{originals_written + i:08d}" for i in range(take)]
-        copy_ids = [c for c, _ in pending]
+        hashes = fingerprints(rng, take)
+        copy_ids = [c for c, _, _ in pending]
         if pending:
-            x = np.concatenate([x, np.stack([v for _, v in pending])])
+            x = np.concatenate([x, np.stack([v for _, v, _ in pending])])
+            hashes = np.concatenate([hashes, np.stack([h for _, _, h in pending])])
             ids += copy_ids
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         rows = len(ids)
@@ -160,6 +202,7 @@ def write_dataset(
                     "start_s": np.zeros(rows),
                     "end_s": np.full(rows, 8.0),
                     "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), DIM),
+                    **fingerprint_columns(hashes),
                 }
             ),
             contract.analysis_schema(DIM),
@@ -172,19 +215,27 @@ def write_dataset(
         budget = n_copies - len(truth)  # one copy per planted original
         k = min(budget, take // 10)
         pending = []
-        for i in rng.choice(take, size=max(0, k), replace=False):
-            copy = x[i] + rng.normal(scale=0.005, size=DIM).astype(np.float32)
+        for j, i in enumerate(rng.choice(take, size=max(0, k), replace=False)):
             cid = f"c{ids[i][1:]}"
-            pending.append((cid, copy / np.linalg.norm(copy)))
+            if j % 2:  # an edited copy: only the frame hashes can tell
+                copy = x[i] + rng.normal(scale=0.044, size=DIM).astype(np.float32)
+                pending.append((cid, copy / np.linalg.norm(copy), edited(hashes[i], rng)))
+                truth_edited.add(frozenset((ids[i], cid)))
+            else:
+                copy = x[i] + rng.normal(scale=0.005, size=DIM).astype(np.float32)
+                pending.append((cid, copy / np.linalg.norm(copy), hashes[i]))
             truth.add(frozenset((ids[i], cid)))
         if not take and not pending:
             break
-    return truth
+    return truth, truth_edited
 
 
 PHASE2_CONFIG = {
     "dedup": {
         "threshold": 0.95,
+        # Judging costs per candidate pair: 0.5 keeps the synthetic concepts' members (cosine
+        # 0.35 +- 0.03) out of each other's candidates, as 0.4 would not.
+        "candidate_threshold": 0.5,
         "max_cluster_size": 5000,
         "kmeans": {"k": 512, "min_cluster_size": 500, "sample_size": 50_000, "iterations": 15},
     },
@@ -197,9 +248,11 @@ PHASE2_CONFIG = {
 """Dedup and re-balance settings sized for a million clips."""
 
 
-def run_phase2(analysis_folder: Path) -> tuple[list, list, dict, float, tuple[float, float, float]]:
+def run_phase2(
+    analysis_folder: Path,
+) -> tuple[list, list, dict, dict, float, tuple[float, float, float]]:
     """The dedup and rebalance steps over ``analysis_folder`` on a local 2-CPU Ray: the clip
-    ids, each clip's ``duplicate_of``, the rebalance funnel, wall seconds and
+    ids, each clip's ``duplicate_of``, the dedup and rebalance funnels, wall seconds and
     :meth:`PeakMemory.stop`'s figures."""
     import ray
 
@@ -225,6 +278,7 @@ def run_phase2(analysis_folder: Path) -> tuple[list, list, dict, float, tuple[fl
     return (
         ids,
         result.columns["duplicate_of"].to_pylist(),
+        result.funnel["dedup"],
         result.funnel["rebalance"],
         elapsed,
         peaks,
@@ -244,7 +298,7 @@ def main() -> int:
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
     watch = Stopwatch()
-    truth = write_dataset(
+    truth, truth_edited = write_dataset(
         work / "analysis",
         args.clips,
         args.concepts,
@@ -255,7 +309,7 @@ def main() -> int:
     written = sum(pq.read_metadata(f).num_rows for f in (work / "analysis").glob("part-*.parquet"))
     print(f"wrote {written} clips ({len(truth)} planted duplicate pairs) in {watch.seconds:.0f} s")
 
-    ids, dup_of, rebalance, elapsed, peaks = run_phase2(work / "analysis")
+    ids, dup_of, dedup, rebalance, elapsed, peaks = run_phase2(work / "analysis")
     peak_gib, tree_start_gib, tree_peak_gib = peaks
     found = {frozenset((a, b)) for a, b in zip(ids, dup_of) if b}
     recall = len(found & truth) / max(1, len(truth))
@@ -267,7 +321,9 @@ def main() -> int:
     )
     print(
         f"dedup: {len(found)} duplicates found, {len(truth)} planted: "
-        f"recall {recall:.4f}, precision {precision:.4f}"
+        f"recall {recall:.4f}, precision {precision:.4f}; edited copies (frame hashes only): "
+        f"recall {len(found & truth_edited) / max(1, len(truth_edited)):.4f}; "
+        f"{dedup['candidate_pairs']} candidate pairs judged, methods {dedup['methods']}"
     )
     print(
         f"rebalance: cap {rebalance.get('cap')}, largest cluster share "

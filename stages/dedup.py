@@ -257,6 +257,11 @@ class JudgePairs:
             keyframes = self.read(wanted, ["keyframes"])
             for k in undecided:
                 pair = batch[k]
+                if not (
+                    keyframes[pair["row"]].get("keyframes")
+                    and keyframes[pair["original_row"]].get("keyframes")
+                ):
+                    continue
                 match = judge(
                     _evidence(hashes[pair["original_row"]], keyframes[pair["original_row"]]),
                     _evidence(hashes[pair["row"]], keyframes[pair["row"]]),

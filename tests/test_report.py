@@ -481,4 +481,11 @@ def test_report_of_real_run_in_browser(shared_run, browser, tmp_path):
     assert "tier default: " in text and "gate min_sharpness" in text
     assert "reject_slideshow=on" in text and "border_top" in text
     assert "histogram of border_top" not in page.page.content()
-    assert "rabbit320.mp4" in page.page.inner_text("#duplicates")
+    duplicates = page.page.inner_text("#duplicates")
+    assert "rabbit320.mp4" in duplicates
+    # The merged pair's matched keyframes, with the evidence of the merge.
+    assert page.loaded("#duplicates figure.match img") == page.count("#duplicates figure.match img")
+    assert page.count("#duplicates figure.match img") == 1
+    assert "matched frames: kept clip left, rabbit320.mp4 right" in duplicates
+    assert "keypoint matches agree" in duplicates and "s of the kept clip" in duplicates
+    page.page.locator("#duplicates").screenshot(path=str(ARTIFACTS / "report-duplicates.png"))

@@ -86,6 +86,7 @@ def summarize(
         by_stage = Counter(f"{s}/{r}" for s, r in zip(rejects["stage"].to_pylist(), reasons))
         candidates = dataset(store, "analysis").count_rows()
         selection = _selection(store, manifest, tier, where, sample)
+        duplicates = _duplicates(dataset(store, "analysis"), sample)
     except (pa.ArrowInvalid, KeyError, OSError) as e:
         raise unreadable(store, e) from e
     return {
@@ -99,6 +100,32 @@ def summarize(
         "schema_problems": output_schema_problems(store, manifest, names),
         "timing": manifest.timing.stages,
         "selection": selection,
+        "duplicates": duplicates,
+    }
+
+
+DUPLICATE_COLUMNS = ["duplicate_method", "duplicate_similarity", "duplicate_span"]
+"""What a merge records beside ``duplicate_of`` (outputs of older versions lack them)."""
+
+
+def _duplicates(analysis: ds.Dataset, sample: int) -> dict:
+    """Merged clips by the method that decided them, and ``sample`` merged pairs."""
+    names = ["clip_id", "source", "start_s", "end_s", "duplicate_of"]
+    present = [c for c in DUPLICATE_COLUMNS if c in analysis.schema.names]
+    merged = analysis.to_table(columns=names + present, filter=pc.field("duplicate_of").is_valid())
+    by_method = (
+        _counts(merged["duplicate_method"]) if present else {"(unrecorded)": merged.num_rows}
+    )
+    shown = merged.take(spread(merged.num_rows, sample)).to_pylist()
+    originals = analysis.to_table(
+        columns=names[:4],
+        filter=pc.field("clip_id").isin(sorted({r["duplicate_of"] for r in shown})),
+    )
+    by_id = {r["clip_id"]: r for r in originals.to_pylist()}
+    return {
+        "clips": merged.num_rows,
+        "by_method": by_method,
+        "pairs": [{**row, "original": by_id.get(row["duplicate_of"])} for row in shown],
     }
 
 
@@ -223,6 +250,8 @@ def summary_text(summary: dict) -> str:
     lines += [f"  - {p}" for p in problems]
     lines += timing_lines(summary.get("timing") or {})
 
+    lines += duplicate_lines(summary.get("duplicates"))
+
     sel = summary["selection"]
     hours = "" if sel["hours"] is None else f", {sel['hours']:.3f} h"
     where = f" where {sel['where']}" if sel["where"] else ""
@@ -254,3 +283,30 @@ def summary_text(summary: dict) -> str:
     if sel["samples"] and "caption" not in sel["samples"][0]:
         lines.append("  (captions live in the tier tables: add --tier NAME to see them)")
     return "\n".join(lines)
+
+
+def duplicate_lines(duplicates: dict | None) -> list[str]:
+    """The merges, by method, and a few merged pairs with where they match."""
+    if not duplicates or not duplicates["clips"]:
+        return ["duplicates: none"]
+    methods = ", ".join(f"{m} {n}" for m, n in duplicates["by_method"].items())
+    lines = [f"duplicates: {duplicates['clips']} ({methods})"]
+    for pair in duplicates["pairs"]:
+        original = pair["original"] or {"source": pair["duplicate_of"]}
+        evidence = pair.get("duplicate_method") or ""
+        if pair.get("duplicate_similarity") is not None:
+            evidence += f", similarity {pair['duplicate_similarity']:.2f}"
+        span = pair.get("duplicate_span")
+        if span:
+            evidence += (
+                f", its {span['start_s']:.1f}-{span['end_s']:.1f} s = "
+                f"{span['of_start_s']:.1f}-{span['of_end_s']:.1f} s of the original"
+            )
+        lines.append(f"  {_clip_text(pair)} copies {_clip_text(original)}: {evidence}")
+    return lines
+
+
+def _clip_text(row: dict) -> str:
+    start, end = row.get("start_s"), row.get("end_s")
+    span = f" [{start:.1f}-{end:.1f} s]" if start is not None and end is not None else ""
+    return f"{row.get('source')}{span}"

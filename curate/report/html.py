@@ -68,6 +68,8 @@ figure.thumb video { width: 176px; height: 112px; background: #000; display: blo
   align-items: center; justify-content: center; }
 .kept img { outline: 3px solid #2ca02c; } .dropped img { outline: 3px solid #d62728; }
 .group { display: flex; gap: 6px; margin: 6px 0; padding: 6px; background: #f6f6f6; }
+figure.match { margin: 0 0 0 12px; font-size: 11px; }
+figure.match img { height: 112px; display: block; }
 .muted { color: #777; } .nowrap { white-space: nowrap; }
 """
 
@@ -115,7 +117,11 @@ def _sections(
         ("clusters", "Concept clusters", _clusters(manifest, data.clusters, thumbs)),
         ("tiers", "Contact sheets", _contact_sheets(data.sheets, data.media, remote)),
         ("rejects", "Rejected examples", _rejects(rejects, data.reject_examples, thumbs, named)),
-        ("duplicates", "Duplicate groups", _duplicates(data.duplicates, thumbs, named)),
+        (
+            "duplicates",
+            "Duplicate groups",
+            _duplicates(data.duplicates, data.matches, thumbs, named),
+        ),
     ]
 
 
@@ -472,7 +478,9 @@ def _rejects(
     return "".join(parts)
 
 
-def _duplicates(groups: list[list[dict]], thumbs: dict, named: dict[str, str]) -> str:
+def _duplicates(
+    groups: list[list[dict]], matches: dict[str, dict], thumbs: dict, named: dict[str, str]
+) -> str:
     if not groups:
         return '<p class="muted">No duplicates were found.</p>'
     parts = []
@@ -480,11 +488,37 @@ def _duplicates(groups: list[list[dict]], thumbs: dict, named: dict[str, str]) -
         kept = clip_text(group[0])
         figures = []
         for i, member in enumerate(group):
-            # The detail names the kept clip (by id, shown by file and span) and the cosine.
+            # The detail names the kept clip (by id, shown by file and span) and the evidence.
             verdict = readable_detail(member["detail"], named) or f"duplicate of {kept}"
             lines = [file_name(member["source"]), span_text(member), "kept" if i == 0 else verdict]
             kind = "kept" if i == 0 else "dropped"
             title = f"{member['source']} {span_text(member)}"
             figures.append(_thumb(thumbs.get(member["clip_id"]), title, lines, kind))
+        match = matches.get(group[1]["clip_id"])
+        if match:
+            figures.append(_matched_frames(group[1], match))
         parts.append(f'<div class="group">{"".join(figures)}</div>')
     return "".join(parts)
+
+
+def _matched_frames(duplicate: dict, match: dict) -> str:
+    """The kept clip's and the duplicate's matched keyframes, and where the two clips match."""
+    lines = [f"matched frames: kept clip left, {file_name(duplicate['source'])} right"]
+    method = duplicate.get("duplicate_method")
+    if method:
+        similarity = duplicate.get("duplicate_similarity")
+        lines.append(f"{method}, similarity {similarity:.2f}" if similarity is not None else method)
+    span = duplicate.get("duplicate_span")
+    if span:
+        lines.append(
+            f"its {span['start_s']:.1f}-{span['end_s']:.1f} s = "
+            f"{span['of_start_s']:.1f}-{span['of_end_s']:.1f} s of the kept clip"
+        )
+    if match["inliers"]:
+        mirrored = ", mirrored" if match["mirror"] else ""
+        lines.append(f"{match['inliers']} keypoint matches agree{mirrored}")
+    text = "<br>".join(_caption_line(line) for line in lines)
+    return (
+        f'<figure class="match"><img src="{_jpeg(match["image"])}" alt="{_e(lines[0])}">'
+        f"<figcaption>{text}</figcaption></figure>"
+    )

@@ -17,10 +17,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from curate import schema
 from curate.contract import ALL_GATES
 from curate.output.record import Manifest
 from curate.output.summary import dataset, spread, unreadable
 from curate.report.labels import clip_text
+from curate.report.matches import matched_frames
 from curate.storage import Store
 
 ANALYSIS_COLUMNS = [
@@ -32,6 +34,9 @@ ANALYSIS_COLUMNS = [
     "height",
     "cluster_id",
     "duplicate_of",
+    "duplicate_method",
+    "duplicate_similarity",
+    "duplicate_span",
     "tier",
 ]
 """The scalar columns of ``analysis`` the report reads besides the run's scores (thumbnails
@@ -77,6 +82,10 @@ class PageData:
     clusters: dict[int, list[dict]]
     reject_examples: dict[str, list[dict]]
     duplicates: list[list[dict]]
+    """Duplicate groups: the kept clip, then the clips that copy it."""
+    matches: dict[str, dict]
+    """The matched frames of the first duplicate of each group shown
+    (``curate.report.matches``), by its id."""
     thumbs: dict[str, bytes | None]
     """The thumbnails of the clips shown in clusters, rejects and duplicate groups."""
     named: dict[str, str]
@@ -106,13 +115,17 @@ def read_page_data(
         wanted |= {r["clip_id"] for rows in rejected.values() for r in rows}
         wanted |= {r["clip_id"] for group in duplicates for r in group}
         thumbs = _thumbnails(dataset(store, "analysis"), wanted - {None})
+        pairs = [(group[1]["clip_id"], group[0]["clip_id"]) for group in duplicates]
+        matches = matched_frames(dataset(store, "analysis"), pairs)
         details = [r["detail"] for rows in rejected.values() for r in rows]
         details += [r["detail"] for group in duplicates for r in group]
         named = _clip_names(analysis, details)
         media = _media_links(store, sheets, page_dir)
     except (pa.ArrowInvalid, KeyError, OSError) as e:
         raise unreadable(store, e) from e
-    return PageData(analysis, rejects, sheets, clusters, rejected, duplicates, thumbs, named, media)
+    return PageData(
+        analysis, rejects, sheets, clusters, rejected, duplicates, matches, thumbs, named, media
+    )
 
 
 def _analysis_columns(data: ds.Dataset, scores: tuple[str, ...]) -> pa.Table:
@@ -189,7 +202,8 @@ def _duplicate_groups(analysis: pa.Table, rejects: pa.Table, n: int) -> list[lis
     }
     groups: dict[str, list[dict]] = defaultdict(list)
     found = analysis.filter(pc.is_valid(analysis["duplicate_of"]))
-    for row in found.select([*CLIP_COLUMNS, "duplicate_of"]).to_pylist():
+    evidence = [c for c in schema.DUPLICATE_FIELDS if c in found.column_names]
+    for row in found.select([*CLIP_COLUMNS, *evidence]).to_pylist():
         row["detail"] = detail.get(row["clip_id"])
         groups[row.pop("duplicate_of")].append(row)
     shown = sorted(groups)[:n]
