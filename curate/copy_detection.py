@@ -135,21 +135,26 @@ def _best_mapping(
     ta: np.ndarray, tb: np.ndarray, d: np.ndarray, tolerance_s: float
 ) -> tuple[np.ndarray, float] | None:
     """Indices of the matches on the line ``tb = speed * ta + offset`` with the most matches
-    (each frame of A and of B used once, closest hashes first), and its speed."""
-    best: tuple[int, float, np.ndarray, float] | None = None
-    order = np.argsort(d, kind="stable")
+    (each frame of A and of B used once, closest hashes first), and its speed. At each speed
+    the line through the match that most others lie near is taken; ties go to the smaller
+    summed distance, then to the speed nearer 1."""
+    best: tuple[tuple[int, float], np.ndarray, float] | None = None
+    most = min(np.unique(ta).size, np.unique(tb).size)
     for speed in SPEEDS:
         offsets = tb - speed * ta
-        for offset in np.unique(offsets.round(2)):
-            on_line = order[np.abs(offsets[order] - offset) <= tolerance_s]
-            keep = _one_to_one(ta[on_line], tb[on_line])
-            chosen = on_line[keep]
-            score = (chosen.size, -float(d[chosen].sum()))
-            if best is None or score > best[:2]:
-                best = (chosen.size, score[1], chosen, float(speed))
-    if best is None or best[0] == 0:
+        on_line = np.abs(offsets[:, None] - offsets[None, :]) <= tolerance_s
+        k = int(np.lexsort(((on_line * d[:, None]).sum(axis=0), -on_line.sum(axis=0)))[0])
+        members = np.flatnonzero(on_line[:, k])
+        members = members[np.argsort(d[members], kind="stable")]
+        chosen = members[_one_to_one(ta[members], tb[members])]
+        score = (chosen.size, -float(d[chosen].sum()))
+        if best is None or score > best[0]:
+            best = (score, chosen, float(speed))
+        if chosen.size == most:  # every frame matched on one line: nothing can beat it
+            break
+    if best is None or not best[1].size:
         return None
-    return best[2], best[3]
+    return best[1], best[2]
 
 
 def _one_to_one(ta: np.ndarray, tb: np.ndarray) -> np.ndarray:

@@ -140,6 +140,21 @@ def methods(cfg: DedupConfig) -> dict[str, Callable[[Item, Item], bool]]:
     }
 
 
+SECONDS: dict[str, list[float]] = {}
+"""CPU seconds of every pair each method judged."""
+
+
+def _timed(name: str, match: Callable[[Item, Item], bool]) -> Callable[[Item, Item], bool]:
+    def timed(a: Item, b: Item) -> bool:
+        started = time.process_time()
+        try:
+            return match(a, b)
+        finally:
+            SECONDS.setdefault(name, []).append(time.process_time() - started)
+
+    return timed
+
+
 def vpdq_method() -> Callable[[Item, Item], bool] | None:
     """vPDQ (Meta's video hash) where its package is installed: frames at 1 fps, a match
     when half of either video's frames find a hash within 31 bits (its reference settings)."""
@@ -234,6 +249,7 @@ def table(
         pair_methods["vPDQ"] = vpdq
     recall: dict[str, dict[str, float]] = {}
     false: dict[str, tuple[int, int]] = {}
+    pair_methods = {name: _timed(name, match) for name, match in pair_methods.items()}
     for name, match in pair_methods.items():
         for edit in dict.fromkeys(c.edit for c in copies):
             found = [match(originals[c.family], c) for c in copies if c.edit == edit]
@@ -307,6 +323,9 @@ def main() -> None:
     for name in names:
         wrong, total = false[name]
         print(f"| {name} | {wrong} of {total} |")
+    print("\nCPU per judged pair (alone: all its work on every pair it saw)\n")
+    for name, seconds in SECONDS.items():
+        print(f"| {name} | {1000 * np.mean(seconds):.1f} ms | {len(seconds)} pairs |")
     if "vPDQ" not in names:
         print(
             "\nvPDQ: not installed (pip install vpdq builds it against FFmpeg's development "

@@ -93,19 +93,21 @@ def candidate_pairs(
     computed block by block."""
     pairs: dict[tuple[int, int], float] = {}
     k = cfg.max_candidates
+    source = np.unique(np.asarray(sources, dtype=object), return_inverse=True)[1]
     for start in range(0, len(x), BLOCK):
         sims = x[start : start + BLOCK] @ x.T
         rows = np.arange(start, start + len(sims))
         sims[rows - start, rows] = -1.0  # a clip is not its own candidate
         if not cfg.same_source:
-            src = np.asarray(sources, dtype=object)
-            sims[src[rows][:, None] == src[None, :]] = -1.0
-        top = np.argpartition(-sims, min(k, sims.shape[1] - 1), axis=1)[:, :k]
-        for r, cols in zip(rows.tolist(), top):
+            sims[source[rows][:, None] == source[None, :]] = -1.0
+        hits = sims >= cfg.candidate_threshold
+        for r in np.flatnonzero(hits.any(axis=1)).tolist():
+            cols = np.flatnonzero(hits[r])
+            if cols.size > k:
+                cols = cols[np.argpartition(-sims[r, cols], k)[:k]]
             for c in cols.tolist():
-                cos = float(sims[r - start, c])
-                if cos >= cfg.candidate_threshold:
-                    pairs[(min(r, c), max(r, c))] = cos
+                row = start + r
+                pairs[(min(row, c), max(row, c))] = float(sims[r, c])
     return [(i, j, cos) for (i, j), cos in sorted(pairs.items())]
 
 
@@ -181,7 +183,7 @@ def find_candidates(
         return CANDIDATES.empty_table()
     sample = embeddings_of(sample_embeddings(rows, total, cfg.kmeans, seed))
     centroids = fit_centroids(sample, total, cfg.kmeans, seed)
-    labelled = assign(rows, centroids, "dedup_cluster", resources)
+    labelled = assign(rows, centroids, "dedup_cluster", resources, cfg.boundary_margin)
     if isinstance(labelled, pa.Table):
         compare = DedupCluster(cfg, tier_names, seed)
         labels = labelled["dedup_cluster"]
@@ -198,6 +200,9 @@ def find_candidates(
         )
         tables = list(result.iter_batches(batch_size=None, batch_format="pyarrow"))
     found = pa.concat_tables(tables) if tables else CANDIDATES.empty_table()
+    # A pair of boundary clips is found in both clusters: keep it once.
+    found = found.group_by(["clip_id", "original"]).aggregate([("cosine", "max")])
+    found = found.rename_columns(["clip_id", "original", "cosine"])
     log.info(
         "dedup: %d candidate pairs among %d clips in %d clusters",
         found.num_rows,
@@ -215,14 +220,16 @@ class JudgePairs:
 
     def __init__(self, cfg: DedupConfig, analysis: Store, starts: list[int]) -> None:
         self.cfg = cfg
-        self.analysis = analysis
         self.starts = np.asarray(starts)
+        # Opened once per actor: listing the shards reads every footer.
+        data = shards(analysis)
+        self.names = set(data.schema.names)
+        self.fragments = list(data.get_fragments())
 
     def read(self, rows: list[int], columns: list[str]) -> dict[int, dict]:
         """``columns`` of the analysis rows ``rows``, by row."""
-        data = shards(self.analysis)
-        columns = [c for c in columns if c in data.schema.names]
-        fragments = list(data.get_fragments())
+        columns = [c for c in columns if c in self.names]
+        fragments = self.fragments
         wanted = np.unique(np.asarray(rows, np.int64))
         out: dict[int, dict] = {row: {} for row in wanted.tolist()}
         if not columns:  # an analysis table without them: nothing to read
@@ -294,8 +301,9 @@ def _evidence(row: dict, keyframes: dict | None = None) -> ClipEvidence:
     )
 
 
-JUDGE_BATCH = 512
-"""Candidate pairs per judging task."""
+JUDGE_BATCH = 2048
+"""Candidate pairs per judging task: pairs are sorted by row, so a batch reads the hashes of a
+few shards, once each."""
 
 
 def judge_pairs(
@@ -328,7 +336,8 @@ def judge_pairs(
     else:
         import ray  # the driver already runs Ray when the table is this large
 
-        judged = ray.data.from_arrow(pairs).map_batches(
+        blocks = [pairs.slice(i, JUDGE_BATCH) for i in range(0, pairs.num_rows, JUDGE_BATCH)]
+        judged = ray.data.from_arrow(blocks).map_batches(
             JudgePairs,
             fn_constructor_kwargs={"cfg": cfg, "analysis": clips.analysis, "starts": starts},
             batch_size=JUDGE_BATCH,

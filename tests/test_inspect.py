@@ -94,6 +94,14 @@ def test_inspect_selects_tier_where_and_samples(small_output, capsys):
     }
     assert sum(selection["orientation"].values()) == 400
     assert len(selection["samples"]) == 4 and "caption" in selection["samples"][0]
+    duplicates = everything["duplicates"]
+    n = manifest["rejects"]["duplicate"]
+    assert duplicates["clips"] == n and duplicates["by_method"] == {"embedding": n}
+    analysis = {r["clip_id"]: r for r in pq.read_table(small_output / "analysis").to_pylist()}
+    assert len(duplicates["pairs"]) == min(4, n)
+    for pair in duplicates["pairs"]:
+        assert analysis[pair["clip_id"]]["duplicate_of"] == pair["original"]["clip_id"]
+        assert pair["duplicate_span"]["end_s"] > pair["duplicate_span"]["start_s"]
 
     strict = f"sharpness < {2 * SYNTH_TIERS['strict']} and orientation = portrait"
     args = ["inspect", str(small_output), "--tier", "strict", "--where", strict, "--json"]
@@ -157,6 +165,8 @@ def test_inspect_text_prints_captions(small_output, capsys):
     assert "caption: a synthetic clip of a grey square" in out
     assert "caption: (none)" in out
     assert "selection: tiers/loose" in out and "schema: ok" in out
+    assert re.search(r"duplicates: \d+ \(embedding \d+\)", out)
+    assert re.search(r"copies /\S+ \[[\d.]+-[\d.]+ s\]: embedding, similarity 0.97, its ", out)
     assert main(["inspect", str(small_output), "--sample", "0"]) == 0
     assert "samples:" not in capsys.readouterr().out
 

@@ -227,7 +227,11 @@ def test_shared_near_duplicate_pair_is_found(shared_run):
     out, _, _ = shared_run
     analysis = rows(
         out / "analysis",
-        ["clip_id", "source", "duplicate_of", "cluster_id", "embedding_model", "sample_weight"],
+        [
+            *("clip_id", "source", "start_s", "duration_s", "cluster_id", "embedding_model"),
+            *("sample_weight", "duplicate_of", "duplicate_method", "duplicate_similarity"),
+            "duplicate_span",
+        ],
     )
     by_id = {r["clip_id"]: r for r in analysis}
     dups = [
@@ -236,6 +240,19 @@ def test_shared_near_duplicate_pair_is_found(shared_run):
         if r["duplicate_of"]
     ]
     assert dups == [("rabbit320.mp4", "rabbit.webm")]  # the larger copy is kept
+    # The merge records its evidence: how it was decided, how alike, which seconds match.
+    (dup,) = [r for r in analysis if r["duplicate_of"]]
+    kept = by_id[dup["duplicate_of"]]
+    assert dup["duplicate_method"] in ("embedding", "frame-hash", "verified")
+    assert 0.5 < dup["duplicate_similarity"] <= 1.0
+    span = dup["duplicate_span"]
+    assert 0 <= span["start_s"] < span["end_s"] <= dup["duration_s"] + 0.05
+    assert 0 <= span["of_start_s"] < span["of_end_s"] <= kept["duration_s"] + 0.05
+    # Both clips show the same seconds of the rabbit video: the matched spans line up in it.
+    assert dup["start_s"] + span["start_s"] == pytest.approx(
+        kept["start_s"] + span["of_start_s"], abs=1.0
+    )
+    assert span["end_s"] - span["start_s"] > 0.6 * dup["duration_s"]
     assert all(r["cluster_id"] is not None for r in analysis)
     assert {r["embedding_model"] for r in analysis} == {"signature-v2"}
     manifest = json.loads((out / "manifest.json").read_text())

@@ -109,6 +109,12 @@ SMOKE: dict[str, Smoke] = {
         shared=True,
         timeout=400,
     ),
+    "eval_dedup.py": Smoke(
+        ("--videos", "{videos}", "--originals", "1", "--seconds", "6", "--workdir", "{tmp}"),
+        ("files: 1 originals", "| crop 20% |", "| combined |", "false merges", "ms |"),
+        shared=True,
+        timeout=400,
+    ),
     "eval_shots.py": Smoke(
         ("--videos", "{videos}", "--limit", "2", "--detectors", "combined,scenedetect-content"),
         ("real footage", "| combined |", "| scenedetect-content |", "synthetic: 8 videos"),

@@ -194,6 +194,13 @@ class DedupConfig(Model):
     max_cluster_size: int = Field(
         20_000, ge=2, description="Larger clusters are split so no task is quadratic in them."
     )
+    boundary_margin: float | None = Field(
+        None,
+        ge=0,
+        description="A clip whose second-nearest K-means centroid is within this cosine of "
+        "the nearest is compared in both clusters too, so a copy that fell on the other side "
+        "of a boundary is still found (e.g. 0.01; null: nearest cluster only).",
+    )
     same_source: bool = Field(
         False,
         description="Also compare clips of the same source. Off: windows of one video are "

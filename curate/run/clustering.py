@@ -120,24 +120,46 @@ def nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 
 class AssignClusters:
-    """Adds ``column`` = index of the nearest centroid (cosine)."""
+    """Adds ``column`` = index of the nearest centroid (cosine). With ``margin``, a row whose
+    second-nearest centroid is within ``margin`` of the nearest is also emitted a second time,
+    labelled with that one: a clip on the boundary belongs to both."""
 
-    def __init__(self, centroids: np.ndarray, column: str) -> None:
+    def __init__(self, centroids: np.ndarray, column: str, margin: float | None = None) -> None:
         self.centroids = centroids
         self.column = column
+        self.margin = margin
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        labels = nearest(embeddings_of(batch), self.centroids) if batch.num_rows else []
-        return batch.append_column(self.column, pa.array(labels, pa.int32()))
+        if not batch.num_rows:
+            return batch.append_column(self.column, pa.array([], pa.int32()))
+        sims = embeddings_of(batch) @ self.centroids.T
+        labels = np.argmax(sims, axis=1).astype(np.int32)
+        out = batch.append_column(self.column, pa.array(labels, pa.int32()))
+        if self.margin is None or sims.shape[1] < 2:
+            return out
+        top2 = np.argsort(-sims, axis=1)[:, :2]
+        second = np.take_along_axis(sims, top2, axis=1)
+        near = np.flatnonzero(second[:, 0] - second[:, 1] <= self.margin)
+        again = batch.take(near).append_column(
+            self.column, pa.array(top2[near, 1].astype(np.int32), pa.int32())
+        )
+        return pa.concat_tables([out, again])
 
 
-def assign(rows: Rows, centroids: np.ndarray, column: str, resources: StageResources) -> Rows:
-    """``rows`` with ``column``: the nearest centroid of each."""
+def assign(
+    rows: Rows,
+    centroids: np.ndarray,
+    column: str,
+    resources: StageResources,
+    margin: float | None = None,
+) -> Rows:
+    """``rows`` with ``column``: the nearest centroid of each (and the second nearest as well,
+    as a second row, for rows within ``margin`` of it)."""
     if isinstance(rows, pa.Table):
-        return AssignClusters(centroids, column)(rows)
+        return AssignClusters(centroids, column, margin)(rows)
     return rows.map_batches(
         AssignClusters,
-        fn_constructor_kwargs={"centroids": centroids, "column": column},
+        fn_constructor_kwargs={"centroids": centroids, "column": column, "margin": margin},
         batch_format="pyarrow",
         **pool_args(resources),
     )
