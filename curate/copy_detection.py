@@ -315,25 +315,28 @@ def judge(
             cfg.frame_hash.max_distance,
             cfg.frame_hash.tolerance_s,
         )
-    span = whole if alignment is None else _span(alignment, original, duplicate)
-    contained = alignment is None or _reaches_ends(alignment, duplicate.times)
+    shorter = min(len(original.fingerprint or ()), len(duplicate.fingerprint or ()))
+    aligned = (
+        alignment is not None
+        and alignment.frames >= cfg.frame_hash.min_frames
+        and alignment.frames >= cfg.frame_hash.min_share * shorter
+    )
+    # Without enough aligned frames the clips count as matched whole.
+    span = _span(alignment, original, duplicate) if aligned else whole
+    contained = not aligned or _reaches_ends(alignment, duplicate.times)
     # A clip too flat to hash (black, a fade) has a degenerate embedding: never merged on it.
     hashable = original.fingerprint != [] and duplicate.fingerprint != []
     if cosine >= cfg.threshold and hashable:
         detail = f"cosine {cosine:.3f} >= dedup.threshold"
         return Match(EMBEDDING, cosine, span, detail, contained)
-    if cfg.frame_hash.enabled and alignment is not None:
-        shorter = min(len(original.fingerprint or ()), len(duplicate.fingerprint or ()))
-        if (
-            alignment.frames >= cfg.frame_hash.min_frames
-            and alignment.frames >= cfg.frame_hash.min_share * shorter
-        ):
-            mirror = ", mirrored" if alignment.mirror else ""
-            detail = (
-                f"{alignment.frames} of {shorter} hashed frames aligned at speed "
-                f"{alignment.speed:.2f}{mirror}, mean distance {alignment.distance:.0f}/256 bits"
-            )
-            return Match(FRAME_HASH, alignment.similarity, span, detail, contained)
+    if cfg.frame_hash.enabled and aligned:
+        mirror = ", mirrored" if alignment.mirror else ""
+        detail = (
+            f"{alignment.frames} of {shorter} hashed frames aligned, played at "
+            f"{1 / alignment.speed:.2f}x the original's speed{mirror}, mean distance "
+            f"{alignment.distance:.0f}/256 bits"
+        )
+        return Match(FRAME_HASH, alignment.similarity, span, detail, contained)
     if cfg.verify.enabled and verify_pair and original.keyframes and duplicate.keyframes:
         found = verify(original.keyframes, duplicate.keyframes)
         if (

@@ -10,18 +10,18 @@ embedding), then judged:
 - per method alone, on every (original, copy) pair and every pair of distinct shared videos:
   ``embedding`` (cosine >= dedup.threshold), ``frame-hash`` (temporal alignment of the frame
   hashes), ``verified`` (ORB + RANSAC on keyframes);
-- ``combined``: the dedup stage itself (``stages.dedup.find_duplicates``: candidate retrieval,
-  then the cascade) over all files at once. A copy counts as found when it is merged into its
-  original or into another copy of it; a merge of two files of different footage is a false
-  merge.
+- ``combined``: the dedup stage itself (``stages.dedup.DedupStep``: candidate retrieval,
+  judging, grouping), over the originals, one edit's copies and every shared video of other
+  footage at a time. A copy counts as found when it ends in one duplicate group with its
+  original; a merge of two files of different footage is a false merge.
 
-The shared videos known to be copies of each other (``rabbit.webm`` and ``rabbit320.mp4``)
-are reported as their own row, not as negatives. vPDQ gets a row when its Python package is
+The shared videos known to show the same footage as another (:data:`KNOWN_COPIES`) are
+reported as their own row, not as negatives. vPDQ gets a row when its Python package is
 installed (``pip install vpdq``, a source build against FFmpeg's development libraries).
 
 Run from the repo root::
 
-    python scripts/eval_dedup.py [--originals 8] [--seconds 10] [--workdir /tmp/eval-dedup]
+    python scripts/eval_dedup.py [--originals 10] [--seconds 10] [--workdir /tmp/curate-eval-dedup]
 """
 
 from __future__ import annotations
@@ -156,8 +156,10 @@ def _timed(name: str, match: Callable[[Item, Item], bool]) -> Callable[[Item, It
 
 
 def vpdq_method() -> Callable[[Item, Item], bool] | None:
-    """vPDQ (Meta's video hash) where its package is installed: frames at 1 fps, a match
-    when half of either video's frames find a hash within 31 bits (its reference settings)."""
+    """vPDQ (Meta's video hash) where its package is installed, with its reference matcher's
+    settings: frames hashed at 1 fps, frames of quality below 50 left out, a frame matches
+    within 31 bits, and the copy (the second clip) matches when 80 % of its distinct frame
+    hashes find a match in the original."""
     try:
         import vpdq  # type: ignore[import-not-found]
     except ImportError:
@@ -166,17 +168,17 @@ def vpdq_method() -> Callable[[Item, Item], bool] | None:
 
     def hashes(item: Item) -> list:
         if item.path not in cache:
-            cache[item.path] = vpdq.computeHash(str(item.path), seconds_per_hash=1)
+            features = vpdq.computeHash(str(item.path), seconds_per_hash=1)
+            unique = {f.hex: f.hash for f in features if f.quality >= 50}
+            cache[item.path] = list(unique.values())
         return cache[item.path]
 
-    def match(a: Item, b: Item) -> bool:
-        ha, hb = hashes(a), hashes(b)
-        if not ha or not hb:
+    def match(original: Item, copy: Item) -> bool:
+        target, query = hashes(original), hashes(copy)
+        if not target or not query:
             return False
-        near = [[x.hamming_distance(y) <= 31 for y in hb] for x in ha]
-        share_a = np.mean([any(row) for row in near])
-        share_b = np.mean([any(col) for col in zip(*near)])
-        return bool(share_a >= 0.5 or share_b >= 0.5)
+        found = [any(vpdq.hamming_distance(q, t) <= 31 for t in target) for q in query]
+        return float(np.mean(found)) >= 0.8
 
     return match
 

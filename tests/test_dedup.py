@@ -304,3 +304,24 @@ def test_kmeans_is_imported_in_the_background_while_phase_1_runs():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_boundary_clips_are_compared_in_both_clusters():
+    from curate.run.clustering import AssignClusters
+
+    centroids = unit(np.eye(DIM)[:2])
+    x = unit(np.stack([np.eye(DIM)[0], np.eye(DIM)[0] + 0.99 * np.eye(DIM)[1]]))
+    table = pa.table(
+        {
+            "clip_id": ["a", "b"],
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), DIM),
+        }
+    )
+    plain = AssignClusters(centroids, "c")(table)
+    assert plain["c"].to_pylist() == [0, 0]
+    both = AssignClusters(centroids, "c", margin=0.01)(table)
+    assert list(zip(both["clip_id"].to_pylist(), both["c"].to_pylist())) == [
+        ("a", 0),
+        ("b", 0),
+        ("b", 1),
+    ]
