@@ -146,6 +146,40 @@ def fingerprint_columns(hashes: np.ndarray) -> dict[str, pa.Array]:
     }
 
 
+def part_table(
+    ids: list[str], x: np.ndarray, hashes: np.ndarray, rng: np.random.Generator
+) -> pa.Table:
+    """One shard's rows. Only the columns phase 2 and the tier gates look at get values; every
+    other column of the project's analysis schema (captions, keyframes, camera motion, ...) is
+    null, so a column added to the schema never breaks this benchmark."""
+    rows = len(ids)
+    return schema.conform(
+        pa.table(
+            {
+                "clip_id": ids,
+                "source": [f"video{i}.mp4" for i in ids],
+                "tier": ["default"] * rows,
+                "sharpness": rng.uniform(10, 500, rows).astype(np.float32),
+                "width": np.full(rows, 1280, np.int32),
+                "height": np.full(rows, 720, np.int32),
+                "duration_s": np.full(rows, 8.0),
+                "motion_score": np.full(rows, 0.1, np.float32),
+                "aesthetic": np.full(rows, 6.0, np.float32),
+                **{
+                    f"border_{side}": np.zeros(rows, np.float32)
+                    for side in ("top", "bottom", "left", "right")
+                },
+                "orientation": ["landscape"] * rows,
+                "start_s": np.zeros(rows),
+                "end_s": np.full(rows, 8.0),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), DIM),
+                **fingerprint_columns(hashes),
+            }
+        ),
+        contract.analysis_schema(DIM),
+    )
+
+
 def write_dataset(
     folder: Path, n: int, concepts: int, dup_share: float, seed: int, rows_per_file: int
 ) -> tuple[set[frozenset], set[frozenset]]:
@@ -178,35 +212,7 @@ def write_dataset(
             hashes = np.concatenate([hashes, np.stack([h for _, _, h in pending])])
             ids += copy_ids
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        rows = len(ids)
-        # Only the columns phase 2 and the tier gates look at get values; every other column
-        # of the project's analysis schema (captions, keyframes, camera motion, ...) is null,
-        # so a column added to the schema never breaks this benchmark.
-        table = schema.conform(
-            pa.table(
-                {
-                    "clip_id": ids,
-                    "source": [f"video{i}.mp4" for i in ids],
-                    "tier": ["default"] * rows,
-                    "sharpness": rng.uniform(10, 500, rows).astype(np.float32),
-                    "width": np.full(rows, 1280, np.int32),
-                    "height": np.full(rows, 720, np.int32),
-                    "duration_s": np.full(rows, 8.0),
-                    "motion_score": np.full(rows, 0.1, np.float32),
-                    "aesthetic": np.full(rows, 6.0, np.float32),
-                    **{
-                        f"border_{side}": np.zeros(rows, np.float32)
-                        for side in ("top", "bottom", "left", "right")
-                    },
-                    "orientation": ["landscape"] * rows,
-                    "start_s": np.zeros(rows),
-                    "end_s": np.full(rows, 8.0),
-                    "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), DIM),
-                    **fingerprint_columns(hashes),
-                }
-            ),
-            contract.analysis_schema(DIM),
-        )
+        table = part_table(ids, x, hashes, rng)
         pq.write_table(table, folder / f"part-{part:05d}.parquet", compression="zstd")
         part += 1
         originals_written += take

@@ -116,10 +116,12 @@ def _duplicates(analysis: ds.Dataset, sample: int) -> dict:
     by_method = (
         _counts(merged["duplicate_method"]) if present else {"(unrecorded)": merged.num_rows}
     )
-    shown = merged.take(spread(merged.num_rows, sample)).to_pylist()
+    shown = merged.take(pa.array(spread(merged.num_rows, sample), pa.int64())).to_pylist()
     originals = analysis.to_table(
         columns=names[:4],
-        filter=pc.field("clip_id").isin(sorted({r["duplicate_of"] for r in shown})),
+        filter=pc.field("clip_id").isin(
+            pa.array(sorted({r["duplicate_of"] for r in shown}), pa.string())
+        ),
     )
     by_id = {r["clip_id"]: r for r in originals.to_pylist()}
     return {
