@@ -443,7 +443,7 @@ class DedupStep(Phase2Step):
     def rank(self, clips: Candidates, matches: pa.Table) -> dict[str, int]:
         """Rank (0 = best) of every clip in ``matches`` among them."""
         ids = sorted(set(matches["clip_id"].to_pylist()) | set(matches["original"].to_pylist()))
-        table = clips.index.take([clips.row_of[c] for c in ids])
+        table = clips.index.take(pa.array([clips.row_of[c] for c in ids], pa.int64()))
         order = rank_order(table, self.cfg.rank_by, self.tier_names)
         return {ids[k]: position for position, k in enumerate(order.tolist())}
 
