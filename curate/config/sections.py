@@ -157,8 +157,8 @@ class VerifyConfig(Model):
     max_pairs: int = Field(
         100_000,
         ge=0,
-        description="Candidate pairs verified at most (the most similar first); the cost is "
-        "about 30 ms of CPU per pair.",
+        description="Candidate pairs verified at most (the most similar first); each costs "
+        "about 40 ms of CPU.",
     )
     min_inliers: int = Field(20, ge=4, description="Keypoint matches agreeing on the transform.")
     min_coverage: float = Field(
