@@ -354,8 +354,13 @@ def judge(
     return None
 
 
+def _step(times: np.ndarray, default: float) -> float:
+    """Seconds between a clip's hashed frames."""
+    return float(np.median(np.diff(times))) if len(times) > 1 else default
+
+
 def _reaches_ends(alignment: Alignment, times: np.ndarray) -> bool:
-    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    step = _step(times, 0.0)
     b = alignment.frames_b
     return bool(b.min() <= times[0] + step + 1e-6 and b.max() >= times[-1] - step - 1e-6)
 
@@ -363,7 +368,5 @@ def _reaches_ends(alignment: Alignment, times: np.ndarray) -> bool:
 def _span(
     alignment: Alignment, original: ClipEvidence, duplicate: ClipEvidence
 ) -> tuple[float, float, float, float]:
-    times = original.times
-    step = float(np.median(np.diff(times))) if len(times) > 1 else original.duration
-    a0, a1, b0, b1 = alignment.span(step)
+    a0, a1, b0, b1 = alignment.span(_step(original.times, original.duration))
     return (b0, min(b1, duplicate.duration), a0, min(a1, original.duration))

@@ -120,24 +120,27 @@ def describe(item: Item, cfg: CurateConfig) -> None:
 
 def methods(cfg: DedupConfig) -> dict[str, Callable[[Item, Item], bool]]:
     """Each method alone, as the dedup stage applies it to one pair."""
-    hashes_only = cfg.model_copy(
-        update={"verify": cfg.verify.model_copy(update={"enabled": False})}
-    )
-    keypoints_only = cfg.model_copy(
-        update={"frame_hash": cfg.frame_hash.model_copy(update={"enabled": False})}
-    )
-
-    def cosine(a: Item, b: Item) -> float:
-        return float(a.embedding @ b.embedding)
-
-    return {
-        "embedding": lambda a, b: (
-            judge(a.evidence, b.evidence, cosine(a, b), cfg, False) is not None
-            and cosine(a, b) >= cfg.threshold
-        ),
-        "frame-hash": lambda a, b: judge(a.evidence, b.evidence, -1.0, hashes_only) is not None,
-        "verified": lambda a, b: judge(a.evidence, b.evidence, -1.0, keypoints_only) is not None,
+    off = {"enabled": False}
+    only = {
+        "embedding": {
+            "frame_hash": cfg.frame_hash.model_copy(update=off),
+            "verify": cfg.verify.model_copy(update=off),
+        },
+        "frame-hash": {"verify": cfg.verify.model_copy(update=off)},
+        "verified": {"frame_hash": cfg.frame_hash.model_copy(update=off)},
     }
+
+    def method(name: str) -> Callable[[Item, Item], bool]:
+        alone = cfg.model_copy(update=only[name])
+
+        def match(a: Item, b: Item) -> bool:
+            # A cosine of -1 keeps the embedding rule out of the other methods.
+            cosine = float(a.embedding @ b.embedding) if name == "embedding" else -1.0
+            return judge(a.evidence, b.evidence, cosine, alone) is not None
+
+        return match
+
+    return {name: method(name) for name in only}
 
 
 SECONDS: dict[str, list[float]] = {}

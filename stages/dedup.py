@@ -229,7 +229,6 @@ class JudgePairs:
     def read(self, rows: list[int], columns: list[str]) -> dict[int, dict]:
         """``columns`` of the analysis rows ``rows``, by row."""
         columns = [c for c in columns if c in self.names]
-        fragments = self.fragments
         wanted = np.unique(np.asarray(rows, np.int64))
         out: dict[int, dict] = {row: {} for row in wanted.tolist()}
         if not columns:  # an analysis table without them: nothing to read
@@ -237,7 +236,7 @@ class JudgePairs:
         file_of = np.searchsorted(self.starts, wanted, side="right") - 1
         for f in np.unique(file_of).tolist():
             here = wanted[file_of == f]
-            table = fragments[f].take(pa.array(here - self.starts[f]), columns=columns)
+            table = self.fragments[f].take(pa.array(here - self.starts[f]), columns=columns)
             out.update(zip(here.tolist(), table.to_pylist()))
         return out
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from curate import schema
 from curate.output.record import InspectError, Manifest, open_output
 from curate.output.tables import output_schema_problems, shards
 from curate.output.where import parse_where
@@ -104,17 +105,16 @@ def summarize(
     }
 
 
-DUPLICATE_COLUMNS = ["duplicate_method", "duplicate_similarity", "duplicate_span"]
-"""What a merge records beside ``duplicate_of`` (outputs of older versions lack them)."""
-
-
 def _duplicates(analysis: ds.Dataset, sample: int) -> dict:
     """Merged clips by the method that decided them, and ``sample`` merged pairs."""
-    names = ["clip_id", "source", "start_s", "end_s", "duplicate_of"]
-    present = [c for c in DUPLICATE_COLUMNS if c in analysis.schema.names]
+    names = ["clip_id", "source", "start_s", "end_s"]
+    # Outputs of older versions lack the evidence beside ``duplicate_of``.
+    present = [c for c in schema.DUPLICATE_FIELDS if c in analysis.schema.names]
     merged = analysis.to_table(columns=names + present, filter=pc.field("duplicate_of").is_valid())
     by_method = (
-        _counts(merged["duplicate_method"]) if present else {"(unrecorded)": merged.num_rows}
+        _counts(merged["duplicate_method"])
+        if "duplicate_method" in present
+        else {"(unrecorded)": merged.num_rows}
     )
     shown = merged.take(pa.array(spread(merged.num_rows, sample), pa.int64())).to_pylist()
     originals = analysis.to_table(

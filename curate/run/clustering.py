@@ -115,10 +115,6 @@ def fit_centroids(x: np.ndarray, total: int, cfg: KMeansConfig, seed: int) -> np
     return c / (np.linalg.norm(c, axis=1, keepdims=True) + 1e-12)
 
 
-def nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    return np.argmax(x @ centroids.T, axis=1).astype(np.int32)
-
-
 class AssignClusters:
     """Adds ``column`` = index of the nearest centroid (cosine). With ``margin``, a row whose
     second-nearest centroid is within ``margin`` of the nearest is also emitted a second time,
