@@ -3,6 +3,8 @@ text-heavy real footage is rejected by the default config."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
@@ -13,7 +15,13 @@ from curate.config import ConfigError
 from curate.config.loading import load_config
 from curate.config.sections import CurateConfig
 from curate.signals.ocr import OcrTextDetector
-from curate.signals.text import MorphologyTextDetector, clip_samples, coverage
+from curate.signals.text import (
+    MorphologyTextDetector,
+    TextConfig,
+    TextSignal,
+    clip_samples,
+    coverage,
+)
 from scripts.common.synth import (
     TEXT_KINDS,
     camera_motion_frames,
@@ -134,8 +142,25 @@ def test_missing_ocr_models_stop_the_run_naming_the_key(tmp_path):
 def test_a_clip_reads_at_most_its_cap_of_sampled_frames_spread_over_it():
     times = np.arange(0.0, 16.0, 2.0)  # a 16 s clip sampled at 0.5 fps: 8 samples
     assert clip_samples(times, 0.0, 16.0).tolist() == list(range(8))
-    assert clip_samples(times, 0.0, 16.0, at_most=3).tolist() == [0, 4, 7]
+    # The samples nearest 1/6, 1/2 and 5/6 of the way through (2.7 s, 8 s, 13.3 s).
+    assert clip_samples(times, 0.0, 16.0, at_most=3).tolist() == [1, 4, 7]
     assert clip_samples(times, 4.0, 8.0, at_most=3).tolist() == [2, 3]
+
+
+@pytest.mark.parametrize("min_clip_s", [1.0, 2.0, 4.0])
+def test_the_shortest_clip_reads_two_frames_spread_over_it_never_only_its_first(min_clip_s):
+    signal = TextSignal(TextConfig(detector="morphology"), min_clip_s)
+    blank = np.zeros((36, 64), np.uint8)
+    for t in np.arange(0.0, 30.0, 1 / 30):  # a 30 fps source, fed as the decode pass does
+        frame = SimpleNamespace(time=t, gray=blank)
+        if signal.wants(frame):
+            signal.update(frame)
+    sampled = signal.finish().times
+    for start in np.arange(0.0, 30.0 - min_clip_s, 0.1):
+        read = clip_samples(sampled, start, start + min_clip_s, at_most=2)
+        assert len(read) == 2, start
+        assert sampled[read[1]] - sampled[read[0]] >= min_clip_s / 3 - 1 / 30
+        assert sampled[read].max() >= start + min_clip_s / 2 - 1e-9, start
 
 
 def test_ocr_reads_only_the_capped_frames_of_each_clip(tmp_path, monkeypatch):

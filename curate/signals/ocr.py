@@ -57,9 +57,9 @@ class OcrConfig(Model):
     max_frames_per_clip: int | None = Field(
         3,
         ge=1,
-        description="Sampled frames read per clip, spread evenly over it (first, middle and "
-        "last of its samples at 3): a 16 s clip holds 8 samples at text.fps 0.5, and each "
-        "costs about 0.1 s of CPU. null: every sample.",
+        description="Sampled frames read per clip, the ones nearest the middles of that many "
+        "equal parts of it (1/6, 1/2 and 5/6 of the way through at 3): each costs about 0.1 s "
+        "of CPU. null: every sample inside the clip.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: onnxruntime's CUDA provider when installed and a GPU is there."

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import cv2
 import numpy as np
@@ -29,6 +29,9 @@ from curate.media.imaging import jpeg
 from curate.media.video import DecodedFrame
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
 from curate.signals.ocr import OcrConfig, OcrTextDetector
+
+if TYPE_CHECKING:
+    from curate.contract import AnalyzeConfig
 
 
 class TextDetector(Protocol):
@@ -204,6 +207,10 @@ TEXT_DETECTORS: dict[str, Callable[[TextConfig], TextDetector]] = {
 """Text detectors by the name used in ``analyze.text.detector``."""
 
 
+SAMPLES_PER_CLIP = 3
+"""Samples the shortest clip (``analyze.clips.min_duration_s``) holds at least: a clip reads
+two or more frames spread over it whatever its length, never only its first."""
+
 STABLE_AFTER_S = 0.25
 """Text lines found in a sampled frame are looked at again this much later."""
 
@@ -277,12 +284,15 @@ def overlay_text(
 def clip_samples(
     times: np.ndarray, start_s: float, end_s: float, at_most: int | None = None
 ) -> np.ndarray:
-    """Indices of the samples a clip reads: those inside it, thinned to ``at_most`` spread
-    evenly from its first to its last."""
+    """Indices of the samples a clip reads: those inside it, or, past ``at_most``, the ones
+    nearest the middles of ``at_most`` equal parts of the clip (a quarter and three quarters
+    in at 2), so that fades at its ends and its first frame alone never decide."""
     inside = samples_in(times, start_s, end_s)
     if at_most is None or len(inside) <= at_most:
         return inside
-    return inside[np.round(np.linspace(0, len(inside) - 1, at_most)).astype(int)]
+    targets = start_s + (np.arange(at_most) + 0.5) * (end_s - start_s) / at_most
+    picked = [inside[int(np.argmin(np.abs(times[inside] - t)))] for t in targets]
+    return np.asarray(sorted(set(picked)), inside.dtype)
 
 
 def clip_text_values(ratios: np.ndarray, readings: list[list[str]], inside: np.ndarray) -> dict:
@@ -314,7 +324,13 @@ class TextConfig(SignalConfig):
         description="Text detector, by its name in curate.signals.text.TEXT_DETECTORS: ocr "
         "(PP-OCR, learned) or morphology (no model).",
     )
-    fps: float = Field(0.5, gt=0, description="Frames per second searched for on-screen text.")
+    fps: float = Field(
+        0.5,
+        gt=0,
+        description="Frames per second searched for on-screen text, at least: sampling is "
+        f"denser where clips are short, so that the shortest clip holds {SAMPLES_PER_CLIP} "
+        "samples (analyze.clips.min_duration_s).",
+    )
     ocr: OcrConfig = OcrConfig()
 
 
@@ -345,13 +361,15 @@ class TextSignal(FrameSignal):
     scores = ("text_ratio",)
     source_fields = (pa.field("text_samples", pa.list_(TEXT_SAMPLE)),)
 
-    def __init__(self, cfg: TextConfig) -> None:
+    def __init__(self, cfg: TextConfig, min_clip_s: float | None = None) -> None:
         self.deferred = cfg.detector in DEFERRED_DETECTORS
         self.short_side = cfg.ocr.short_side if self.deferred else None
         self.detector: TextDetector | None = (
             None if self.deferred else TEXT_DETECTORS[cfg.detector](cfg)
         )
-        self.fps = cfg.fps
+        self.interval = 1.0 / cfg.fps
+        if min_clip_s is not None:
+            self.interval = min(self.interval, min_clip_s / SAMPLES_PER_CLIP)
         self.times: list[float] = []
         self.ratios: list[float] = []
         self.readings: list[list[str]] = []
@@ -359,6 +377,10 @@ class TextSignal(FrameSignal):
         self._next_t = 0.0
         self._pending: tuple[float, np.ndarray] | None = None
         """Sample time and frame, waiting for the frame that confirms its lines."""
+
+    @classmethod
+    def from_config(cls, analyze: AnalyzeConfig) -> TextSignal:
+        return cls(analyze.text, analyze.clips.min_duration_s)
 
     @classmethod
     def check(cls, cfg: TextConfig) -> None:
@@ -388,7 +410,7 @@ class TextSignal(FrameSignal):
             self._pending = None
         if t >= self._next_t:
             self._pending = (t, gray)
-            self._next_t = t + 1.0 / self.fps
+            self._next_t = t + self.interval
 
     def finish(self) -> TextSeries:
         return TextSeries(
