@@ -3,7 +3,8 @@
 second decode).
 
 - PP-OCR (``analyze.text.detector: ocr``): on-screen text in the frames the text signal
-  sampled (``text_samples``), with the same temporal filter as in the decode pass;
+  sampled (``text_samples``), with the same temporal filter as in the decode pass; lines that
+  read like a web address, a handle or a copyright sign also raise ``watermark_score``;
 - every registered keyframe detector (``curate.signals.KeyframeDetector``: NudeNet's
   ``detect.nsfw``, a YOLO-family ``detect.objects`` model), on the keyframes.
 
@@ -29,10 +30,12 @@ from curate.signals.text import (
     TEXT_DETECTORS,
     TextConfig,
     TextDetector,
+    TextLine,
     clip_samples,
     clip_text_values,
     overlay_text,
 )
+from curate.signals.watermark import with_read_marks
 
 
 class DetectStage(Stage):
@@ -103,24 +106,28 @@ class DetectStage(Stage):
     ) -> None:
         """The text columns of every clip from the source's sampled frames (only the samples
         some clip reads are run through the detector, at most
-        ``analyze.text.ocr.max_frames_per_clip`` per clip: the rest of a source is no clip's).
-        ``timing`` gets the detector's seconds and frames (``curate.timing``)."""
+        ``analyze.text.ocr.max_frames_per_clip`` per clip: the rest of a source is no clip's),
+        and the watermark columns raised where the lines read like a mark
+        (``curate.signals.watermark.read_marks``). ``timing`` gets the detector's seconds and
+        frames (``curate.timing``)."""
         times = np.asarray([s["time"] for s in samples])
         at_most = self.text_cfg.ocr.max_frames_per_clip
         reads = [clip_samples(times, c["start_s"], c["end_s"], at_most) for c in clips]
         ratios = np.zeros(len(samples), np.float32)
         readings: list[list[str]] = [[] for _ in samples]
+        lines: list[list[TextLine]] = [[] for _ in samples]
         read = sorted({int(i) for inside in reads for i in inside})
         seconds = 0.0
         for i in read:
             frame, confirm = (from_jpeg(samples[i][k], gray=True) for k in ("frame", "confirm"))
             started = time.perf_counter()
-            ratios[i], readings[i] = overlay_text(self.text, frame, confirm)
+            ratios[i], readings[i], lines[i] = overlay_text(self.text, frame, confirm)
             seconds += time.perf_counter() - started
         if timing is not None:
             _add(timing, f"detect.{self.text_cfg.detector}", seconds, frames=len(read))
         for clip, inside in zip(clips, reads):
             clip.update(clip_text_values(ratios, readings, inside))
+            clip.update(with_read_marks(clip, [lines[i] for i in inside]))
 
     def scores(
         self, keyframes: list[list[np.ndarray]], timing: dict[str, float] | None = None

@@ -40,3 +40,18 @@ def jpeg(bgr: np.ndarray, quality: int) -> bytes:
 def from_jpeg(data: bytes, gray: bool = False) -> np.ndarray:
     flags = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
     return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
+OUTLINE_BGR = (0, 0, 255)
+
+
+def outlined(thumbnail: bytes, box: dict[str, float], quality: int = 90) -> bytes:
+    """A JPEG with ``box`` (``x0, y0, x1, y1`` as shares of its size) drawn on it in red."""
+    image = from_jpeg(thumbnail)
+    h, w = image.shape[:2]
+    corners = (
+        (round(box["x0"] * w), round(box["y0"] * h)),
+        (round(box["x1"] * w), round(box["y1"] * h)),
+    )
+    cv2.rectangle(image, corners[0], corners[1], OUTLINE_BGR, max(1, round(min(h, w) / 90)))
+    return jpeg(image, quality)

@@ -19,6 +19,7 @@ import pyarrow.dataset as ds
 
 from curate import schema
 from curate.contract import ALL_GATES
+from curate.media.imaging import outlined
 from curate.output.record import Manifest
 from curate.output.summary import dataset, spread, unreadable
 from curate.report.labels import clip_text
@@ -68,6 +69,9 @@ CLIP_ID = re.compile(r"\b[0-9a-f]{16}\b")
 copies."""
 
 REJECT_COLUMNS = ["source", "clip_id", "stage", "reason", "detail", "start_s", "end_s"]
+
+WATERMARKED, WATERMARK_BOX = "watermarked", "watermark_box"
+"""Clips rejected for a watermark show their thumbnail with the mark's box drawn on."""
 """The columns of ``rejects`` the report reads."""
 
 
@@ -114,7 +118,8 @@ def read_page_data(
         wanted = {r["clip_id"] for rows in clusters.values() for r in rows}
         wanted |= {r["clip_id"] for rows in rejected.values() for r in rows}
         wanted |= {r["clip_id"] for group in duplicates for r in group}
-        thumbs = _thumbnails(dataset(store, "analysis"), wanted - {None})
+        boxed = {r["clip_id"] for r in rejected.get(WATERMARKED, [])}
+        thumbs = _thumbnails(dataset(store, "analysis"), wanted - {None}, boxed)
         pairs = [(group[1]["clip_id"], group[0]["clip_id"]) for group in duplicates]
         matches = matched_frames(dataset(store, "analysis"), pairs)
         details = [r["detail"] for rows in rejected.values() for r in rows]
@@ -229,13 +234,22 @@ def readable_detail(detail: str | None, named: dict[str, str]) -> str:
     return CLIP_ID.sub(lambda m: named.get(m[0], m[0]), detail or "")
 
 
-def _thumbnails(analysis: ds.Dataset, ids: set[str]) -> dict[str, bytes | None]:
+def _thumbnails(
+    analysis: ds.Dataset, ids: set[str], boxed: set[str] = frozenset()
+) -> dict[str, bytes | None]:
+    """The thumbnails of ``ids``; those in ``boxed`` with their ``watermark_box`` drawn on."""
     if not ids:
         return {}
-    table = analysis.to_table(
-        columns=["clip_id", "thumbnail"], filter=pc.field("clip_id").isin(sorted(ids))
-    )
-    return dict(zip(table["clip_id"].to_pylist(), table["thumbnail"].to_pylist()))
+    columns = ["clip_id", "thumbnail"]
+    if boxed and WATERMARK_BOX in analysis.schema.names:
+        columns.append(WATERMARK_BOX)
+    table = analysis.to_table(columns=columns, filter=pc.field("clip_id").isin(sorted(ids)))
+    thumbs = dict(zip(table["clip_id"].to_pylist(), table["thumbnail"].to_pylist()))
+    if WATERMARK_BOX in columns:
+        for clip_id, box in zip(table["clip_id"].to_pylist(), table[WATERMARK_BOX].to_pylist()):
+            if clip_id in boxed and box and thumbs.get(clip_id):
+                thumbs[clip_id] = outlined(thumbs[clip_id], box)
+    return thumbs
 
 
 def _media_links(

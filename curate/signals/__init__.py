@@ -30,6 +30,7 @@ from curate.signals.objects import ObjectDetector
 from curate.signals.sharpness import SharpnessSignal
 from curate.signals.shots import ShotSignal
 from curate.signals.text import TextSignal
+from curate.signals.watermark import WatermarkSignal
 
 SIGNALS: tuple[type[Signal], ...] = (
     ShotSignal,
@@ -38,6 +39,7 @@ SIGNALS: tuple[type[Signal], ...] = (
     MotionPatternSignal,
     KeyframeSignal,
     TextSignal,
+    WatermarkSignal,
     BorderSignal,
     BrightnessSignal,
     ColorfulnessSignal,

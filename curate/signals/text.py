@@ -259,13 +259,25 @@ TEXT_SAMPLE = pa.struct(
 JPEGs at the detector's size)."""
 
 
+@dataclass(frozen=True)
+class TextLine:
+    """A line the detector found in a sampled frame."""
+
+    box: tuple[float, float, float, float]
+    """``x0, y0, x1, y1`` as shares of the frame's width and height."""
+    reading: str
+    """What it reads (empty from a detector that does not read)."""
+    stable: bool
+    """Whether it held still until the confirming frame (overlay text)."""
+
+
 def overlay_text(
     detector: TextDetector, frame: np.ndarray, confirm: np.ndarray
-) -> tuple[float, list[str]]:
-    """Share of ``frame`` covered by overlay text and what its lines read: the lines
-    ``detector`` finds that hold still until ``confirm`` (the same place, a moment later),
-    by correlation or, for rendered labels whose numbers change every frame, by reading the
-    same first word there."""
+) -> tuple[float, list[str], list[TextLine]]:
+    """Share of ``frame`` covered by overlay text, what its lines read, and every line found:
+    overlay lines are those ``detector`` finds that hold still until ``confirm`` (the same
+    place, a moment later), by correlation or, for rendered labels whose numbers change every
+    frame, by reading the same first word there."""
     boxes, texts = detector.detect(frame)
     read = getattr(detector, "read", None)
     stable = []
@@ -278,7 +290,12 @@ def overlay_text(
         ):
             stable.append(i)
     readings = [texts[i] for i in stable if texts[i]] if texts else []
-    return coverage(boxes[stable].reshape(-1, 4), frame.shape), readings
+    h, w = frame.shape[:2]
+    lines = [
+        TextLine((x0 / w, y0 / h, x1 / w, y1 / h), texts[i] if texts else "", i in stable)
+        for i, (x0, y0, x1, y1) in enumerate(boxes.tolist())
+    ]
+    return coverage(boxes[stable].reshape(-1, 4), frame.shape), readings, lines
 
 
 def clip_samples(
@@ -403,7 +420,7 @@ class TextSignal(FrameSignal):
                 jpegs = [jpeg(image, SAMPLE_QUALITY) for image in (before, gray)]
                 self.kept.append({"time": sampled, "frame": jpegs[0], "confirm": jpegs[1]})
             else:
-                ratio, readings = overlay_text(self.detector, before, gray)
+                ratio, readings, _ = overlay_text(self.detector, before, gray)
                 self.times.append(sampled)
                 self.ratios.append(ratio)
                 self.readings.append(readings)

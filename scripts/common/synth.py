@@ -449,6 +449,41 @@ def text_case_frames(kind: str, image: np.ndarray, seed: int = 0, n: int = 125, 
         yield frame
 
 
+SHORT_TEXT_CASES = {
+    "line fading in": (0.3, 0.0),
+    "line fading out": (0.0, 0.3),
+    "subtitle 1.5%": (0.0, 0.0),
+    "plain": None,
+}
+"""Text cases for short clips (:func:`short_text_frames`): seconds after the start at which
+the line starts fading in and before the end at which it has faded out (``FADE_S`` each),
+or None for a case without text."""
+
+FADE_S = 0.4
+
+
+def short_text_frames(
+    kind: str, image: np.ndarray, seconds: float = 6.0, fps: float = 25.0, size=(720, 1280)
+):
+    """A slow pan over ``image`` with the :data:`SHORT_TEXT_CASES` case's line: a subtitle
+    3 % of the frame high that fades in after the start or out before the end, a 1.5 %-high
+    subtitle on screen throughout, or no text."""
+    h = size[0]
+    n = int(seconds * fps)
+    frames = camera_motion_frames(image, "pan_right", 0.5, n=n, size=size)
+    height = (0.015 if kind == "subtitle 1.5%" else 0.03) * h
+    for i, frame in enumerate(frames):
+        if SHORT_TEXT_CASES[kind] is None:
+            yield frame
+            continue
+        t, (lead, tail) = i / fps, SHORT_TEXT_CASES[kind]
+        fade_in = (t - lead) / FADE_S if lead else 1.0
+        fade_out = (seconds - tail - t) / FADE_S if tail else 1.0
+        alpha = float(np.clip(min(fade_in, fade_out), 0.0, 1.0))
+        line = ["the light over the harbour"]
+        yield _put_lines(frame, line, int(0.9 * h), height, alpha=alpha) if alpha > 0 else frame
+
+
 SYNTH_TIERS = {"loose": 20.0, "strict": 100.0}
 """Tiers of ``synthetic_output`` (loosest first) and their ``min_sharpness`` gate."""
 

@@ -1,0 +1,420 @@
+"""Watermarks and logos: what stays put on screen while the picture under it changes.
+
+A semi-transparent watermark adds ``alpha * W`` to every frame, so the median of a pixel's
+gradient over frames with different content is ``alpha * grad W`` (the estimator of Dekel et
+al., "On the Effectiveness of Visible Watermarks", CVPR 2017): scene edges come and go, the
+mark's stay. A still background keeps its edges too, which is why the test here is
+conditional: at each pixel, among the samples where the picture *around it* changed (the
+local mean moved away from its temporal median), the share where the median edge is still
+there. A logo or watermark passes (the content moves under it, the mark does not); a static
+camera's background does not pass, because where something moves over it its edges are
+hidden, and where nothing moves there is no evidence either way. Samples from the source's
+other shots join a clip's own when they help (a logo survives a cut, the scenery does not).
+
+Pixels that pass form regions; long straight edges are left out (letterbox bars, horizons:
+one orientation, where marks have many). Each region's opacity is estimated from how much
+the picture varies inside its strokes against around them (``1 - alpha``): a mark drawn
+opaquely in the middle of the frame is a title or a subtitle (text, not a watermark: the
+``text`` signal measures it), one in a corner or edge band is a broadcaster logo or a URL, and
+a semi-transparent one anywhere is a watermark. A clip gets ``watermark_score`` (0-1, from
+the amount of mark found), ``watermark_box`` (the main region, shares of the frame) and
+``watermark_kind`` (``logo``, ``text``, ``tiled`` or ``none``). Tier gate ``max_watermark``
+(``watermarked``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from curate.config import SignalConfig
+from curate.gates import Gate, at_most, score
+from curate.media.video import DecodedFrame
+from curate.signals.base import ClipWindow, FrameSignal
+from curate.signals.text import TextLine
+
+KINDS = ("none", "logo", "text", "tiled")
+
+WATERMARK_BOX = pa.struct(
+    [
+        pa.field("x0", pa.float32()),
+        pa.field("y0", pa.float32()),
+        pa.field("x1", pa.float32()),
+        pa.field("y1", pa.float32()),
+    ]
+)
+"""A region as shares of the frame's width and height."""
+
+MIN_EDGE = 2.5
+"""Smallest median gradient (gray levels per pixel) that counts as a mark's edge: a 20 %
+white mark over mid-gray content has edges of about 6."""
+
+AGREES = 0.5
+"""A sample shows the median edge where its gradient, projected on the median's direction,
+is at least this share of the median's length."""
+
+CHANGE = 5.0
+"""Standard deviation (gray levels) of the part of a neighbourhood's difference from the
+median frame that no small shift explains, above which the picture there has changed."""
+
+LOCAL = 5
+"""Side of the neighbourhood compared, analysis pixels."""
+
+NOISE_PERCENTILE = 30
+"""Percentile of a window's unexplained variances taken as its noise floor."""
+
+NOISE_FACTOR = 3.0
+"""Change must exceed the noise floor's standard deviation this many times."""
+
+MIN_CHANGED_SHARE = 0.3
+"""Share of the frame that must have changed for a sample to count as evidence."""
+
+MIN_SAMPLES = 3
+"""Samples a window needs before it is judged at all."""
+
+MIN_PERSISTENCE = 0.8
+"""Share of a pixel's changed samples that must still show its median edge."""
+
+TILE = 16
+"""Side of the tiles over which the evidence is pooled, analysis pixels."""
+
+MIN_REGION = 12
+"""Smallest region, in mark pixels."""
+
+MIN_EVIDENCE = 60
+"""Changed samples, summed over a region's edge pixels, in which its edges were seen."""
+
+MAX_HIDDEN = 0.2
+"""Largest share of a region's changed pixel-samples in which its edges were gone: a mark's
+edges stay, while a still scene next to something moving has some that stay and many that
+are hidden."""
+
+MAX_COHERENCE = 0.8
+"""Orientation coherence (0: every direction, 1: one) of the median edges around a pixel
+above which it lies on a line, not a mark."""
+
+LINE_WINDOW = 15
+"""Side of the neighbourhood whose coherence decides, analysis pixels (letters of a mark turn
+within it, a line does not)."""
+
+OPAQUE = 0.25
+"""A region whose least-varying pixels vary less than this share of its surroundings is
+opaque (a 40 % mark lets 0.6 through)."""
+
+CENTRE = (0.3, 0.7)
+"""Horizontal band, as shares of the width, in which the centre of an opaque line of text
+makes it a title or a subtitle (text, measured by the ``text`` signal), not a watermark."""
+
+TITLE_WEIGHT = 0.1
+"""What a title or a subtitle counts for."""
+
+SATURATION = 120.0
+"""Mark pixels (at the 256-px analysis size) at which the score reaches 1 - 1/e."""
+
+MAX_SAMPLES = 720
+"""Samples a source keeps at most (6 minutes at 2 fps): past it every other one is dropped
+and the sampling interval doubles, so memory stays bounded on long sources."""
+
+CONTEXT = 8
+"""Samples from the source's other shots that may join a clip's own."""
+
+
+class WatermarkConfig(SignalConfig):
+    """Watermark and logo detection (``curate/signals/watermark.py``)."""
+
+    fps: float = Field(2.0, gt=0, description="Frames per second kept for the overlay test.")
+
+
+@dataclass
+class Mark:
+    """A region of persistent edges over changing content."""
+
+    pixels: int
+    box: tuple[float, float, float, float]
+    opaque: bool
+    kind: str
+    weight: float
+
+
+def normalised(frames: np.ndarray) -> np.ndarray:
+    """Frames as float32 with each one's mean and contrast matched to the median frame's, so
+    that exposure changes and fades are not content changes."""
+    f = frames.astype(np.float32)
+    means = f.mean(axis=(1, 2), keepdims=True)
+    stds = f.std(axis=(1, 2), keepdims=True) + 1.0
+    return (f - means) * (np.median(stds) / stds) + np.median(means)
+
+
+def gradients(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal and vertical gradients of each frame (gray levels per pixel)."""
+    gx = np.empty_like(frames)
+    gy = np.empty_like(frames)
+    for i, f in enumerate(frames):
+        f = cv2.GaussianBlur(f, (3, 3), 0)
+        gx[i] = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3) / 8
+        gy[i] = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3) / 8
+    return gx, gy
+
+
+@dataclass
+class OverlayMap:
+    """Per-pixel evidence of an overlay over a set of samples."""
+
+    seed: np.ndarray
+    """Edge pixels that persisted in every sample (or nearly) where the picture changed."""
+    shown: np.ndarray
+    """Per edge pixel, changed samples in which its median edge was there (0 elsewhere)."""
+    hidden: np.ndarray
+    """Per edge pixel, changed samples in which its median edge was gone, either sign."""
+    gx: np.ndarray
+    gy: np.ndarray
+    """The median gradients."""
+    spread: np.ndarray
+    """Temporal spread of each pixel's value."""
+
+
+def unexplained_change(frames: np.ndarray, median: np.ndarray) -> np.ndarray:
+    """Per frame and pixel, the variance of the frame's difference from the median frame over
+    a :data:`LOCAL`-pixel neighbourhood that a change of exposure or a small shift of the
+    median frame does not explain (a least-squares fit on the median frame and its two
+    gradients): exposure changes, jitter and slow drift of the scene leave little, different
+    content under a mark leaves all of it."""
+    k = (LOCAL, LOCAL)
+    regressors = [
+        cv2.Sobel(median, cv2.CV_32F, 1, 0, ksize=3) / 8,
+        cv2.Sobel(median, cv2.CV_32F, 0, 1, ksize=3) / 8,
+    ]
+    means = [cv2.blur(x, k) for x in regressors]
+    cov = np.empty((*median.shape, 2, 2), np.float32)
+    for i in range(2):
+        for j in range(i, 2):
+            c = cv2.blur(regressors[i] * regressors[j], k) - means[i] * means[j]
+            cov[..., i, j] = cov[..., j, i] = c
+    cov += np.eye(2, dtype=np.float32) * 1e-2
+    inverse = np.linalg.inv(cov)
+    out = np.empty_like(frames)
+    for n, f in enumerate(frames):
+        r = f - median
+        mean_r = cv2.blur(r, k)
+        total = cv2.blur(r * r, k) - mean_r * mean_r
+        cross = np.stack(
+            [cv2.blur(r * x, k) - mean_r * m for x, m in zip(regressors, means)], axis=-1
+        )
+        explained = np.einsum("...i,...ij,...j->...", cross, inverse, cross)
+        out[n] = total - np.clip(explained, 0, total)
+    return out
+
+
+def overlay_map(frames: np.ndarray) -> OverlayMap:
+    """The overlay evidence of ``frames`` (``(n, h, w)`` uint8 samples of one window)."""
+    f = normalised(frames)
+    gx, gy = gradients(f)
+    mx, my = np.median(gx, axis=0), np.median(gy, axis=0)
+    length2 = mx * mx + my * my
+    projection = gx * mx + gy * my
+    residual = unexplained_change(f, np.median(f, axis=0))
+    # Sensor noise and compression flicker are no change: the threshold rises with the noise
+    # floor of the window (most pixel-samples of a still shot are noise).
+    floor = float(np.percentile(residual[:, ::4, ::4], NOISE_PERCENTILE))
+    changed = residual > max(CHANGE**2, NOISE_FACTOR**2 * floor)
+    # Only samples whose picture changed over much of the frame tell a mark from the scene: in a
+    # still shot, an edge next to a passer-by persists as a mark's would.
+    moved = np.abs(f[:, ::4, ::4] - np.median(f[:, ::4, ::4], axis=0)) > max(
+        CHANGE, NOISE_FACTOR * np.sqrt(floor)
+    )
+    changed &= (moved.mean(axis=(1, 2)) >= MIN_CHANGED_SHARE)[:, None, None]
+    # Long lines are left out: the edge of a kerb people walk along, a bar's edge, a horizon
+    # or the rays of a zoom persist too, in one orientation, where marks turn every way.
+    k = (LINE_WINDOW, LINE_WINDOW)
+    jxx, jyy, jxy = (cv2.blur(a * b, k) for a, b in ((mx, mx), (my, my), (mx, my)))
+    linear = np.hypot(jxx - jyy, 2 * jxy) > MAX_COHERENCE * (jxx + jyy + 1e-6)
+    edge = (length2 >= MIN_EDGE**2) & ~linear
+    shown = ((projection >= AGREES * length2) & changed).sum(axis=0) * edge
+    # Unsigned: the outline of an opaque mark flips sign where the picture behind it turns
+    # from darker to brighter than the mark; it is still there, not hidden.
+    hidden = ((np.abs(projection) < AGREES * length2) & changed).sum(axis=0) * edge
+    n_changed = changed.sum(axis=0)
+    seed = edge & (n_changed > 0) & (shown >= MIN_PERSISTENCE * n_changed)
+    q75, q25 = np.percentile(frames, [75, 25], axis=0)
+    return OverlayMap(seed, shown, hidden, mx, my, q75 - q25)
+
+
+def coherence(gx: np.ndarray, gy: np.ndarray) -> float:
+    """Orientation coherence of a set of gradients (structure tensor): 1 for one direction."""
+    jxx, jyy, jxy = float((gx * gx).sum()), float((gy * gy).sum()), float((gx * gy).sum())
+    return float(np.hypot(jxx - jyy, 2 * jxy) / (jxx + jyy + 1e-6))
+
+
+def marks(evidence: OverlayMap) -> list[Mark]:
+    """The regions of ``evidence`` whose edges, pooled, persisted where the picture changed,
+    each with its size, box, opacity and kind."""
+    h, w = evidence.seed.shape
+    # Wider than tall: the letters and words of a line join into one region.
+    joined = cv2.dilate(evidence.seed.astype(np.uint8), np.ones((5, 11), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    found = []
+    for i in range(1, n):
+        x, y, bw, bh, _ = stats[i]
+        area = labels == i
+        pixels = int((area & evidence.seed).sum())
+        shown, hidden = int(evidence.shown[area].sum()), int(evidence.hidden[area].sum())
+        if pixels < MIN_REGION or shown < MIN_EVIDENCE or hidden > MAX_HIDDEN * (shown + hidden):
+            continue
+        opaque = is_opaque(evidence.spread, area)
+        box = (x / w, y / h, (x + bw) / w, (y + bh) / h)
+        kind = "text" if bw > 2 * bh else "logo"
+        titled = opaque and kind == "text" and is_centred(box)
+        found.append(Mark(pixels, box, opaque, kind, TITLE_WEIGHT if titled else 1))
+    return found
+
+
+def is_opaque(spread: np.ndarray, area: np.ndarray) -> bool:
+    """Whether the picture stops varying somewhere in a region (an opaque mark's strokes hide
+    what is behind them; a semi-transparent one lets ``1 - alpha`` of it through): its
+    least-varying tenth of pixels against the pixels around it."""
+    ring = cv2.dilate(area.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~area
+    inside, around = spread[area], spread[ring]
+    if inside.size < 8 or around.size < 8:
+        return False
+    return float(np.percentile(inside, 10)) < OPAQUE * float(np.median(around)) + 1.0
+
+
+def is_centred(box: tuple[float, float, float, float]) -> bool:
+    """Whether a box is centred horizontally, as titles and subtitles are."""
+    return CENTRE[0] <= (box[0] + box[2]) / 2 <= CENTRE[1]
+
+
+def judge(found: list[Mark], scale: float) -> dict:
+    """A clip's columns from its marks (``scale``: pixel counts to the 256-px size)."""
+    if not found:
+        return {"watermark_score": 0.0, "watermark_box": None, "watermark_kind": "none"}
+    amount = sum(m.pixels * m.weight for m in found) * scale
+    main = max(found, key=lambda m: m.pixels * m.weight)
+    spread = len(found) >= 4 and _covers(found)
+    x0 = min(m.box[0] for m in found) if spread else main.box[0]
+    y0 = min(m.box[1] for m in found) if spread else main.box[1]
+    x1 = max(m.box[2] for m in found) if spread else main.box[2]
+    y1 = max(m.box[3] for m in found) if spread else main.box[3]
+    return {
+        "watermark_score": float(1 - np.exp(-amount / SATURATION)),
+        "watermark_box": {"x0": x0, "y0": y0, "x1": x1, "y1": y1},
+        "watermark_kind": "tiled" if spread else main.kind,
+    }
+
+
+def _covers(found: list[Mark]) -> bool:
+    """Whether marks lie in three or more quadrants of the frame (a tiled watermark)."""
+    quadrants = {(m.box[0] + m.box[2] > 1, m.box[1] + m.box[3] > 1) for m in found}
+    return len(quadrants) >= 3
+
+
+MARK_READING = re.compile(
+    r"www\.|https?://|\w\.(com|net|org|tv|io|co|gov|edu|info|me|ly|uk|de|fr|ru|cn|jp)\b"
+    r"|@[a-z0-9_.]{3,}|©|\(c\) *\w",
+    re.IGNORECASE,
+)
+"""What a watermark reads like: a web address, a social-media handle, a copyright sign."""
+
+READ_MARK_SCORE = 0.9
+"""``watermark_score`` of a clip in which OCR reads a line like :data:`MARK_READING` in two
+or more of its frames (the same words, wherever they are: a bouncing mark moves)."""
+
+
+def read_marks(samples: list[list[TextLine]]) -> dict | None:
+    """The watermark columns from the lines OCR read in a clip's frames, or None when no line
+    that reads like a mark comes back in two of them (one when the clip has one)."""
+    seen: dict[str, list[TextLine]] = {}
+    for lines in samples:
+        for key, line in {
+            _words(x.reading): x for x in lines if MARK_READING.search(x.reading)
+        }.items():
+            seen.setdefault(key, []).append(line)
+    needed = min(2, len(samples))
+    found = [lines for key, lines in seen.items() if key and len(lines) >= needed]
+    if not found:
+        return None
+    boxes = np.asarray([line.box for line in max(found, key=len)])
+    x0, y0 = boxes[:, :2].min(axis=0)
+    x1, y1 = boxes[:, 2:].max(axis=0)
+    box = {"x0": float(x0), "y0": float(y0), "x1": float(x1), "y1": float(y1)}
+    return {"watermark_score": READ_MARK_SCORE, "watermark_box": box, "watermark_kind": "text"}
+
+
+def with_read_marks(values: dict, samples: list[list[TextLine]]) -> dict:
+    """A clip's watermark columns, raised to what OCR read where that scores higher."""
+    read = read_marks(samples)
+    if read is None or read["watermark_score"] <= (values.get("watermark_score") or 0.0):
+        return {}
+    return read
+
+
+def _words(reading: str) -> str:
+    return "".join(ch for ch in reading.lower() if ch.isalnum())
+
+
+class WatermarkSignal(FrameSignal):
+    """Samples the analysis frames at ``fps``; each clip window is judged on its own samples,
+    with samples of the source's other shots joining them when the clip alone shows too
+    little change."""
+
+    name = "watermark"
+    fields = (
+        pa.field("watermark_score", pa.float32()),
+        pa.field("watermark_box", WATERMARK_BOX),
+        pa.field("watermark_kind", pa.string()),
+    )
+    config = WatermarkConfig
+    gates = (
+        Gate(
+            "max_watermark",
+            "watermark_score",
+            "watermarked",
+            ("watermark_score",),
+            at_most,
+            threshold=score(ge=0, le=1),
+            description="Highest watermark_score (0-1) of a clip: drops clips with a logo, a "
+            "stock watermark or a URL laid over the picture.",
+        ),
+    )
+    scores = ("watermark_score",)
+
+    def __init__(self, cfg: WatermarkConfig) -> None:
+        self.interval = 1.0 / cfg.fps
+        self.times: list[float] = []
+        self.frames: list[np.ndarray] = []
+        self._next_t = 0.0
+
+    def wants(self, frame: DecodedFrame) -> bool:
+        return frame.time >= self._next_t
+
+    def update(self, frame: DecodedFrame) -> None:
+        self.times.append(frame.time)
+        self.frames.append(frame.gray)
+        self._next_t = frame.time + self.interval
+        if len(self.frames) > MAX_SAMPLES:
+            self.times, self.frames = self.times[::2], self.frames[::2]
+            self.interval *= 2
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.frames:
+            return np.zeros(0), np.zeros((0, 1, 1), np.uint8)
+        return np.asarray(self.times), np.stack(self.frames)
+
+    def clip_values(self, series: tuple[np.ndarray, np.ndarray], clip: ClipWindow) -> dict:
+        times, frames = series
+        inside = np.flatnonzero((times >= clip.start_s) & (times < clip.end_s))
+        if inside.size < MIN_SAMPLES:
+            return judge([], 1.0)
+        scale = 256.0 / min(frames.shape[1:])
+        scale *= scale
+        # The rest of the source joins the clip's samples: a mark survives a cut and stays
+        # through the whole source, scenery does not.
+        outside = np.flatnonzero((times < clip.start_s - 1) | (times >= clip.end_s + 1))
+        picked = outside[np.linspace(0, outside.size - 1, min(CONTEXT, outside.size)).astype(int)]
+        window = np.concatenate([inside, picked]) if outside.size else inside
+        return judge(marks(overlay_map(frames[window])), scale)
