@@ -53,5 +53,5 @@ def outlined(thumbnail: bytes, box: dict[str, float], quality: int = 90) -> byte
         (round(box["x0"] * w), round(box["y0"] * h)),
         (round(box["x1"] * w), round(box["y1"] * h)),
     )
-    cv2.rectangle(image, corners[0], corners[1], OUTLINE_BGR, max(1, round(min(h, w) / 90)))
+    cv2.rectangle(image, corners[0], corners[1], OUTLINE_BGR, max(2, round(min(h, w) / 60)))
     return jpeg(image, quality)

@@ -54,6 +54,10 @@ MIN_EDGE = 2.5
 """Smallest median gradient (gray levels per pixel) that counts as a mark's edge: a 20 %
 white mark over mid-gray content has edges of about 6."""
 
+MIN_T = 4.0
+"""t statistic of a pixel's gradients along their median direction that an edge needs (one
+pixel in 30 000 of random texture reaches it by chance)."""
+
 AGREES = 0.5
 """A sample shows the median edge where its gradient, projected on the median's direction,
 is at least this share of the median's length."""
@@ -86,10 +90,14 @@ TILE = 16
 MIN_REGION = 12
 """Smallest region, in mark pixels."""
 
+MIN_DENSITY = 0.1
+"""Share of a region's area its persistent edge pixels must fill: a mark's strokes are dense,
+pixels of a moving scene that persisted by chance are scattered."""
+
 MIN_EVIDENCE = 60
 """Changed samples, summed over a region's edge pixels, in which its edges were seen."""
 
-MAX_HIDDEN = 0.2
+MAX_HIDDEN = 0.4
 """Largest share of a region's changed pixel-samples in which its edges were gone: a mark's
 edges stay, while a still scene next to something moving has some that stay and many that
 are hidden."""
@@ -110,8 +118,12 @@ CENTRE = (0.3, 0.7)
 """Horizontal band, as shares of the width, in which the centre of an opaque line of text
 makes it a title or a subtitle (text, measured by the ``text`` signal), not a watermark."""
 
-TITLE_WEIGHT = 0.1
-"""What a title or a subtitle counts for."""
+TILED_SPAN = 0.6
+"""Share of the frame's width and height that four or more marks must span to be one tiled
+watermark."""
+
+BOX_SHARE = 0.25
+"""Marks weighing this share of the main one's are inside ``watermark_box`` too."""
 
 SATURATION = 120.0
 """Mark pixels (at the 256-px analysis size) at which the score reaches 1 - 1/e."""
@@ -138,7 +150,6 @@ class Mark:
     box: tuple[float, float, float, float]
     opaque: bool
     kind: str
-    weight: float
 
 
 def normalised(frames: np.ndarray) -> np.ndarray:
@@ -233,7 +244,11 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     k = (LINE_WINDOW, LINE_WINDOW)
     jxx, jyy, jxy = (cv2.blur(a * b, k) for a, b in ((mx, mx), (my, my), (mx, my)))
     linear = np.hypot(jxx - jyy, 2 * jxy) > MAX_COHERENCE * (jxx + jyy + 1e-6)
-    edge = (length2 >= MIN_EDGE**2) & ~linear
+    # The edge must be there beyond chance: in busy moving texture the median of a pixel's
+    # gradients is often sizeable by luck, but its spread is as large (a t statistic).
+    along = projection / np.sqrt(np.maximum(length2, 1e-6))
+    t = along.mean(axis=0) * np.sqrt(len(f)) / (along.std(axis=0) + 1e-3)
+    edge = (length2 >= MIN_EDGE**2) & (t >= MIN_T) & ~linear
     shown = ((projection >= AGREES * length2) & changed).sum(axis=0) * edge
     # Unsigned: the outline of an opaque mark flips sign where the picture behind it turns
     # from darker to brighter than the mark; it is still there, not hidden.
@@ -263,13 +278,16 @@ def marks(evidence: OverlayMap) -> list[Mark]:
         area = labels == i
         pixels = int((area & evidence.seed).sum())
         shown, hidden = int(evidence.shown[area].sum()), int(evidence.hidden[area].sum())
-        if pixels < MIN_REGION or shown < MIN_EVIDENCE or hidden > MAX_HIDDEN * (shown + hidden):
+        if pixels < MIN_REGION or pixels < MIN_DENSITY * int(area.sum()):
+            continue  # scattered pixels that persisted by chance, not the strokes of a mark
+        if shown < MIN_EVIDENCE or hidden > MAX_HIDDEN * (shown + hidden):
             continue
         opaque = is_opaque(evidence.spread, area)
         box = (x / w, y / h, (x + bw) / w, (y + bh) / h)
         kind = "text" if bw > 2 * bh else "logo"
-        titled = opaque and kind == "text" and is_centred(box)
-        found.append(Mark(pixels, box, opaque, kind, TITLE_WEIGHT if titled else 1))
+        if opaque and kind == "text" and is_centred(box):
+            continue  # a title or a subtitle: text (the text signal's), not a watermark
+        found.append(Mark(pixels, box, opaque, kind))
     return found
 
 
@@ -290,27 +308,32 @@ def is_centred(box: tuple[float, float, float, float]) -> bool:
 
 
 def judge(found: list[Mark], scale: float) -> dict:
-    """A clip's columns from its marks (``scale``: pixel counts to the 256-px size)."""
+    """A clip's columns from its marks (``scale``: pixel counts to the 256-px size). The box
+    spans the main mark and those of a similar weight (the words of one mark are found as
+    separate regions where the picture behind some of them stood still)."""
     if not found:
         return {"watermark_score": 0.0, "watermark_box": None, "watermark_kind": "none"}
-    amount = sum(m.pixels * m.weight for m in found) * scale
-    main = max(found, key=lambda m: m.pixels * m.weight)
-    spread = len(found) >= 4 and _covers(found)
-    x0 = min(m.box[0] for m in found) if spread else main.box[0]
-    y0 = min(m.box[1] for m in found) if spread else main.box[1]
-    x1 = max(m.box[2] for m in found) if spread else main.box[2]
-    y1 = max(m.box[3] for m in found) if spread else main.box[3]
+    weights = [m.pixels for m in found]
+    main = found[int(np.argmax(weights))]
+    tiled = len(found) >= 4 and _covers(found)
+    boxed = np.asarray(
+        [m.box for m, w in zip(found, weights) if tiled or w >= BOX_SHARE * max(weights)]
+    )
+    x0, y0 = boxed[:, :2].min(axis=0)
+    x1, y1 = boxed[:, 2:].max(axis=0)
     return {
-        "watermark_score": float(1 - np.exp(-amount / SATURATION)),
-        "watermark_box": {"x0": x0, "y0": y0, "x1": x1, "y1": y1},
-        "watermark_kind": "tiled" if spread else main.kind,
+        "watermark_score": float(1 - np.exp(-sum(weights) * scale / SATURATION)),
+        "watermark_box": {"x0": float(x0), "y0": float(y0), "x1": float(x1), "y1": float(y1)},
+        "watermark_kind": "tiled" if tiled else main.kind,
     }
 
 
 def _covers(found: list[Mark]) -> bool:
-    """Whether marks lie in three or more quadrants of the frame (a tiled watermark)."""
-    quadrants = {(m.box[0] + m.box[2] > 1, m.box[1] + m.box[3] > 1) for m in found}
-    return len(quadrants) >= 3
+    """Whether marks are spread over most of the frame's width and height (a tiled mark)."""
+    boxes = np.asarray([m.box for m in found])
+    width = boxes[:, 2].max() - boxes[:, 0].min()
+    height = boxes[:, 3].max() - boxes[:, 1].min()
+    return width >= TILED_SPAN and height >= TILED_SPAN
 
 
 MARK_READING = re.compile(

@@ -1,0 +1,138 @@
+"""The watermark signal: marks laid over moving footage are found and boxed, still scenes and
+titles are not marks, OCR readings that look like a web address mark a clip, and the
+``max_watermark`` gate and the report's outlined thumbnails."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from curate import contract, schema
+from curate.config.sections import CurateConfig
+from curate.media.imaging import from_jpeg, jpeg, outlined
+from curate.media.video import probe
+from curate.signals.base import ClipWindow
+from curate.signals.text import TextLine
+from curate.signals.watermark import WatermarkConfig, WatermarkSignal, read_marks
+from scripts.common.overlays import centred_text, corner_logo, corner_url
+from scripts.common.synth import camera_motion_frames, textured_image, write_video
+from stages.analyze import decode_series
+from stages.tiers import assign_tiers
+
+FPS = 25.0
+
+
+def pan(seconds: float = 8.0, seed: int = 0) -> list[np.ndarray]:
+    """A pan over busy texture: the picture under any mark keeps changing."""
+    image = textured_image(seed, 720, 1280)
+    return list(
+        camera_motion_frames(image, "pan_right", 2.0, n=int(seconds * FPS), size=(360, 640))
+    )
+
+
+def score(path) -> dict:
+    """The watermark columns of a whole file taken as one clip."""
+    cfg = CurateConfig().analyze
+    signal = WatermarkSignal(WatermarkConfig())
+    series = decode_series(str(path), probe(str(path), max_pixels=10**8), cfg, [signal])
+    window = ClipWindow(0, 0, series.num_frames, 0.0, series.end_time, 0.0)
+    return signal.clip_values(series["watermark"], window)
+
+
+def overlap(found: dict, box: tuple[float, float, float, float]) -> float:
+    """Intersection over the true box's area."""
+    w = min(found["x1"], box[2]) - max(found["x0"], box[0])
+    h = min(found["y1"], box[3]) - max(found["y0"], box[1])
+    return max(0.0, w) * max(0.0, h) / ((box[2] - box[0]) * (box[3] - box[1]))
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return pan()
+
+
+@pytest.mark.parametrize("mark", [centred_text(0.3), corner_logo(1.0), corner_logo(0.5)])
+def test_a_mark_over_moving_footage_is_found_where_it_is(tmp_path, frames, mark):
+    marked, box = mark.draw(frames, FPS)
+    values = score(write_video(tmp_path / "marked.mp4", marked, fps=FPS))
+    assert values["watermark_score"] > 0.5
+    assert overlap(values["watermark_box"], box) > 0.5
+    assert values["watermark_kind"] in ("text", "logo")
+
+
+def test_a_small_url_in_a_corner_is_found(tmp_path, frames):
+    marked, box = corner_url().draw(frames, FPS)
+    values = score(write_video(tmp_path / "url.mp4", marked, fps=FPS))
+    assert values["watermark_score"] > 0.5
+    assert overlap(values["watermark_box"], box) > 0.5
+
+
+def test_clean_footage_and_a_still_scene_are_not_marked(tmp_path, frames):
+    assert score(write_video(tmp_path / "clean.mp4", frames, fps=FPS))["watermark_score"] < 0.2
+    rng = np.random.default_rng(0)
+    still = textured_image(1, 360, 640)
+    noisy = (
+        np.clip(still + rng.normal(0, 2, still.shape), 0, 255).astype(np.uint8) for _ in range(200)
+    )
+    values = score(write_video(tmp_path / "still.mp4", noisy, fps=FPS))
+    assert values["watermark_score"] == 0.0 and values["watermark_kind"] == "none"
+
+
+def test_an_opaque_title_in_the_middle_is_text_not_a_watermark(tmp_path, frames):
+    def title(f: np.ndarray) -> np.ndarray:
+        out = f.copy()
+        for colour, thick in (((0, 0, 0), 6), ((255, 255, 255), 2)):
+            cv2.putText(
+                out, "A Summer Story", (150, 190), cv2.FONT_HERSHEY_DUPLEX, 1.2, colour, thick
+            )
+        return out
+
+    values = score(write_video(tmp_path / "title.mp4", [title(f) for f in frames], fps=FPS))
+    assert values["watermark_score"] < 0.5
+
+
+def line(reading: str, x: float = 0.8, y: float = 0.9, stable: bool = True) -> TextLine:
+    return TextLine((x, y, x + 0.15, y + 0.03), reading, stable)
+
+
+def test_a_line_reading_like_a_web_address_in_two_frames_marks_the_clip():
+    read = read_marks([[line("www.clipvault.com")], [line("WWW.CLIPVAULT.COM", 0.3, 0.4, False)]])
+    assert read is not None and read["watermark_kind"] == "text"
+    assert read["watermark_score"] >= 0.9
+    # The box covers where it was read, wherever it moved.
+    assert read["watermark_box"]["x0"] == pytest.approx(0.3)
+    assert read["watermark_box"]["y1"] == pytest.approx(0.93)
+    for reading in ("@someone_films", "© 2026 Example Pictures", "news.example.tv"):
+        assert read_marks([[line(reading)], [line(reading)]]) is not None
+
+
+def test_ordinary_text_or_a_single_reading_does_not_mark_the_clip():
+    assert (
+        read_marks([[line("the light over the harbour")], [line("the light over the harbour")]])
+        is None
+    )
+    assert read_marks([[line("www.clipvault.com")], [line("something else")]]) is None
+    assert read_marks([[line("PREFS")], [line("PREFS")], [line("PREFS")]]) is None
+
+
+def test_max_watermark_rejects_marked_clips_as_watermarked():
+    rows = [
+        {"clip_id": "a", "watermark_score": 0.9, "watermark_kind": "logo"},
+        {"clip_id": "b", "watermark_score": 0.1, "watermark_kind": "none"},
+    ]
+    config = CurateConfig.model_validate(
+        {"tiers": [{"name": "t", "gates": {"max_watermark": 0.5}}]}
+    )
+    result = assign_tiers(schema.from_rows(rows, contract.ANALYSIS), config.tiers)
+    assert list(result.passed[0]) == [False, True]
+    (reject,) = result.rejects
+    assert reject["reason"] == "watermarked" and "max_watermark=0.5" in reject["detail"]
+
+
+def test_an_outlined_thumbnail_shows_the_box_in_red():
+    thumb = jpeg(np.full((90, 160, 3), 128, np.uint8), 95)
+    image = from_jpeg(outlined(thumb, {"x0": 0.5, "y0": 0.1, "x1": 0.9, "y1": 0.4}))
+    b, g, r = (int(v) for v in image[8:11, 110].max(axis=0))  # on the top edge of the box
+    assert r > 200 and g < 100 and b < 100
+    assert abs(int(image[60, 30, 2]) - 128) < 10  # elsewhere untouched
