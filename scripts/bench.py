@@ -28,6 +28,9 @@ After the ratios it prints where the analysis and detect time went (``curate.tim
 decoder wait, each signal, TransNetV2's frames and seconds, OCR frames, NudeNet keyframes), as
 ``manifest.json`` records it, summed over the files of the last repeat.
 
+``--without SIGNAL`` also times phase 1 without one per-frame signal (``watermark``), in the
+same rotation, and prints the share of phase 1 that signal costs.
+
 ``--cut-heavy SECONDS`` benchmarks one video instead: ``scripts/cut_heavy_video.py`` cuts it
 together from the shared footage (720p H.264, 25 fps, a cut every 3-14 s, stop-motion and a
 kinetic-typography promo among the pieces) and caches it. That is the worst case for the shot
@@ -36,7 +39,7 @@ detector and for per-clip detection.
 Run from the repo root::
 
     python scripts/bench.py [--repeats 3] [--files 'moviepy/*'] [--limit 5] [--json out.json]
-    python scripts/bench.py --cut-heavy 180
+    python scripts/bench.py --cut-heavy 180 [--without watermark]
 """
 
 from __future__ import annotations
@@ -73,8 +76,10 @@ from stages.detect import DetectStage
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts"}
 METHODS = ("decode", "analysis", "scenedetect")
-STEPS = (*METHODS, "detect")
-"""What is timed: the methods, and the detect stage after each analysis."""
+WITHOUT = "phase 1 without"
+STEPS = (*METHODS, "detect", WITHOUT)
+"""What is timed: the methods, the detect stage after each analysis, and with ``--without``
+phase 1 (analysis and detect) without one signal."""
 PHASE1 = ("analysis", "detect")
 SCENEDETECT_FRAMES = re.compile(r"Processed (\d+) frames")
 
@@ -170,6 +175,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="curate YAML config (default: built-in defaults)")
     parser.add_argument("--json", metavar="PATH", help="write the results here as JSON")
     parser.add_argument(
+        "--without",
+        metavar="SIGNAL",
+        help="also time phase 1 without this per-frame signal, and print its share",
+    )
+    parser.add_argument(
         "--cut-heavy",
         type=float,
         metavar="SECONDS",
@@ -196,8 +206,16 @@ def probed_files(
     return results, skipped
 
 
-def measure(r: FileResult, method: str, cfg: CurateConfig, detect: DetectStage, workdir: str):
-    """Time one method on one file (analysis: then detect on what it kept), into ``r``."""
+def measure(
+    r: FileResult,
+    method: str,
+    cfg: CurateConfig,
+    detect: DetectStage,
+    workdir: str,
+    without: str | None = None,
+):
+    """Time one method on one file (analysis: then detect on what it kept), into ``r``;
+    ``WITHOUT``: analysis and detect without the signal named ``without``."""
     watch = Stopwatch()
     if method == "decode":
         frames, error = decode_only(r.path)
@@ -216,6 +234,12 @@ def measure(r: FileResult, method: str, cfg: CurateConfig, detect: DetectStage, 
         detected = detect(schema.from_rows([row], detect.schema))
         r.times["detect"].append(watch.seconds)
         r.timing = dict(detected["timing"][0].as_py() or ())
+    elif method == WITHOUT:
+        signals = [s.from_config(cfg.analyze) for s in FRAME_SIGNALS if s.name != without]
+        analyzed = analyze_source(r.path, r.info, cfg.analyze, signals)
+        row = {"source": r.path, "source_index": 0, **analyzed}
+        detect(schema.from_rows([row], detect.schema))
+        r.times[WITHOUT].append(watch.seconds)
     else:
         elapsed, sd_frames, error = run_scenedetect(r.path, workdir)
         r.times["scenedetect"].append(elapsed)
@@ -223,7 +247,12 @@ def measure(r: FileResult, method: str, cfg: CurateConfig, detect: DetectStage, 
 
 
 def run_repeats(
-    results: list[FileResult], cfg: CurateConfig, detect: DetectStage, repeats: int, wall: Stopwatch
+    results: list[FileResult],
+    cfg: CurateConfig,
+    detect: DetectStage,
+    repeats: int,
+    wall: Stopwatch,
+    without: str | None = None,
 ) -> tuple[dict[str, list[float]], list[str]]:
     """Every method on every file, ``repeats`` times, interleaved file by file with the order
     rotating each repeat. Returns the start-up times of the scenedetect CLI and what
@@ -234,13 +263,15 @@ def run_repeats(
         "import only": [sys.executable, "-c", "import scenedetect, cv2, av"],
     }
     with tempfile.TemporaryDirectory(prefix="curate-bench-") as workdir:
+        methods = (*METHODS, WITHOUT) if without else METHODS
         for repeat in range(repeats):
-            order = METHODS[repeat % 3 :] + METHODS[: repeat % 3]
+            turn = repeat % len(methods)
+            order = methods[turn:] + methods[:turn]
             for name, cmd in startup_cmds.items():
                 startup[name].append(time_command(cmd, workdir))
             for r in results:
                 for method in order:
-                    measure(r, method, cfg, detect, workdir)
+                    measure(r, method, cfg, detect, workdir, without)
             print(f"  repeat {repeat + 1}/{repeats} done ({wall.seconds:.0f} s)", flush=True)
         leftovers = os.listdir(workdir)
     return startup, leftovers
@@ -257,6 +288,8 @@ def median_totals(results: list[FileResult], repeats: int, start_s: float) -> di
     """Median total seconds per step, phase 1 and scenedetect less its start-up per file."""
     totals = {m: median_total(results, repeats, m) for m in STEPS}
     totals["phase1"] = median_total(results, repeats, *PHASE1)
+    if results[0].times[WITHOUT]:
+        totals[WITHOUT] = median_total(results, repeats, WITHOUT)
     totals["scenedetect_corrected"] = max(totals["scenedetect"] - len(results) * start_s, 1e-9)
     return totals
 
@@ -362,6 +395,7 @@ def print_summary(
     rates: dict[str, float],
     ratios: dict[str, float],
     startup_s: tuple[float, float],
+    without: str | None = None,
 ) -> None:
     start_s, import_s = startup_s
     n = len(results)
@@ -387,6 +421,12 @@ def print_summary(
         print(f"  detect per clip: {totals['detect'] / clips:.3f} s ({clips} clips)")
     for name, value in ratios.items():
         print(f"  {name:<40} {value:6.2f}x")
+    if WITHOUT in totals:
+        cost = 1 - totals[WITHOUT] / totals["phase1"]
+        print(
+            f"  phase 1 without {without}: {totals[WITHOUT]:.2f} s against "
+            f"{totals['phase1']:.2f} s with it: the signal costs {100 * cost:.1f} % of phase 1"
+        )
 
 
 def print_timing_and_notes(timing: dict[str, float], notes: list[str]) -> None:
@@ -422,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    optional = [s.name for s in FRAME_SIGNALS if s.name not in ("shots", "sharpness")]
+    if args.without is not None and args.without not in optional:
+        parser.error(f"--without takes one of {', '.join(optional)}")
 
     logging.basicConfig(level=logging.ERROR)  # decode_series warns on damaged tails each repeat
     wall = Stopwatch()
@@ -444,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     detect = warm_detect_stage(cfg)
     warm_up_s = watch.seconds
     print(f"  analysis warm-up (model loading, not timed below): {warm_up_s:.2f} s", flush=True)
-    startup, leftovers = run_repeats(results, cfg, detect, args.repeats, wall)
+    startup, leftovers = run_repeats(results, cfg, detect, args.repeats, wall, args.without)
 
     start_s = statistics.median(startup["scenedetect version"])
     import_s = statistics.median(startup["import only"])
@@ -462,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         "analysis/scenedetect_corrected": rates["analysis"] / rates["scenedetect_corrected"],
         **hd_ratios(results, args.repeats, cfg.analyze.clips.min_duration_s),
     }
-    print_summary(results, cfg, args.repeats, totals, rates, ratios, (start_s, import_s))
+    summary = (results, cfg, args.repeats, totals, rates, ratios, (start_s, import_s))
+    print_summary(*summary, args.without)
     timing: dict[str, float] = {}
     for r in results:
         add_timing(timing, r.timing)

@@ -254,10 +254,13 @@ class AnalyzeStage(Stage):
         return out
 
 
-def analyze_source(source: str, info: VideoInfo, cfg: AnalyzeConfig) -> dict:
+def analyze_source(
+    source: str, info: VideoInfo, cfg: AnalyzeConfig, signals: list[FrameSignal] | None = None
+) -> dict:
     """Decode ``source`` once and derive its ``shots``, candidate ``clips`` and ``rejects``
-    (``frames``: frames decoded). Runs in the sandbox process; raises :class:`MediaError`."""
-    series = decode_series(source, info, cfg)
+    (``frames``: frames decoded), with ``signals`` (all configured ones by default; shots and
+    sharpness are always needed). Runs in the sandbox process; raises :class:`MediaError`."""
+    series = decode_series(source, info, cfg, signals)
     out: dict = {
         "frames": series.num_frames,
         "shots": _shot_rows(source, series),

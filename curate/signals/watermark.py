@@ -66,8 +66,8 @@ CHANGE = 5.0
 """Standard deviation (gray levels) of the part of a neighbourhood's difference from the
 median frame that no small shift explains, above which the picture there has changed."""
 
-LOCAL = 5
-"""Side of the neighbourhood compared, analysis pixels."""
+LOCAL = 3
+"""Side of the neighbourhood compared, pixels of the half-size frames kept."""
 
 NOISE_PERCENTILE = 30
 """Percentile of a window's unexplained variances taken as its noise floor."""
@@ -84,17 +84,14 @@ MIN_SAMPLES = 3
 MIN_PERSISTENCE = 0.8
 """Share of a pixel's changed samples that must still show its median edge."""
 
-TILE = 16
-"""Side of the tiles over which the evidence is pooled, analysis pixels."""
-
-MIN_REGION = 12
+MIN_REGION = 8
 """Smallest region, in mark pixels."""
 
 MIN_DENSITY = 0.1
 """Share of a region's area its persistent edge pixels must fill: a mark's strokes are dense,
 pixels of a moving scene that persisted by chance are scattered."""
 
-MIN_EVIDENCE = 60
+MIN_EVIDENCE = 40
 """Changed samples, summed over a region's edge pixels, in which its edges were seen."""
 
 MAX_HIDDEN = 0.4
@@ -106,9 +103,9 @@ MAX_COHERENCE = 0.8
 """Orientation coherence (0: every direction, 1: one) of the median edges around a pixel
 above which it lies on a line, not a mark."""
 
-LINE_WINDOW = 15
-"""Side of the neighbourhood whose coherence decides, analysis pixels (letters of a mark turn
-within it, a line does not)."""
+LINE_WINDOW = 9
+"""Side of the neighbourhood whose coherence decides, pixels of the half-size frames kept
+(letters of a mark turn within it, a line does not)."""
 
 OPAQUE = 0.25
 """A region whose least-varying pixels vary less than this share of its surroundings is
@@ -126,11 +123,14 @@ BOX_SHARE = 0.25
 """Marks weighing this share of the main one's are inside ``watermark_box`` too."""
 
 SATURATION = 120.0
-"""Mark pixels (at the 256-px analysis size) at which the score reaches 1 - 1/e."""
+"""Mark pixels (counted as at the 256-px analysis size) at which the score reaches 1 - 1/e."""
 
 MAX_SAMPLES = 720
 """Samples a source keeps at most (6 minutes at 2 fps): past it every other one is dropped
 and the sampling interval doubles, so memory stays bounded on long sources."""
+
+OWN = 16
+"""Samples of a clip's own that are judged at most (spread over it)."""
 
 CONTEXT = 8
 """Samples from the source's other shots that may join a clip's own."""
@@ -189,34 +189,27 @@ class OverlayMap:
     """Temporal spread of each pixel's value."""
 
 
-def unexplained_change(frames: np.ndarray, median: np.ndarray) -> np.ndarray:
-    """Per frame and pixel, the variance of the frame's difference from the median frame over
-    a :data:`LOCAL`-pixel neighbourhood that a change of exposure or a small shift of the
-    median frame does not explain (a least-squares fit on the median frame and its two
-    gradients): exposure changes, jitter and slow drift of the scene leave little, different
-    content under a mark leaves all of it."""
+def unexplained_change(frames: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Per frame and pixel, the variance of the frame's difference from the mean frame over a
+    :data:`LOCAL`-pixel neighbourhood that a small shift of the mean frame does not explain (a
+    least-squares fit on its two gradients): jitter and slow drift of the scene leave little,
+    different content under a mark leaves all of it."""
     k = (LOCAL, LOCAL)
-    regressors = [
-        cv2.Sobel(median, cv2.CV_32F, 1, 0, ksize=3) / 8,
-        cv2.Sobel(median, cv2.CV_32F, 0, 1, ksize=3) / 8,
-    ]
-    means = [cv2.blur(x, k) for x in regressors]
-    cov = np.empty((*median.shape, 2, 2), np.float32)
-    for i in range(2):
-        for j in range(i, 2):
-            c = cv2.blur(regressors[i] * regressors[j], k) - means[i] * means[j]
-            cov[..., i, j] = cov[..., j, i] = c
-    cov += np.eye(2, dtype=np.float32) * 1e-2
-    inverse = np.linalg.inv(cov)
+    ax = cv2.Sobel(mean, cv2.CV_32F, 1, 0, ksize=3) / 8
+    ay = cv2.Sobel(mean, cv2.CV_32F, 0, 1, ksize=3) / 8
+    ex, ey = cv2.blur(ax, k), cv2.blur(ay, k)
+    sxx = cv2.blur(ax * ax, k) - ex * ex + 1e-2
+    syy = cv2.blur(ay * ay, k) - ey * ey + 1e-2
+    sxy = cv2.blur(ax * ay, k) - ex * ey
+    det = sxx * syy - sxy * sxy
     out = np.empty_like(frames)
     for n, f in enumerate(frames):
-        r = f - median
-        mean_r = cv2.blur(r, k)
-        total = cv2.blur(r * r, k) - mean_r * mean_r
-        cross = np.stack(
-            [cv2.blur(r * x, k) - mean_r * m for x, m in zip(regressors, means)], axis=-1
-        )
-        explained = np.einsum("...i,...ij,...j->...", cross, inverse, cross)
+        r = f - mean
+        er = cv2.blur(r, k)
+        cx = cv2.blur(r * ax, k) - er * ex
+        cy = cv2.blur(r * ay, k) - er * ey
+        total = cv2.blur(r * r, k) - er * er
+        explained = (cx * cx * syy - 2 * cx * cy * sxy + cy * cy * sxx) / det
         out[n] = total - np.clip(explained, 0, total)
     return out
 
@@ -225,27 +218,27 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     """The overlay evidence of ``frames`` (``(n, h, w)`` uint8 samples of one window)."""
     f = normalised(frames)
     gx, gy = gradients(f)
+    # The mean gradient: scene edges come and go and average out, a mark's add up.
     mx, my = np.median(gx, axis=0), np.median(gy, axis=0)
     length2 = mx * mx + my * my
     projection = gx * mx + gy * my
-    residual = unexplained_change(f, np.median(f, axis=0))
+    mean = f.mean(axis=0)
+    residual = unexplained_change(f, mean)
     # Sensor noise and compression flicker are no change: the threshold rises with the noise
     # floor of the window (most pixel-samples of a still shot are noise).
     floor = float(np.percentile(residual[:, ::4, ::4], NOISE_PERCENTILE))
     changed = residual > max(CHANGE**2, NOISE_FACTOR**2 * floor)
     # Only samples whose picture changed over much of the frame tell a mark from the scene: in a
     # still shot, an edge next to a passer-by persists as a mark's would.
-    moved = np.abs(f[:, ::4, ::4] - np.median(f[:, ::4, ::4], axis=0)) > max(
-        CHANGE, NOISE_FACTOR * np.sqrt(floor)
-    )
+    moved = np.abs(f[:, ::4, ::4] - mean[::4, ::4]) > max(CHANGE, NOISE_FACTOR * np.sqrt(floor))
     changed &= (moved.mean(axis=(1, 2)) >= MIN_CHANGED_SHARE)[:, None, None]
     # Long lines are left out: the edge of a kerb people walk along, a bar's edge, a horizon
     # or the rays of a zoom persist too, in one orientation, where marks turn every way.
     k = (LINE_WINDOW, LINE_WINDOW)
     jxx, jyy, jxy = (cv2.blur(a * b, k) for a, b in ((mx, mx), (my, my), (mx, my)))
     linear = np.hypot(jxx - jyy, 2 * jxy) > MAX_COHERENCE * (jxx + jyy + 1e-6)
-    # The edge must be there beyond chance: in busy moving texture the median of a pixel's
-    # gradients is often sizeable by luck, but its spread is as large (a t statistic).
+    # The edge must be there beyond chance: in busy moving texture the mean of a pixel's
+    # gradients is often sizeable by luck, but their spread is as large (a t statistic).
     along = projection / np.sqrt(np.maximum(length2, 1e-6))
     t = along.mean(axis=0) * np.sqrt(len(f)) / (along.std(axis=0) + 1e-3)
     edge = (length2 >= MIN_EDGE**2) & (t >= MIN_T) & ~linear
@@ -255,8 +248,7 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     hidden = ((np.abs(projection) < AGREES * length2) & changed).sum(axis=0) * edge
     n_changed = changed.sum(axis=0)
     seed = edge & (n_changed > 0) & (shown >= MIN_PERSISTENCE * n_changed)
-    q75, q25 = np.percentile(frames, [75, 25], axis=0)
-    return OverlayMap(seed, shown, hidden, mx, my, q75 - q25)
+    return OverlayMap(seed, shown, hidden, mx, my, frames.std(axis=0))
 
 
 def coherence(gx: np.ndarray, gy: np.ndarray) -> float:
@@ -270,7 +262,7 @@ def marks(evidence: OverlayMap) -> list[Mark]:
     each with its size, box, opacity and kind."""
     h, w = evidence.seed.shape
     # Wider than tall: the letters and words of a line join into one region.
-    joined = cv2.dilate(evidence.seed.astype(np.uint8), np.ones((5, 11), np.uint8))
+    joined = cv2.dilate(evidence.seed.astype(np.uint8), np.ones((3, 7), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     found = []
     for i in range(1, n):
@@ -295,7 +287,7 @@ def is_opaque(spread: np.ndarray, area: np.ndarray) -> bool:
     """Whether the picture stops varying somewhere in a region (an opaque mark's strokes hide
     what is behind them; a semi-transparent one lets ``1 - alpha`` of it through): its
     least-varying tenth of pixels against the pixels around it."""
-    ring = cv2.dilate(area.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~area
+    ring = cv2.dilate(area.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~area
     inside, around = spread[area], spread[ring]
     if inside.size < 8 or around.size < 8:
         return False
@@ -345,23 +337,17 @@ MARK_READING = re.compile(
 
 READ_MARK_SCORE = 0.9
 """``watermark_score`` of a clip in which OCR reads a line like :data:`MARK_READING` in two
-or more of its frames (the same words, wherever they are: a bouncing mark moves)."""
+or more of its frames, wherever they are (a bouncing mark moves)."""
 
 
 def read_marks(samples: list[list[TextLine]]) -> dict | None:
-    """The watermark columns from the lines OCR read in a clip's frames, or None when no line
-    that reads like a mark comes back in two of them (one when the clip has one)."""
-    seen: dict[str, list[TextLine]] = {}
-    for lines in samples:
-        for key, line in {
-            _words(x.reading): x for x in lines if MARK_READING.search(x.reading)
-        }.items():
-            seen.setdefault(key, []).append(line)
-    needed = min(2, len(samples))
-    found = [lines for key, lines in seen.items() if key and len(lines) >= needed]
-    if not found:
+    """The watermark columns from the lines OCR read in a clip's frames, or None unless lines
+    that read like a mark come back in two of them (one when the clip has one). The words
+    need not agree: OCR misreads a small mark a letter differently in each frame."""
+    marked = [[x for x in lines if MARK_READING.search(x.reading)] for lines in samples]
+    if sum(bool(lines) for lines in marked) < min(2, len(samples)):
         return None
-    boxes = np.asarray([line.box for line in max(found, key=len)])
+    boxes = np.asarray([x.box for lines in marked for x in lines])
     x0, y0 = boxes[:, :2].min(axis=0)
     x1, y1 = boxes[:, 2:].max(axis=0)
     box = {"x0": float(x0), "y0": float(y0), "x1": float(x1), "y1": float(y1)}
@@ -374,10 +360,6 @@ def with_read_marks(values: dict, samples: list[list[TextLine]]) -> dict:
     if read is None or read["watermark_score"] <= (values.get("watermark_score") or 0.0):
         return {}
     return read
-
-
-def _words(reading: str) -> str:
-    return "".join(ch for ch in reading.lower() if ch.isalnum())
 
 
 class WatermarkSignal(FrameSignal):
@@ -416,8 +398,9 @@ class WatermarkSignal(FrameSignal):
         return frame.time >= self._next_t
 
     def update(self, frame: DecodedFrame) -> None:
+        h, w = frame.gray.shape
         self.times.append(frame.time)
-        self.frames.append(frame.gray)
+        self.frames.append(cv2.resize(frame.gray, (w // 2, h // 2), interpolation=cv2.INTER_AREA))
         self._next_t = frame.time + self.interval
         if len(self.frames) > MAX_SAMPLES:
             self.times, self.frames = self.times[::2], self.frames[::2]
@@ -433,8 +416,8 @@ class WatermarkSignal(FrameSignal):
         inside = np.flatnonzero((times >= clip.start_s) & (times < clip.end_s))
         if inside.size < MIN_SAMPLES:
             return judge([], 1.0)
-        scale = 256.0 / min(frames.shape[1:])
-        scale *= scale
+        inside = inside[np.linspace(0, inside.size - 1, min(OWN, inside.size)).astype(int)]
+        scale = 256.0 / min(frames.shape[1:])  # edges are lines: their pixels scale with size
         # The rest of the source joins the clip's samples: a mark survives a cut and stays
         # through the whole source, scenery does not.
         outside = np.flatnonzero((times < clip.start_s - 1) | (times >= clip.end_s + 1))
