@@ -387,6 +387,18 @@ def hd_ratios(results: list[FileResult], repeats: int, clip_min: float) -> dict[
     return ratios
 
 
+def speed_ratios(rates: dict[str, float]) -> dict[str, float]:
+    """Throughput ratios of the methods against decoding and PySceneDetect."""
+    return {
+        "analysis/decode": rates["analysis"] / rates["decode"],
+        "phase 1/decode": rates["phase1"] / rates["decode"],
+        "scenedetect/decode": rates["scenedetect"] / rates["decode"],
+        "scenedetect_corrected/decode": rates["scenedetect_corrected"] / rates["decode"],
+        "analysis/scenedetect": rates["analysis"] / rates["scenedetect"],
+        "analysis/scenedetect_corrected": rates["analysis"] / rates["scenedetect_corrected"],
+    }
+
+
 def print_summary(
     results: list[FileResult],
     cfg: CurateConfig,
@@ -497,12 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     per_file = per_file_table(results, start_s)
     notes = collect_notes(results, skipped, leftovers)
     ratios = {
-        "analysis/decode": rates["analysis"] / rates["decode"],
-        "phase 1/decode": rates["phase1"] / rates["decode"],
-        "scenedetect/decode": rates["scenedetect"] / rates["decode"],
-        "scenedetect_corrected/decode": rates["scenedetect_corrected"] / rates["decode"],
-        "analysis/scenedetect": rates["analysis"] / rates["scenedetect"],
-        "analysis/scenedetect_corrected": rates["analysis"] / rates["scenedetect_corrected"],
+        **speed_ratios(rates),
         **hd_ratios(results, args.repeats, cfg.analyze.clips.min_duration_s),
     }
     summary = (results, cfg, args.repeats, totals, rates, ratios, (start_s, import_s))
