@@ -71,10 +71,13 @@ SHORT_SECONDS = 6.0
 
 
 def config(detector: str, clip_s: float | None = None) -> CurateConfig:
-    """The default config with ``detector``, and clips of exactly ``clip_s`` seconds if given."""
+    """The default config with ``detector``, and clips of exactly ``clip_s`` seconds if given
+    (no lead-in)."""
     analyze: dict = {"text": {"detector": detector}}
     if clip_s is not None:
-        analyze["clips"] = {"min_duration_s": clip_s, "max_duration_s": clip_s}
+        # Clips start where their shot does (no lead-in), so a line fading in after a shot's
+        # first frame fades in after its first clip's.
+        analyze["clips"] = {"min_duration_s": clip_s, "max_duration_s": clip_s, "lead_in_s": 0}
     return CurateConfig.model_validate({"analyze": analyze})
 
 

@@ -44,8 +44,11 @@ class Smoke:
 
 SMOKE: dict[str, Smoke] = {
     "bench.py": Smoke(
-        ("{videos}", "--repeats", "1", "--cut-heavy", "4"),
-        ("cut-heavy video:", "repeat 1/1 done", "summary: 1 files", "where the time went"),
+        ("{videos}", "--repeats", "1", "--cut-heavy", "4", "--without", "watermark"),
+        (
+            *("cut-heavy video:", "repeat 1/1 done", "summary: 1 files", "where the time went"),
+            "the signal costs",
+        ),
         shared=True,
     ),
     "bench_export.py": Smoke(
@@ -104,14 +107,23 @@ SMOKE: dict[str, Smoke] = {
         timeout=300,
     ),
     "eval_text.py": Smoke(
-        ("--videos", "{videos}", "--limit", "2", "--per-case", "1"),
-        ("real footage", "| ocr |", "| morphology |", "synthetic text cases"),
+        ("--videos", "{videos}", "--limit", "2", "--per-case", "1", "--short", "2"),
+        ("real footage", "| ocr |", "| morphology |", "synthetic text cases", "in 2 s clips"),
         shared=True,
         timeout=400,
     ),
     "eval_dedup.py": Smoke(
         ("--videos", "{videos}", "--originals", "1", "--seconds", "6", "--workdir", "{tmp}"),
         ("files: 1 originals", "| crop 20% |", "| combined |", "false merges", "ms |"),
+        shared=True,
+        timeout=400,
+    ),
+    "eval_overlays.py": Smoke(
+        (
+            *("--videos", "{videos}", "--originals", "1", "--seconds", "5"),
+            *("--shared", "1", "--workdir", "{tmp}"),
+        ),
+        ("files: 10", "| corner logo 100% |", "| subtitle (text) |", "margin"),
         shared=True,
         timeout=400,
     ),

@@ -450,8 +450,8 @@ def text_case_frames(kind: str, image: np.ndarray, seed: int = 0, n: int = 125, 
 
 
 SHORT_TEXT_CASES = {
-    "line fading in": (0.3, 0.0),
-    "line fading out": (0.0, 0.3),
+    "line fading in": (0.2, 0.0),
+    "line fading out": (0.0, 0.2),
     "subtitle 1.5%": (0.0, 0.0),
     "plain": None,
 }
