@@ -35,7 +35,7 @@ from pydantic import Field
 from curate.config import SignalConfig
 from curate.gates import Gate, at_most, score
 from curate.media.video import DecodedFrame
-from curate.signals.base import ClipWindow, FrameSignal
+from curate.signals.base import ClipWindow, FrameSignal, samples_in
 from curate.signals.text import TextLine
 
 KINDS = ("none", "logo", "text", "tiled")
@@ -129,11 +129,13 @@ MAX_SAMPLES = 720
 """Samples a source keeps at most (6 minutes at 2 fps): past it every other one is dropped
 and the sampling interval doubles, so memory stays bounded on long sources."""
 
-OWN = 16
-"""Samples of a clip's own that are judged at most (spread over it)."""
+JUDGED = 96
+"""Samples of a source judged at most (spread over it): the more frames with different
+pictures under a mark, the surer the evidence."""
 
-CONTEXT = 8
-"""Samples from the source's other shots that may join a clip's own."""
+PRESENT = 0.6
+"""Mean share of a mark's edge pixels that must be there in a clip's samples for the clip to
+carry it."""
 
 
 class WatermarkConfig(SignalConfig):
@@ -150,6 +152,8 @@ class Mark:
     box: tuple[float, float, float, float]
     opaque: bool
     kind: str
+    region: np.ndarray
+    """Its persistent edge pixels."""
 
 
 def normalised(frames: np.ndarray) -> np.ndarray:
@@ -187,6 +191,8 @@ class OverlayMap:
     """The median gradients."""
     spread: np.ndarray
     """Temporal spread of each pixel's value."""
+    seen: np.ndarray
+    """Per sample and pixel, whether the pixel's median edge is there."""
 
 
 def unexplained_change(frames: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -248,7 +254,8 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     hidden = ((np.abs(projection) < AGREES * length2) & changed).sum(axis=0) * edge
     n_changed = changed.sum(axis=0)
     seed = edge & (n_changed > 0) & (shown >= MIN_PERSISTENCE * n_changed)
-    return OverlayMap(seed, shown, hidden, mx, my, frames.std(axis=0))
+    seen = projection >= AGREES * length2
+    return OverlayMap(seed, shown, hidden, mx, my, frames.std(axis=0), seen)
 
 
 def coherence(gx: np.ndarray, gy: np.ndarray) -> float:
@@ -277,9 +284,9 @@ def marks(evidence: OverlayMap) -> list[Mark]:
         opaque = is_opaque(evidence.spread, area)
         box = (x / w, y / h, (x + bw) / w, (y + bh) / h)
         kind = "text" if bw > 2 * bh else "logo"
-        if opaque and kind == "text" and is_centred(box):
+        if opaque and is_centred(box):
             continue  # a title or a subtitle: text (the text signal's), not a watermark
-        found.append(Mark(pixels, box, opaque, kind))
+        found.append(Mark(pixels, box, opaque, kind, area & evidence.seed))
     return found
 
 
@@ -362,6 +369,19 @@ def with_read_marks(values: dict, samples: list[list[TextLine]]) -> dict:
     return read
 
 
+@dataclass
+class WatermarkSeries:
+    """The marks found over a whole source, and in which of its samples each one shows."""
+
+    times: np.ndarray
+    """Times of the samples judged."""
+    marks: list[Mark]
+    present: np.ndarray
+    """Per mark and sample judged, the share of its edge pixels that are there."""
+    scale: float
+    """Pixel counts of the frames kept to the 256-px analysis size."""
+
+
 class WatermarkSignal(FrameSignal):
     """Samples the analysis frames at ``fps``; each clip window is judged on its own samples,
     with samples of the source's other shots joining them when the clip alone shows too
@@ -406,21 +426,24 @@ class WatermarkSignal(FrameSignal):
             self.times, self.frames = self.times[::2], self.frames[::2]
             self.interval *= 2
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self.frames:
-            return np.zeros(0), np.zeros((0, 1, 1), np.uint8)
-        return np.asarray(self.times), np.stack(self.frames)
-
-    def clip_values(self, series: tuple[np.ndarray, np.ndarray], clip: ClipWindow) -> dict:
-        times, frames = series
-        inside = np.flatnonzero((times >= clip.start_s) & (times < clip.end_s))
-        if inside.size < MIN_SAMPLES:
-            return judge([], 1.0)
-        inside = inside[np.linspace(0, inside.size - 1, min(OWN, inside.size)).astype(int)]
+    def finish(self) -> WatermarkSeries:
+        """Judge the whole source at once: a mark survives a cut and stays through the
+        source, scenery does not; each clip then keeps the marks that show in it."""
+        if len(self.frames) < MIN_SAMPLES:
+            return WatermarkSeries(np.asarray(self.times), [], np.zeros((0, 0)), 1.0)
+        picked = np.linspace(0, len(self.frames) - 1, min(JUDGED, len(self.frames))).astype(int)
+        frames = np.stack([self.frames[i] for i in picked])
+        evidence = overlay_map(frames)
+        found = marks(evidence)
+        present = np.asarray(
+            [evidence.seen[:, m.region].mean(axis=1) for m in found], np.float32
+        ).reshape(len(found), len(picked))
         scale = 256.0 / min(frames.shape[1:])  # edges are lines: their pixels scale with size
-        # The rest of the source joins the clip's samples: a mark survives a cut and stays
-        # through the whole source, scenery does not.
-        outside = np.flatnonzero((times < clip.start_s - 1) | (times >= clip.end_s + 1))
-        picked = outside[np.linspace(0, outside.size - 1, min(CONTEXT, outside.size)).astype(int)]
-        window = np.concatenate([inside, picked]) if outside.size else inside
-        return judge(marks(overlay_map(frames[window])), scale)
+        return WatermarkSeries(np.asarray(self.times)[picked], found, present, scale)
+
+    def clip_values(self, series: WatermarkSeries, clip: ClipWindow) -> dict:
+        inside = samples_in(series.times, clip.start_s, clip.end_s)
+        if not series.marks or inside.size == 0:
+            return judge([], 1.0)
+        shows = series.present[:, inside].mean(axis=1) >= PRESENT
+        return judge([m for m, s in zip(series.marks, shows) if s], series.scale)
