@@ -1,25 +1,32 @@
 """Watermarks and logos: what stays put on screen while the picture under it changes.
 
 A semi-transparent watermark adds ``alpha * W`` to every frame, so the median of a pixel's
-gradient over frames with different content is ``alpha * grad W`` (the estimator of Dekel et
+gradient over frames with different pictures is ``alpha * grad W`` (the estimator of Dekel et
 al., "On the Effectiveness of Visible Watermarks", CVPR 2017): scene edges come and go, the
-mark's stay. A still background keeps its edges too, which is why the test here is
-conditional: at each pixel, among the samples where the picture *around it* changed (the
-local mean moved away from its temporal median), the share where the median edge is still
-there. A logo or watermark passes (the content moves under it, the mark does not); a static
-camera's background does not pass, because where something moves over it its edges are
-hidden, and where nothing moves there is no evidence either way. Samples from the source's
-other shots join a clip's own when they help (a logo survives a cut, the scenery does not).
+mark's stay. The signal keeps frames at ``analyze.watermark.fps`` at half the analysis size
+and judges the whole source at once (up to :data:`JUDGED` frames spread over it: a logo
+survives a cut, the scenery does not):
 
-Pixels that pass form regions; long straight edges are left out (letterbox bars, horizons:
-one orientation, where marks have many). Each region's opacity is estimated from how much
-the picture varies inside its strokes against around them (``1 - alpha``): a mark drawn
-opaquely in the middle of the frame is a title or a subtitle (text, not a watermark: the
-``text`` signal measures it), one in a corner or edge band is a broadcaster logo or a URL, and
-a semi-transparent one anywhere is a watermark. A clip gets ``watermark_score`` (0-1, from
-the amount of mark found), ``watermark_box`` (the main region, shares of the frame) and
-``watermark_kind`` (``logo``, ``text``, ``tiled`` or ``none``). Tier gate ``max_watermark``
-(``watermarked``).
+- an *edge* is a pixel whose gradients point along their median beyond chance (a t test over
+  the frames; in busy moving texture the median is sizeable by luck, its spread as large),
+  and not on a long line (bar edges, horizons, kerbs: one orientation where marks turn);
+- in each frame whose picture changed over much of the frame (against the mean frame, past
+  the noise floor), a pixel's picture *changed* where what differs around it is more than a
+  small shift of the scene explains;
+- an edge *persists* when it is there in nearly every frame where its picture changed, and
+  is *hidden* in those where it is gone (either sign: an opaque mark's outline flips where
+  the picture behind turns brighter than the mark).
+
+Persisting edges grouped into dense regions with few hidden edges are marks. A still
+background is not a mark: with nothing moving over it there is no evidence either way, and
+where something moves over it its edges are hidden. A mark that lets nothing through
+somewhere (opaque) and sits centred across the frame is a title or a subtitle, text that the
+``text`` signal measures, not a watermark. Each clip keeps the marks whose edges show in its
+frames: ``watermark_score`` (0-1, from the edge pixels of its marks), ``watermark_box`` (the
+main mark and those of similar size, shares of the frame) and ``watermark_kind`` (``logo``,
+``text`` for a line-shaped mark, ``tiled`` for marks spread over the frame, ``none``). The
+detect stage raises the score where OCR reads a web address, a handle or a copyright sign
+(:func:`read_marks`). Tier gate ``max_watermark`` (``watermarked``).
 """
 
 from __future__ import annotations
@@ -37,8 +44,6 @@ from curate.gates import Gate, at_most, score
 from curate.media.video import DecodedFrame
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
 from curate.signals.text import TextLine
-
-KINDS = ("none", "logo", "text", "tiled")
 
 WATERMARK_BOX = pa.struct(
     [
@@ -64,13 +69,13 @@ is at least this share of the median's length."""
 
 CHANGE = 5.0
 """Standard deviation (gray levels) of the part of a neighbourhood's difference from the
-median frame that no small shift explains, above which the picture there has changed."""
+mean frame that no small shift explains, above which the picture there has changed."""
 
 LOCAL = 3
 """Side of the neighbourhood compared, pixels of the half-size frames kept."""
 
 NOISE_PERCENTILE = 30
-"""Percentile of a window's unexplained variances taken as its noise floor."""
+"""Percentile of the unexplained variances taken as the noise floor."""
 
 NOISE_FACTOR = 3.0
 """Change must exceed the noise floor's standard deviation this many times."""
@@ -79,7 +84,7 @@ MIN_CHANGED_SHARE = 0.3
 """Share of the frame that must have changed for a sample to count as evidence."""
 
 MIN_SAMPLES = 3
-"""Samples a window needs before it is judged at all."""
+"""Samples a source needs before it is judged at all."""
 
 MIN_PERSISTENCE = 0.8
 """Share of a pixel's changed samples that must still show its median edge."""
@@ -112,8 +117,8 @@ OPAQUE = 0.25
 opaque (a 40 % mark lets 0.6 through)."""
 
 CENTRE = (0.3, 0.7)
-"""Horizontal band, as shares of the width, in which the centre of an opaque line of text
-makes it a title or a subtitle (text, measured by the ``text`` signal), not a watermark."""
+"""Horizontal band, as shares of the width, in which the centre of an opaque mark makes it a
+title or a subtitle (text, measured by the ``text`` signal), not a watermark."""
 
 TILED_SPAN = 0.6
 """Share of the frame's width and height that four or more marks must span to be one tiled
@@ -258,12 +263,6 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     return OverlayMap(seed, shown, hidden, mx, my, frames.std(axis=0), seen)
 
 
-def coherence(gx: np.ndarray, gy: np.ndarray) -> float:
-    """Orientation coherence of a set of gradients (structure tensor): 1 for one direction."""
-    jxx, jyy, jxy = float((gx * gx).sum()), float((gy * gy).sum()), float((gx * gy).sum())
-    return float(np.hypot(jxx - jyy, 2 * jxy) / (jxx + jyy + 1e-6))
-
-
 def marks(evidence: OverlayMap) -> list[Mark]:
     """The regions of ``evidence`` whose edges, pooled, persisted where the picture changed,
     each with its size, box, opacity and kind."""
@@ -383,9 +382,8 @@ class WatermarkSeries:
 
 
 class WatermarkSignal(FrameSignal):
-    """Samples the analysis frames at ``fps``; each clip window is judged on its own samples,
-    with samples of the source's other shots joining them when the clip alone shows too
-    little change."""
+    """Keeps half-size frames at ``fps``, finds the marks of the whole source when it ends,
+    and gives each clip the marks that show in it."""
 
     name = "watermark"
     fields = (
