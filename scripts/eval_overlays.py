@@ -5,8 +5,9 @@ Positives: segments of the shared real footage (moving and static cameras, anima
 documentary) with a mark laid over them (``scripts/common/overlays.py``): a stock-style word
 across the middle at 20 % and 40 % opacity, the same tiled diagonally at 25 %, a corner
 broadcaster logo opaque and at 50 %, a small URL in a corner, and a word that drifts and
-bounces across the frame. The station logo that one shared video carries (``WH.GOV``,
-``short_hamilton_clip.mp4``) is a real positive, reported on its own row.
+bounces across the frame. The station logos two shared videos carry (``WH.GOV`` in
+``short_hamilton_clip.mp4``, a faint ``BBC FOUR`` in ``issue-195-aspect-ratio.mp4``) are real
+positives, reported on their own row.
 
 Negatives: every other shared video as it is (static cameras, hand-held, animation, the
 text-bearing clips: titles, credits, a kinetic-typography promo, rendered labels), and copies
@@ -49,7 +50,7 @@ from stages.probe import ProbeStage
 ORIGINALS = (
     ("learning-area/crystal.webm", 0.0),
     ("moviepy/big_buck_bunny_0_30.webm", 0.0),
-    ("PySceneDetect/issue-195-aspect-ratio.mp4", 0.0),
+    ("moviepy/video_with_failing_audio.mp4", 0.0),
     ("opencv-for-python/faces.mp4", 0.0),
     ("sam2/05_default_juggle.mp4", 0.0),
     ("OpenCVTutorial/vtest.avi", 0.0),
@@ -57,11 +58,16 @@ ORIGINALS = (
     ("co-tracker/teddy.mp4", 0.0),
 )
 """Footage the marks are laid over (path under the shared videos, start of the segment):
-hand-held, animation with cuts, a documentary with cuts, a slow camera, and four static
-cameras (the hard case: the picture under the mark hardly changes)."""
+hand-held, animation with cuts, hand-held with a cut, a slow camera, a portrait phone clip,
+and three static cameras (the hard case: the picture under the mark hardly changes)."""
 
-REAL_MARKS = {"face_recognition/short_hamilton_clip.mp4": "station logo (real)"}
-"""Shared videos that carry a real mark (checked by eye): positives, on their own row."""
+REAL_MARKS = {
+    "face_recognition/short_hamilton_clip.mp4": "station logo (real)",
+    "PySceneDetect/issue-195-aspect-ratio.mp4": "station logo (real)",
+}
+"""Shared videos that carry a real mark (checked by eye on frames every 2 s): an opaque
+``WH.GOV`` in the top-right corner, a faint semi-transparent ``BBC FOUR`` in the top-left
+corner; positives, on their own row."""
 
 EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
 
