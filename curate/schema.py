@@ -257,11 +257,26 @@ def fields_from_json(columns: dict[str, str]) -> tuple[pa.Field, ...]:
 
 
 def _arrow_type(text: str) -> pa.DataType:
-    """An Arrow type from its ``str``: primitives (``float``, ``string``, ``binary`` …) and
-    lists of them (``list<item: binary>``), which is what signals declare."""
+    """An Arrow type from its ``str``: primitives (``float``, ``string``, ``binary`` …),
+    lists of them (``list<item: binary>``) and structs of them (``struct<x0: float, …>``),
+    which is what signals declare."""
     if text.startswith("list<") and text.endswith(">"):
         return pa.list_(_arrow_type(text[5:-1].split(": ", 1)[1]))
+    if text.startswith("struct<") and text.endswith(">"):
+        members = (m.split(": ", 1) for m in _top_level(text[7:-1]))
+        return pa.struct([pa.field(name, _arrow_type(kind)) for name, kind in members])
     return pa.type_for_alias(text)
+
+
+def _top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside any ``<…>``."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"<": 1, ">": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    return [*parts, text[start:].strip()]
 
 
 def embedding_dim(table_schema: pa.Schema) -> int:

@@ -153,3 +153,9 @@ def test_an_outlined_thumbnail_shows_the_box_in_red():
     b, g, r = (int(v) for v in image[8:11, 110].max(axis=0))  # on the top edge of the box
     assert r > 200 and g < 100 and b < 100
     assert abs(int(image[60, 30, 2]) - 128) < 10  # elsewhere untouched
+
+
+def test_the_box_column_survives_the_run_record():
+    """The run record (``manifest.json``) keeps signal columns as type strings."""
+    fields = WatermarkSignal.fields
+    assert schema.fields_from_json(schema.fields_to_json(fields)) == fields
