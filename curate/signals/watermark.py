@@ -155,7 +155,6 @@ class Mark:
 
     pixels: int
     box: tuple[float, float, float, float]
-    opaque: bool
     kind: str
     region: np.ndarray
     """Its persistent edge pixels."""
@@ -191,9 +190,6 @@ class OverlayMap:
     """Per edge pixel, changed samples in which its median edge was there (0 elsewhere)."""
     hidden: np.ndarray
     """Per edge pixel, changed samples in which its median edge was gone, either sign."""
-    gx: np.ndarray
-    gy: np.ndarray
-    """The median gradients."""
     spread: np.ndarray
     """Temporal spread of each pixel's value."""
     seen: np.ndarray
@@ -260,12 +256,12 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     n_changed = changed.sum(axis=0)
     seed = edge & (n_changed > 0) & (shown >= MIN_PERSISTENCE * n_changed)
     seen = projection >= AGREES * length2
-    return OverlayMap(seed, shown, hidden, mx, my, frames.std(axis=0), seen)
+    return OverlayMap(seed, shown, hidden, frames.std(axis=0), seen)
 
 
 def marks(evidence: OverlayMap) -> list[Mark]:
     """The regions of ``evidence`` whose edges, pooled, persisted where the picture changed,
-    each with its size, box, opacity and kind."""
+    each with its size, box and kind; opaque centred ones (titles, subtitles) are left out."""
     h, w = evidence.seed.shape
     # Wider than tall: the letters and words of a line join into one region.
     joined = cv2.dilate(evidence.seed.astype(np.uint8), np.ones((3, 7), np.uint8))
@@ -280,12 +276,11 @@ def marks(evidence: OverlayMap) -> list[Mark]:
             continue  # scattered pixels that persisted by chance, not the strokes of a mark
         if shown < MIN_EVIDENCE or hidden > MAX_HIDDEN * (shown + hidden):
             continue
-        opaque = is_opaque(evidence.spread, area)
         box = (x / w, y / h, (x + bw) / w, (y + bh) / h)
         kind = "text" if bw > 2 * bh else "logo"
-        if opaque and is_centred(box):
+        if is_centred(box) and is_opaque(evidence.spread, area):
             continue  # a title or a subtitle: text (the text signal's), not a watermark
-        found.append(Mark(pixels, box, opaque, kind, area & evidence.seed))
+        found.append(Mark(pixels, box, kind, area & evidence.seed))
     return found
 
 
