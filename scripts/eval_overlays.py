@@ -167,10 +167,12 @@ def report(scored: list[Scored], threshold: float) -> float:
     low, high = min(positive, default=float("nan")), max(clean, default=float("nan"))
     recall = sum(v > threshold for v in positive) / max(1, len(positive))
     false = sum(v > threshold for v in clean)
+    # The share of (marked, clean) pairs the score ranks right, ties counting half (ROC AUC).
+    auc = np.mean([(p > c) + 0.5 * (p == c) for p in positive for c in clean]) if clean else 1.0
     print(
         f"\nmarked clips {len(positive)}, recall {recall:.2f} at max_watermark {threshold}; "
         f"clean clips {len(clean)}, false positives {false}; lowest marked {low:.3f}, "
-        f"highest clean {high:.3f}, margin {low - high:+.3f}"
+        f"highest clean {high:.3f}, margin {low - high:+.3f}; ROC AUC {auc:.2f}"
     )
     return low - high
 

@@ -69,10 +69,10 @@ CLIP_ID = re.compile(r"\b[0-9a-f]{16}\b")
 copies."""
 
 REJECT_COLUMNS = ["source", "clip_id", "stage", "reason", "detail", "start_s", "end_s"]
+"""The columns of ``rejects`` the report reads."""
 
 WATERMARKED, WATERMARK_BOX = "watermarked", "watermark_box"
 """Clips rejected for a watermark show their thumbnail with the mark's box drawn on."""
-"""The columns of ``rejects`` the report reads."""
 
 
 @dataclass

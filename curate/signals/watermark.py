@@ -249,13 +249,13 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     along = projection / np.sqrt(np.maximum(length2, 1e-6))
     t = along.mean(axis=0) * np.sqrt(len(f)) / (along.std(axis=0) + 1e-3)
     edge = (length2 >= MIN_EDGE**2) & (t >= MIN_T) & ~linear
-    shown = ((projection >= AGREES * length2) & changed).sum(axis=0) * edge
+    seen = projection >= AGREES * length2
+    shown = (seen & changed).sum(axis=0) * edge
     # Unsigned: the outline of an opaque mark flips sign where the picture behind it turns
     # from darker to brighter than the mark; it is still there, not hidden.
     hidden = ((np.abs(projection) < AGREES * length2) & changed).sum(axis=0) * edge
     n_changed = changed.sum(axis=0)
     seed = edge & (n_changed > 0) & (shown >= MIN_PERSISTENCE * n_changed)
-    seen = projection >= AGREES * length2
     return OverlayMap(seed, shown, hidden, frames.std(axis=0), seen)
 
 
