@@ -10,6 +10,7 @@ contract imports it from here.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any, Literal, get_args
 
@@ -74,8 +75,17 @@ DetectConfig = create_model(
 DetectConfig.__doc__ = """The ``detect`` section: learned detectors over each clip's keyframes,
 in their own actor pool; one block per keyframe detector."""
 
-ALL_GATES: tuple[Gate, ...] = BASE_GATES + tuple(g for s in SIGNALS for g in s.gates)
-"""Every gate, in the order they are checked: the base gates, then each signal's."""
+ALL_GATES: tuple[Gate, ...] = BASE_GATES + tuple(
+    replace(g, media=tuple(m for m in g.media if m in s.media)) for s in SIGNALS for g in s.gates
+)
+"""Every gate, in the order they are checked: the base gates, then each signal's (a signal's
+gates apply to the media it measures)."""
+
+
+def gates_for(media: str) -> tuple[Gate, ...]:
+    """The gates that apply to ``media`` (``video`` or ``image``), in the order checked."""
+    return tuple(g for g in ALL_GATES if media in g.media)
+
 
 Gates = create_model(
     "Gates",
@@ -88,6 +98,12 @@ gates also take a percentile (``min_sharpness: p20`` drops the bottom 20 %)."""
 
 SIGNAL_FIELDS: tuple[pa.Field, ...] = tuple(f for s in SIGNALS for f in s.fields)
 """The ``analysis`` columns the signals fill, in registry order."""
+
+VIDEO_ONLY_FIELDS: frozenset[str] = frozenset(
+    f.name for s in SIGNALS if "image" not in s.media for f in s.fields
+)
+"""The columns of signals that do not measure images (null on image rows, left out of image
+tiers)."""
 
 SOURCE_FIELDS: tuple[pa.Field, ...] = tuple(f for s in FRAME_SIGNALS for f in s.source_fields)
 """What the signals hand from the analyze stage to a later one with each source."""
@@ -150,6 +166,13 @@ def tier_schema(dim: int = schema.EMBEDDING_DIM) -> pa.Schema:
 
 
 @lru_cache
+def image_tier_schema(dim: int = schema.EMBEDDING_DIM) -> pa.Schema:
+    """An image tier's table of a run with ``dim``-d embeddings."""
+    fields = tuple(f for f in SIGNAL_FIELDS if f.name not in VIDEO_ONLY_FIELDS)
+    return schema.image_tier_schema(dim, fields)
+
+
+@lru_cache
 def analyzed_source_schema(dim: int = schema.EMBEDDING_DIM) -> pa.Schema:
     """What the analyze stage returns per source, with the signals' hand-overs."""
     return schema.analyzed_source_schema(dim, SIGNAL_FIELDS, SOURCE_FIELDS)
@@ -189,6 +212,7 @@ def reject_row(
     }
 
 
-def build_signals(cfg: AnalyzeConfig) -> list[FrameSignal]:
-    """Fresh per-frame signals for one source, from the ``analyze`` section ``cfg``."""
-    return [signal.from_config(cfg) for signal in FRAME_SIGNALS]
+def build_signals(cfg: AnalyzeConfig, media: str = "video") -> list[FrameSignal]:
+    """Fresh per-frame signals for one source of ``media``, from the ``analyze`` section
+    ``cfg``."""
+    return [signal.from_config(cfg) for signal in FRAME_SIGNALS if media in signal.media]

@@ -53,6 +53,9 @@ class Gate:
     """The type its threshold takes (:func:`score`, :func:`number`; ``bool`` for a flag)."""
     description: str | None = None
     """What the threshold means, for the config reference."""
+    media: tuple[str, ...] = ("video", "image")
+    """The kinds of media it applies to (``curate.contract`` narrows a signal's gates to the
+    media the signal measures): an image tier cannot set a gate on motion or duration."""
 
     def config_field(self) -> tuple[Any, Any]:
         """``(type, FieldInfo)`` of its key in a tier's ``gates`` (off by default)."""
@@ -110,6 +113,7 @@ BASE_GATES: tuple[Gate, ...] = (
         ("duration_s",),
         at_least,
         threshold=number(ge=0),
+        media=("video",),
     ),
     Gate(
         "max_duration_s",
@@ -118,6 +122,7 @@ BASE_GATES: tuple[Gate, ...] = (
         ("duration_s",),
         at_most,
         threshold=number(gt=0),
+        media=("video",),
     ),
 )
 """Gates on what the probe and the clip windows give, whatever the signals."""

@@ -1,5 +1,6 @@
-"""Input discovery: what ``--input`` values (folders, globs, input lists, single videos, local or
-in object storage) expand to, as the ordered list of sources a run reads."""
+"""Input discovery: what ``--input`` values (folders, globs, input lists, single videos or images,
+local or in object storage) expand to, as the ordered list of sources a run reads, and which
+kind of media each source is."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.media.image import IMAGE_EXTENSIONS
 from curate.storage import Store, is_uri
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,10 @@ VIDEO_EXTENSIONS = frozenset(
         ".mxf",
     ]
 )
-"""Extensions picked up when a folder or glob is given as input."""
+"""Extensions of videos picked up when a folder or glob is given as input."""
+
+MEDIA = ("video", "image")
+"""The kinds of media a run curates (``media`` in the config)."""
 
 INPUT_LIST_EXTENSIONS = frozenset({".txt", ".csv", ".jsonl", ".parquet"})
 """A file input with one of these extensions is read as a list of inputs."""
@@ -54,6 +59,17 @@ class InputError(ValueError):
 
 def _suffix(name: str) -> str:
     return Path(name).suffix.lower()
+
+
+def media_of(source: str) -> str:
+    """``image`` for a source with an image extension, else ``video``."""
+    return "image" if _suffix(source) in IMAGE_EXTENSIONS else "video"
+
+
+def media_extensions(media: tuple[str, ...] | list[str]) -> frozenset[str]:
+    """The extensions a folder or glob is walked for when a run curates ``media``."""
+    found = VIDEO_EXTENSIONS if "video" in media else frozenset()
+    return found | (IMAGE_EXTENSIONS if "image" in media else frozenset())
 
 
 def _list_entries(path: str, data: bytes) -> list[str]:
@@ -112,14 +128,14 @@ def _read_input_list(item: str, data: bytes) -> list[str]:
     return [_resolve_entry(e, item) for e in entries]
 
 
-def _discover_uri(item: str) -> list[str]:
-    """A URI input: an object-store folder (prefix), an input list, or one video."""
+def _discover_uri(item: str, extensions: frozenset[str]) -> list[str]:
+    """A URI input: an object-store folder (prefix), an input list, or one video or image."""
     store = Store(item)
     try:
         if store.is_dir():
-            found = [f for f in store.walk() if _suffix(f) in VIDEO_EXTENSIONS]
+            found = [f for f in store.walk() if _suffix(f) in extensions]
             if not found:
-                log.warning("input folder %s holds no video files", item)
+                log.warning("input folder %s holds no files of the media curated", item)
             return [store.uri(f) for f in found]
         if _suffix(item) in INPUT_LIST_EXTENSIONS and store.is_file(""):
             return _read_input_list(item, store.read_bytes(""))
@@ -128,29 +144,32 @@ def _discover_uri(item: str) -> list[str]:
     return [item]
 
 
-def discover(inputs: list[str]) -> list[str]:
-    """Expand ``--input`` values into an ordered, de-duplicated list of sources.
+def discover(inputs: list[str], media: tuple[str, ...] | list[str] = MEDIA) -> list[str]:
+    """Expand ``--input`` values into an ordered, de-duplicated list of sources of ``media``.
 
-    A folder is walked recursively for video extensions, a glob is expanded, an input list
-    (``.txt``/``.csv``/``.jsonl``/``.parquet``) is read (relative entries resolve against the
-    list's folder), and anything else is taken as one video. Each input's expansion is
-    sorted so the order never depends on the file system. Local sources come back absolute
-    (see :func:`_local`), URIs as given.
+    A folder is walked recursively for the extensions of ``media`` (videos, images), a glob
+    is expanded, an input list (``.txt``/``.csv``/``.jsonl``/``.parquet``) is read (relative
+    entries resolve against the list's folder), and anything else is taken as one video or
+    image (by its extension: see :func:`media_of`). A listed or named source of a kind the
+    run does not curate is left out with a warning. Each input's expansion is sorted so the
+    order never depends on the file system. Local sources come back absolute (see
+    :func:`_local`), URIs as given.
     """
+    extensions = media_extensions(media)
     sources: list[str] = []
     for item in inputs:
         path = Path(item)
         if is_uri(item):
-            sources.extend(_discover_uri(item))
+            sources.extend(_discover_uri(item, extensions))
         elif path.is_dir():
             found = sorted(
                 _local(os.path.join(root, name))
                 for root, _dirs, files in os.walk(path, followlinks=True)
                 for name in files
-                if _suffix(name) in VIDEO_EXTENSIONS
+                if _suffix(name) in extensions
             )
             if not found:
-                log.warning("input folder %s holds no video files", item)
+                log.warning("input folder %s holds no files of the media curated", item)
             sources.extend(found)
         elif path.is_file() and path.suffix.lower() in INPUT_LIST_EXTENSIONS:
             try:
@@ -163,8 +182,16 @@ def discover(inputs: list[str]) -> list[str]:
         elif glob.has_magic(item):
             matches = sorted(glob.glob(item, recursive=True))
             sources.extend(
-                _local(m) for m in matches if os.path.isfile(m) and _suffix(m) in VIDEO_EXTENSIONS
+                _local(m) for m in matches if os.path.isfile(m) and _suffix(m) in extensions
             )
         else:
             raise InputError(f"input not found: {item}")
-    return list(dict.fromkeys(sources))
+    sources = list(dict.fromkeys(sources))
+    kept = [s for s in sources if media_of(s) in media]
+    if len(kept) < len(sources):
+        log.warning(
+            "%d inputs left out: they are not %s (the config's media)",
+            len(sources) - len(kept),
+            " or ".join(media),
+        )
+    return kept

@@ -11,6 +11,7 @@ installed).
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import lru_cache
 from typing import Literal
 
@@ -32,6 +33,7 @@ RejectReason = Literal[
     "rebalanced_out",
     "caption_failed",
     "export_failed",
+    "no_tier",
 ]
 """Rejection reasons of the framework's own steps: probing, decoding, clip windows, the base
 tier gates, dedup, re-balancing, captions and export. Each signal's tier gates add theirs
@@ -53,6 +55,7 @@ SOURCE = pa.schema(
 PROBE = pa.schema(
     [
         *SOURCE,
+        pa.field("media", pa.string()),
         pa.field("ok", pa.bool_()),
         pa.field("width", pa.int32()),
         pa.field("height", pa.int32()),
@@ -68,7 +71,8 @@ PROBE = pa.schema(
         pa.field("probe_s", pa.float64()),
     ]
 )
-"""Probe output: container metadata of one input, or why it cannot be used."""
+"""Probe output: container metadata of one input (``media``: ``video`` or ``image``; an
+image has no frame rate or duration), or why it cannot be used."""
 
 SHOTS = pa.schema(
     [
@@ -106,6 +110,7 @@ REJECTS = pa.schema(
 CLIP_FIELDS = (
     pa.field("clip_id", pa.string(), nullable=False),
     pa.field("source", pa.string(), nullable=False),
+    pa.field("media", pa.string()),
     pa.field("shot_index", pa.int32()),
     pa.field("start_s", pa.float64()),
     pa.field("end_s", pa.float64()),
@@ -118,7 +123,38 @@ CLIP_FIELDS = (
     pa.field("fps", pa.float32()),
     pa.field("orientation", pa.string()),
 )
-"""What a clip is: its source, span and picture size (the analyze stage's own columns)."""
+"""What a clip is: its source, span and picture size (the analyze stage's own columns). An
+image is a row of its own (``media``: ``image``, null for an older run's video rows) spanning
+no time: one frame at 0 s, no frame rate."""
+
+IMAGE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+"""An image tier's ``image`` column, as Hugging Face ``datasets`` stores an ``Image()``
+feature: the encoded file's bytes (null when exported by reference) and its path."""
+
+
+def image_features(table_schema: pa.Schema) -> pa.Schema:
+    """``table_schema`` with the metadata that makes Hugging Face ``datasets`` read its
+    ``image`` column as an ``Image()`` feature (decoded to a PIL image on access); the other
+    columns keep the types ``datasets`` infers from Arrow."""
+    features = {"info": {"features": {"image": {"_type": "Image"}}}}
+    return table_schema.with_metadata({b"huggingface": json.dumps(features).encode()})
+
+
+VIDEO_ONLY_COLUMNS = frozenset(
+    {
+        "shot_index",
+        "start_s",
+        "end_s",
+        "duration_s",
+        "start_frame",
+        "end_frame",
+        "num_frames",
+        "fps",
+        "clip_path",
+        "video",
+    }
+)
+"""A clip's own columns that an image tier leaves out: they say where in time it lies."""
 
 
 DUPLICATE_SPAN = pa.struct(
@@ -195,6 +231,16 @@ def tier_schema(dim: int, signal_fields: tuple[pa.Field, ...]) -> pa.Schema:
             pa.field("video", pa.binary()),
         ]
     )
+
+
+@lru_cache
+def image_tier_schema(dim: int, signal_fields: tuple[pa.Field, ...]) -> pa.Schema:
+    """Accepted image–prompt rows of one image tier: the image itself (:data:`IMAGE`) and
+    every column of :func:`tier_schema` that applies to a still (``signal_fields``: those of
+    the signals that measure images)."""
+    video = tier_schema(dim, signal_fields)
+    fields = [f for f in video if f.name not in VIDEO_ONLY_COLUMNS]
+    return pa.schema([pa.field("image", IMAGE), *fields])
 
 
 @lru_cache
@@ -290,6 +336,7 @@ EXPORTED = pa.schema(
         pa.field("export_key", pa.string(), nullable=False),
         pa.field("clip_path", pa.string()),
         pa.field("video", pa.binary()),
+        pa.field("image", pa.binary()),
         pa.field("error", pa.string()),
         pa.field("export_s", pa.float64()),
         # How the clip was made (``copy``, ``libx264``, ``h264_nvenc``), its frames, and the
@@ -300,7 +347,8 @@ EXPORTED = pa.schema(
         pa.field("encode_s", pa.float64()),
     ]
 )
-"""Export stage output: one encoded clip (path or bytes) per clip and export spec."""
+"""Export stage output: one encoded clip (path or bytes) or image (bytes) per clip and export
+spec."""
 
 LEGACY_SCORE_COLUMNS = (
     "duration_s",

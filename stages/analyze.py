@@ -19,6 +19,7 @@ from curate import contract, schema
 from curate.config.analyze import ClipsConfig
 from curate.config.sections import AnalyzeConfig, CurateConfig, IsolationConfig
 from curate.contract import FRAME_SIGNALS, build_signals, reject_row
+from curate.media.image import decode_image
 from curate.media.sandbox import Sandbox
 from curate.media.video import (
     DECODE_ERRORS,
@@ -180,16 +181,25 @@ class AnalyzeStage(Stage):
 
     name = "analyze"
 
-    def __init__(self, analyze: AnalyzeConfig, isolation: IsolationConfig, dim: int) -> None:
+    def __init__(
+        self, analyze: AnalyzeConfig, isolation: IsolationConfig, dim: int, max_pixels: int
+    ) -> None:
         # ``auto`` decided here, where Ray's GPU assignment is known (not in the sandbox).
         self.cfg = resolve_analyze(analyze)
         self.isolation = isolation
+        self.max_pixels = max_pixels
         self.schema = contract.analyzed_source_schema(dim)
         self.sandbox = Sandbox(isolation, self.name, preload=(__name__,))
 
     @classmethod
     def inputs(cls, config: CurateConfig) -> dict[str, Any]:
-        return {"analyze": config.analyze, "isolation": config.isolation, "dim": config.embed.dim}
+        # Images are decoded here for the first time: the probe's pixel limit holds again.
+        return {
+            "analyze": config.analyze,
+            "isolation": config.isolation,
+            "dim": config.embed.dim,
+            "max_pixels": config.probe.max_pixels,
+        }
 
     @classmethod
     def check(cls, config: CurateConfig) -> dict[str, Any]:
@@ -222,12 +232,12 @@ class AnalyzeStage(Stage):
             return out
         info = VideoInfo.from_row(probed)
         started = time.perf_counter()
+        job: tuple = (analyze_source, source, info, self.cfg)
+        if probed.get("media") == "image":
+            job = (analyze_image, source, info, self.cfg, self.max_pixels)
         try:
             result = self.sandbox.run(
-                analyze_source,
-                source,
-                info,
-                self.cfg,
+                *job,
                 source=source,
                 timeout_s=self.timeout_s(info),
                 timeout_key="isolation.analyze_timeout_s + analyze_timeout_per_minute_s",
@@ -296,6 +306,52 @@ def analyze_source(
     return out
 
 
+STILL_S = 1.0
+"""The span the one frame of an image covers for the signals' clip windows."""
+
+
+def analyze_image(
+    source: str,
+    info: VideoInfo,
+    cfg: AnalyzeConfig,
+    max_pixels: int,
+    signals: list[FrameSignal] | None = None,
+) -> dict:
+    """Decode the image ``source`` and measure it with every signal that measures images
+    (``signals``: all of them by default): one ``analysis`` row, no shots. Runs in the
+    sandbox process; raises :class:`MediaError`."""
+    clock = time.perf_counter
+    started = clock()
+    frame = decode_image(source, info, cfg.short_side, max_pixels)
+    timing = {"analyze.decode.wait_s": clock() - started, "analyze.decode.frames": 1.0}
+    signals = build_signals(cfg, "image") if signals is None else signals
+    values = {}
+    for signal in signals:
+        started = clock()
+        signal.update_still(frame)
+        measured = clock()
+        values[signal.name] = signal.finish()
+        timing[f"analyze.{signal.name}.update_s"] = measured - started
+        timing[f"analyze.{signal.name}.finish_s"] = clock() - measured
+        timing[f"analyze.{signal.name}.frames"] = 1.0
+        timing.update({f"analyze.{k}": v for k, v in signal.model_timing().items()})
+    series = FrameSeries(np.zeros(1), STILL_S, signals, values, timing=timing)
+    row = _clip_row(source, info, series, Window(0, 0, 1))
+    # A still spans no time.
+    row.update(
+        clip_id=schema.clip_id(source, 0.0, 0.0),
+        media="image",
+        shot_index=None,
+        end_s=0.0,
+        duration_s=0.0,
+        fps=None,
+    )
+    out: dict = {"frames": 1, "shots": [], "rejects": [], "timing": timing, "clips": [row]}
+    for signal in signals:
+        out.update(signal.source_values(values[signal.name]))
+    return out
+
+
 def _span(series: FrameSeries, w: Window) -> tuple[float, float]:
     end = series.times[w.end] if w.end < series.num_frames else series.end_time
     return float(series.times[w.start]), float(end)
@@ -338,6 +394,7 @@ def _clip_row(source: str, info: VideoInfo, series: FrameSeries, w: Window) -> d
     row = {
         "clip_id": schema.clip_id(source, start_s, end_s),
         "source": source,
+        "media": "video",
         "shot_index": w.shot_index,
         "start_s": start_s,
         "end_s": end_s,

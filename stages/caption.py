@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 INPUT_COLUMNS = (
     "clip_id",
     "source",
+    "media",
     "tier",
     "width",
     "height",
@@ -69,6 +70,17 @@ def clip_info(row: dict, cfg: CaptionConfig, images: int) -> ClipInfo:
         frames = [row["thumbnail"]]
     confidence = row.get("camera_motion_confidence")
     confident = confidence is not None and confidence >= cfg.camera_motion_min_confidence
+    if row.get("media") == "image":
+        return ClipInfo(
+            clip_id=row["clip_id"],
+            source=row["source"],
+            images=frames[:1],
+            tier=row.get("tier"),
+            width=row.get("width"),
+            height=row.get("height"),
+            orientation=row.get("orientation"),
+            media="image",
+        )
     return ClipInfo(
         clip_id=row["clip_id"],
         source=row["source"],

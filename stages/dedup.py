@@ -17,7 +17,8 @@
 
 Clips of the same source are not compared unless ``dedup.same_source`` is set: windows of one
 video are different moments, not copies, and ``rebalance.per_source_cap`` limits how many of
-them a dataset keeps.
+them a dataset keeps. Images are compared with images, and with video clips only when
+``dedup.cross_media`` is set.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from curate.run.clustering import (
     sample_embeddings,
 )
 from curate.run.funnel import funnel_entry
-from curate.run.phase2 import Candidates, Phase2Step, StepResult
+from curate.run.phase2 import Candidates, Phase2Step, StepResult, row_media
 from curate.run.runner import pool_args
 from curate.storage import Store
 
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 RANK_COLUMNS = [
     "clip_id",
     "source",
+    "media",
     "tier",
     "sharpness",
     "width",
@@ -66,7 +68,28 @@ BLOCK = 2048
 
 
 def rank_order(table: pa.Table, rank_by: list[str], tier_names: list[str]) -> np.ndarray:
-    """Row order from best to worst by ``rank_by`` (ties broken by clip id)."""
+    """Row order from best to worst by ``rank_by`` (ties broken by clip id): video clips
+    first, then images, whose copies rank by resolution before sharpness (sharpness is
+    measured at one analysis size, where a downscaled copy looks as sharp as its original)."""
+    media = row_media(table)
+    order = []
+    for kind in ("video", "image"):
+        rows = np.flatnonzero(media == kind)
+        if rows.size:
+            keys = _image_rank(rank_by) if kind == "image" else rank_by
+            order.append(rows[_rank(table.take(rows), keys, tier_names)])
+    return np.concatenate(order) if order else np.zeros(0, np.int64)
+
+
+def _image_rank(rank_by: list[str]) -> list[str]:
+    if "sharpness" not in rank_by or "resolution" not in rank_by:
+        return rank_by
+    keys = [k for k in rank_by if k != "resolution"]
+    keys.insert(keys.index("sharpness"), "resolution")
+    return keys
+
+
+def _rank(table: pa.Table, rank_by: list[str], tier_names: list[str]) -> np.ndarray:
     tier_index = {name: i for i, name in enumerate(tier_names)}
 
     def col(name: str) -> np.ndarray:
@@ -86,20 +109,23 @@ def rank_order(table: pa.Table, rank_by: list[str], tier_names: list[str]) -> np
 
 
 def candidate_pairs(
-    x: np.ndarray, sources: list[str], cfg: DedupConfig
+    x: np.ndarray, sources: list[str], cfg: DedupConfig, media: list[str | None] | None = None
 ) -> list[tuple[int, int, float]]:
     """Rows are in rank order (best first). Each row's ``max_candidates`` most similar rows
     with cosine >= ``candidate_threshold``, as ``(better_row, worse_row, cosine)`` pairs,
-    computed block by block."""
+    computed block by block (``media``: each row's, null for video)."""
     pairs: dict[tuple[int, int], float] = {}
     k = cfg.max_candidates
     source = np.unique(np.asarray(sources, dtype=object), return_inverse=True)[1]
+    kind = np.asarray([m == "image" for m in media or [None] * len(x)])
     for start in range(0, len(x), BLOCK):
         sims = x[start : start + BLOCK] @ x.T
         rows = np.arange(start, start + len(sims))
         sims[rows - start, rows] = -1.0  # a clip is not its own candidate
         if not cfg.same_source:
             sims[source[rows][:, None] == source[None, :]] = -1.0
+        if not cfg.cross_media:
+            sims[kind[rows][:, None] != kind[None, :]] = -1.0
         hits = sims >= cfg.candidate_threshold
         for r in np.flatnonzero(hits.any(axis=1)).tolist():
             cols = np.flatnonzero(hits[r])
@@ -140,11 +166,13 @@ class DedupCluster:
         group = group.take(rank_order(group, self.cfg.rank_by, self.tier_names))
         ids = group["clip_id"].to_pylist()
         sources = group["source"].to_pylist()
+        media = group["media"].to_pylist() if "media" in group.column_names else None
         x = embeddings_of(group)
         rows: dict[str, list] = {"clip_id": [], "original": [], "cosine": []}
         for part in split(x, self.cfg.max_cluster_size, self.seed):
             part = np.sort(part)  # keep rank order inside the part
-            for i, j, cos in candidate_pairs(x[part], [sources[i] for i in part], self.cfg):
+            kinds = None if media is None else [media[i] for i in part]
+            for i, j, cos in candidate_pairs(x[part], [sources[i] for i in part], self.cfg, kinds):
                 rows["clip_id"].append(ids[part[j]])
                 rows["original"].append(ids[part[i]])
                 rows["cosine"].append(cos)
@@ -418,7 +446,9 @@ class DedupStep(Phase2Step):
                 columns["duplicate_of"][row] = match["original"]
                 columns["duplicate_similarity"][row] = match["similarity"]
                 columns["duplicate_method"][row] = match["method"]
-                columns["duplicate_span"][row] = match["span"]
+                # A still spans no time: there is no span to match.
+                image = clips.index["media"][row].as_py() == "image"
+                columns["duplicate_span"][row] = None if image else match["span"]
                 methods[match["method"]] += 1
                 detail = f"{match['method']}: {match['detail']}; copy of {match['original']}"
                 rejects.append(clips.reject(row, self.name, "duplicate", detail))

@@ -30,6 +30,7 @@ from av.video.reformatter import VideoReformatter
 from curate import schema
 from curate.config import ConfigError
 from curate.config.sections import CurateConfig, ExportConfig
+from curate.media.image import IMAGE_ERRORS, encode_image, open_image, read_bytes
 from curate.media.video import (
     DECODE_ERRORS,
     SCALER_THREADS,
@@ -112,6 +113,8 @@ class ExportStage(Stage):
         return schema.from_rows(rows, schema.EXPORTED)
 
     def export_source(self, item: dict) -> list[dict]:
+        if item.get("media") == "image":
+            return export_image(item, self.cfg, self.max_pixels)
         rows = []
         try:
             # Re-probing costs one frame; it keeps the export items small.
@@ -421,6 +424,39 @@ def resolve_encoder(setting: str) -> str:
         problem,
     )
     return "libx264"
+
+
+def export_image(item: dict, cfg: ExportConfig, max_pixels: int) -> list[dict]:
+    """The image of ``item`` as each of its jobs (one per export spec) wants it in an image
+    tier: its own bytes, or re-encoded (``export.image_format``, the tier's scale or crop)."""
+    try:
+        open_image(item["source"], max_pixels)  # the probe's checks, on the file as it is now
+        data = read_bytes(item["source"])
+    except (MediaError, OSError) as e:
+        return [_failed(job, str(e)) for job in item["jobs"]]
+    rows = []
+    for job in item["jobs"]:
+        started = time.perf_counter()
+        try:
+            encoded, method = encode_image(
+                data, cfg.image_format, cfg.image_quality, job["short_side"], job["crop"]
+            )
+        except IMAGE_ERRORS as e:
+            rows.append(_failed(job, f"{type(e).__name__}: {e}"))
+            continue
+        seconds = time.perf_counter() - started
+        rows.append(
+            {
+                "clip_id": job["clip_id"],
+                "export_key": job["export_key"],
+                "image": encoded,
+                "export_method": method,
+                "frames": 1,
+                "encode_s": seconds,
+                "export_s": seconds,
+            }
+        )
+    return rows
 
 
 def _failed(job: dict, detail: str) -> dict:

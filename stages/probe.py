@@ -10,6 +10,8 @@ import pyarrow as pa
 
 from curate import schema
 from curate.config.sections import CurateConfig, IsolationConfig, ProbeConfig
+from curate.inputs import media_of
+from curate.media.image import probe_image
 from curate.media.sandbox import Sandbox
 from curate.media.video import MediaError, probe
 from curate.run.stage import Stage
@@ -18,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 class ProbeStage(Stage):
-    """Reads display size, rotation, fps and duration of each source (no full decode).
+    """Reads display size, rotation, fps and duration of each source (no full decode); an
+    image's display size (after its EXIF orientation) and format from its header.
 
     Inputs that cannot be opened, have no video stream, are shorter than the minimum clip or
     fall below the resolution floor come out with ``ok = false`` and a reason; so do inputs
@@ -34,7 +37,9 @@ class ProbeStage(Stage):
         self.cfg = probe
         self.min_duration_s = min_duration_s
         self.timeout_s = isolation.probe_timeout_s
-        self.sandbox = Sandbox(isolation, self.name, preload=("curate.media.video",))
+        self.sandbox = Sandbox(
+            isolation, self.name, preload=("curate.media.video", "curate.media.image")
+        )
 
     @classmethod
     def inputs(cls, config: CurateConfig) -> dict[str, Any]:
@@ -52,10 +57,11 @@ class ProbeStage(Stage):
 
     def probe_one(self, source: str, source_index: int) -> dict:
         started = time.perf_counter()
-        row: dict = {"source": source, "source_index": source_index, "ok": False}
+        media = media_of(source)
+        row: dict = {"source": source, "source_index": source_index, "media": media, "ok": False}
         try:
             info = self.sandbox.run(
-                probe,
+                probe_image if media == "image" else probe,
                 source,
                 max_pixels=self.cfg.max_pixels,
                 source=source,
@@ -80,7 +86,7 @@ class ProbeStage(Stage):
                     f"short side {short_side} px < probe.min_short_side {self.cfg.min_short_side}"
                     f" ({info.width}x{info.height})",
                 )
-            if info.duration_s < self.min_duration_s:
+            if media == "video" and info.duration_s < self.min_duration_s:
                 raise MediaError(
                     "too_short",
                     f"duration {info.duration_s:.2f} s < analyze.clips.min_duration_s "

@@ -32,7 +32,7 @@ from curate.run.clustering import (
     tables_of,
 )
 from curate.run.funnel import funnel_entry
-from curate.run.phase2 import Candidates, Phase2Step, StepResult
+from curate.run.phase2 import Candidates, Phase2Step, StepResult, row_media
 from stages.dedup import rank_order
 
 log = logging.getLogger(__name__)
@@ -172,15 +172,21 @@ class RebalanceStep(Phase2Step):
         rows = clips.rows(["clip_id", "embedding"])
         if cfg.enabled and rows is not None and before:
             cluster_id = self.clusters(clips, rows)
-            rows = np.flatnonzero(kept)
-            balanced = rebalance(
-                clips.index.take(rows), cluster_id[rows], cfg, self.rank_by, self.tier_names
-            )
-            weights[rows] = balanced.weights
-            for local, detail in sorted(balanced.dropped.items()):
-                kept[rows[local]] = False
-                rejects.append(clips.reject(int(rows[local]), self.name, "rebalanced_out", detail))
-            report.update(balanced.report)
+            media = row_media(clips.index)
+            # Videos and images share the concept clusters but are balanced apart: each kind
+            # trains its own stage.
+            for kind in sorted(set(media[kept])):
+                rows = np.flatnonzero(kept & (media == kind))
+                balanced = rebalance(
+                    clips.index.take(rows), cluster_id[rows], cfg, self.rank_by, self.tier_names
+                )
+                weights[rows] = balanced.weights
+                for local, detail in sorted(balanced.dropped.items()):
+                    kept[rows[local]] = False
+                    rejects.append(
+                        clips.reject(int(rows[local]), self.name, "rebalanced_out", detail)
+                    )
+                report.update(balanced.report if kind == "video" else {f"{kind}s": balanced.report})
         log.info("re-balancing: %d of %d clips kept", int(kept.sum()), before)
         return StepResult(
             kept=kept,

@@ -1,7 +1,8 @@
 """Tier stage: apply each tier's quality gates to the analysis table (phase 2, no pixels).
 
-Tiers are ordered loosest first and nested: a clip enters a tier only if it also entered
-every looser one, so each ``tiers/<name>/`` folder is a complete dataset of its own.
+Tiers are ordered loosest first and nested among the tiers of one media (``tiers[].media``:
+video clips or images): a clip enters a tier only if it also entered every looser one of its
+media, so each ``tiers/<name>/`` folder is a complete dataset of its own.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import numpy as np
 import pyarrow as pa
 
 from curate.config.sections import CurateConfig, TierConfig
-from curate.contract import ALL_GATES, reject_row
+from curate.contract import ALL_GATES, gates_for, reject_row
+from curate.gates import Gate
 from curate.run.funnel import funnel_entry
-from curate.run.phase2 import Candidates, Phase2Step, StepResult
+from curate.run.phase2 import Candidates, Phase2Step, StepResult, row_media
 
 
 @dataclass
 class TierResult:
     passed: np.ndarray
-    """``[num_tiers, num_clips]`` booleans, nested: row k implies row k-1."""
+    """``[num_tiers, num_clips]`` booleans, nested among the tiers of one media: a clip in
+    tier k is in every looser tier of its media (a clip is in some tier iff it is in the
+    loosest of its media: ``passed.any(axis=0)``)."""
     strictest: list[str | None]
     """Per clip, the strictest tier passed (``None`` if none)."""
     rejects: list[dict]
@@ -33,16 +37,19 @@ class TierResult:
     """Per tier, the thresholds applied (percentile gates resolved)."""
 
 
-def resolve_gates(analysis: pa.Table, tiers: list[TierConfig]) -> list[dict[str, float]]:
+def resolve_gates(
+    analysis: pa.Table, tiers: list[TierConfig], media: np.ndarray | None = None
+) -> list[dict[str, float]]:
     """Each tier's active thresholds, with percentiles (``p20``) turned into values of the
-    score distribution over all candidate clips (missing scores ignored)."""
+    score distribution over the candidates of the tier's media (missing scores ignored)."""
+    media = row_media(analysis) if media is None else media
     resolved = []
     for tier in tiers:
         gates = {}
-        for gate in ALL_GATES:
+        for gate in gates_for(tier.media):
             threshold = getattr(tier.gates, gate.key)
             if isinstance(threshold, str):
-                values = gate.column(analysis)
+                values = gate.column(analysis)[media == tier.media]
                 values = values[~np.isnan(values)]
                 q = float(threshold[1:])
                 threshold = float(np.percentile(values, q)) if values.size else float("nan")
@@ -52,41 +59,52 @@ def resolve_gates(analysis: pa.Table, tiers: list[TierConfig]) -> list[dict[str,
     return resolved
 
 
+def _failure_detail(gate: Gate, tier: TierConfig, value: float, threshold: float) -> str:
+    if gate.flag:
+        return f"{gate.label} is {gate.reason}: {tier.name}.gates.{gate.key}"
+    shown = "missing" if np.isnan(value) else f"{value:.4g}"
+    return (
+        f"{gate.label} {shown} fails {tier.name}.gates.{gate.key}="
+        f"{_shown_threshold(getattr(tier.gates, gate.key), threshold)}"
+    )
+
+
 def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
+    """Each tier's gates over the rows of its media; tiers of one media are nested, loosest
+    first. A row that fails the loosest tier of its media is rejected after the first gate it
+    fails there; a row of a media no tier takes, with ``no_tier``."""
     n = analysis.num_rows
-    resolved = resolve_gates(analysis, tiers)
+    media = row_media(analysis)
+    resolved = resolve_gates(analysis, tiers, media)
     passed = np.zeros((len(tiers), n), dtype=bool)
     first_fail: list[tuple[str, str] | None] = [None] * n
     failures: dict[str, dict[str, int]] = {}
-    gates = ALL_GATES
-    values = {g.key: g.column(analysis) for g in gates}
-    previous = np.ones(n, dtype=bool)
+    values = {g.key: g.column(analysis) for g in ALL_GATES}
+    previous: dict[str, np.ndarray] = {}
     for k, tier in enumerate(tiers):
-        ok = previous.copy()
+        rows = media == tier.media
+        loosest = tier.media not in previous
+        ok = previous.get(tier.media, rows).copy()
         failures[tier.name] = {}
-        for gate in gates:
+        for gate in gates_for(tier.media):
             threshold = resolved[k].get(gate.key)
             if threshold is None:
                 continue
             v = values[gate.key]
             with np.errstate(invalid="ignore"):
-                fail = ~gate.passes(v, threshold)
+                fail = ~gate.passes(v, threshold) & rows
             failures[tier.name][gate.key] = int(fail.sum())
-            if k == 0:
+            if loosest:
                 for i in np.flatnonzero(fail):
                     if first_fail[i] is None:
-                        if gate.flag:
-                            detail = f"{gate.label} is {gate.reason}: {tier.name}.gates.{gate.key}"
-                        else:
-                            shown = "missing" if np.isnan(v[i]) else f"{v[i]:.4g}"
-                            detail = (
-                                f"{gate.label} {shown} fails {tier.name}.gates.{gate.key}="
-                                f"{_shown_threshold(getattr(tier.gates, gate.key), threshold)}"
-                            )
-                        first_fail[i] = (gate.reason, detail)
+                        first_fail[i] = (gate.reason, _failure_detail(gate, tier, v[i], threshold))
             ok &= ~fail
         passed[k] = ok
-        previous = ok
+        previous[tier.media] = ok
+    for kind in set(media) - set(previous):
+        detail = f"no tier takes {kind}s: add a tier with media: {kind}"
+        for i in np.flatnonzero(media == kind):
+            first_fail[i] = ("no_tier", detail)
     strictest: list[str | None] = [None] * n
     for k, tier in enumerate(tiers):
         for i in np.flatnonzero(passed[k]):
@@ -104,7 +122,7 @@ def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
             start_s=starts[i],
             end_s=ends[i],
         )
-        for i in np.flatnonzero(~passed[0])
+        for i in np.flatnonzero(~passed.any(axis=0))
     ]
     return TierResult(passed, strictest, rejects, failures, resolved)
 
@@ -133,7 +151,7 @@ class TierStep(Phase2Step):
 
     def run(self, clips: Candidates) -> TierStepResult:
         result = assign_tiers(clips.index, self.tiers)
-        passed = result.passed[0]
+        passed = result.passed.any(axis=0)
         return TierStepResult(
             kept=clips.alive & passed,
             columns={"tier": pa.array(result.strictest, pa.string())},

@@ -58,13 +58,21 @@ def test_config_reference_lists_every_signal_block_and_gate(capsys):
     assert {f"tiers[].gates.{g.key}" for g in ALL_GATES} <= keys
 
 
-def test_movie_gen_has_three_nested_tiers_getting_stricter():
-    tiers = load_config(CONFIGS / "movie_gen.yaml").tiers
-    assert len(tiers) == 3
+@pytest.mark.parametrize(("media", "count"), [("video", 3), ("image", 2)])
+def test_movie_gen_has_nested_tiers_getting_stricter(media, count):
+    tiers = [t for t in load_config(CONFIGS / "movie_gen.yaml").tiers if t.media == media]
+    assert len(tiers) == count
     sides = [t.gates.min_short_side or 0 for t in tiers]
     sharp = [t.gates.min_sharpness or 0 for t in tiers]
     assert sides == sorted(sides) and sides[0] < sides[-1]
     assert sharp == sorted(sharp) and sharp[0] < sharp[-1]
+
+
+def test_an_image_tier_refuses_a_gate_images_do_not_have():
+    with pytest.raises(ConfigError, match=r"gates\.min_motion does not apply to images"):
+        load_config(
+            None, ["tiers.0.name=stills", "tiers.0.media=image", "tiers.0.gates.min_motion=0.1"]
+        )
 
 
 def test_unknown_key_names_its_path_and_the_closest_key(tmp_path):

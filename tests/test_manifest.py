@@ -41,7 +41,11 @@ TODAY = {
             "clusters_after": {"0": 3},
         },
     },
-    "tiers": {"all_ok": {"clips": 3, "hours": 0.01067}, "good": {"clips": 3, "hours": 0.01067}},
+    "tiers": {
+        "all_ok": {"clips": 3, "hours": 0.01067, "media": "video"},
+        "good": {"clips": 3, "hours": 0.01067, "media": "video"},
+        "photos": {"clips": 2, "hours": 0.0, "media": "image"},
+    },
     "rejects": {"too_short": 1},
     "timing": {
         "phase1_probe_analyze_embed_s": 5.948,
@@ -51,11 +55,16 @@ TODAY = {
     },
     "config": {
         "embed": {"dim": 512},
-        "tiers": [{"name": "all_ok", "gates": {}}, {"name": "good", "gates": {}}],
+        "tiers": [
+            {"name": "all_ok", "media": "video", "gates": {}},
+            {"name": "good", "media": "video", "gates": {}},
+            {"name": "photos", "media": "image", "gates": {}},
+        ],
     },
     "versions": {"python": "3.11.7", "curate": "0.1.0", "opencv-python-headless": None},
     "signal_columns": {"sharpness": "float", "keyframes": "list<item: binary>"},
     "score_columns": ["duration_s", "sharpness", "sample_weight"],
+    "video_only_columns": ["motion_score"],
 }
 """A manifest as ``Run.write_manifest`` writes it today (config and columns cut short)."""
 
@@ -67,7 +76,8 @@ def text(data: dict) -> str:
 def test_todays_manifest_round_trips_exactly():
     manifest = Manifest.from_json_dict(copy.deepcopy(TODAY))
     assert text(manifest.to_json_dict()) == text(TODAY)  # same keys, order and values
-    assert manifest.tier_names == ["all_ok", "good"]
+    assert manifest.tier_names == ["all_ok", "good", "photos"]
+    assert manifest.tier_media("photos") == "image" and manifest.tiers["photos"].media == "image"
     assert manifest.funnel["analyze"].in_ == 1 and manifest.funnel["analyze"].get("shots") == 1
     assert manifest.thresholds["good"]["min_sharpness"] == 40.0
     assert manifest.tiers["good"].clips == 3 and manifest.embedding_dim == 512
@@ -102,6 +112,7 @@ def test_keyword_construction_mirrors_the_json():
         ),
         signal_columns=copy.deepcopy(TODAY["signal_columns"]),
         score_columns=list(TODAY["score_columns"]),
+        video_only_columns=list(TODAY["video_only_columns"]),
     )
     assert built == Manifest.from_json_dict(TODAY)
     assert text(built.to_json_dict()) == text(TODAY)

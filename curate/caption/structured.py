@@ -63,8 +63,24 @@ Describe only what is visible. Use null for a field you cannot tell. Do not desc
 movement."""
 
 
-def instruction(count: int, duration_s: float | None = None) -> str:
-    """The request text shown with ``count`` frames of a clip."""
+IMAGE_INSTRUCTION = """\
+The image is one picture. Write a caption for a text-to-image training set. Reply with one \
+JSON object and nothing else, with these string fields:
+- "short_description": one sentence: the main subject and what it is doing.
+- "dense_description": a detailed paragraph: the subjects, their appearance, what they are \
+doing, where things are in the frame.
+- "background": the setting behind the main subjects.
+- "style": e.g. photograph, illustration, painting, 3D render, screenshot, microscopy.
+- "shot_type": e.g. extreme close-up, close-up, medium shot, wide shot, aerial shot.
+- "lighting": e.g. soft daylight, harsh midday sun, low-key, neon, studio lighting.
+- "atmosphere": the mood, e.g. calm, tense, festive.
+Describe only what is visible. Use null for a field you cannot tell."""
+
+
+def instruction(count: int, duration_s: float | None = None, media: str = "video") -> str:
+    """The request text shown with ``count`` frames of a clip, or with an image."""
+    if media == "image":
+        return IMAGE_INSTRUCTION
     meta = f", spanning {duration_s:.1f} seconds" if duration_s else ""
     return INSTRUCTION.format(count=count, meta=meta)
 
@@ -146,6 +162,8 @@ class ClipInfo:
     motion_score: float | None = None
     camera_motion: str | None = None
     """The classifier's label when its confidence passed the threshold, else None."""
+    media: str = "video"
+    """``image`` for a still: one picture, no duration, motion or camera motion."""
 
 
 def motion_level(motion_score: float | None) -> str | None:

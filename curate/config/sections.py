@@ -9,7 +9,9 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, StringConstraints, model_validator
 
 from curate.config import Model
-from curate.contract import AnalyzeConfig, DetectConfig, Gates
+from curate.contract import ALL_GATES, AnalyzeConfig, DetectConfig, Gates
+
+Media = Literal["video", "image"]
 
 
 class ProbeConfig(Model):
@@ -206,6 +208,11 @@ class DedupConfig(Model):
         description="Also compare clips of the same source. Off: windows of one video are "
         "different moments, and the per-source cap limits how many of them a tier keeps.",
     )
+    cross_media: bool = Field(
+        False,
+        description="Also compare images with video clips. Off: a photo and a video showing "
+        "the same thing are both kept (image and video tiers train different stages).",
+    )
     rank_by: list[Literal["tier", "sharpness", "resolution", "duration", "motion"]] = Field(
         default_factory=lambda: ["tier", "sharpness", "resolution", "duration"],
         description="Which member of a duplicate group is kept: best by these, in order.",
@@ -234,21 +241,59 @@ class RebalanceConfig(Model):
 
 
 class TierExport(Model):
-    crop_borders: bool = Field(False, description="Crop measured bars off exported clips.")
-    short_side: int | None = Field(None, ge=16, description="Exported short side; never upscales.")
+    crop_borders: bool = Field(
+        False, description="Crop measured bars off exported clips and images."
+    )
+    short_side: int | None = Field(
+        None, ge=16, description="Exported short side; never upscales (images: re-encoded)."
+    )
     fps: float | None = Field(
-        None, gt=0, description="Exported frame rate; null keeps the source's."
+        None, gt=0, description="Exported frame rate; null keeps the source's (video only)."
     )
 
 
 class TierConfig(Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    media: Media = Field(
+        "video",
+        description="What the tier holds: video clips or images. Tiers of one kind are "
+        "nested among themselves, loosest first.",
+    )
     gates: Gates = Gates()
     export: TierExport = TierExport()
 
+    @model_validator(mode="after")
+    def _gates_apply(self) -> TierConfig:
+        """An image tier cannot gate on what an image does not have (motion, duration)."""
+        if self.media == "image":
+            for gate in ALL_GATES:
+                if "image" not in gate.media and getattr(self.gates, gate.key) not in (None, False):
+                    raise ValueError(
+                        f"gates.{gate.key} does not apply to images (tier {self.name!r} has "
+                        "media: image); remove it from this tier"
+                    )
+            if self.export.fps is not None:
+                raise ValueError(f"export.fps does not apply to images (tier {self.name!r})")
+        return self
+
 
 class ExportConfig(Model):
-    mode: Literal["files", "inline", "reference"] = "files"
+    mode: Literal["files", "inline", "reference"] = Field(
+        "files",
+        description="files: clip files under clips/, referenced by clip_path; inline: clip "
+        "bytes in the video column; reference: the source and span only. Image tiers hold "
+        "their images inline (the image column) in files and inline mode, their source path "
+        "in reference mode.",
+    )
+    image_format: Literal["original", "jpeg", "png", "webp"] = Field(
+        "original",
+        description="How images go into image tiers: original keeps the file's bytes (unless "
+        "the tier scales or crops it: then it is re-encoded in its own format where Pillow "
+        "writes it, else JPEG); jpeg, png, webp re-encode every image.",
+    )
+    image_quality: int = Field(
+        90, ge=1, le=100, description="JPEG and WebP quality of re-encoded images."
+    )
     codec: Literal["h264", "copy"] = Field(
         "h264",
         description="h264: re-encode every clip; copy: cut the source's packets without "
@@ -487,8 +532,18 @@ class CurateConfig(Model):
     embed: EmbedConfig = EmbedConfig()
     dedup: DedupConfig = DedupConfig()
     rebalance: RebalanceConfig = RebalanceConfig()
+    media: list[Media] = Field(
+        default_factory=lambda: ["video", "image"],
+        min_length=1,
+        description="The kinds of input curated: a folder or glob is walked for their "
+        "extensions, other inputs of another kind are left out.",
+    )
     tiers: list[TierConfig] = Field(
-        default_factory=lambda: [TierConfig(name="default")], min_length=1
+        default_factory=lambda: [
+            TierConfig(name="default"),
+            TierConfig(name="images", media="image"),
+        ],
+        min_length=1,
     )
     caption: CaptionConfig = CaptionConfig()
     export: ExportConfig = ExportConfig()

@@ -274,45 +274,58 @@ PREFETCH_FRAMES = 16
 
 
 def _scaled_frames(container, stream, info: VideoInfo, size: tuple[int, int]):
-    width, height = size
     # One reformatter for the whole stream: a fresh one per frame rebuilds the swscale
     # context every time and costs more than decoding.
     scaler = VideoReformatter()
     detail_scaler = VideoReformatter()
+    for index, (frame, t) in enumerate(with_times(container.decode(stream), info.fps)):
+        yield decoded_frame(frame, index, t, info, size, scaler, detail_scaler)
+
+
+def decoded_frame(
+    frame: av.VideoFrame,
+    index: int,
+    t: float,
+    info: VideoInfo,
+    size: tuple[int, int],
+    scaler: VideoReformatter,
+    detail_scaler: VideoReformatter | None = None,
+) -> DecodedFrame:
+    """``frame`` as the signals take it: scaled to ``size`` (before rotation), upright."""
+    width, height = size
     half = (width // 2, height // 2)
     quarter = (width // 4, height // 4)
     chroma = half[0] * half[1]
-    for index, (frame, t) in enumerate(with_times(container.decode(stream), info.fps)):
-        # Scaling to planar YUV is cheaper than to BGR: its Y plane is the gray image, and a
-        # half-size I420 built from it converts to a small colour image for next to nothing
-        # (OpenCV's I420 conversion expects video-range levels, as decoders deliver).
-        yuv = scaler.reformat(
-            frame, width=width, height=height, format="yuv420p", threads=SCALER_THREADS
-        ).to_ndarray()
-        gray = yuv[:height]
-        planes = yuv[height:].reshape(-1)
-        small_yuv = np.concatenate(
-            [
-                cv2.resize(gray, half, interpolation=cv2.INTER_AREA).reshape(-1),
-                cv2.resize(
-                    planes[:chroma].reshape(half[1], half[0]), quarter, interpolation=cv2.INTER_AREA
-                ).reshape(-1),
-                cv2.resize(
-                    planes[chroma:].reshape(half[1], half[0]), quarter, interpolation=cv2.INTER_AREA
-                ).reshape(-1),
-            ]
-        ).reshape(-1, half[0])
-        small = cv2.cvtColor(small_yuv, cv2.COLOR_YUV2BGR_I420)
-        yield DecodedFrame(
-            index,
-            t,
-            upright(gray, info),
-            upright(small, info),
-            yuv,
-            info.quarter_turns,
-            frame,
-            detail_scaler,
-        )
+    # Scaling to planar YUV is cheaper than to BGR: its Y plane is the gray image, and a
+    # half-size I420 built from it converts to a small colour image for next to nothing
+    # (OpenCV's I420 conversion expects video-range levels, as decoders deliver).
+    yuv = scaler.reformat(
+        frame, width=width, height=height, format="yuv420p", threads=SCALER_THREADS
+    ).to_ndarray()
+    gray = yuv[:height]
+    planes = yuv[height:].reshape(-1)
+    small_yuv = np.concatenate(
+        [
+            cv2.resize(gray, half, interpolation=cv2.INTER_AREA).reshape(-1),
+            cv2.resize(
+                planes[:chroma].reshape(half[1], half[0]), quarter, interpolation=cv2.INTER_AREA
+            ).reshape(-1),
+            cv2.resize(
+                planes[chroma:].reshape(half[1], half[0]), quarter, interpolation=cv2.INTER_AREA
+            ).reshape(-1),
+        ]
+    ).reshape(-1, half[0])
+    small = cv2.cvtColor(small_yuv, cv2.COLOR_YUV2BGR_I420)
+    return DecodedFrame(
+        index,
+        t,
+        upright(gray, info),
+        upright(small, info),
+        yuv,
+        info.quarter_turns,
+        frame,
+        detail_scaler,
+    )
 
 
 _DONE = object()

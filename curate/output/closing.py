@@ -58,7 +58,9 @@ def closing_text(manifest: Manifest, output: Store, config_path: str | None = No
     if phases:
         lines.append("  " + ", ".join(phases))
     with_clips = len(set(read_table(output, "analysis", columns=["source"])["source"].to_pylist()))
-    lines.append(f"inputs: {manifest.inputs.discovered}, {with_clips} of them yielded clips")
+    lines.append(
+        f"inputs: {manifest.inputs.discovered}, {with_clips} of them yielded clips or images"
+    )
     lines += tier_lines({name: t.to_json_dict() for name, t in manifest.tiers.items()})
     total = sum(manifest.rejects.values())
     lines.append(f"rejects: {total}" if total else "rejects: none")
@@ -106,7 +108,10 @@ def retier_text(before: Manifest, after: Manifest, output: Store) -> str:
         clips = f"{old.clips} → {t.clips}" if old else f"(new) {t.clips}"
         change = f" ({t.clips - old.clips:+d})" if old and t.clips != old.clips else ""
         hours = f"{old.hours:.3f} → {t.hours:.3f} h" if old else f"{t.hours:.3f} h"
-        lines.append(f"  {name:<24} {clips:>16} clips{change:<8} {hours}")
+        unit = "images" if t.media == "image" else "clips"
+        lines.append(
+            f"  {name:<24} {clips:>16} {unit}{change:<8} {'' if t.media == 'image' else hours}"
+        )
     for name in before.tiers.keys() - after.tiers.keys():
         lines.append(f"  {name:<24} {before.tiers[name].clips} clips → (tier removed)")
     lines.append("thresholds:")

@@ -224,10 +224,11 @@ class FunnelStage(Record):
 
 @dataclass(kw_only=True)
 class TierSize(Record):
-    """A tier's clips and hours."""
+    """A tier's rows (clips, or images in an image tier) and hours (0 for images)."""
 
     clips: int = field(default=0, metadata=_meta(_int))
     hours: float = field(default=0.0, metadata=_meta(_number))
+    media: str = field(default="video", metadata=_meta(_str))
 
 
 @dataclass(kw_only=True)
@@ -312,12 +313,21 @@ class Manifest(Record):
     score_columns: list[str] | None = field(default=None, metadata=_meta(_optional(_str_list)))
     """The numeric columns ``inspect`` and the report summarise, as the run's signals declared
     them (``curate.contract.SCORE_COLUMNS``)."""
+    video_only_columns: list[str] | None = field(default=None, metadata=_meta(_optional(_str_list)))
+    """Of :attr:`signal_columns`, those of signals that do not measure images (null on image
+    rows, left out of image tiers)."""
 
     @property
     def signal_fields(self) -> tuple[pa.Field, ...]:
         """:attr:`signal_columns` as Arrow fields (a run that did not record them has those
         of the version before the record existed)."""
         return schema.fields_from_json(self.signal_columns or schema.LEGACY_SIGNAL_COLUMNS)
+
+    @property
+    def image_signal_fields(self) -> tuple[pa.Field, ...]:
+        """The signal columns an image tier holds."""
+        video_only = set(self.video_only_columns or ())
+        return tuple(f for f in self.signal_fields if f.name not in video_only)
 
     @property
     def scores(self) -> tuple[str, ...]:
@@ -334,6 +344,13 @@ class Manifest(Record):
         ):
             raise ManifestError("records no list of named tiers", ("config", "tiers"))
         return [t["name"] for t in tiers]
+
+    def tier_media(self, tier: str) -> str:
+        """``video`` or ``image``: what ``tier`` holds (``video`` for a run before images)."""
+        for t in self.config.get("tiers") or []:
+            if isinstance(t, Mapping) and t.get("name") == tier:
+                return t.get("media") or "video"
+        return "video"
 
     def stage(self, name: str) -> FunnelStage:
         """The funnel entry of a stage; an empty one when the run did not record it."""

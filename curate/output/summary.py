@@ -40,7 +40,7 @@ SAMPLE_COLUMNS = (
 """Columns of a sample row (runs older than captioning hold ``caption``/``prompt`` in their
 tier tables only)."""
 
-MIX_COLUMNS = ("orientation", "camera_motion")
+MIX_COLUMNS = ("media", "orientation", "camera_motion")
 """Categorical columns whose value counts are shown."""
 
 
@@ -77,11 +77,16 @@ def summarize(
     try:
         tiers = {}
         for name in names:
-            durations = dataset(store, f"tiers/{name}").to_table(columns=["duration_s"])
-            tiers[name] = {
-                "clips": durations.num_rows,
-                "hours": round(_sum(durations["duration_s"]) / 3600, 6),
-            }
+            media = manifest.tier_media(name)
+            if media == "image":
+                tiers[name] = {"clips": dataset(store, f"tiers/{name}").count_rows(), "hours": 0.0}
+            else:
+                durations = dataset(store, f"tiers/{name}").to_table(columns=["duration_s"])
+                tiers[name] = {
+                    "clips": durations.num_rows,
+                    "hours": round(_sum(durations["duration_s"]) / 3600, 6),
+                }
+            tiers[name]["media"] = media
         rejects = dataset(store, "rejects").to_table(columns=["stage", "reason"])
         reasons = rejects["reason"].to_pylist()
         by_stage = Counter(f"{s}/{r}" for s, r in zip(rejects["stage"].to_pylist(), reasons))
@@ -230,7 +235,10 @@ def tier_lines(tiers: dict[str, dict]) -> list[str]:
     """Each tier's clips and hours, one line each under a ``tiers:`` heading."""
     lines = ["tiers:"]
     for name, t in tiers.items():
-        lines.append(f"  {name:<24} {t['clips']:>8} clips {t['hours']:>10.3f} h")
+        if t.get("media") == "image":
+            lines.append(f"  {name:<24} {t['clips']:>8} images")
+        else:
+            lines.append(f"  {name:<24} {t['clips']:>8} clips {t['hours']:>10.3f} h")
     return lines
 
 

@@ -127,7 +127,12 @@ def output_schema_problems(output: Store, manifest: Manifest, tiers: list[str]) 
         "shots": schema.SHOTS,
         "analysis": schema.analysis_schema(dim, signals),
         "rejects": schema.REJECTS,
-        **{f"tiers/{name}": schema.tier_schema(dim, signals) for name in tiers},
+        **{
+            f"tiers/{name}": schema.image_tier_schema(dim, manifest.image_signal_fields)
+            if manifest.tier_media(name) == "image"
+            else schema.tier_schema(dim, signals)
+            for name in tiers
+        },
     }
     problems = []
     for folder, expected in contracts.items():

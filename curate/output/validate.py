@@ -117,10 +117,14 @@ def _tier_problems(output: Store, manifest: Manifest, names: list[str]) -> list[
         labels = set(table["tier"].to_pylist()) - {name}
         if labels:
             problems.append(f"tiers/{name}: rows labelled with tier {sorted(map(str, labels))}")
-        # Tiers are nested and only dedup, re-balancing and export remove a clip that passed
-        # the gates (each with a reject), so a tier's members are exactly these.
+        # Tiers of one media are nested and only dedup, re-balancing and export remove a
+        # clip that passed the gates (each with a reject), so a tier's members are exactly
+        # these.
+        media = manifest.tier_media(name)
         expected = {
-            c for c, t in zip(ids, strictest) if t in rank and rank[t] >= k and c not in rejected
+            c
+            for c, t in zip(ids, strictest)
+            if t in rank and rank[t] >= k and manifest.tier_media(t) == media and c not in rejected
         }
         missing, unexpected = expected - set(members), set(members) - expected
         if missing:
@@ -173,6 +177,8 @@ def _duplicate_problems(output: Store) -> list[str]:
     """Every merge is auditable: a duplicate names an analysis row it copies, how that was
     decided, how similar and where; its reject says ``duplicate``; chains end at a kept clip."""
     columns = ["clip_id", "duration_s", *schema.DUPLICATE_FIELDS]
+    if "media" in output.read_schema(output.files("analysis")[0]).names:
+        columns.append("media")  # a run from before images has none
     analysis = read_table(output, "analysis", columns=columns).to_pylist()
     by_id = {r["clip_id"]: r for r in analysis}
     rejects = read_table(output, "rejects", columns=["clip_id", "reason"])
@@ -204,7 +210,10 @@ def _duplicate_problems(output: Store) -> list[str]:
         similarity = row["duplicate_similarity"]
         if similarity is None or not -1.0 <= similarity <= 1.0:
             flag("duplicates have no duplicate_similarity in [-1, 1]", clip)
-        if not _span_fits(row["duplicate_span"], row, by_id[original]):
+        if row.get("media") == "image":
+            if row["duplicate_span"] is not None:
+                flag("image duplicates have a duplicate_span (a still spans no time)", clip)
+        elif not _span_fits(row["duplicate_span"], row, by_id[original]):
             flag("duplicates have a duplicate_span outside the two clips", clip)
         seen = {clip}
         while original is not None and original not in seen and original in by_id:

@@ -48,7 +48,8 @@ def plan_exports(
         for i in np.flatnonzero(tier_passed):
             c = clips[i]
             rel = clip_relpath(key, c["clip_id"])
-            if config.export.mode == "files" and store.is_file(rel):
+            # Images go inline into their tier's shards: no file to find again.
+            if config.export.mode == "files" and tier.media == "video" and store.is_file(rel):
                 exported[(c["clip_id"], key)] = (rel, None)
                 continue
             jobs.setdefault(c["source"], {})[(c["clip_id"], key)] = {
@@ -63,7 +64,9 @@ def plan_exports(
                 if tier.export.crop_borders
                 else None,
             }
-    return exported, [{"source": s, "jobs": list(j.values())} for s, j in jobs.items()]
+    media = {c["source"]: c.get("media") or "video" for c in clips}
+    items = [{"source": s, "media": media[s], "jobs": list(j.values())} for s, j in jobs.items()]
+    return exported, items
 
 
 def export_clips(
@@ -85,7 +88,8 @@ def export_clips(
     if config.export.mode == "reference":
         return {}, []
     border_columns = [f"border_{side}" for side in BORDER_SIDES]
-    clips = index.select(["clip_id", "source", "start_s", "end_s", *border_columns]).to_pylist()
+    columns = ["clip_id", "source", "media", "start_s", "end_s", *border_columns]
+    clips = index.select([c for c in columns if c in index.column_names]).to_pylist()
     exported, items = plan_exports(config, store, clips, passed)
     if not items:
         return exported, []
@@ -134,7 +138,8 @@ def _collect(batch: pa.Table, by_id: dict, exported: dict, failed: dict) -> list
     for row in batch.to_pylist():
         if not row["error"]:
             timings.append({k: row.get(k) for k in TIMING_FIELDS})
-            exported[(row["clip_id"], row["export_key"])] = (row["clip_path"], row["video"])
+            data = row["image"] if row["image"] is not None else row["video"]
+            exported[(row["clip_id"], row["export_key"])] = (row["clip_path"], data)
             continue
         c = by_id[row["clip_id"]]
         failed[row["clip_id"]] = reject_row(

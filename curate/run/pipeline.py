@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from curate import schema
 from curate.config.sections import CurateConfig
-from curate.contract import SCORE_COLUMNS, SIGNAL_FIELDS
+from curate.contract import SCORE_COLUMNS, SIGNAL_FIELDS, VIDEO_ONLY_FIELDS
 from curate.inputs import discover
 from curate.output.record import Inputs, Manifest, RunInfo, Timing, Versions
 from curate.output.tables import ShardWriter
@@ -254,8 +254,8 @@ class Run:
             keep = captioned & ~np.isin(ids, [r["clip_id"] for r in failed])
             self.funnel.record(
                 "export",
-                int(captioned[0].sum()),
-                int(keep[0].sum()),
+                int(captioned.any(axis=0).sum()),
+                int(keep.any(axis=0).sum()),
                 Counter(r["reason"] for r in failed),
                 mode=self.config.export.mode,
             )
@@ -319,6 +319,7 @@ class Run:
             ),
             signal_columns=schema.fields_to_json(SIGNAL_FIELDS),
             score_columns=list(SCORE_COLUMNS),
+            video_only_columns=sorted(VIDEO_ONLY_FIELDS),
         )
         manifest.write(self.store)
         return manifest

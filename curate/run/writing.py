@@ -13,6 +13,7 @@ from curate.config.sections import OutputConfig, TierConfig
 from curate.output.tables import ShardWriter, read_table
 from curate.run import journal
 from curate.run.exporting import export_key
+from curate.schema import image_features
 from curate.storage import Store
 
 
@@ -29,7 +30,11 @@ class Outputs:
     def analysis_schema(self) -> pa.Schema:
         return contract.analysis_schema(self.dim)
 
-    def writer(self, folder: str, table_schema: pa.Schema) -> ShardWriter:
+    def writer(self, folder: str, table_schema: pa.Schema, image: bool = False) -> ShardWriter:
+        """A shard writer into ``folder``; ``image``: the table's ``image`` column is read
+        by Hugging Face ``datasets`` as an ``Image()`` feature."""
+        if image:
+            table_schema = image_features(table_schema)
         return ShardWriter(
             self.store.sub(folder),
             table_schema,
@@ -83,10 +88,18 @@ class Outputs:
         self, tiers: list[TierConfig], ids: np.ndarray, keep: np.ndarray, exported: dict
     ) -> dict:
         """One folder per tier: its accepted rows of ``analysis`` (``keep[k]`` for tier k)
-        with their media (``exported``: ``{(clip_id, export_key): (clip_path, video)}``)."""
+        with their media (``exported``: ``{(clip_id, export_key): (clip_path, bytes)}``);
+        an image tier's rows hold the image (:data:`curate.schema.IMAGE`) and leave out the
+        columns that say where in time a clip lies."""
         kept = [set(ids[k]) for k in keep]
-        tier_schema = contract.tier_schema(self.dim)
-        writers = [self.writer(f"tiers/{t.name}", tier_schema) for t in tiers]
+        schemas = {
+            "video": contract.tier_schema(self.dim),
+            "image": contract.image_tier_schema(self.dim),
+        }
+        writers = [
+            self.writer(f"tiers/{t.name}", schemas[t.media], image=t.media == "image")
+            for t in tiers
+        ]
         sizes = {t.name: {"clips": 0, "hours": 0.0} for t in tiers}
         for path in self.store.files("analysis"):
             shard = self.store.read_parquet(path)
@@ -96,12 +109,19 @@ class Outputs:
                 if rows.num_rows == 0:
                     continue
                 rows = _with_media(rows, tier, exported)
-                writer.write(schema.conform(rows, tier_schema))
+                writer.write(schema.conform(rows, schemas[tier.media]))
                 sizes[tier.name]["clips"] += rows.num_rows
                 sizes[tier.name]["hours"] += pc.sum(rows["duration_s"]).as_py() / 3600
         for writer in writers:
             writer.close()
-        return {n: {"clips": s["clips"], "hours": round(s["hours"], 6)} for n, s in sizes.items()}
+        return {
+            t.name: {
+                "clips": sizes[t.name]["clips"],
+                "hours": round(sizes[t.name]["hours"], 6),
+                "media": t.media,
+            }
+            for t in tiers
+        }
 
     def remove_stale_clips(self, exported: dict) -> None:
         """Delete exported clip files no tier refers to any more (after a re-tier)."""
@@ -112,7 +132,9 @@ class Outputs:
 
 
 def _with_media(rows: pa.Table, tier: TierConfig, exported: dict) -> pa.Table:
-    """A tier's rows labelled with its name, with ``clip_path`` and ``video`` of its export."""
+    """A tier's rows labelled with its name, with ``clip_path`` and ``video`` of its export,
+    or, in an image tier, the ``image`` (its bytes, unless exported by reference, and its
+    source path)."""
     key = export_key(tier.export)
     media = [exported.get((c, key), (None, None)) for c in rows["clip_id"].to_pylist()]
     rows = rows.set_column(
@@ -120,6 +142,12 @@ def _with_media(rows: pa.Table, tier: TierConfig, exported: dict) -> pa.Table:
         "tier",
         pa.array([tier.name] * rows.num_rows, pa.string()),
     )
+    if tier.media == "image":
+        images = [
+            {"bytes": data, "path": source}
+            for (_, data), source in zip(media, rows["source"].to_pylist())
+        ]
+        return rows.append_column("image", pa.array(images, schema.IMAGE))
     rows = rows.append_column("clip_path", pa.array([m[0] for m in media], pa.string()))
     return rows.append_column("video", pa.array([m[1] for m in media], pa.binary()))
 

@@ -63,6 +63,10 @@ class Signal:
     """The tier gates on those columns, with the types their thresholds take."""
     scores: ClassVar[tuple[str, ...]] = ()
     """Its numeric columns that ``curate inspect`` and the report summarise."""
+    media: ClassVar[tuple[str, ...]] = ("video", "image")
+    """The kinds of media it measures: a signal of change over time (shots, motion) declares
+    ``("video",)``; it does not run on images, its columns stay null there and its gates
+    apply to video tiers only."""
 
 
 class FrameSignal(Signal, ABC):
@@ -99,6 +103,12 @@ class FrameSignal(Signal, ABC):
     @abstractmethod
     def update(self, frame: DecodedFrame) -> None:
         """Take in one decoded frame (in decode order; only frames it wants)."""
+
+    def update_still(self, frame: DecodedFrame) -> None:
+        """Take in the one frame of a still image: a picture that holds still, so what the
+        signal would confirm on a later frame it confirms on this one."""
+        if self.wants(frame):
+            self.update(frame)
 
     @abstractmethod
     def finish(self) -> Any:

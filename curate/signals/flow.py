@@ -120,6 +120,7 @@ class FlowSignal(FrameSignal):
     """Dense optical flow between a frame sampled at ``fps`` and the next decoded frame."""
 
     name = "flow"
+    media = ("video",)
     fields = (
         pa.field("motion_score", pa.float32()),
         pa.field("motion_p90", pa.float32()),

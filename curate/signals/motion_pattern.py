@@ -65,6 +65,7 @@ class MotionPatternConfig(SignalConfig):
 
 class MotionPatternSignal(FrameSignal):
     name = "motion_pattern"
+    media = ("video",)
     config = MotionPatternConfig
     fields = (pa.field("motion_pattern", pa.string()),)
     gates = (

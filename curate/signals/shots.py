@@ -409,6 +409,7 @@ class ShotSignal(FrameSignal):
     """The shots of the configured detector."""
 
     name = "shots"
+    media = ("video",)
     config = ShotsConfig
 
     def __init__(self, cfg: ShotsConfig) -> None:

@@ -415,19 +415,30 @@ class TextSignal(FrameSignal):
     def update(self, frame: DecodedFrame) -> None:
         t, gray = frame.time, self._gray(frame)
         if self._pending is not None and t >= self._pending[0] + STABLE_AFTER_S:
-            sampled, before = self._pending
-            if self.detector is None:
-                jpegs = [jpeg(image, SAMPLE_QUALITY) for image in (before, gray)]
-                self.kept.append({"time": sampled, "frame": jpegs[0], "confirm": jpegs[1]})
-            else:
-                ratio, readings, _ = overlay_text(self.detector, before, gray)
-                self.times.append(sampled)
-                self.ratios.append(ratio)
-                self.readings.append(readings)
-            self._pending = None
+            self._confirm(gray)
         if t >= self._next_t:
             self._pending = (t, gray)
             self._next_t = t + self.interval
+
+    def update_still(self, frame: DecodedFrame) -> None:
+        # Every line of a still holds still: the frame confirms itself.
+        gray = self._gray(frame)
+        self._pending = (frame.time, gray)
+        self._confirm(gray)
+
+    def _confirm(self, gray: np.ndarray) -> None:
+        """Measure the pending sample, ``gray`` being the same place a moment later."""
+        assert self._pending is not None
+        sampled, before = self._pending
+        if self.detector is None:
+            jpegs = [jpeg(image, SAMPLE_QUALITY) for image in (before, gray)]
+            self.kept.append({"time": sampled, "frame": jpegs[0], "confirm": jpegs[1]})
+        else:
+            ratio, readings, _ = overlay_text(self.detector, before, gray)
+            self.times.append(sampled)
+            self.ratios.append(ratio)
+            self.readings.append(readings)
+        self._pending = None
 
     def finish(self) -> TextSeries:
         return TextSeries(

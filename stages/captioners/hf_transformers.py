@@ -150,7 +150,10 @@ class TransformersCaptioner(Captioner):
                         "role": "user",
                         "content": [
                             *({"type": "image"} for _ in c.images),
-                            {"type": "text", "text": instruction(len(c.images), c.duration_s)},
+                            {
+                                "type": "text",
+                                "text": instruction(len(c.images), c.duration_s, c.media),
+                            },
                         ],
                     }
                 ],

@@ -102,7 +102,7 @@ class OpenAICaptioner(Captioner):
             }
             for j in clip.images
         ]
-        text = instruction(len(clip.images), clip.duration_s)
+        text = instruction(len(clip.images), clip.duration_s, clip.media)
         body: dict = {
             "model": self.cfg.model,
             "messages": [{"role": "user", "content": [*images, {"type": "text", "text": text}]}],
