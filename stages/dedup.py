@@ -46,6 +46,7 @@ from curate.run.clustering import (
 from curate.run.funnel import funnel_entry
 from curate.run.phase2 import Candidates, Phase2Step, StepResult, row_media
 from curate.run.runner import pool_args
+from curate.signals.borders import SIDES as BORDER_SIDES
 from curate.storage import Store
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ RANK_COLUMNS = [
     "sharpness",
     "width",
     "height",
+    "border_top",
+    "border_bottom",
+    "border_left",
+    "border_right",
     "duration_s",
     "motion_score",
 ]
@@ -69,8 +74,7 @@ BLOCK = 2048
 
 def rank_order(table: pa.Table, rank_by: list[str], tier_names: list[str]) -> np.ndarray:
     """Row order from best to worst by ``rank_by`` (ties broken by clip id): video clips
-    first, then images, whose copies rank by resolution before sharpness (sharpness is
-    measured at one analysis size, where a downscaled copy looks as sharp as its original)."""
+    first, then images (see :func:`_image_rank`)."""
     media = row_media(table)
     order = []
     for kind in ("video", "image"):
@@ -82,11 +86,18 @@ def rank_order(table: pa.Table, rank_by: list[str], tier_names: list[str]) -> np
 
 
 def _image_rank(rank_by: list[str]) -> list[str]:
+    """An image's copies rank by resolution, then by fewer bars, before sharpness: sharpness
+    is measured at one analysis size, where a downscaled copy looks as sharp as its original,
+    and the edge of a bar reads as detail."""
     if "sharpness" not in rank_by or "resolution" not in rank_by:
         return rank_by
     keys = [k for k in rank_by if k != "resolution"]
-    keys.insert(keys.index("sharpness"), "resolution")
-    return keys
+    at = keys.index("sharpness")
+    return [*keys[:at], "resolution", "bars", *keys[at:]]
+
+
+RESOLUTION_STEP = 1.05
+"""Resolutions within 5 % of each other rank as one (bars are measured to about a percent)."""
 
 
 def _rank(table: pa.Table, rank_by: list[str], tier_names: list[str]) -> np.ndarray:
@@ -95,10 +106,21 @@ def _rank(table: pa.Table, rank_by: list[str], tier_names: list[str]) -> np.ndar
     def col(name: str) -> np.ndarray:
         return np.nan_to_num(table[name].to_numpy(zero_copy_only=False).astype(np.float64), nan=-1)
 
+    def bars() -> np.ndarray:
+        return sum(np.maximum(col(f"border_{side}"), 0) for side in BORDER_SIDES)
+
+    def resolution() -> np.ndarray:
+        """The short side inside the bars (a letterboxed copy is no larger than its
+        original), in steps of :data:`RESOLUTION_STEP`."""
+        top, bottom, left, right = (np.maximum(col(f"border_{s}"), 0) for s in BORDER_SIDES)
+        side = np.minimum(col("width") * (1 - left - right), col("height") * (1 - top - bottom))
+        return np.floor(np.log(np.maximum(side, 1)) / np.log(RESOLUTION_STEP))
+
     keys = {
         "tier": lambda: np.array([tier_index.get(t, -1) for t in table["tier"].to_pylist()]),
         "sharpness": lambda: col("sharpness"),
-        "resolution": lambda: np.minimum(col("width"), col("height")),
+        "resolution": resolution,
+        "bars": lambda: -bars(),
         "duration": lambda: col("duration_s"),
         "motion": lambda: col("motion_score"),
     }

@@ -85,12 +85,12 @@ def test_existing_foreign_folder_is_refused(tmp_path, synthetic_inputs, capsys):
 
 
 @needs_shared
-def test_shared_videos_accounted_for(shared_run):
+def test_shared_videos_accounted_for(shared_run, photos):
     out, expected_bad, _ = shared_run
     assert accounting_problems(out) == []
     assert main(["validate", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["inputs"]["discovered"] == 28 + len(expected_bad)
+    assert manifest["inputs"]["discovered"] == 28 + len(expected_bad) + photos.count
     rejects = rows(out / "rejects")
     for name, reason in expected_bad.items():
         assert [r["reason"] for r in rejects if r["source"].endswith(name)] == [reason]
@@ -196,16 +196,17 @@ def test_phase1_shares_one_pool_unless_a_stage_needs_other_nodes():
 
 
 @needs_shared
-def test_rerun_gives_identical_ids_and_tiers(shared_run, tmp_path):
+def test_rerun_gives_identical_ids_and_tiers(shared_run, photos, tmp_path):
     """Also with a pool per phase-1 stage, as a cluster with GPU nodes runs it (the session's
     run shares one pool): a difference here is either nondeterminism or the two pool layouts
     disagreeing (rerun both with the same ray.phase1_pools to tell which)."""
     out, _, bad = shared_run
     again = tmp_path / "again"
-    assert run([VIDEOS, bad], again, "--set", "ray.phase1_pools=per_stage") == 0
+    assert run([VIDEOS, bad, photos.folder], again, "--set", "ray.phase1_pools=per_stage") == 0
     ids = [r["clip_id"] for r in rows(out / "analysis", ["clip_id"])]
     assert ids and ids == [r["clip_id"] for r in rows(again / "analysis", ["clip_id"])]
-    assert rows(out / "tiers" / "default") == rows(again / "tiers" / "default")
+    for tier in ("default", "images"):
+        assert rows(out / "tiers" / tier) == rows(again / "tiers" / tier)
     assert rows(out / "rejects") == rows(again / "rejects")
 
 

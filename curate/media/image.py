@@ -59,6 +59,8 @@ def open_image(source: str, max_pixels: int) -> Image.Image:
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise MediaError("unreadable", "not an image format Pillow reads") from None
+    except Image.DecompressionBombError as e:
+        raise MediaError("unreadable", f"refused before decoding: {e}") from None
     except IMAGE_ERRORS as e:
         raise MediaError("unreadable", f"cannot open: {e}") from e
     width, height = image.size

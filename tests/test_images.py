@@ -1,0 +1,150 @@
+"""Images beside videos: one run curates real photographs into image tiers, broken images become
+rejects, the gates act on images as on video frames, and the image shards load as an image
+dataset."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import VIDEOS, Photos, run_pipeline
+from PIL import Image
+
+from curate.inputs import discover, media_of
+from curate.media.image import encode_image
+from curate.output.validate import validate
+from scripts.common.photos import ODD_IMAGES, letterbox_share, photo_path
+
+
+def rows(folder, columns=None) -> list[dict]:
+    return pq.read_table(folder, columns=columns).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def image_run(request, ray_local, photos: Photos, tmp_path_factory):
+    """The session's run over the shared videos and the photos where the shared footage is
+    there; the photos alone otherwise."""
+    if VIDEOS.is_dir():
+        return request.getfixturevalue("shared_run")[0]
+    out = tmp_path_factory.mktemp("images") / "out"
+    assert run_pipeline([photos.folder], out) == 0
+    return out
+
+
+def by_name(table: list[dict]) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for r in table:
+        found.setdefault(r["source"].rsplit("/", 1)[-1], []).append(r)
+    return found
+
+
+def test_one_run_writes_video_and_image_tiers_and_accounts_for_every_input(image_run, photos):
+    assert validate(image_run) == []
+    manifest = json.loads((image_run / "manifest.json").read_text())
+    assert manifest["tiers"]["images"]["media"] == "image"
+    assert manifest["tiers"]["images"]["clips"] >= len(photos.originals) - 1
+    if VIDEOS.is_dir():
+        assert manifest["tiers"]["default"]["media"] == "video"
+        assert manifest["tiers"]["default"]["clips"] > 10
+    analysis = rows(image_run / "analysis", ["source", "media"])
+    rejected = {r["source"] for r in rows(image_run / "rejects", ["source"])}
+    images = {r["source"] for r in analysis if r["media"] == "image"}
+    for path in photos.folder.rglob("*"):
+        if path.is_file():
+            assert str(path) in images | rejected, path
+    assert all(r["media"] == media_of(r["source"]) for r in analysis)
+
+
+def test_broken_images_are_rejected_or_read_right(image_run, photos):
+    rejects = by_name(rows(image_run / "rejects"))
+    analysis = by_name(rows(image_run / "analysis", ["source", "width", "height", "thumbnail"]))
+    for name, outcome in photos.broken.items():
+        if outcome == "ok":
+            (row,) = analysis[name]
+            assert (row["width"], row["height"]) == ODD_IMAGES[name], name
+        else:
+            assert [(r["reason"], r["clip_id"]) for r in rejects[name]] == [(outcome, None)], name
+    # The EXIF-rotated photo is read upright: its thumbnail is the cat photo as it ships.
+    thumb = Image.open(io.BytesIO(analysis["exif_rotated.jpg"][0]["thumbnail"])).convert("L")
+    cat = Image.open(photo_path("chelsea.png")).convert("L").resize(thumb.size)
+    assert np.corrcoef(np.asarray(thumb).ravel(), np.asarray(cat).ravel())[0, 1] > 0.95
+    # 16-bit samples are scaled to 8 bits, not clipped to white.
+    gray16 = Image.open(io.BytesIO(analysis["gray16.png"][0]["thumbnail"])).convert("L")
+    assert 60 < np.asarray(gray16).mean() < 160
+
+
+def test_gates_act_on_images_as_on_video_frames(image_run, photos):
+    analysis = by_name(rows(image_run / "analysis"))
+    rejects = by_name(rows(image_run / "rejects"))
+    for stem, copies in photos.copies.items():
+        original = next(p for p in photos.originals if p.stem == stem)
+        assert [r["reason"] for r in rejects[copies["blurred"].name]] == ["blurry"]
+        assert analysis[original.name][0]["sharpness"] > 20.0
+        (boxed,) = analysis[copies["letterboxed"].name]
+        share = letterbox_share(Image.open(original).height)
+        assert abs(boxed["border_top"] - share) <= 0.02
+        assert abs(boxed["border_bottom"] - share) <= 0.02
+        assert [r["reason"] for r in rejects[copies["captioned"].name]] == ["text_heavy"]
+        # The photo, its half-size copy and its mirror image: one is kept (never the smaller
+        # copy), the others are duplicates of it.
+        group = [analysis[p.name][0] for p in (original, copies["downscaled"], copies["mirrored"])]
+        kept = [r for r in group if r["duplicate_of"] is None]
+        assert len(kept) == 1 and kept[0]["source"] != str(copies["downscaled"]), stem
+        for r in group:
+            if r is not kept[0]:
+                assert r["duplicate_of"] == kept[0]["clip_id"] and r["duplicate_span"] is None
+                assert [x["reason"] for x in rejects[r["source"].rsplit("/", 1)[-1]]] == [
+                    "duplicate"
+                ]
+
+
+def test_image_shards_load_as_an_image_dataset(image_run):
+    import datasets
+    import pandas as pd
+
+    folder = image_run / "tiers" / "images"
+    table = pq.read_table(folder)
+    assert table.num_rows > 0 and "image" in table.column_names
+    assert not {"start_s", "video", "clip_path", "motion_score"} & set(table.column_names)
+    frame = pd.read_parquet(folder)
+    assert len(frame) == table.num_rows and frame["prompt"].notna().all()
+    files = [str(p) for p in sorted(folder.glob("*.parquet"))]
+    loaded = datasets.load_dataset("parquet", data_files=files, split="train")
+    assert isinstance(loaded.features["image"], datasets.Image)
+    for row in loaded:
+        picture = row["image"]
+        assert isinstance(picture, Image.Image)
+        assert picture.size == (row["width"], row["height"]), row["source"]
+        assert row["caption"] and row["prompts"]
+
+
+@pytest.mark.skipif(not VIDEOS.is_dir(), reason="needs the shared footage next to the checkout")
+def test_frames_of_a_video_are_kept_beside_its_clips(image_run, photos):
+    """No cross-kind merge by default: a frame exported from a video is an image of its own."""
+    analysis = rows(image_run / "analysis", ["clip_id", "source", "media", "duplicate_of"])
+    media = {r["clip_id"]: r["media"] for r in analysis}
+    frames = [r for r in analysis if r["source"] in {str(p) for p in photos.frames}]
+    assert len(frames) == len(photos.frames)
+    assert all(r["duplicate_of"] is None or media[r["duplicate_of"]] == "image" for r in frames)
+
+
+def test_media_setting_picks_what_a_folder_yields(photos):
+    found = discover([str(photos.folder)])
+    assert found and all(media_of(s) == "image" for s in found)
+    assert discover([str(photos.folder)], media=["video"]) == []
+    # A named image in a videos-only run is left out (with a warning), not read as video.
+    assert discover([str(photos.originals[0])], media=["video"]) == []
+
+
+def test_images_are_exported_as_they_are_or_re_encoded():
+    data = photo_path("rocket.jpg").read_bytes()
+    assert encode_image(data, "original", 90) == (data, "original")
+    scaled, how = encode_image(data, "original", 90, short_side=200)
+    assert how == "jpeg" and Image.open(io.BytesIO(scaled)).size == (300, 200)
+    png = photo_path("coffee.png").read_bytes()
+    cropped, how = encode_image(png, "webp", 80, crop=[0.1, 0.1, 0.0, 0.0])
+    picture = Image.open(io.BytesIO(cropped))
+    assert how == "webp" and picture.format == "WEBP" and picture.size == (600, 320)
