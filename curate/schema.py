@@ -15,6 +15,7 @@ import json
 from functools import lru_cache
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
 
 EMBEDDING_DIM = 512
@@ -381,6 +382,13 @@ CAPTIONED = pa.schema(
     ]
 )
 """Caption stage output: one structured caption and its prompts per clip, or the error."""
+
+
+def row_media(analysis: pa.Table) -> np.ndarray:
+    """``video`` or ``image`` per row (a run from before images holds videos only)."""
+    if "media" not in analysis.column_names:
+        return np.full(analysis.num_rows, "video", dtype=object)
+    return np.asarray([m or "video" for m in analysis["media"].to_pylist()], dtype=object)
 
 
 def clip_id(source: str, start_s: float, end_s: float) -> str:

@@ -44,7 +44,7 @@ from curate.run.clustering import (
     sample_embeddings,
 )
 from curate.run.funnel import funnel_entry
-from curate.run.phase2 import Candidates, Phase2Step, StepResult, row_media
+from curate.run.phase2 import Candidates, Phase2Step, StepResult
 from curate.run.runner import pool_args
 from curate.signals.borders import SIDES as BORDER_SIDES
 from curate.storage import Store
@@ -75,7 +75,7 @@ BLOCK = 2048
 def rank_order(table: pa.Table, rank_by: list[str], tier_names: list[str]) -> np.ndarray:
     """Row order from best to worst by ``rank_by`` (ties broken by clip id): video clips
     first, then images (see :func:`_image_rank`)."""
-    media = row_media(table)
+    media = schema.row_media(table)
     order = []
     for kind in ("video", "image"):
         rows = np.flatnonzero(media == kind)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from curate import schema
 from curate.config.sections import CurateConfig, RebalanceConfig, StageResources
 from curate.run.clustering import (
     Rows,
@@ -32,7 +33,7 @@ from curate.run.clustering import (
     tables_of,
 )
 from curate.run.funnel import funnel_entry
-from curate.run.phase2 import Candidates, Phase2Step, StepResult, row_media
+from curate.run.phase2 import Candidates, Phase2Step, StepResult
 from stages.dedup import rank_order
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class RebalanceStep(Phase2Step):
         rows = clips.rows(["clip_id", "embedding"])
         if cfg.enabled and rows is not None and before:
             cluster_id = self.clusters(clips, rows)
-            media = row_media(clips.index)
+            media = schema.row_media(clips.index)
             # Videos and images share the concept clusters but are balanced apart: each kind
             # trains its own stage.
             for kind in sorted(set(media[kept])):

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from curate import schema
 from curate.config.sections import CurateConfig, TierConfig
 from curate.contract import ALL_GATES, gates_for, reject_row
 from curate.gates import Gate
 from curate.run.funnel import funnel_entry
-from curate.run.phase2 import Candidates, Phase2Step, StepResult, row_media
+from curate.run.phase2 import Candidates, Phase2Step, StepResult
 
 
 @dataclass
@@ -42,7 +43,7 @@ def resolve_gates(
 ) -> list[dict[str, float]]:
     """Each tier's active thresholds, with percentiles (``p20``) turned into values of the
     score distribution over the candidates of the tier's media (missing scores ignored)."""
-    media = row_media(analysis) if media is None else media
+    media = schema.row_media(analysis) if media is None else media
     resolved = []
     for tier in tiers:
         gates = {}
@@ -74,7 +75,7 @@ def assign_tiers(analysis: pa.Table, tiers: list[TierConfig]) -> TierResult:
     first. A row that fails the loosest tier of its media is rejected after the first gate it
     fails there; a row of a media no tier takes, with ``no_tier``."""
     n = analysis.num_rows
-    media = row_media(analysis)
+    media = schema.row_media(analysis)
     resolved = resolve_gates(analysis, tiers, media)
     passed = np.zeros((len(tiers), n), dtype=bool)
     first_fail: list[tuple[str, str] | None] = [None] * n

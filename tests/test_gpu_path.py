@@ -71,7 +71,7 @@ def test_nvdec_without_a_gpu_stops_the_run_at_start_up():
         AnalyzeStage.check(config)
     # Each analyze worker checks too, as it starts.
     with pytest.raises(ConfigError, match=r"^analyze\.decoder: nvdec"):
-        AnalyzeStage(config.analyze, config.isolation, config.embed.dim)
+        AnalyzeStage.from_config(config)
 
 
 @no_gpu

@@ -466,7 +466,15 @@ def test_report_of_real_run_in_browser(shared_run, browser, tmp_path):
     print(f"report screenshot: {screenshot}")
     assert page.errors == [] and page.dialogs == []
     assert [m for m in page.console if m.startswith("error")] == []
-    assert page.loaded("#funnel img.chart") == page.count("#funnel img.chart") == 2
+    # Inputs, then clips per video tier, then images per image tier.
+    assert page.loaded("#funnel img.chart") == page.count("#funnel img.chart") == 3
+    assert "Images, per tier" in page.page.inner_text("#funnel")
+    # The image tier's contact sheet shows the photographs themselves.
+    sheet = page.page.locator("#tiers div.sheet.images")
+    assert page.count("#tiers div.sheet.images img") >= 4
+    assert page.loaded("#tiers div.sheet.images img") == page.count("#tiers div.sheet.images img")
+    sheet.screenshot(path=str(ARTIFACTS / "report-image-sheet.png"))
+    assert "tier images: " in page.page.inner_text("#tiers")
     histograms = page.count("#scores figure.histogram img")
     assert histograms >= 8 and page.loaded("#scores figure.histogram img") == histograms
     thumbs = page.count("figure.thumb img")

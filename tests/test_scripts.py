@@ -60,6 +60,11 @@ SMOKE: dict[str, Smoke] = {
         ("1 clips", "this / checkout frames/s", "x264 presets alone", "copied: 1 of 1"),
         shared=True,
     ),
+    "bench_images.py": Smoke(
+        ("--images", "6", "--workdir", "{tmp}"),
+        ("6 images from", "Pillow decode only", "x decode-only", "where the time went"),
+        timeout=300,
+    ),
     "bench_inspect.py": Smoke(
         ("--clips", "200", "--workdir", "{tmp}"),
         ("built 200 clips", "inspect (all candidates)", "validate"),

@@ -70,3 +70,33 @@ def test_no_gates_admit_everything():
 def test_empty_table():
     result = assign_tiers(contract.ANALYSIS.empty_table(), TIERS)
     assert result.passed.shape == (2, 0) and result.rejects == []
+
+
+def test_images_meet_the_gates_of_image_tiers_only():
+    tiers = [
+        *TIERS,
+        TierConfig(name="photos", media="image", gates={"min_sharpness": "p50"}),
+        TierConfig(name="photos_hd", media="image", gates={"min_short_side": 1080}),
+    ]
+    still = {"media": "image", "motion_score": None, "duration_s": 0.0}
+    t = table(
+        [
+            {"sharpness": 500, "motion_score": 0.1, "width": 1920, "height": 1080},
+            {**still, "sharpness": 50, "width": 1920, "height": 1080},  # no motion: not static
+            {**still, "sharpness": 40},  # below the images' median sharpness
+            {**still, "sharpness": 60, "width": 1920, "height": 1080},
+        ]
+    )
+    result = assign_tiers(t, tiers)
+    # Percentiles resolve over images only: the median of 50, 40, 60.
+    assert result.thresholds[2]["min_sharpness"] == 50
+    assert result.strictest == ["strict", "photos_hd", None, "photos_hd"]
+    assert result.passed[:, 1].tolist() == [False, False, True, True]
+    assert [(r["clip_id"], r["reason"]) for r in result.rejects] == [("c2", "blurry")]
+    # Without an image tier, images are rejected as such, never by a video gate.
+    result = assign_tiers(t, TIERS)
+    assert {r["clip_id"]: r["reason"] for r in result.rejects} == {
+        "c1": "no_tier",
+        "c2": "no_tier",
+        "c3": "no_tier",
+    }

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from matplotlib.figure import Figure
 
+from curate import schema
 from curate.contract import ALL_GATES
 from curate.output.record import Manifest, open_output
 from curate.report.charts import GREY, TIER_COLOURS, bars, cluster_sizes, histogram, png_uri
@@ -64,6 +65,9 @@ td:first-child, th:first-child { text-align: left; }
 figure.thumb { margin: 0; width: 176px; font-size: 11px; overflow-wrap: break-word; }
 figure.thumb img { width: 176px; height: 112px; object-fit: cover; display: block; }
 figure.thumb video { width: 176px; height: 112px; background: #000; display: block; }
+.sheet.images figure.thumb { width: 216px; }
+.sheet.images figure.thumb img { width: 216px; height: 216px; object-fit: contain;
+  background: #f3f3f3; }
 .noimg { width: 176px; height: 112px; background: #eee; color: #888; display: flex;
   align-items: center; justify-content: center; }
 .kept img { outline: 3px solid #2ca02c; } .dropped img { outline: 3px solid #d62728; }
@@ -215,10 +219,11 @@ def _overview(output: Store, manifest: Manifest, names: list[str], candidates: i
         ],
     )
     tiers = _table(
-        ["tier", "clips", "hours", "thresholds"],
+        ["tier", "holds", "rows", "hours", "thresholds"],
         [
             [
                 name,
+                "images" if manifest.tier_media(name) == "image" else "clips",
                 value_text(size.clips) if (size := manifest.tiers.get(name)) else None,
                 f"{size.hours if size else 0:.3f}",
                 ", ".join(f"{k}={v}" for k, v in _thresholds(manifest, name).items()),
@@ -265,28 +270,66 @@ def _funnel(manifest: Manifest, names: list[str], analysis: pa.Table, rejects: p
         if windows.num_rows
         else "no clip window was rejected"
     )
-    parts.append(
-        f"<p>{probed} {shots_text} {analysis.num_rows:,} candidate clips; {_e(windows_text)}.</p>"
-    )
+    media = schema.row_media(analysis)
+    images = int((media == "image").sum())
+    candidates = f"{analysis.num_rows - images:,} candidate clips"
+    if images:
+        candidates += f" and {images:,} images"
+    parts.append(f"<p>{probed} {shots_text} {candidates}; {_e(windows_text)}.</p>")
     steps = clip_funnel(manifest, names, analysis, rejects)
-    colours = [TIER_COLOURS[k % len(TIER_COLOURS)] for k in range(len(names))]
-    rows = [("candidate clips", [(analysis.num_rows, GREY)])]
-    rows += [(label, list(zip(counts, colours))) for label, counts in steps]
-    parts += [
+    for kind, heading, note in TIER_FUNNELS:
+        chosen = [k for k, name in enumerate(names) if manifest.tier_media(name) == kind]
+        if chosen:
+            parts.append(heading)
+            parts.append(note)
+            parts += _tier_funnel(manifest, names, chosen, steps, int((media == kind).sum()), kind)
+    parts.append(_gates(manifest, names, analysis.num_rows))
+    return "".join(parts)
+
+
+TIER_FUNNELS = (
+    (
+        "video",
         "<h3>Clips, per tier</h3>",
         '<p class="muted">Tiers are nested: a clip in a stricter tier is in every looser one. '
         "Dedup, re-balancing, captions and export run once, on the clips of the loosest "
         "tier; each bar counts the clips of its tier still in.</p>",
-        _chart(bars(rows, "clips", names), "clips funnel per tier: gates to tier folders"),
-    ]
-    sizes = [manifest.tiers.get(name) for name in names]
-    table = [["candidate clips", *[f"{analysis.num_rows:,}"] * len(names)]]
-    table += [[label, *[f"{c:,}" for c in counts]] for label, counts in steps]
+    ),
+    (
+        "image",
+        "<h3>Images, per tier</h3>",
+        '<p class="muted">Image tiers nest among themselves, as video tiers do; images are '
+        "deduplicated and re-balanced among images.</p>",
+    ),
+)
+"""The funnel of each kind of tier: (media, heading, note)."""
+
+
+def _tier_funnel(
+    manifest: Manifest,
+    names: list[str],
+    chosen: list[int],
+    steps: list[tuple[str, list[int]]],
+    candidates: int,
+    media: str,
+) -> list[str]:
+    """The chart and table of the tiers ``chosen`` (indices into ``names``), all of one
+    ``media``, from its ``candidates`` to the tier folders."""
+    unit = "images" if media == "image" else "clips"
+    shown = [names[k] for k in chosen]
+    colours = [TIER_COLOURS[k % len(TIER_COLOURS)] for k in range(len(chosen))]
+    rows = [(f"candidate {unit}", [(candidates, GREY)])]
+    rows += [(label, list(zip([counts[k] for k in chosen], colours))) for label, counts in steps]
+    sizes = [manifest.tiers.get(name) for name in shown]
+    table = [[f"candidate {unit}", *[f"{candidates:,}"] * len(shown)]]
+    table += [[label, *[f"{counts[k]:,}" for k in chosen]] for label, counts in steps]
     table.append(["in the tier folder", *[value_text(s.clips) if s else None for s in sizes]])
-    table.append(["hours", *[f"{s.hours:.3f}" if s else None for s in sizes]])
-    parts.append(_table(["clips", *[f"tier {name}" for name in names]], table))
-    parts.append(_gates(manifest, names, analysis.num_rows))
-    return "".join(parts)
+    if media == "video":
+        table.append(["hours", *[f"{s.hours:.3f}" if s else None for s in sizes]])
+    return [
+        _chart(bars(rows, unit, shown), f"{unit} funnel per tier: gates to tier folders"),
+        _table([unit, *[f"tier {name}" for name in shown]], table),
+    ]
 
 
 def _gates(manifest: Manifest, names: list[str], candidates: int) -> str:
@@ -409,27 +452,33 @@ def _contact_sheets(sheets: dict[str, dict], media: dict[str, str], remote: bool
         )
     for name, sheet in sheets.items():
         shown = len(sheet["rows"])
+        image = sheet.get("media") == "image"
+        unit = "images" if image else "clips"
         parts.append(
-            f"<h3>tier {_e(name)}: {_e(sheet['total'])} clips"
+            f"<h3>tier {_e(name)}: {_e(sheet['total'])} {unit}"
             f"{f', {shown} shown' if shown < sheet['total'] else ''}</h3>"
         )
         figures = [
             _thumb(
                 r.get("thumbnail"),
                 f"{r['source']}\n{r.get('prompt') or r.get('caption') or ''}",
-                [
-                    file_name(r["source"]),
-                    f"{span_text(r)} · sharpness {r['sharpness']:.0f}"
-                    if r.get("sharpness") is not None
-                    else span_text(r),
-                    _caption(r),
-                ],
+                [file_name(r["source"]), _sheet_facts(r, image), _caption(r)],
                 video=media.get(r.get("clip_path") or ""),
             )
             for r in sheet["rows"]
         ]
-        parts.append(f'<div class="sheet">{"".join(figures)}</div>' if figures else "")
+        kind = "sheet images" if image else "sheet"
+        parts.append(f'<div class="{kind}">{"".join(figures)}</div>' if figures else "")
     return "".join(parts) or '<p class="muted">No tiers.</p>'
+
+
+def _sheet_facts(row: dict, image: bool) -> str:
+    """The line under a contact sheet's picture: a clip's span, an image's size, and the
+    sharpness."""
+    where = f"{row.get('width')}×{row.get('height')}" if image else span_text(row)
+    if row.get("sharpness") is None:
+        return where
+    return f"{where} · sharpness {row['sharpness']:.0f}"
 
 
 def _rejects(

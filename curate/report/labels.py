@@ -27,8 +27,9 @@ def file_name(source: str | None) -> str:
 
 
 def span_text(row: dict) -> str:
-    """A clip's span (``12.0–16.5 s``); empty for a whole input, which has none."""
-    if row.get("start_s") is None or row.get("end_s") is None:
+    """A clip's span (``12.0–16.5 s``); empty for a whole input and an image, which have
+    none."""
+    if row.get("start_s") is None or row.get("end_s") is None or row["end_s"] <= row["start_s"]:
         return ""
     return f"{row['start_s']:.1f}–{row['end_s']:.1f} s"
 

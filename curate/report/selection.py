@@ -5,6 +5,7 @@ thumbnails only for the clips shown."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import urllib.parse
@@ -16,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+from PIL import Image, ImageOps
 
 from curate import schema
 from curate.contract import ALL_GATES
@@ -29,6 +31,7 @@ from curate.storage import Store
 ANALYSIS_COLUMNS = [
     "clip_id",
     "source",
+    "media",
     "start_s",
     "end_s",
     "width",
@@ -46,8 +49,11 @@ only for shown clips)."""
 CLIP_COLUMNS = ["clip_id", "source", "start_s", "end_s"]
 """What names a clip: its id, and its file and span for people."""
 
-SHEET_COLUMNS = [*CLIP_COLUMNS, "sharpness", "caption", "prompt", "clip_path"]
+SHEET_COLUMNS = [*CLIP_COLUMNS, "width", "height", "sharpness", "caption", "prompt", "clip_path"]
 """Columns of a tier's contact sheet, besides the thumbnail."""
+
+SHEET_IMAGE_SIDE = 256
+"""Short side of the pictures of an image tier's contact sheet, made from its images."""
 
 MAX_CLUSTERS = 64
 """Clusters shown in the gallery (the largest), so a k=256 run stays readable."""
@@ -111,7 +117,10 @@ def read_page_data(
     try:
         analysis = _analysis_columns(dataset(store, "analysis"), manifest.scores)
         rejects = dataset(store, "rejects").to_table(columns=REJECT_COLUMNS)
-        sheets = {name: _sheet_rows(dataset(store, f"tiers/{name}"), examples) for name in names}
+        sheets = {
+            name: _sheet_rows(dataset(store, f"tiers/{name}"), examples, manifest.tier_media(name))
+            for name in names
+        }
         clusters = _cluster_examples(analysis, rejects, examples)
         rejected = _reject_examples(rejects, examples)
         duplicates = _duplicate_groups(analysis, rejects, examples)
@@ -160,13 +169,35 @@ def histogram_specs(
     return specs
 
 
-def _sheet_rows(data: ds.Dataset, n: int) -> dict:
-    """Up to ``n`` rows of a tier spread over it, with their thumbnails."""
+def _sheet_rows(data: ds.Dataset, n: int, media: str = "video") -> dict:
+    """Up to ``n`` rows of a tier spread over it, with their thumbnails; an image tier's
+    pictures are made from its images (:data:`SHEET_IMAGE_SIDE`), where it holds them."""
     total = data.count_rows()
     indices = spread(total, n)
-    columns = [c for c in [*SHEET_COLUMNS, "thumbnail"] if c in data.schema.names]
+    wanted = [*SHEET_COLUMNS, "thumbnail", *(["image"] if media == "image" else [])]
+    columns = [c for c in wanted if c in data.schema.names]
     rows = data.take(pa.array(indices, pa.int64()), columns=columns).to_pylist()
-    return {"total": total, "rows": rows}
+    for row in rows:
+        image = row.pop("image", None)
+        if image and image.get("bytes"):
+            row["thumbnail"] = sheet_picture(image["bytes"]) or row.get("thumbnail")
+    return {"total": total, "rows": rows, "media": media}
+
+
+def sheet_picture(data: bytes) -> bytes | None:
+    """A JPEG of an image tier's image for its contact sheet; None when it does not decode."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            picture = ImageOps.exif_transpose(image).convert("RGB")
+            scale = SHEET_IMAGE_SIDE / min(picture.size)
+            if scale < 1:
+                size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+                picture = picture.resize(size, Image.Resampling.LANCZOS)
+            out = io.BytesIO()
+            picture.save(out, "JPEG", quality=85)
+            return out.getvalue()
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def _cluster_examples(analysis: pa.Table, rejects: pa.Table, n: int) -> dict[int, list[dict]]:
@@ -303,8 +334,15 @@ def clip_funnel(
     ran switched off, is left out."""
     rank = {name: k for k, name in enumerate(names)}
     strictest = np.array([rank.get(t, -1) for t in analysis["tier"].to_pylist()], np.int64)
+    # Tiers nest among the tiers of one media: a clip counts in tier k of its own media.
+    media = schema.row_media(analysis)
+    ours = [media == manifest.tier_media(name) for name in names]
+
+    def counts(alive: np.ndarray) -> list[int]:
+        return [int(((strictest >= k) & ours[k] & alive).sum()) for k in range(len(names))]
+
     alive = np.ones(analysis.num_rows, bool)
-    steps = [("passed gates", [int((strictest >= k).sum()) for k in range(len(names))])]
+    steps = [("passed gates", counts(alive))]
     for stage, label in CLIP_STEPS:
         entry = manifest.stage(stage)
         if entry.in_ is None or entry.get("enabled") is False:
@@ -312,5 +350,5 @@ def clip_funnel(
         dropped = pc.drop_null(rejects.filter(pc.equal(rejects["stage"], stage))["clip_id"])
         gone = pc.is_in(analysis["clip_id"], value_set=dropped.combine_chunks())
         alive &= ~gone.to_numpy(zero_copy_only=False)
-        steps.append((label, [int(((strictest >= k) & alive).sum()) for k in range(len(names))]))
+        steps.append((label, counts(alive)))
     return steps

@@ -27,13 +27,6 @@ from curate.run.runner import read_shards
 from curate.storage import Store
 
 
-def row_media(analysis: pa.Table) -> np.ndarray:
-    """``video`` or ``image`` per row (a run from before images holds videos only)."""
-    if "media" not in analysis.column_names:
-        return np.full(analysis.num_rows, "video", dtype=object)
-    return np.asarray([m or "video" for m in analysis["media"].to_pylist()], dtype=object)
-
-
 @dataclass
 class Candidates:
     """What a phase-2 step sees."""
