@@ -322,7 +322,9 @@ def analyze_image(
     sandbox process; raises :class:`MediaError`."""
     clock = time.perf_counter
     started = clock()
-    frame = decode_image(source, info, cfg.short_side, max_pixels)
+    # The largest picture a signal reads: OCR's, and the keyframes'.
+    detail = max(cfg.short_side, cfg.keyframes.short_side, cfg.text.ocr.short_side)
+    frame = decode_image(source, info, cfg.short_side, max_pixels, detail)
     timing = {"analyze.decode.wait_s": clock() - started, "analyze.decode.frames": 1.0}
     signals = build_signals(cfg, "image") if signals is None else signals
     values = {}

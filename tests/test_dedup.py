@@ -13,6 +13,7 @@ import pytest
 from curate import schema
 from curate.config.sections import CurateConfig, DedupConfig, RebalanceConfig
 from curate.run.phase2 import Candidates, run_steps
+from curate.signals.borders import SIDES as BORDER_SIDES
 from curate.storage import Store
 from stages.dedup import MATCHES, DedupStep, candidate_pairs, greedy_groups, rank_order
 from stages.rebalance import RebalanceStep, rebalance
@@ -52,10 +53,12 @@ def planted(
         {
             "clip_id": ids,
             "source": [f"video{i:06d}.mp4" for i in range(len(x))],
+            "media": ["video"] * len(x),
             "tier": ["default"] * len(x),
             "sharpness": rng.uniform(10, 500, len(x)).astype(np.float32),
             "width": np.full(len(x), 1280, np.int32),
             "height": np.full(len(x), 720, np.int32),
+            **{f"border_{side}": np.zeros(len(x), np.float32) for side in BORDER_SIDES},
             "duration_s": np.full(len(x), 8.0),
             "motion_score": np.full(len(x), 0.1, np.float32),
             "orientation": ["landscape"] * len(x),

@@ -148,3 +148,19 @@ def test_images_are_exported_as_they_are_or_re_encoded():
     cropped, how = encode_image(png, "webp", 80, crop=[0.1, 0.1, 0.0, 0.0])
     picture = Image.open(io.BytesIO(cropped))
     assert how == "webp" and picture.format == "WEBP" and picture.size == (600, 320)
+
+
+def test_a_run_of_images_only_leaves_the_videos_out(ray_local, photos, tmp_path):
+    from scripts.common.synth import still_frames, textured_image, write_video
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for photo in photos.originals[:2]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    write_video(folder / "still.mp4", still_frames(textured_image(3), 150))
+    out = tmp_path / "out"
+    assert run_pipeline([folder], out, "--set", "media=[image]") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"]["discovered"] == 2
+    assert {r["media"] for r in rows(out / "analysis", ["media"])} == {"image"}
+    assert validate(out) == []

@@ -112,19 +112,25 @@ def test_shared_tier_rows_have_captions_and_prompts(shared_run):
     out, _, _ = shared_run
     tier = rows(out / "tiers" / "default")
     assert tier
-    for r in tier:
+    images = rows(out / "tiers" / "images")
+    assert images
+    for r in tier + images:
         caption = StructuredCaption.model_validate_json(r["caption"])
-        assert caption.tags.source == r["source"] and caption.tags.tier == "default"
+        assert caption.tags.source == r["source"] and caption.tags.tier == r["tier"]
         assert caption.short_description is None and caption.note  # template: says so
         assert r["captioner"] == "template"
         assert r["prompt"] and r["prompts"] and r["prompts"][0] == r["prompt"]
         assert all(p.strip() and "null" not in p for p in r["prompts"])
+    for r in images:  # a still: no camera motion, duration or frame rate
+        caption = StructuredCaption.model_validate_json(r["caption"])
+        assert caption.camera_motion is None and caption.tags.duration_s is None
+        assert caption.tags.fps is None and caption.tags.motion_level is None
     analysis = rows(out / "analysis", ["clip_id", "caption"])
-    tiered = {r["clip_id"] for r in tier}
+    tiered = {r["clip_id"] for r in tier + images}
     assert all((a["caption"] is not None) == (a["clip_id"] in tiered) for a in analysis)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["funnel"]["caption"]["out"] == len(tier)
-    assert manifest["funnel"]["caption"]["captioners"] == {"template": len(tier)}
+    assert manifest["funnel"]["caption"]["out"] == len(tiered)
+    assert manifest["funnel"]["caption"]["captioners"] == {"template": len(tiered)}
 
 
 @needs_shared
@@ -231,10 +237,11 @@ def test_shared_near_duplicate_pair_is_found(shared_run):
         [
             *("clip_id", "source", "start_s", "duration_s", "cluster_id", "embedding_model"),
             *("sample_weight", "duplicate_of", "duplicate_method", "duplicate_similarity"),
-            "duplicate_span",
+            *("duplicate_span", "media"),
         ],
     )
     by_id = {r["clip_id"]: r for r in analysis}
+    everything, analysis = analysis, [r for r in analysis if r["media"] == "video"]
     dups = [
         (r["source"].rsplit("/", 1)[1], by_id[r["duplicate_of"]]["source"].rsplit("/", 1)[1])
         for r in analysis
@@ -254,11 +261,12 @@ def test_shared_near_duplicate_pair_is_found(shared_run):
         kept["start_s"] + span["of_start_s"], abs=1.0
     )
     assert span["end_s"] - span["start_s"] > 0.6 * dup["duration_s"]
-    assert all(r["cluster_id"] is not None for r in analysis)
-    assert {r["embedding_model"] for r in analysis} == {"signature-v2"}
+    assert all(r["cluster_id"] is not None for r in everything)
+    assert {r["embedding_model"] for r in everything} == {"signature-v2"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["embedding_model"] == "signature-v2"
-    assert manifest["funnel"]["dedup"]["rejected"] == {"duplicate": 1}
+    images = sum(r["duplicate_of"] is not None for r in everything if r["media"] == "image")
+    assert manifest["funnel"]["dedup"]["rejected"] == {"duplicate": 1 + images}
 
 
 STRICTER = [
@@ -272,7 +280,7 @@ STRICTER = [
 
 
 @needs_shared
-def test_retier_matches_a_fresh_run(shared_run, tmp_path, capsys):
+def test_retier_matches_a_fresh_run(shared_run, photos, tmp_path, capsys):
     import shutil
     import time
 
@@ -286,10 +294,10 @@ def test_retier_matches_a_fresh_run(shared_run, tmp_path, capsys):
     printed = capsys.readouterr().out
     fresh = tmp_path / "fresh"
     started = time.perf_counter()
-    assert run([VIDEOS, bad], fresh, *STRICTER) == 0
+    assert run([VIDEOS, bad, photos.folder], fresh, *STRICTER) == 0
     fresh_s = time.perf_counter() - started
     print(f"retier {retier_s:.1f} s vs fresh run {fresh_s:.1f} s: {retier_s / fresh_s:.2f}x")
-    for folder in ("tiers/default", "rejects", "analysis"):
+    for folder in ("tiers/default", "tiers/images", "rejects", "analysis"):
         assert rows(copy / folder) == rows(fresh / folder), folder
     assert rows(copy / "tiers/default", ["clip_id"]) != rows(out / "tiers/default", ["clip_id"])
     assert accounting_problems(copy) == []

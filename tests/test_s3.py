@@ -195,7 +195,10 @@ def test_inspect_report_validate_read_the_bucket(
     assert main(["inspect", s3_run, "--json", "--tier", "default", "--sample", "5"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["output"] == s3_run and summary["candidates"] == analysis
-    assert summary["tiers"] == {"default": {"clips": 3, "hours": manifest.tiers["default"].hours}}
+    assert summary["tiers"] == {
+        "default": {"clips": 3, "hours": manifest.tiers["default"].hours, "media": "video"},
+        "images": {"clips": 0, "hours": 0.0, "media": "image"},
+    }
     assert summary["inputs"]["discovered"] == 2 + len(uploaded)
     assert summary["rejects"] == manifest.rejects and summary["schema_problems"] == []
     assert summary["selection"]["table"] == "tiers/default"

@@ -62,7 +62,8 @@ QUICK = ["--set", "dedup.enabled=false", "--set", "rebalance.mode=weight"]
 
 ID_PATHS = re.compile(
     r"^(manifest\.json|journal/run\.json"
-    r"|(shots|analysis|rejects|tiers/default|journal/phase1-rejects)/part-\d{5}\.parquet"
+    r"|(shots|analysis|rejects|tiers/default|tiers/images|journal/phase1-rejects)"
+    r"/part-\d{5}\.parquet"
     r"|clips/[A-Za-z0-9_.]+/[0-9a-f]{2}/[0-9a-f]+\.mp4)$"
 )
 """Every path a run writes under OUT: fixed names, shard numbers and clip ids only."""

@@ -280,13 +280,15 @@ def summary_text(summary: dict) -> str:
     if sel["samples"]:
         lines.append("samples:")
     for row in sel["samples"]:
-        span = f"[{row.get('start_s')}-{row.get('end_s')} s]"
+        span = _span(row)
         scores = " ".join(
             f"{k}={row[k]}"
             for k in ("tier", "sharpness", "motion_score", "camera_motion")
             if k in row
         )
-        lines.append(f"  {row.get('clip_id')} {row.get('source')} {span} {scores}")
+        lines.append(
+            " ".join(filter(None, ["", row.get("clip_id"), row.get("source"), span, scores]))
+        )
         for key in ("caption", "prompt"):
             if key in row:
                 lines.append(f"    {key}: {row[key] if row[key] is not None else '(none)'}")
@@ -316,7 +318,16 @@ def duplicate_lines(duplicates: dict | None) -> list[str]:
     return lines
 
 
-def _clip_text(row: dict) -> str:
+def _span(row: dict) -> str:
+    """``[12.0-16.5 s]``; empty for a whole input and an image, which span no time."""
     start, end = row.get("start_s"), row.get("end_s")
-    span = f" [{start:.1f}-{end:.1f} s]" if start is not None and end is not None else ""
-    return f"{row.get('source')}{span}"
+    return (
+        f"[{start:.1f}-{end:.1f} s]"
+        if start is not None and end is not None and end > start
+        else ""
+    )
+
+
+def _clip_text(row: dict) -> str:
+    span = _span(row)
+    return f"{row.get('source')} {span}" if span else str(row.get("source"))

@@ -147,7 +147,7 @@ class Run:
 
     def execute(self, inputs: list[str], *, ray_address: str | None, fresh: bool) -> Manifest:
         started = time.perf_counter()
-        sources = discover(inputs)
+        sources = discover(inputs, self.config.media)
         log.info("discovered %d inputs", len(sources))
         self.check_stages()
         expected = journal.fingerprint(self.config, sources)
