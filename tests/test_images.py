@@ -164,3 +164,30 @@ def test_a_run_of_images_only_leaves_the_videos_out(ray_local, photos, tmp_path)
     assert manifest["inputs"]["discovered"] == 2
     assert {r["media"] for r in rows(out / "analysis", ["media"])} == {"image"}
     assert validate(out) == []
+
+
+def test_a_web_address_over_a_photo_reads_as_a_watermark(tmp_path):
+    """On a still, the watermark signal's reading half works: a stock site's address."""
+    from PIL import ImageDraw, ImageFont
+
+    from curate import contract, schema
+    from curate.config.loading import load_config
+    from curate.media.image import probe_image
+    from stages.analyze import analyze_image
+    from stages.detect import DetectStage
+
+    marked = Image.open(photo_path("coffee.png")).convert("RGB")
+    font = ImageFont.load_default(size=22)
+    ImageDraw.Draw(marked).text(
+        (380, 360), "www.stockphotos.com", fill="white", font=font, stroke_width=1
+    )
+    path = tmp_path / "marked.png"
+    marked.save(path)
+    config = load_config(None)
+    info = probe_image(str(path), max_pixels=config.probe.max_pixels)
+    analyzed = analyze_image(str(path), info, config.analyze, config.probe.max_pixels)
+    analyzed.update(source=str(path), source_index=0)
+    table = schema.from_rows([analyzed], contract.ANALYZED_SOURCE)
+    (clip,) = DetectStage.from_config(config)(table).to_pylist()[0]["clips"]
+    assert clip["watermark_kind"] == "text" and clip["watermark_score"] > 0.5
+    assert clip["watermark_box"]["y0"] > 0.8  # the bottom line

@@ -487,13 +487,14 @@ def test_report_of_real_run_in_browser(shared_run, browser, tmp_path):
     )
     text = page.page.inner_text("body")
     assert "tier default: " in text and "gate min_sharpness" in text
-    assert "reject_slideshow=on" in text and "border_top" in text
-    assert "histogram of border_top" not in page.page.content()
+    assert "reject_slideshow=on" in text
+    # The letterboxed photos beside the videos have bars: border_top has a distribution.
+    assert "histogram of border_top" in page.page.content()
     duplicates = page.page.inner_text("#duplicates")
     assert "rabbit320.mp4" in duplicates
     # The merged pair's matched keyframes, with the evidence of the merge.
     assert page.loaded("#duplicates figure.match img") == page.count("#duplicates figure.match img")
-    assert page.count("#duplicates figure.match img") == 1
+    assert page.count("#duplicates figure.match img") >= 1  # the photos' copies have theirs
     assert "matched frames: kept clip left, rabbit320.mp4 right" in duplicates
     assert "keypoint matches agree" in duplicates and "s of the kept clip" in duplicates
     page.page.locator("#duplicates").screenshot(path=str(ARTIFACTS / "report-duplicates.png"))

@@ -219,14 +219,14 @@ def _overview(output: Store, manifest: Manifest, names: list[str], candidates: i
         ],
     )
     tiers = _table(
-        ["tier", "holds", "rows", "hours", "thresholds"],
+        ["tier", "clips or images", "hours", "thresholds", "holds"],
         [
             [
                 name,
-                "images" if manifest.tier_media(name) == "image" else "clips",
                 value_text(size.clips) if (size := manifest.tiers.get(name)) else None,
                 f"{size.hours if size else 0:.3f}",
                 ", ".join(f"{k}={v}" for k, v in _thresholds(manifest, name).items()),
+                "images" if manifest.tier_media(name) == "image" else "clips",
             ]
             for name in names
         ],
