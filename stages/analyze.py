@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -338,6 +338,10 @@ def analyze_image(
         timing[f"analyze.{signal.name}.frames"] = 1.0
         timing.update({f"analyze.{k}": v for k, v in signal.model_timing().items()})
     series = FrameSeries(np.zeros(1), STILL_S, signals, values, timing=timing)
+    height, width = frame.gray.shape
+    if (width > height) != (info.width > info.height) and info.width != info.height:
+        # An orientation the header did not tell (a PNG's trailing eXIf chunk) turned it.
+        info = replace(info, width=info.height, height=info.width)
     row = _clip_row(source, info, series, Window(0, 0, 1))
     # A still spans no time.
     row.update(

@@ -18,10 +18,12 @@ from moto import server as moto_server
 
 from curate.cli import main
 from curate.inputs import discover
+from curate.media.image import probe_image
 from curate.media.video import probe
 from curate.output.record import Manifest
 from curate.output.tables import ShardWriter, read_table, shards
 from curate.storage import Store
+from scripts.common.photos import photo_path, sample_photos
 from scripts.common.synth import bad_inputs, pan_frames, shots_video, textured_image, write_video
 
 BUCKET = "curate-test"
@@ -54,9 +56,11 @@ def s3(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def uploaded(s3, tmp_path_factory) -> dict[str, str]:
-    """Synthetic videos and broken files under ``s3://BUCKET/raw/``, plus a manifest."""
+    """Synthetic videos, a photograph and broken files under ``s3://BUCKET/raw/``, plus a
+    manifest."""
     _, fs = s3
     local = tmp_path_factory.mktemp("s3-inputs")
+    sample_photos(local / "photos", ("coffee.png",))
     write_video(local / "pan.mp4", pan_frames(textured_image(31), 130, 1.5))
     (local / "nested").mkdir()
     shots_video(local / "nested" / "shots.mp4", [110, 30, 105])
@@ -115,10 +119,12 @@ def test_discover_and_probe_over_s3(s3, uploaded, monkeypatch):
         monkeypatch.setenv(key, value)
     sources = discover([f"s3://{BUCKET}/raw/", f"s3://{BUCKET}/lists/some.txt"])
     names = [s.rsplit("/", 1)[1] for s in sources]
-    assert sorted(names) == sorted([*uploaded, "pan.mp4", "shots.mp4"])
+    assert sorted(names) == sorted([*uploaded, "pan.mp4", "shots.mp4", "coffee.png"])
     assert f"s3://{BUCKET}/raw/nested/shots.mp4" in sources
     info = probe(f"s3://{BUCKET}/raw/pan.mp4", max_pixels=1 << 26)
     assert (info.width, info.height) == (640, 360) and info.duration_s == pytest.approx(5.2)
+    photo = probe_image(f"s3://{BUCKET}/raw/photos/coffee.png", max_pixels=1 << 26)
+    assert (photo.width, photo.height, photo.codec) == (600, 400, "png")
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +165,11 @@ def test_run_from_s3_to_s3(s3, uploaded, s3_run):
     _, fs = s3
     prefix = f"{BUCKET}/curated/run-1"
     manifest = json.loads(fs.open_input_stream(f"{prefix}/manifest.json").read())
-    assert manifest["inputs"]["discovered"] == 2 + len(uploaded)
+    assert manifest["inputs"]["discovered"] == 3 + len(uploaded)
+    images = ds.dataset(f"{prefix}/tiers/images", filesystem=fs, format="parquet").to_table()
+    (image,) = images["image"].to_pylist()
+    assert image["bytes"] == photo_path("coffee.png").read_bytes()
+    assert image["path"] == f"s3://{BUCKET}/raw/photos/coffee.png"
     tier = ds.dataset(f"{prefix}/tiers/default", filesystem=fs, format="parquet").to_table()
     assert tier.num_rows == manifest["tiers"]["default"]["clips"] == 3
     assert {s.rsplit("/", 1)[1] for s in tier["source"].to_pylist()} == {"pan.mp4", "shots.mp4"}
@@ -197,9 +207,9 @@ def test_inspect_report_validate_read_the_bucket(
     assert summary["output"] == s3_run and summary["candidates"] == analysis
     assert summary["tiers"] == {
         "default": {"clips": 3, "hours": manifest.tiers["default"].hours, "media": "video"},
-        "images": {"clips": 0, "hours": 0.0, "media": "image"},
+        "images": {"clips": 1, "hours": 0.0, "media": "image"},
     }
-    assert summary["inputs"]["discovered"] == 2 + len(uploaded)
+    assert summary["inputs"]["discovered"] == 3 + len(uploaded)
     assert summary["rejects"] == manifest.rejects and summary["schema_problems"] == []
     assert summary["selection"]["table"] == "tiers/default"
     assert len(summary["selection"]["samples"]) == 3

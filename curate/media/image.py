@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from math import ceil
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -43,26 +46,35 @@ def read_bytes(source: str) -> bytes:
         return f.read()
 
 
-def open_image(source: str, max_pixels: int) -> Image.Image:
-    """Open ``source`` and read its header only (see :func:`image_from_bytes`)."""
+@contextmanager
+def opened_image(source: str, max_pixels: int) -> Iterator[Image.Image]:
+    """``source`` opened with its header read (see :func:`image_from_bytes`); the rest of
+    the file is read if the image is decoded inside the ``with`` block."""
     try:
-        data = read_bytes(source)
+        if is_uri(source):
+            fs, path = resolve(source)
+            stream: BinaryIO = fs.open_input_file(path)  # seekable: read as Pillow asks
+        else:
+            stream = open(source, "rb")  # noqa: SIM115 -- closed when the block ends
     except OSError as e:
         raise MediaError("unreadable", f"cannot read: {e}") from e
-    return image_from_bytes(data, max_pixels)
+    with stream:
+        yield image_from_bytes(stream, max_pixels)
 
 
-def image_from_bytes(data: bytes, max_pixels: int) -> Image.Image:
-    """The image file ``data``, its header read; ``MediaError`` for a file that is no image
-    Pillow reads, or whose declared size exceeds ``max_pixels`` (a decompression bomb is
-    refused before a pixel is decoded)."""
-    if not data:
+def image_from_bytes(data: bytes | BinaryIO, max_pixels: int) -> Image.Image:
+    """The image file ``data`` (its bytes, or a seekable file), its header read;
+    ``MediaError`` for a file that is no image Pillow reads, or whose declared size exceeds
+    ``max_pixels`` (a decompression bomb is refused before a pixel is decoded)."""
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    if not stream.read(1):
         raise MediaError("unreadable", "the file is empty")
+    stream.seek(0)
     try:
         with warnings.catch_warnings():
             # Pillow warns between its own limit and twice that; ours is probe.max_pixels.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(stream)
     except UnidentifiedImageError:
         raise MediaError("unreadable", "not an image format Pillow reads") from None
     except Image.DecompressionBombError as e:
@@ -80,19 +92,28 @@ def image_from_bytes(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def _turned(image: Image.Image) -> bool:
-    """Whether the EXIF orientation turns the picture by a quarter (width and height swap)."""
+    """Whether the EXIF orientation turns the picture by a quarter (width and height swap), as
+    far as the header says: a PNG's ``getexif`` would decode every pixel to reach an eXIf
+    chunk after them (``decode_image`` applies what the whole file says)."""
     try:
-        return image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+        if image.format == "PNG":
+            exif = Image.Exif()
+            if image.info.get("exif"):
+                exif.load(image.info["exif"])
+        else:
+            exif = image.getexif()
+        return exif.get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
     except IMAGE_ERRORS:
         return False
 
 
 def probe_image(source: str, *, max_pixels: int) -> VideoInfo:
     """Display size (after EXIF orientation) and format, from the header alone."""
-    image = open_image(source, max_pixels)
-    width, height = image.size
-    if _turned(image):
-        width, height = height, width
+    with opened_image(source, max_pixels) as image:
+        width, height = image.size
+        if _turned(image):
+            width, height = height, width
+        codec = (image.format or "unknown").lower()
     return VideoInfo(
         width=width,
         height=height,
@@ -102,7 +123,7 @@ def probe_image(source: str, *, max_pixels: int) -> VideoInfo:
         sar=1.0,
         fps=0.0,
         duration_s=0.0,
-        codec=(image.format or "unknown").lower(),
+        codec=codec,
     )
 
 
@@ -130,18 +151,19 @@ def decode_image(
     """The image as the one frame of a still: at the analysis size like a video frame, with
     a picture of at least ``detail_side`` on its short side kept for the signals that read
     it larger (``gray_at``)."""
-    image = open_image(source, max_pixels)
-    try:
-        if image.format == "JPEG":
-            # A JPEG decodes at 1/2, 1/4 or 1/8 of its size for a fraction of the work: the
-            # signals never read more than detail_side.
-            scale = detail_side / min(image.size)
-            if scale < 1:
-                image.draft(image.mode, (ceil(image.width * scale), ceil(image.height * scale)))
-        image.load()
-        rgb = rgb8(image)
-    except IMAGE_ERRORS as e:
-        raise MediaError("decode_error", f"cannot decode the image: {e}") from e
+    with opened_image(source, max_pixels) as image:
+        try:
+            if image.format == "JPEG":
+                # A JPEG decodes at 1/2, 1/4 or 1/8 of its size for a fraction of the work:
+                # the signals never read more than detail_side.
+                scale = detail_side / min(image.size)
+                if scale < 1:
+                    size = (ceil(image.width * scale), ceil(image.height * scale))
+                    image.draft(image.mode, size)
+            image.load()
+            rgb = rgb8(image)
+        except IMAGE_ERRORS as e:
+            raise MediaError("decode_error", f"cannot decode the image: {e}") from e
     height, width = rgb.shape[:2]
     full = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
     upright = VideoInfo(width, height, width, height, 0, 1.0, 0.0, 0.0, info.codec)
