@@ -30,7 +30,7 @@ from av.video.reformatter import VideoReformatter
 from curate import schema
 from curate.config import ConfigError
 from curate.config.sections import CurateConfig, ExportConfig
-from curate.media.image import IMAGE_ERRORS, encode_image, image_from_bytes, read_bytes
+from curate.media.image import IMAGE_ERRORS, encode_image, open_header, read_bytes
 from curate.media.video import (
     DECODE_ERRORS,
     SCALER_THREADS,
@@ -431,7 +431,7 @@ def export_image(item: dict, cfg: ExportConfig, max_pixels: int) -> list[dict]:
     tier: its own bytes, or re-encoded (``export.image_format``, the tier's scale or crop)."""
     try:
         data = read_bytes(item["source"])
-        image_from_bytes(data, max_pixels)  # the probe's checks, on the file as it is now
+        open_header(data, max_pixels)  # the probe's checks, on the file as it is now
     except (MediaError, OSError) as e:
         return [_failed(job, str(e)) for job in item["jobs"]]
     rows = []

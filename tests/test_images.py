@@ -142,6 +142,8 @@ def test_media_setting_picks_what_a_folder_yields(photos):
 def test_images_are_exported_as_they_are_or_re_encoded():
     data = photo_path("rocket.jpg").read_bytes()
     assert encode_image(data, "original", 90) == (data, "original")
+    # A tier's short side above the image's leaves it as it is (never upscaled).
+    assert encode_image(data, "original", 90, short_side=1024) == (data, "original")
     scaled, how = encode_image(data, "original", 90, short_side=200)
     assert how == "jpeg" and Image.open(io.BytesIO(scaled)).size == (300, 200)
     png = photo_path("coffee.png").read_bytes()

@@ -48,7 +48,7 @@ def read_bytes(source: str) -> bytes:
 
 @contextmanager
 def opened_image(source: str, max_pixels: int) -> Iterator[Image.Image]:
-    """``source`` opened with its header read (see :func:`image_from_bytes`); the rest of
+    """``source`` opened with its header read (see :func:`open_header`); the rest of
     the file is read if the image is decoded inside the ``with`` block."""
     try:
         if is_uri(source):
@@ -59,10 +59,10 @@ def opened_image(source: str, max_pixels: int) -> Iterator[Image.Image]:
     except OSError as e:
         raise MediaError("unreadable", f"cannot read: {e}") from e
     with stream:
-        yield image_from_bytes(stream, max_pixels)
+        yield open_header(stream, max_pixels)
 
 
-def image_from_bytes(data: bytes | BinaryIO, max_pixels: int) -> Image.Image:
+def open_header(data: bytes | BinaryIO, max_pixels: int) -> Image.Image:
     """The image file ``data`` (its bytes, or a seekable file), its header read;
     ``MediaError`` for a file that is no image Pillow reads, or whose declared size exceeds
     ``max_pixels`` (a decompression bomb is refused before a pixel is decoded)."""
@@ -187,9 +187,10 @@ def encode_image(
     (``original``: the file's own format where Pillow writes it, else JPEG) after cutting
     ``crop`` (top, bottom, left, right shares) off and scaling to ``short_side`` (never up)."""
     cropping = crop is not None and any(crop)
-    if image_format == "original" and short_side is None and not cropping:
-        return data, "original"
     with Image.open(io.BytesIO(data)) as image:
+        scaling = short_side is not None and min(image.size) > short_side
+        if image_format == "original" and not scaling and not cropping:
+            return data, "original"
         source_format = (image.format or "").lower()
         picture = Image.fromarray(rgb8(image))
     if cropping:
@@ -198,7 +199,7 @@ def encode_image(
         picture = picture.crop(
             (round(left * w), round(top * h), w - round(right * w), h - round(bottom * h))
         )
-    if short_side is not None and min(picture.size) > short_side:
+    if short_side is not None and min(picture.size) > short_side:  # after the crop
         scale = short_side / min(picture.size)
         size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
         picture = picture.resize(size, Image.Resampling.LANCZOS)
