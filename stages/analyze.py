@@ -338,8 +338,8 @@ def analyze_image(
         timing[f"analyze.{signal.name}.frames"] = 1.0
         timing.update({f"analyze.{k}": v for k, v in signal.model_timing().items()})
     series = FrameSeries(np.zeros(1), STILL_S, signals, values, timing=timing)
-    height, width = frame.gray.shape
-    if (width > height) != (info.width > info.height) and info.width != info.height:
+    width, height = frame.source.width, frame.source.height  # upright, before scaling
+    if (width > height) != (info.width > info.height) and width != height:
         # An orientation the header did not tell (a PNG's trailing eXIf chunk) turned it.
         info = replace(info, width=info.height, height=info.width)
     row = _clip_row(source, info, series, Window(0, 0, 1))

@@ -176,7 +176,8 @@ class RebalanceStep(Phase2Step):
             media = schema.row_media(clips.index)
             # Videos and images share the concept clusters but are balanced apart: each kind
             # trains its own stage.
-            for kind in sorted(set(media[kept])):
+            kinds = [k for k in ("video", "image") if k in set(media[kept])]
+            for kind in kinds:
                 rows = np.flatnonzero(kept & (media == kind))
                 balanced = rebalance(
                     clips.index.take(rows), cluster_id[rows], cfg, self.rank_by, self.tier_names
@@ -187,7 +188,8 @@ class RebalanceStep(Phase2Step):
                     rejects.append(
                         clips.reject(int(rows[local]), self.name, "rebalanced_out", detail)
                     )
-                report.update(balanced.report if kind == "video" else {f"{kind}s": balanced.report})
+                # The first kind's figures at the top (the report draws them), the next's apart.
+                report.update(balanced.report if kind == kinds[0] else {kind: balanced.report})
         log.info("re-balancing: %d of %d clips kept", int(kept.sum()), before)
         return StepResult(
             kept=kept,

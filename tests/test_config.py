@@ -215,3 +215,13 @@ def test_borders_fps_moved_to_the_borders_block(tmp_path):
     assert load_config(old).analyze.borders.fps == 3
     with pytest.raises(ConfigError, match=r"analyze\.borders\.fps"):
         load_config(None, ["analyze.borders_fps=-1"])
+
+
+def test_media_follows_the_tiers_unless_given():
+    assert load_config(None).media == ["video", "image"]
+    assert load_config(CONFIGS / "demo.yaml").media == ["video"]  # video tiers only
+    assert load_config(None, ["tiers=[{name: stills, media: image}]"]).media == ["image"]
+    with pytest.raises(
+        ConfigError, match=r"media: .*image is curated but no tier has media: image"
+    ):
+        load_config(CONFIGS / "demo.yaml", ["media=[video, image]"])

@@ -70,6 +70,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Cu
     # Overrides apply to the fully materialised config, so list items and defaulted
     # sections can be addressed too (``tiers.0.gates.min_sharpness=50``).
     merged = config.model_dump()
+    if "media" not in data:
+        # Derived from the tiers unless given: re-derived from the tiers as overridden.
+        merged.pop("media")
     for text in overrides:
         apply_override(merged, *parse_override(text))
     return _validate(merged)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from curate.config import Model
 from curate.contract import ALL_GATES, AnalyzeConfig, DetectConfig, Gates
@@ -532,12 +532,6 @@ class CurateConfig(Model):
     embed: EmbedConfig = EmbedConfig()
     dedup: DedupConfig = DedupConfig()
     rebalance: RebalanceConfig = RebalanceConfig()
-    media: list[Media] = Field(
-        default_factory=lambda: ["video", "image"],
-        min_length=1,
-        description="The kinds of input curated: a folder or glob is walked for their "
-        "extensions, other inputs of another kind are left out.",
-    )
     tiers: list[TierConfig] = Field(
         default_factory=lambda: [
             TierConfig(name="default"),
@@ -545,10 +539,31 @@ class CurateConfig(Model):
         ],
         min_length=1,
     )
+    media: list[Media] | None = Field(
+        None,
+        min_length=1,
+        validate_default=True,
+        description="The kinds of input curated: a folder or glob is walked for their "
+        "extensions, other inputs of another kind are left out. null: the kinds the tiers "
+        "hold (a config with video tiers only reads no images).",
+    )
     caption: CaptionConfig = CaptionConfig()
     export: ExportConfig = ExportConfig()
     output: OutputConfig = OutputConfig()
     ray: RayConfig = RayConfig()
+
+    @field_validator("media")
+    @classmethod
+    def _media_has_tiers(cls, media: list[str] | None, info: ValidationInfo) -> list[str]:
+        """The kinds the tiers hold by default; a kind curated with no tier to go to would
+        only be read to be rejected."""
+        held = [m for m in get_args(Media) if any(t.media == m for t in info.data.get("tiers", []))]
+        if media is None:
+            return held
+        for kind in media:
+            if kind not in held:
+                raise ValueError(f"{kind} is curated but no tier has media: {kind}; add one")
+        return list(dict.fromkeys(media))
 
     @model_validator(mode="after")
     def _unique_tiers(self) -> CurateConfig:

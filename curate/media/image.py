@@ -51,11 +51,10 @@ def opened_image(source: str, max_pixels: int) -> Iterator[Image.Image]:
     """``source`` opened with its header read (see :func:`open_header`); the rest of
     the file is read if the image is decoded inside the ``with`` block."""
     try:
-        if is_uri(source):
-            fs, path = resolve(source)
-            stream: BinaryIO = fs.open_input_file(path)  # seekable: read as Pillow asks
-        else:
-            stream = open(source, "rb")  # noqa: SIM115 -- closed when the block ends
+        # An object is read in one request: Pillow's many small reads would each be one.
+        stream: BinaryIO = (
+            io.BytesIO(read_bytes(source)) if is_uri(source) else open(source, "rb")  # noqa: SIM115 -- closed when the block ends
+        )
     except OSError as e:
         raise MediaError("unreadable", f"cannot read: {e}") from e
     with stream:
@@ -67,6 +66,8 @@ def open_header(data: bytes | BinaryIO, max_pixels: int) -> Image.Image:
     ``MediaError`` for a file that is no image Pillow reads, or whose declared size exceeds
     ``max_pixels`` (a decompression bomb is refused before a pixel is decoded)."""
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    # Pillow's own limit must not refuse what probe.max_pixels allows (checked below).
+    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels)
     if not stream.read(1):
         raise MediaError("unreadable", "the file is empty")
     stream.seek(0)
@@ -153,7 +154,7 @@ def decode_image(
     it larger (``gray_at``)."""
     with opened_image(source, max_pixels) as image:
         try:
-            if image.format == "JPEG":
+            if image.format in ("JPEG", "MPO"):  # MPO: a camera's JPEG with a preview
                 # A JPEG decodes at 1/2, 1/4 or 1/8 of its size for a fraction of the work:
                 # the signals never read more than detail_side.
                 scale = detail_side / min(image.size)

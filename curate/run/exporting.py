@@ -21,6 +21,9 @@ from curate.storage import Store
 log = logging.getLogger(__name__)
 
 TIMING_FIELDS = ("export_method", "frames", "decode_s", "encode_s", "export_s")
+
+IMAGE_METHODS = frozenset({"original", "jpeg", "png", "webp"})
+"""How an image went into its tier (``export_method`` of the export stage's image rows)."""
 """The export stage's per-clip figures :func:`export_stats` sums (the video bytes stay out)."""
 
 
@@ -117,9 +120,17 @@ def export_stats(rows: list[dict]) -> dict:
     for a copied clip) and encoding (writing), frames written, frames per busy second (the
     clips' export seconds summed over the actors: ``busy_s``), clips, and how many were
     copied. Every key ending in ``_s`` is seconds (``curate inspect`` reads them so): hence
-    ``frames_per_second``. Decoding runs on a thread of its own, so it overlaps encoding."""
+    ``frames_per_second``. Decoding runs on a thread of its own, so it overlaps encoding.
+    Images (made ``original`` or re-encoded by Pillow) are counted apart, as ``images`` and
+    their ``image_s``."""
+    images = [r for r in rows if r.get("export_method") in IMAGE_METHODS]
+    rows = [r for r in rows if r.get("export_method") not in IMAGE_METHODS]
     busy = sum(r.get("export_s") or 0.0 for r in rows)
     frames = sum(r.get("frames") or 0 for r in rows)
+    if images:
+        counted = {"images": len(images), "image_s": sum(r.get("export_s") or 0 for r in images)}
+    else:
+        counted = {}
     return {
         "decode_s": round(sum(r.get("decode_s") or 0.0 for r in rows), 3),
         "encode_s": round(sum(r.get("encode_s") or 0.0 for r in rows), 3),
@@ -128,6 +139,7 @@ def export_stats(rows: list[dict]) -> dict:
         "clips": len(rows),
         "copied": sum(r.get("export_method") == "copy" for r in rows),
         "busy_s": round(busy, 3),
+        **{k: round(v, 3) if k.endswith("_s") else v for k, v in counted.items()},
     }
 
 
