@@ -193,3 +193,38 @@ def test_a_web_address_over_a_photo_reads_as_a_watermark(tmp_path):
     (clip,) = DetectStage.from_config(config)(table).to_pylist()[0]["clips"]
     assert clip["watermark_kind"] == "text" and clip["watermark_score"] > 0.5
     assert clip["watermark_box"]["y0"] > 0.8  # the bottom line
+
+
+ODD_FORMATS = {
+    "gray.jpg": lambda im: im.convert("L"),
+    "la.png": lambda im: im.convert("LA"),
+    "palette.png": lambda im: im.convert("P"),
+    "palette.gif": lambda im: im.convert("P"),
+    "rgba.png": lambda im: im.convert("RGBA"),
+    "bilevel.png": lambda im: im.convert("1"),
+    "cmyk.tiff": lambda im: im.convert("CMYK"),
+    "gray16.tiff": lambda im: Image.fromarray(np.asarray(im.convert("L"), np.uint16) * 257),
+    "float.tiff": lambda im: Image.fromarray(np.asarray(im.convert("L"), np.float32) / 255),
+    "rgba.webp": lambda im: im.convert("RGBA"),
+    "photo.bmp": lambda im: im,
+}
+
+
+@pytest.mark.parametrize("name", [*ODD_FORMATS, "animated.gif", "animated.webp"])
+def test_every_kind_of_image_reaches_the_signals_as_the_photo(name, tmp_path):
+    """Grey, palette, bi-level, alpha, CMYK, 16-bit and float pictures, and the first frame
+    of an animation, all reach the signals as the photo they show."""
+    from curate.media.image import decode_image, probe_image
+
+    photo = Image.open(photo_path("coffee.png")).convert("RGB")
+    path = tmp_path / name
+    if name.startswith("animated"):
+        turned = [photo.rotate(angle) for angle in (30, 60)]
+        photo.save(path, save_all=True, append_images=turned, duration=100)
+    else:
+        ODD_FORMATS[name](photo).save(path)
+    info = probe_image(str(path), max_pixels=1 << 26)
+    assert (info.width, info.height) == photo.size
+    gray = decode_image(str(path), info, 256, 1 << 26, 540).gray
+    expected = np.asarray(photo.convert("L").resize((gray.shape[1], gray.shape[0])), np.float32)
+    assert np.corrcoef(expected.ravel(), gray.ravel().astype(np.float32))[0, 1] > 0.9
