@@ -105,14 +105,7 @@ def decode_series(
     if not times:
         raise MediaError("decode_error", "no frame could be decoded")
     timing = {"analyze.decode.wait_s": waited, "analyze.decode.frames": float(len(times))}
-    values = {}
-    for signal, seconds, count in zip(signals, spent, taken):
-        started = clock()
-        values[signal.name] = signal.finish()
-        timing[f"analyze.{signal.name}.update_s"] = seconds
-        timing[f"analyze.{signal.name}.finish_s"] = clock() - started
-        timing[f"analyze.{signal.name}.frames"] = float(count)
-        timing.update({f"analyze.{k}": v for k, v in signal.model_timing().items()})
+    values = finish_signals(signals, spent, taken, timing)
     # The last frame lasts one typical frame interval.
     step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / (info.fps or 25.0)
     return FrameSeries(
@@ -124,6 +117,22 @@ def decode_series(
         values=values,
         timing=timing,
     )
+
+
+def finish_signals(
+    signals: list[FrameSignal], spent: list[float], taken: list[int], timing: dict[str, float]
+) -> dict[str, Any]:
+    """Each signal's series by name, its seconds in ``update`` (``spent``), in ``finish``
+    and its model's, and the frames it took (``taken``) added to ``timing``."""
+    values = {}
+    for signal, seconds, count in zip(signals, spent, taken):
+        started = time.perf_counter()
+        values[signal.name] = signal.finish()
+        timing[f"analyze.{signal.name}.update_s"] = seconds
+        timing[f"analyze.{signal.name}.finish_s"] = time.perf_counter() - started
+        timing[f"analyze.{signal.name}.frames"] = float(count)
+        timing.update({f"analyze.{k}": v for k, v in signal.model_timing().items()})
+    return values
 
 
 @dataclass(frozen=True)
@@ -327,16 +336,12 @@ def analyze_image(
     frame = decode_image(source, info, cfg.short_side, max_pixels, detail)
     timing = {"analyze.decode.wait_s": clock() - started, "analyze.decode.frames": 1.0}
     signals = build_signals(cfg, "image") if signals is None else signals
-    values = {}
+    spent = []
     for signal in signals:
         started = clock()
         signal.update_still(frame)
-        measured = clock()
-        values[signal.name] = signal.finish()
-        timing[f"analyze.{signal.name}.update_s"] = measured - started
-        timing[f"analyze.{signal.name}.finish_s"] = clock() - measured
-        timing[f"analyze.{signal.name}.frames"] = 1.0
-        timing.update({f"analyze.{k}": v for k, v in signal.model_timing().items()})
+        spent.append(clock() - started)
+    values = finish_signals(signals, spent, [1] * len(signals), timing)
     series = FrameSeries(np.zeros(1), STILL_S, signals, values, timing=timing)
     width, height = frame.source.width, frame.source.height  # upright, before scaling
     if (width > height) != (info.width > info.height) and width != height:
