@@ -286,7 +286,8 @@ def median_total(files: list[FileResult], repeats: int, *steps: str) -> float:
 
 def median_totals(results: list[FileResult], repeats: int, start_s: float) -> dict[str, float]:
     """Median total seconds per step, phase 1 and scenedetect less its start-up per file."""
-    totals = {m: median_total(results, repeats, m) for m in STEPS}
+    # WITHOUT is timed only with --without: below.
+    totals = {m: median_total(results, repeats, m) for m in STEPS if m != WITHOUT}
     totals["phase1"] = median_total(results, repeats, *PHASE1)
     if results[0].times[WITHOUT]:
         totals[WITHOUT] = median_total(results, repeats, WITHOUT)
