@@ -35,7 +35,7 @@ from curate.signals.text import (
     clip_text_values,
     overlay_text,
 )
-from curate.signals.watermark import with_read_marks
+from curate.signals.watermark import reads_like_a_mark, with_read_marks
 
 
 class DetectStage(Stage):
@@ -125,9 +125,12 @@ class DetectStage(Stage):
             seconds += time.perf_counter() - started
         if timing is not None:
             _add(timing, f"detect.{self.text_cfg.detector}", seconds, frames=len(read))
+        # A mark stays through the source: read in two of its frames, it marks each clip
+        # where it is read once.
+        source = (sum(any(map(reads_like_a_mark, lines[i])) for i in read), len(read))
         for clip, inside in zip(clips, reads):
             clip.update(clip_text_values(ratios, readings, inside))
-            clip.update(with_read_marks(clip, [lines[i] for i in inside]))
+            clip.update(with_read_marks(clip, [lines[i] for i in inside], source))
 
     def scores(
         self, keyframes: list[list[np.ndarray]], timing: dict[str, float] | None = None

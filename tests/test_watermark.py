@@ -15,7 +15,12 @@ from curate.media.imaging import from_jpeg, jpeg, outlined
 from curate.media.video import probe
 from curate.signals.base import ClipWindow
 from curate.signals.text import TextLine
-from curate.signals.watermark import WatermarkConfig, WatermarkSignal, read_marks
+from curate.signals.watermark import (
+    WatermarkConfig,
+    WatermarkSignal,
+    read_marks,
+    reads_like_a_mark,
+)
 from scripts.common.overlays import centred_text, corner_logo, corner_url
 from scripts.common.synth import camera_motion_frames, real_frames, textured_image, write_video
 from stages.analyze import AnalyzeStage, decode_series
@@ -62,7 +67,8 @@ def frames() -> list[np.ndarray]:
 def test_a_mark_over_moving_footage_is_found_where_it_is(tmp_path, frames, mark):
     marked, box = mark.draw(frames, FPS)
     values = score(write_video(tmp_path / "marked.mp4", marked, fps=FPS))
-    assert values["watermark_score"] > 0.5
+    # A small logo's score stays low from its edges alone (OCR raises it where it reads).
+    assert values["watermark_score"] > (0.5 if mark.kind == "text" else 0.15)
     assert overlap(values["watermark_box"], box) > 0.5
     assert values["watermark_kind"] in ("text", "logo")
 
@@ -121,6 +127,26 @@ def test_a_line_reading_like_a_web_address_in_two_frames_marks_the_clip():
     assert read["watermark_box"]["y1"] == pytest.approx(0.93)
     for reading in ("@someone_films", "© 2026 Example Pictures", "news.example.tv"):
         assert read_marks([[line(reading)], [line(reading)]]) is not None
+
+
+def test_stock_words_and_a_broadcasters_corner_logo_read_like_marks():
+    # A stock site's word inside a longer one, and misread by a letter where it is long.
+    for reading in ("stockclips", "-stock", "steckfootage", "PREVIEW", "shutterstcck"):
+        assert reads_like_a_mark(line(reading, 0.4, 0.45)), reading
+    # A broadcaster's word counts as a whole word in a corner, not in a subtitle.
+    assert reads_like_a_mark(line("9 TV", 0.8, 0.05))
+    assert reads_like_a_mark(line(".GOV", 0.9, 0.9))
+    assert not reads_like_a_mark(line("we watched TV all night", 0.3, 0.85))
+    assert not reads_like_a_mark(line("TVs", 0.8, 0.05))
+    for reading in ("a simple review", "stack the boxes", "Initiate Search Program"):
+        assert not reads_like_a_mark(line(reading, 0.4, 0.45)), reading
+
+
+def test_a_mark_read_twice_in_a_source_marks_each_clip_where_it_is_read():
+    once = [[line("www.clipvault.com")], [], []]
+    assert read_marks(once) is None
+    assert read_marks(once, source=(2, 6)) is not None
+    assert read_marks([[], [], []], source=(2, 6)) is None
 
 
 def test_ordinary_text_or_a_single_reading_does_not_mark_the_clip():

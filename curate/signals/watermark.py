@@ -10,12 +10,13 @@ survives a cut, the scenery does not):
 - an *edge* is a pixel whose gradients point along their median beyond chance (a t test over
   the frames; in busy moving texture the median is sizeable by luck, its spread as large),
   and not on a long line (bar edges, horizons, kerbs: one orientation where marks turn);
-- in each frame whose picture changed over much of the frame (against the mean frame, past
-  the noise floor), a pixel's picture *changed* where what differs around it is more than a
-  small shift of the scene explains;
-- an edge *persists* when it is there in nearly every frame where its picture changed, and
-  is *hidden* in those where it is gone (either sign: an opaque mark's outline flips where
-  the picture behind turns brighter than the mark).
+- in each frame, a pixel's picture *changed* where what differs around it from the median
+  frame (the background: what moves over it does not reach the median) is more than a small
+  shift of the scene explains, past the noise floor;
+- an edge *persists* when it is there in nearly every frame where its picture changed (at
+  least :data:`MIN_COVERED` of them: an edge beside something moving persists by chance in a
+  few), and is *hidden* in those where it is gone (either sign: an opaque mark's outline
+  flips where the picture behind turns brighter than the mark).
 
 Persisting edges grouped into dense regions with few hidden edges are marks. A still
 background is not a mark: with nothing moving over it there is no evidence either way, and
@@ -25,8 +26,9 @@ somewhere (opaque) and sits centred across the frame is a title or a subtitle, t
 frames: ``watermark_score`` (0-1, from the edge pixels of its marks), ``watermark_box`` (the
 main mark and those of similar size, shares of the frame) and ``watermark_kind`` (``logo``,
 ``text`` for a line-shaped mark, ``tiled`` for marks spread over the frame, ``none``). The
-detect stage raises the score where OCR reads a web address, a handle or a copyright sign
-(:func:`read_marks`). Tier gate ``max_watermark`` (``watermarked``).
+detect stage raises the score where OCR reads a web address, a handle, a copyright sign, a
+stock site's word or a broadcaster's word in a corner (:func:`read_marks`). Tier gate
+``max_watermark`` (``watermarked``).
 """
 
 from __future__ import annotations
@@ -69,19 +71,21 @@ is at least this share of the median's length."""
 
 CHANGE = 5.0
 """Standard deviation (gray levels) of the part of a neighbourhood's difference from the
-mean frame that no small shift explains, above which the picture there has changed."""
+median frame that no small shift explains, above which the picture there has changed."""
+
+MIN_COVERED = 5
+"""Samples in which a pixel's picture must have changed before it can be a mark's: an edge
+next to something moving persists by chance in a few of them."""
 
 LOCAL = 3
 """Side of the neighbourhood compared, pixels of the half-size frames kept."""
 
-NOISE_PERCENTILE = 30
-"""Percentile of the unexplained variances taken as the noise floor."""
+NOISE_PERCENTILE = 10
+"""Percentile of the unexplained variances taken as the noise floor: low, because where the
+camera moves nearly every pixel changes."""
 
 NOISE_FACTOR = 3.0
 """Change must exceed the noise floor's standard deviation this many times."""
-
-MIN_CHANGED_SHARE = 0.3
-"""Share of the frame that must have changed for a sample to count as evidence."""
 
 MIN_SAMPLES = 3
 """Samples a source needs before it is judged at all."""
@@ -127,7 +131,7 @@ watermark."""
 BOX_SHARE = 0.25
 """Marks weighing this share of the main one's are inside ``watermark_box`` too."""
 
-SATURATION = 120.0
+SATURATION = 300.0
 """Mark pixels (counted as at the 256-px analysis size) at which the score reaches 1 - 1/e."""
 
 MAX_SAMPLES = 720
@@ -196,14 +200,14 @@ class OverlayMap:
     """Per sample and pixel, whether the pixel's median edge is there."""
 
 
-def unexplained_change(frames: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Per frame and pixel, the variance of the frame's difference from the mean frame over a
-    :data:`LOCAL`-pixel neighbourhood that a small shift of the mean frame does not explain (a
+def unexplained_change(frames: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Per frame and pixel, the variance of the frame's difference from ``background`` over a
+    :data:`LOCAL`-pixel neighbourhood that a small shift of the background does not explain (a
     least-squares fit on its two gradients): jitter and slow drift of the scene leave little,
     different content under a mark leaves all of it."""
     k = (LOCAL, LOCAL)
-    ax = cv2.Sobel(mean, cv2.CV_32F, 1, 0, ksize=3) / 8
-    ay = cv2.Sobel(mean, cv2.CV_32F, 0, 1, ksize=3) / 8
+    ax = cv2.Sobel(background, cv2.CV_32F, 1, 0, ksize=3) / 8
+    ay = cv2.Sobel(background, cv2.CV_32F, 0, 1, ksize=3) / 8
     ex, ey = cv2.blur(ax, k), cv2.blur(ay, k)
     sxx = cv2.blur(ax * ax, k) - ex * ex + 1e-2
     syy = cv2.blur(ay * ay, k) - ey * ey + 1e-2
@@ -211,7 +215,7 @@ def unexplained_change(frames: np.ndarray, mean: np.ndarray) -> np.ndarray:
     det = sxx * syy - sxy * sxy
     out = np.empty_like(frames)
     for n, f in enumerate(frames):
-        r = f - mean
+        r = f - background
         er = cv2.blur(r, k)
         cx = cv2.blur(r * ax, k) - er * ex
         cy = cv2.blur(r * ay, k) - er * ey
@@ -229,16 +233,14 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     mx, my = np.median(gx, axis=0), np.median(gy, axis=0)
     length2 = mx * mx + my * my
     projection = gx * mx + gy * my
-    mean = f.mean(axis=0)
-    residual = unexplained_change(f, mean)
+    # The background: the median frame, which passers-by and moving content do not reach.
+    background = np.median(f, axis=0)
+    residual = unexplained_change(f, background)
     # Sensor noise and compression flicker are no change: the threshold rises with the noise
-    # floor of the window (most pixel-samples of a still shot are noise).
+    # floor of the window (the flattest pixel-samples: noise in a still shot, and in a moving
+    # one its plain areas).
     floor = float(np.percentile(residual[:, ::4, ::4], NOISE_PERCENTILE))
     changed = residual > max(CHANGE**2, NOISE_FACTOR**2 * floor)
-    # Only samples whose picture changed over much of the frame tell a mark from the scene: in a
-    # still shot, an edge next to a passer-by persists as a mark's would.
-    moved = np.abs(f[:, ::4, ::4] - mean[::4, ::4]) > max(CHANGE, NOISE_FACTOR * np.sqrt(floor))
-    changed &= (moved.mean(axis=(1, 2)) >= MIN_CHANGED_SHARE)[:, None, None]
     # Long lines are left out: the edge of a kerb people walk along, a bar's edge, a horizon
     # or the rays of a zoom persist too, in one orientation, where marks turn every way.
     k = (LINE_WINDOW, LINE_WINDOW)
@@ -255,7 +257,7 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     # from darker to brighter than the mark; it is still there, not hidden.
     hidden = ((np.abs(projection) < AGREES * length2) & changed).sum(axis=0) * edge
     n_changed = changed.sum(axis=0)
-    seed = edge & (n_changed > 0) & (shown >= MIN_PERSISTENCE * n_changed)
+    seed = edge & (n_changed >= MIN_COVERED) & (shown >= MIN_PERSISTENCE * n_changed)
     return OverlayMap(seed, shown, hidden, frames.std(axis=0), seen)
 
 
@@ -331,22 +333,87 @@ def _covers(found: list[Mark]) -> bool:
 
 MARK_READING = re.compile(
     r"www\.|https?://|\w\.(com|net|org|tv|io|co|gov|edu|info|me|ly|uk|de|fr|ru|cn|jp)\b"
-    r"|@[a-z0-9_.]{3,}|©|\(c\) *\w",
+    r"|(^|\s)\.(com|net|org|tv|gov)\b|@[a-z0-9_.]{3,}|©|\(c\) *\w",
     re.IGNORECASE,
 )
 """What a watermark reads like: a web address, a social-media handle, a copyright sign."""
 
+STOCK_WORDS = (
+    "stock",
+    "footage",
+    "preview",
+    "watermark",
+    "sample",
+    "shutterstock",
+    "istock",
+    "getty",
+    "alamy",
+    "pond5",
+    "dreamstime",
+    "depositphotos",
+    "storyblocks",
+    "videoblocks",
+    "videohive",
+    "envato",
+    "123rf",
+    "bigstock",
+    "motionarray",
+)
+"""Words stock sites write across their previews (and their names). Words of seven letters or
+more also match with one letter misread (OCR reads a faint mark a letter differently in each
+frame); shorter ones only as written, inside a longer word or not (``stockclips``)."""
+
+BROADCAST_WORDS = frozenset({"tv", "hd", "news", "live", "channel"})
+"""Words of a broadcaster's corner logo, matched as whole words of a line in a corner."""
+
+CORNER = 0.25
+"""Share of the width and of the height from an edge within which a line's centre is in a
+corner."""
+
+
+def reads_like_a_mark(line: TextLine) -> bool:
+    """Whether a line OCR read is a watermark's: a web address, a handle, a copyright sign, a
+    stock site's word, or a broadcaster's word in a corner."""
+    reading = line.reading.lower()
+    if MARK_READING.search(reading):
+        return True
+    words = re.findall(r"[a-z0-9]+", reading)
+    if any(_contains(w, stock) for w in words for stock in STOCK_WORDS):
+        return True
+    x, y = (line.box[0] + line.box[2]) / 2, (line.box[1] + line.box[3]) / 2
+    in_corner = min(x, 1 - x) <= CORNER and min(y, 1 - y) <= CORNER
+    return in_corner and bool(BROADCAST_WORDS & set(words))
+
+
+def _contains(read: str, word: str) -> bool:
+    """Whether ``word`` is in the word ``read``, with one letter misread where it is seven or
+    more letters long."""
+    if word in read:
+        return True
+    if len(word) < 7:
+        return False
+    n = len(word)
+    return any(
+        sum(a != b for a, b in zip(read[i : i + n], word)) <= 1 for i in range(len(read) - n + 1)
+    )
+
+
 READ_MARK_SCORE = 0.9
-"""``watermark_score`` of a clip in which OCR reads a line like :data:`MARK_READING` in two
-or more of its frames, wherever they are (a bouncing mark moves)."""
+"""``watermark_score`` of a clip in which OCR reads a line like a mark
+(:func:`reads_like_a_mark`) in two or more of its frames, wherever they are (a bouncing mark
+moves)."""
 
 
-def read_marks(samples: list[list[TextLine]]) -> dict | None:
-    """The watermark columns from the lines OCR read in a clip's frames, or None unless lines
-    that read like a mark come back in two of them (one when the clip has one). The words
-    need not agree: OCR misreads a small mark a letter differently in each frame."""
-    marked = [[x for x in lines if MARK_READING.search(x.reading)] for lines in samples]
-    if sum(bool(lines) for lines in marked) < min(2, len(samples)):
+def read_marks(samples: list[list[TextLine]], source: tuple[int, int] | None = None) -> dict | None:
+    """The watermark columns from the lines OCR read in a clip's frames, or None unless a
+    line that reads like a mark is in one of them and in two of the source's frames (or in
+    the only one read). ``source``: frames of the source with such a line and frames read
+    (the clip's own when None). The words need not agree: OCR misreads a small mark a letter
+    differently in each frame."""
+    marked = [[x for x in lines if reads_like_a_mark(x)] for lines in samples]
+    with_mark = sum(bool(lines) for lines in marked)
+    in_source, read = source or (with_mark, len(samples))
+    if not with_mark or in_source < min(2, read):
         return None
     boxes = np.asarray([x.box for lines in marked for x in lines])
     x0, y0 = boxes[:, :2].min(axis=0)
@@ -355,9 +422,11 @@ def read_marks(samples: list[list[TextLine]]) -> dict | None:
     return {"watermark_score": READ_MARK_SCORE, "watermark_box": box, "watermark_kind": "text"}
 
 
-def with_read_marks(values: dict, samples: list[list[TextLine]]) -> dict:
+def with_read_marks(
+    values: dict, samples: list[list[TextLine]], source: tuple[int, int] | None = None
+) -> dict:
     """A clip's watermark columns, raised to what OCR read where that scores higher."""
-    read = read_marks(samples)
+    read = read_marks(samples, source)
     if read is None or read["watermark_score"] <= (values.get("watermark_score") or 0.0):
         return {}
     return read
