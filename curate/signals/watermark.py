@@ -87,6 +87,13 @@ camera moves nearly every pixel changes."""
 NOISE_FACTOR = 3.0
 """Change must exceed the noise floor's standard deviation this many times."""
 
+MIN_VARIED = 5.0
+"""Standard deviation (gray levels) of a neighbourhood's mean over the samples where its
+picture changed, below which those samples show one picture, not different ones."""
+
+VARIED_WINDOW = 5
+"""Side of that neighbourhood, pixels of the half-size frames kept."""
+
 MIN_SAMPLES = 3
 """Samples a source needs before it is judged at all."""
 
@@ -258,7 +265,20 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     hidden = ((np.abs(projection) < AGREES * length2) & changed).sum(axis=0) * edge
     n_changed = changed.sum(axis=0)
     seed = edge & (n_changed >= MIN_COVERED) & (shown >= MIN_PERSISTENCE * n_changed)
+    seed &= varied(f, changed, n_changed)
     return OverlayMap(seed, shown, hidden, frames.std(axis=0), seen)
+
+
+def varied(frames: np.ndarray, changed: np.ndarray, n_changed: np.ndarray) -> np.ndarray:
+    """Per pixel, whether the pictures around it differ among the samples where it changed:
+    over a mark they do, while a still scene that flips between two states (a bottle taken
+    away and put back) shows one picture each time it has changed."""
+    k = (VARIED_WINDOW, VARIED_WINDOW)
+    local = np.stack([cv2.blur(f, k) for f in frames])
+    count = np.maximum(n_changed, 1)
+    mean = np.where(changed, local, 0).sum(axis=0) / count
+    spread = np.where(changed, (local - mean) ** 2, 0).sum(axis=0) / count
+    return spread >= MIN_VARIED**2
 
 
 def marks(evidence: OverlayMap) -> list[Mark]:
