@@ -132,6 +132,20 @@ def test_a_static_camera_that_people_cross_is_not_marked(tmp_path):
 
 
 @needs_shared
+def test_a_still_scene_flipping_between_two_states_is_not_marked(tmp_path):
+    """Things taken away and put back where they stood: each time the picture there changes
+    it shows the same thing, not the different pictures a mark is seen over."""
+    if not VIDEOS.is_dir():
+        pytest.skip(f"shared test videos not found at {VIDEOS}")
+    scene, other = (cv2.resize(f, (640, 360)) for f in real_frames(VIDEOS, count=2))
+    away = scene.copy()
+    away[80:300, 120:520] = cv2.flip(other, 1)[80:300, 120:520]
+    states = [scene if (i // 30) % 2 else away for i in range(int(16 * FPS))]
+    values = score(write_video(tmp_path / "flips.mp4", states, fps=FPS))
+    assert values["watermark_score"] < 0.2
+
+
+@needs_shared
 def test_an_opaque_title_in_the_middle_is_text_not_a_watermark(tmp_path, frames):
     def title(f: np.ndarray) -> np.ndarray:
         out = f.copy()
