@@ -122,6 +122,24 @@ def test_ocr_finds_small_subtitles_and_text_over_black_and_reads_them(tmp_path, 
 
 
 @needs_shared
+@pytest.mark.parametrize("angle", [-30, 25])
+def test_ocr_reads_a_diagonal_line_straightened(angle):
+    """A stock site's word written across the picture at an angle, at 35 % opacity: its
+    upright box is mostly empty, so the line is scored and read in its own rectangle."""
+    image = cv2.cvtColor(
+        cv2.resize(real_frames(VIDEOS, count=1)[0], (960, 540)), cv2.COLOR_RGB2GRAY
+    )
+    mask = np.zeros((540, 960), np.uint8)
+    cv2.putText(mask, "stockfootage", (280, 290), cv2.FONT_HERSHEY_DUPLEX, 1.6, 255, 3, cv2.LINE_AA)
+    mask = cv2.warpAffine(mask, cv2.getRotationMatrix2D((480, 270), angle, 1.0), (960, 540))
+    alpha = 0.35 * mask.astype(np.float32) / 255
+    frame = (image * (1 - alpha) + 255 * alpha).astype(np.uint8)
+    ocr = OcrTextDetector(CurateConfig().analyze.text.ocr)
+    assert any("stock" in t.lower() for t in ocr.detect(frame)[1]), ocr.detect(frame)[1]
+    assert not any("stock" in t.lower() for t in ocr.detect(image)[1])
+
+
+@needs_shared
 def test_scene_text_moving_with_the_camera_is_not_overlay_text(tmp_path):
     from scripts.common.synth import text_case_frames
 

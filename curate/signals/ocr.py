@@ -4,10 +4,12 @@ and the CTC text recogniser of PP-OCRv6 small, as ONNX, run with onnxruntime.
 The detector maps a frame to a per-pixel text probability; connected regions above
 ``BINARY_THRESHOLD`` whose mean probability reaches ``analyze.text.ocr.threshold`` are
 candidate lines. DB predicts a shrunken text kernel, so each region is grown back by
-``UNCLIP_RATIO`` x area / perimeter (the reference post-processing, for axis-aligned boxes).
-The recogniser then reads every candidate. A line counts as text when it reads as at least
-``MIN_CHARACTERS`` letters or digits with mean confidence ``MIN_CONFIDENCE``, or, unread,
-when its box score reaches ``SURE_SCORE`` and it is shaped like a line (``LINE_ASPECT``).
+``UNCLIP_RATIO`` x area / perimeter (the reference post-processing); a region tilted past
+``TILTED`` degrees (a diagonal watermark) is scored and read in its own rotated rectangle,
+straightened. The recogniser then reads every candidate. A line counts as text when it reads
+as at least ``MIN_CHARACTERS`` letters or digits with mean confidence ``MIN_CONFIDENCE``, or,
+unread, when its box score reaches ``SURE_SCORE`` and it is shaped like a line
+(``LINE_ASPECT``).
 Texture the detector half-believes is text (bottle bases, foliage, round blobs) reads as
 nothing or noise and is dropped; readings are kept for ``text_content``.
 
@@ -90,6 +92,11 @@ MAX_LINE_HEIGHT = 0.25
 is texture the network took for text (close-ups of wood grain, cut glass)."""
 
 
+TILTED = 5.0
+"""Degrees from the horizontal and the vertical past which a line is taken along its own
+direction (a diagonal watermark) and straightened before it is read, rather than in its
+upright box, which it fills too little to count."""
+
 INSTALL = (
     "analyze.text.detector=ocr needs PP-OCR models: install the rapidocr package (pip install "
     "rapidocr), point analyze.text.ocr.weights and .recogniser at model files, or choose "
@@ -157,25 +164,37 @@ class OcrTextDetector:
         return cv2.resize(out[0, 0], (w, h), interpolation=cv2.INTER_LINEAR)
 
     def detect(self, gray: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        boxes, scores = self.candidates(gray)
-        texts = self.read(gray, boxes)
+        boxes, scores, quads = self.candidates(gray)
+        texts = self.read(gray, boxes, quads)
         wide = (boxes[:, 2] - boxes[:, 0]) >= LINE_ASPECT * (boxes[:, 3] - boxes[:, 1])
         keep = [
             i for i, t in enumerate(texts) if t is not None or (scores[i] >= SURE_SCORE and wide[i])
         ]
         return boxes[keep].reshape(-1, 4), [texts[i] or "" for i in keep]
 
-    def read(self, gray: np.ndarray, boxes: np.ndarray) -> list[str | None]:
-        """The reading of every box, or ``None`` where it does not read as text."""
+    def read(
+        self, gray: np.ndarray, boxes: np.ndarray, quads: list[np.ndarray | None] | None = None
+    ) -> list[str | None]:
+        """The reading of every box (of its tilted line, straightened, where ``quads`` gives
+        one), or ``None`` where it does not read as text."""
         if not len(boxes):
             return []
-        crops = []
-        for x0, y0, x1, y1 in boxes:
-            crop = gray[y0:y1, x0:x1]
-            # A tall line is written top to bottom (or the video is stored turned): read it
-            # turned both ways; the better reading wins.
-            tall = y1 - y0 >= 1.5 * (x1 - x0)
-            crops += [np.rot90(crop), np.rot90(crop, 3)] if tall else [crop]
+        crops, turns = [], []
+        for i, (x0, y0, x1, y1) in enumerate(boxes):
+            quad = quads[i] if quads is not None else None
+            if quad is not None:
+                # Which end of a tilted line is its start is not known: read it both ways.
+                line = straightened(gray, quad)
+                ways = [line, np.rot90(line, 2)]
+            elif y1 - y0 >= 1.5 * (x1 - x0):
+                # A tall line is written top to bottom (or the video is stored turned): read
+                # it turned both ways; the better reading wins.
+                crop = gray[y0:y1, x0:x1]
+                ways = [np.rot90(crop), np.rot90(crop, 3)]
+            else:
+                ways = [gray[y0:y1, x0:x1]]
+            crops += ways
+            turns.append(len(ways))
         widths = [
             min(REC_MAX_WIDTH, int(np.ceil(REC_HEIGHT * c.shape[1] / c.shape[0]))) for c in crops
         ]
@@ -195,39 +214,77 @@ class OcrTextDetector:
             good = sum(ch.isalnum() for ch in reading) >= MIN_CHARACTERS and mean >= MIN_CONFIDENCE
             readings.append((mean if good else -1.0, reading if good else None))
         texts: list[str | None] = []
-        for x0, y0, x1, y1 in boxes:
-            turns = 2 if y1 - y0 >= 1.5 * (x1 - x0) else 1
-            texts.append(max(readings[:turns], key=lambda r: r[0])[1])
-            readings = readings[turns:]
+        for n in turns:
+            texts.append(max(readings[:n], key=lambda r: r[0])[1])
+            readings = readings[n:]
         return texts
 
-    def candidates(self, gray: np.ndarray) -> tuple[np.ndarray, list[float]]:
-        """Boxes of the regions the detector takes for text lines, and their scores."""
+    def candidates(
+        self, gray: np.ndarray
+    ) -> tuple[np.ndarray, list[float], list[np.ndarray | None]]:
+        """Upright boxes of the regions the detector takes for text lines, their scores, and
+        for a tilted line its rotated rectangle (four corners, else None)."""
         prob = self.probabilities(gray)
         h, w = gray.shape
-        n, _, stats, _ = cv2.connectedComponentsWithStats(
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(
             (prob > BINARY_THRESHOLD).astype(np.uint8), connectivity=4
         )
-        if n <= 1:
-            return np.zeros((0, 4), np.int32), []
-        # A region's score is the mean probability over its bounding box (the reference's
-        # "fast" box score): a text line fills its box, a blob of texture does not.
+        # A region's score is the mean probability over its box (the reference's "fast" box
+        # score): a text line fills its box, a blob of texture does not.
         total = cv2.integral(prob.astype(np.float64))
-        boxes, scores = [], []
+        boxes, scores, quads = [], [], []
         for i in range(1, n):
             x, y, bw, bh, area = stats[i]
-            inside = total[y + bh, x + bw] - total[y, x + bw] - total[y + bh, x] + total[y, x]
-            score = inside / (bw * bh)
-            if min(bw, bh) < MIN_HEIGHT or bh > MAX_LINE_HEIGHT * h or score < self.cfg.threshold:
+            ys, xs = np.nonzero(labels[y : y + bh, x : x + bw] == i)
+            rect = cv2.minAreaRect(np.stack([xs + x, ys + y], axis=1).astype(np.float32))
+            tilt = rect[2] % 90
+            if TILTED < tilt < 90 - TILTED and min(bw, bh) >= MIN_HEIGHT:
+                (cx, cy), (rw, rh), angle = rect
+                score = polygon_score(prob, cv2.boxPoints(rect))
+                thickness, grow = min(rw, rh), UNCLIP_RATIO * area / (2 * (rw + rh))
+                quad = cv2.boxPoints(((cx, cy), (rw + 2 * grow, rh + 2 * grow), angle))
+                (x0, y0), (x1, y1) = quad.min(axis=0), quad.max(axis=0)
+            else:
+                inside = total[y + bh, x + bw] - total[y, x + bw] - total[y + bh, x] + total[y, x]
+                score, thickness, quad = inside / (bw * bh), min(bw, bh), None
+                grow = UNCLIP_RATIO * area / (2 * (bw + bh))
+                x0, y0, x1, y1 = x - grow, y - grow, x + bw + grow, y + bh + grow
+            if thickness < MIN_HEIGHT or thickness > MAX_LINE_HEIGHT * h:
+                continue
+            if score < self.cfg.threshold:
                 continue
             scores.append(float(score))
-            grow = UNCLIP_RATIO * area / (2 * (bw + bh))
+            quads.append(quad)
             boxes.append(
                 (
-                    max(0, int(x - grow)),
-                    max(0, int(y - grow)),
-                    min(w, int(np.ceil(x + bw + grow))),
-                    min(h, int(np.ceil(y + bh + grow))),
+                    max(0, int(x0)),
+                    max(0, int(y0)),
+                    min(w, int(np.ceil(x1))),
+                    min(h, int(np.ceil(y1))),
                 )
             )
-        return np.asarray(boxes, np.int32).reshape(-1, 4), scores
+        return np.asarray(boxes, np.int32).reshape(-1, 4), scores, quads
+
+
+def polygon_score(prob: np.ndarray, corners: np.ndarray) -> float:
+    """Mean of ``prob`` inside the polygon ``corners``."""
+    (x0, y0), (x1, y1) = np.floor(corners.min(axis=0)), np.ceil(corners.max(axis=0))
+    x0, y0 = max(0, int(x0)), max(0, int(y0))
+    x1, y1 = min(prob.shape[1], int(x1) + 1), min(prob.shape[0], int(y1) + 1)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(mask, [np.round(corners - (x0, y0)).astype(np.int32)], 1)
+    return float(prob[y0:y1, x0:x1][mask.astype(bool)].mean()) if mask.any() else 0.0
+
+
+def straightened(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """The rotated rectangle ``quad`` (``cv2.boxPoints`` corners) of ``gray``, turned so that
+    its long side runs left to right."""
+    (cx, cy), (rw, rh), angle = cv2.minAreaRect(quad.astype(np.float32))
+    if rw < rh:
+        rw, rh, angle = rh, rw, angle + 90
+    width, height = max(1, round(rw)), max(1, round(rh))
+    corners = cv2.boxPoints(((cx, cy), (rw, rh), angle)).astype(np.float32)
+    # boxPoints: bottom-left, top-left, top-right, bottom-right of the rectangle's own frame.
+    target = np.float32([[0, height - 1], [0, 0], [width - 1, 0], [width - 1, height - 1]])
+    warp = cv2.getPerspectiveTransform(corners, target)
+    return cv2.warpPerspective(gray, warp, (width, height), flags=cv2.INTER_LINEAR)
