@@ -183,9 +183,7 @@ class OcrTextDetector:
         for i, (x0, y0, x1, y1) in enumerate(boxes):
             quad = quads[i] if quads is not None else None
             if quad is not None:
-                # Which end of a tilted line is its start is not known: read it both ways.
-                line = straightened(gray, quad)
-                ways = [line, np.rot90(line, 2)]
+                ways = [straightened(gray, quad)]
             elif y1 - y0 >= 1.5 * (x1 - x0):
                 # A tall line is written top to bottom (or the video is stored turned): read
                 # it turned both ways; the better reading wins.
@@ -277,14 +275,19 @@ def polygon_score(prob: np.ndarray, corners: np.ndarray) -> float:
 
 
 def straightened(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    """The rotated rectangle ``quad`` (``cv2.boxPoints`` corners) of ``gray``, turned so that
-    its long side runs left to right."""
+    """The rotated rectangle ``quad`` (four corners) of ``gray``, turned so that its long side
+    runs left to right and its top stays up (a line tilted less than a right angle is read
+    as written)."""
     (cx, cy), (rw, rh), angle = cv2.minAreaRect(quad.astype(np.float32))
     if rw < rh:
         rw, rh, angle = rh, rw, angle + 90
+    along = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))], np.float32)
+    along *= np.sign(along[0]) or 1.0  # left to right
+    down = np.array([-along[1], along[0]], np.float32)  # a quarter turn clockwise: down
     width, height = max(1, round(rw)), max(1, round(rh))
-    corners = cv2.boxPoints(((cx, cy), (rw, rh), angle)).astype(np.float32)
-    # boxPoints: bottom-left, top-left, top-right, bottom-right of the rectangle's own frame.
-    target = np.float32([[0, height - 1], [0, 0], [width - 1, 0], [width - 1, height - 1]])
-    warp = cv2.getPerspectiveTransform(corners, target)
-    return cv2.warpPerspective(gray, warp, (width, height), flags=cv2.INTER_LINEAR)
+    centre = np.array([cx, cy], np.float32)
+    top_left = centre - along * rw / 2 - down * rh / 2
+    source = np.float32([top_left, top_left + along * rw, top_left + down * rh])
+    target = np.float32([[0, 0], [width, 0], [0, height]])
+    warp = cv2.getAffineTransform(source, target)
+    return cv2.warpAffine(gray, warp, (width, height), flags=cv2.INTER_LINEAR)
