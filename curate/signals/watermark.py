@@ -236,7 +236,7 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     """The overlay evidence of ``frames`` (``(n, h, w)`` uint8 samples of one window)."""
     f = normalised(frames)
     gx, gy = gradients(f)
-    # The mean gradient: scene edges come and go and average out, a mark's add up.
+    # The median gradient: scene edges come and go, a mark's stay.
     mx, my = np.median(gx, axis=0), np.median(gy, axis=0)
     length2 = mx * mx + my * my
     projection = gx * mx + gy * my
@@ -419,9 +419,9 @@ def _contains(read: str, word: str) -> bool:
 
 
 READ_MARK_SCORE = 0.9
-"""``watermark_score`` of a clip in which OCR reads a line like a mark
-(:func:`reads_like_a_mark`) in two or more of its frames, wherever they are (a bouncing mark
-moves)."""
+"""``watermark_score`` of a clip in whose frames OCR reads a line like a mark
+(:func:`reads_like_a_mark`) that two of its source's frames read, wherever they are (a
+bouncing mark moves)."""
 
 
 def read_marks(samples: list[list[TextLine]], source: tuple[int, int] | None = None) -> dict | None:
