@@ -279,7 +279,16 @@ def test_small_tables_are_handled_in_the_driver_as_ray_data_would(ray_local, tmp
     assert driver.rejects == distributed.rejects and driver.funnel == distributed.funnel
     assert driver.columns.keys() == distributed.columns.keys()
     for name, column in driver.columns.items():
-        assert column.equals(distributed.columns[name]), name
+        other = distributed.columns[name]
+        if pa.types.is_floating(column.type):
+            # Similarities are float32 dot products taken in batches of other shapes: they
+            # agree to the last bit or two, not exactly.
+            assert column.is_null().equals(other.is_null()), name
+            assert np.allclose(
+                column.fill_null(0).to_numpy(), other.fill_null(0).to_numpy(), rtol=1e-5
+            ), name
+        else:
+            assert column.equals(other), name
     assert driver.funnel["dedup"]["rejected"]["duplicate"] >= 10
 
 
