@@ -176,7 +176,8 @@ class RebalanceStep(Phase2Step):
             media = schema.row_media(clips.index)
             # Videos and images share the concept clusters but are balanced apart: each kind
             # trains its own stage.
-            kinds = [k for k in ("video", "image") if k in set(media[kept])]
+            present = set(media[kept])
+            kinds = [k for k in ("video", "image") if k in present]
             for kind in kinds:
                 rows = np.flatnonzero(kept & (media == kind))
                 balanced = rebalance(

@@ -21,10 +21,10 @@ from curate.storage import Store
 log = logging.getLogger(__name__)
 
 TIMING_FIELDS = ("export_method", "frames", "decode_s", "encode_s", "export_s")
+"""The export stage's per-clip figures :func:`export_stats` sums (the video bytes stay out)."""
 
 IMAGE_METHODS = frozenset({"original", "jpeg", "png", "webp"})
 """How an image went into its tier (``export_method`` of the export stage's image rows)."""
-"""The export stage's per-clip figures :func:`export_stats` sums (the video bytes stay out)."""
 
 
 def export_key(spec: TierExport) -> str:

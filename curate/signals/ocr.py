@@ -33,6 +33,9 @@ from curate.config import ConfigError, Model
 from curate.models.model_files import model_file
 from curate.models.onnx import providers, session
 
+Rect = tuple[tuple[float, float], tuple[float, float], float]
+"""A rotated rectangle as ``cv2.minAreaRect`` gives it: centre, size, angle in degrees."""
+
 
 class OcrConfig(Model):
     """PP-OCR text detection (``curate/signals/ocr.py``)."""
@@ -164,8 +167,8 @@ class OcrTextDetector:
         return cv2.resize(out[0, 0], (w, h), interpolation=cv2.INTER_LINEAR)
 
     def detect(self, gray: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        boxes, scores, quads = self.candidates(gray)
-        texts = self.read(gray, boxes, quads)
+        boxes, scores, rects = self.candidates(gray)
+        texts = self.read(gray, boxes, rects)
         wide = (boxes[:, 2] - boxes[:, 0]) >= LINE_ASPECT * (boxes[:, 3] - boxes[:, 1])
         keep = [
             i for i, t in enumerate(texts) if t is not None or (scores[i] >= SURE_SCORE and wide[i])
@@ -173,17 +176,17 @@ class OcrTextDetector:
         return boxes[keep].reshape(-1, 4), [texts[i] or "" for i in keep]
 
     def read(
-        self, gray: np.ndarray, boxes: np.ndarray, quads: list[np.ndarray | None] | None = None
+        self, gray: np.ndarray, boxes: np.ndarray, rects: list[Rect | None] | None = None
     ) -> list[str | None]:
-        """The reading of every box (of its tilted line, straightened, where ``quads`` gives
+        """The reading of every box (of its tilted line, straightened, where ``rects`` gives
         one), or ``None`` where it does not read as text."""
         if not len(boxes):
             return []
         crops, turns = [], []
         for i, (x0, y0, x1, y1) in enumerate(boxes):
-            quad = quads[i] if quads is not None else None
-            if quad is not None:
-                ways = [straightened(gray, quad)]
+            rect = rects[i] if rects is not None else None
+            if rect is not None:
+                ways = [straightened(gray, rect)]
             elif y1 - y0 >= 1.5 * (x1 - x0):
                 # A tall line is written top to bottom (or the video is stored turned): read
                 # it turned both ways; the better reading wins.
@@ -217,11 +220,9 @@ class OcrTextDetector:
             readings = readings[n:]
         return texts
 
-    def candidates(
-        self, gray: np.ndarray
-    ) -> tuple[np.ndarray, list[float], list[np.ndarray | None]]:
+    def candidates(self, gray: np.ndarray) -> tuple[np.ndarray, list[float], list[Rect | None]]:
         """Upright boxes of the regions the detector takes for text lines, their scores, and
-        for a tilted line its rotated rectangle (four corners, else None)."""
+        for a tilted line its rotated rectangle, grown as its box is (else None)."""
         prob = self.probabilities(gray)
         h, w = gray.shape
         n, labels, stats, _ = cv2.connectedComponentsWithStats(
@@ -230,7 +231,7 @@ class OcrTextDetector:
         # A region's score is the mean probability over its box (the reference's "fast" box
         # score): a text line fills its box, a blob of texture does not.
         total = cv2.integral(prob.astype(np.float64))
-        boxes, scores, quads = [], [], []
+        boxes, scores, rects = [], [], []
         for i in range(1, n):
             x, y, bw, bh, area = stats[i]
             ys, xs = np.nonzero(labels[y : y + bh, x : x + bw] == i)
@@ -240,11 +241,12 @@ class OcrTextDetector:
                 (cx, cy), (rw, rh), angle = rect
                 score = polygon_score(prob, cv2.boxPoints(rect))
                 thickness, grow = min(rw, rh), UNCLIP_RATIO * area / (2 * (rw + rh))
-                quad = cv2.boxPoints(((cx, cy), (rw + 2 * grow, rh + 2 * grow), angle))
-                (x0, y0), (x1, y1) = quad.min(axis=0), quad.max(axis=0)
+                line = ((cx, cy), (rw + 2 * grow, rh + 2 * grow), angle)
+                corners = cv2.boxPoints(line)
+                (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
             else:
                 inside = total[y + bh, x + bw] - total[y, x + bw] - total[y + bh, x] + total[y, x]
-                score, thickness, quad = inside / (bw * bh), min(bw, bh), None
+                score, thickness, line = inside / (bw * bh), min(bw, bh), None
                 grow = UNCLIP_RATIO * area / (2 * (bw + bh))
                 x0, y0, x1, y1 = x - grow, y - grow, x + bw + grow, y + bh + grow
             if thickness < MIN_HEIGHT or thickness > MAX_LINE_HEIGHT * h:
@@ -252,7 +254,7 @@ class OcrTextDetector:
             if score < self.cfg.threshold:
                 continue
             scores.append(float(score))
-            quads.append(quad)
+            rects.append(line)
             boxes.append(
                 (
                     max(0, int(x0)),
@@ -261,7 +263,7 @@ class OcrTextDetector:
                     min(h, int(np.ceil(y1))),
                 )
             )
-        return np.asarray(boxes, np.int32).reshape(-1, 4), scores, quads
+        return np.asarray(boxes, np.int32).reshape(-1, 4), scores, rects
 
 
 def polygon_score(prob: np.ndarray, corners: np.ndarray) -> float:
@@ -274,11 +276,11 @@ def polygon_score(prob: np.ndarray, corners: np.ndarray) -> float:
     return float(prob[y0:y1, x0:x1][mask.astype(bool)].mean()) if mask.any() else 0.0
 
 
-def straightened(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    """The rotated rectangle ``quad`` (four corners) of ``gray``, turned so that its long side
+def straightened(gray: np.ndarray, rect: Rect) -> np.ndarray:
+    """The rotated rectangle ``rect`` of ``gray``, turned so that its long side
     runs left to right and its top stays up (a line tilted less than a right angle is read
     as written)."""
-    (cx, cy), (rw, rh), angle = cv2.minAreaRect(quad.astype(np.float32))
+    (cx, cy), (rw, rh), angle = rect
     if rw < rh:
         rw, rh, angle = rh, rw, angle + 90
     along = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))], np.float32)
