@@ -21,6 +21,7 @@ from curate.signals.text import (
     TextSignal,
     clip_samples,
     coverage,
+    overlay_text,
 )
 from scripts.common.synth import (
     TEXT_KINDS,
@@ -147,6 +148,48 @@ def test_scene_text_moving_with_the_camera_is_not_overlay_text(tmp_path):
     frames = text_case_frames("text moving with the scene", image, seed=2)
     (clip,) = analyse(write_video(tmp_path / "s.mp4", frames))
     assert clip["text_ratio"] < 0.002
+
+
+def _written(picture: np.ndarray, lines: list[tuple[str, int, int]]) -> np.ndarray:
+    """``picture`` with white ``(words, x, y)`` lines written over it."""
+    out = picture.copy()
+    for words, x, y in lines:
+        cv2.putText(out, words, (x, y), cv2.FONT_HERSHEY_DUPLEX, 1.1, 255, 2, cv2.LINE_AA)
+    return out
+
+
+@needs_shared
+def test_text_moving_on_the_screen_counts_and_text_carried_by_the_camera_does_not():
+    """A sample and the frame a quarter second later: credits rolling over black, words
+    sliding over a still picture and a label whose words change in place are on the screen;
+    words painted on a picture the camera pans over are not."""
+    photo = cv2.cvtColor(
+        cv2.resize(real_frames(VIDEOS, count=1)[0], (1100, 620)), cv2.COLOR_RGB2GRAY
+    )
+    still = photo[40:580, 70:1030]
+    black = np.zeros_like(still)
+    credits = [("Directed by Ada Lovelace", 250, 260), ("Music by Clara Schumann", 250, 320)]
+    rolled = [(w, x, y - 30) for w, x, y in credits]
+    scene = _written(photo, [("GRAND HOTEL PARADISE", 300, 300)])
+    pairs = {
+        "credits rolling": (_written(black, credits), _written(black, rolled), True),
+        "words sliding over a still": (
+            _written(still, [("Summer Sale Tonight", 200, 250)]),
+            _written(still, [("Summer Sale Tonight", 236, 250)]),
+            True,
+        ),
+        "label changing in place": (
+            _written(still, [("person: 0.82 walking", 120, 80)]),
+            _written(still, [("bicycle: 0.55 riding", 120, 80)]),
+            True,
+        ),
+        "scene text panned past": (scene[40:580, 70:1030], scene[40:580, 94:1054], False),
+    }
+    ocr = OcrTextDetector(CurateConfig().analyze.text.ocr)
+    for name, (frame, confirm, is_text) in pairs.items():
+        ratio, _, lines = overlay_text(ocr, frame, confirm)
+        assert lines, name  # every case has a line to judge
+        assert (ratio > 0) == is_text, (name, ratio, lines)
 
 
 def test_missing_ocr_models_stop_the_run_naming_the_key(tmp_path):

@@ -228,6 +228,101 @@ def stability(before: np.ndarray, after: np.ndarray) -> float:
     return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-6))
 
 
+MAX_TRAVEL = 0.15
+"""Farthest a moving line is looked for in the confirming frame, as a share of the frame's
+larger side (credits rolling, words flying in): 0.6 frame heights per second at 0.25 s."""
+
+MIN_MOVED_MATCH = 0.8
+"""Correlation a line needs with the patch it is found at in the confirming frame to have
+moved there: moved text keeps its letters, moving texture matches itself by chance at 0.5."""
+
+SURROUND = 2
+"""Line heights around a line that show whether the picture moved with it."""
+
+MIN_SURROUND_STD = 4.0
+"""Standard deviation (gray levels) of the picture around a line below which it is plain
+(a title card's black, a painted backdrop) and shows no motion of its own."""
+
+
+def moved_to(frame: np.ndarray, confirm: np.ndarray, box: np.ndarray) -> tuple[int, int] | None:
+    """Where line ``box`` of ``frame`` moved to in ``confirm`` (its shift in pixels), if it is
+    found again nearby with its letters intact."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    h, w = frame.shape[:2]
+    line = frame[y0:y1, x0:x1]
+    if line.size == 0 or line.std() < 1.0:
+        return None
+    reach = int(MAX_TRAVEL * max(h, w))
+    sx0, sy0 = max(0, x0 - reach), max(0, y0 - reach)
+    sx1, sy1 = min(w, x1 + reach), min(h, y1 + reach)
+    found = cv2.matchTemplate(confirm[sy0:sy1, sx0:sx1], line, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (bx, by) = cv2.minMaxLoc(found)
+    return (sx0 + bx - x0, sy0 + by - y0) if best >= MIN_MOVED_MATCH else None
+
+
+def around_match(
+    frame: np.ndarray, confirm: np.ndarray, boxes: np.ndarray, i: int, shift: tuple[int, int]
+) -> tuple[float, float] | None:
+    """How well the picture around line ``i`` (other lines left out) matches ``confirm``
+    where it was and shifted by ``shift``; None where it is plain and shows no motion."""
+    x0, y0, x1, y1 = (int(v) for v in boxes[i])
+    dx, dy = shift
+    h, w = frame.shape[:2]
+    pad = SURROUND * (y1 - y0)
+    ax0, ay0 = max(0, x0 - pad, -dx), max(0, y0 - pad, -dy)
+    ax1, ay1 = min(w, x1 + pad, w - dx), min(h, y1 + pad, h - dy)
+    if ax1 <= ax0 or ay1 <= ay0:
+        return None
+    around = np.ones((ay1 - ay0, ax1 - ax0), bool)
+    margin = (y1 - y0) // 3
+    for bx0, by0, bx1, by1 in boxes.tolist():  # in credits the lines around move with it
+        around[
+            max(0, by0 - margin - ay0) : max(0, by1 + margin - ay0),
+            max(0, bx0 - margin - ax0) : max(0, bx1 + margin - ax0),
+        ] = False
+    before = frame[ay0:ay1, ax0:ax1][around]
+    if before.size < (x1 - x0) * (y1 - y0) or before.std() < MIN_SURROUND_STD:
+        return None
+    stayed = stability(before, confirm[ay0:ay1, ax0:ax1][around])
+    carried = stability(before, confirm[ay0 + dy : ay1 + dy, ax0 + dx : ax1 + dx][around])
+    return stayed, carried
+
+
+def on_screen(
+    detector: TextDetector,
+    frame: np.ndarray,
+    confirm: np.ndarray,
+    boxes: np.ndarray,
+    i: int,
+    reading: str,
+) -> bool:
+    """Whether line ``i`` of ``frame`` is text on the screen rather than in a scene the camera
+    moves over, judged against ``confirm`` (the same place a moment later): it held still;
+    or text is read there again (the same first word, or any while the picture around held
+    still: rendered labels whose words change every few frames, a ticker); or it moved while
+    the picture around did not move with it (credits rolling, kinetic typography, a label
+    following its object)."""
+    x0, y0, x1, y1 = boxes[i]
+    if stability(frame[y0:y1, x0:x1], confirm[y0:y1, x0:x1]) >= MIN_STABILITY:
+        return True
+    read = getattr(detector, "read", None)
+    if read is not None and reading:
+        again = read(confirm, boxes[i][None])[0]
+        if again is not None and first_word(again) == first_word(reading) != "":
+            return True
+        if again is not None:
+            around = around_match(frame, confirm, boxes, i, (0, 0))
+            if around is None or around[0] >= MIN_STABILITY:
+                return True
+    shift = moved_to(frame, confirm, boxes[i])
+    if shift is None or max(map(abs, shift)) < 2:
+        return False
+    # Natural pictures correlate with themselves shifted a little: the picture around moved
+    # with the line where it matches better shifted than where it was.
+    around = around_match(frame, confirm, boxes, i, shift)
+    return around is None or not (around[1] >= MIN_STABILITY and around[1] > around[0])
+
+
 def first_word(reading: str) -> str:
     """The leading run of letters and digits of a reading (at least two, else empty)."""
     word = ""
@@ -275,20 +370,14 @@ def overlay_text(
     detector: TextDetector, frame: np.ndarray, confirm: np.ndarray
 ) -> tuple[float, list[str], list[TextLine]]:
     """Share of ``frame`` covered by overlay text, what its lines read, and every line found:
-    overlay lines are those ``detector`` finds that hold still until ``confirm`` (the same
-    place, a moment later), by correlation or, for rendered labels whose numbers change every
-    frame, by reading the same first word there."""
+    overlay lines are those ``detector`` finds that are on the screen rather than in the scene
+    (:func:`on_screen`, judged against ``confirm``, the same place a moment later)."""
     boxes, texts = detector.detect(frame)
-    read = getattr(detector, "read", None)
-    stable = []
-    for i, (x0, y0, x1, y1) in enumerate(boxes):
-        reading = texts[i] if texts else ""
-        if stability(frame[y0:y1, x0:x1], confirm[y0:y1, x0:x1]) >= MIN_STABILITY or (
-            read is not None
-            and first_word(reading)
-            and first_word(read(confirm, boxes[i][None])[0] or "") == first_word(reading)
-        ):
-            stable.append(i)
+    stable = [
+        i
+        for i in range(len(boxes))
+        if on_screen(detector, frame, confirm, boxes, i, texts[i] if texts else "")
+    ]
     readings = [texts[i] for i in stable if texts[i]] if texts else []
     h, w = frame.shape[:2]
     lines = [

@@ -404,13 +404,16 @@ TEXT_CASES = {
     "copyright over black": True,
     "title over black": True,
     "subtitle over busy texture": True,
+    "credits rolling": True,
+    "words sliding over a still": True,
     "text moving with the scene": False,
     "plain": False,
     "black": False,
     "busy texture": False,
 }
 """Synthetic on-screen text cases of :func:`text_case_frames` and whether each shows overlay
-text (words painted into the scene, moving with it, are scene text, not overlay)."""
+text (words painted into the scene, moving with it, are scene text, not overlay; credits rolling
+up over black and words sliding over a still picture move on the screen, not with a scene)."""
 
 
 def text_case_frames(kind: str, image: np.ndarray, seed: int = 0, n: int = 125, size=(360, 640)):
@@ -432,8 +435,9 @@ def text_case_frames(kind: str, image: np.ndarray, seed: int = 0, n: int = 125, 
             _put_lines(image, [words.upper()], int(0.5 * big), 0.05 * big, outline=True)
         # Signs in the scene slide past at a hand-held pan's pace; overlays hold still on it.
         speed = 2.0 if kind == "text moving with the scene" else 0.5
-        frames = camera_motion_frames(image, "pan_right", speed, n=n, size=size, seed=seed)
-    for frame in frames:
+        camera = "static" if kind == "words sliding over a still" else "pan_right"
+        frames = camera_motion_frames(image, camera, speed, n=n, size=size, seed=seed)
+    for i, frame in enumerate(frames):
         if kind.startswith("subtitle"):
             share = float(kind.split()[1].rstrip("%")) / 100 if "%" in kind else 0.04
             frame = _put_lines(frame, [words], int(0.93 * h), share * h)
@@ -446,6 +450,21 @@ def text_case_frames(kind: str, image: np.ndarray, seed: int = 0, n: int = 125, 
             scale = cv2.getFontScaleFromHeight(font, int(0.025 * h), 1)
             line = "(c) 2026 Example Pictures. All rights reserved."
             cv2.putText(frame, line, (int(0.2 * w), int(0.6 * h)), font, scale, (128,) * 3, 1)
+        elif kind == "credits rolling":  # up a frame height in 5 s
+            credits = [
+                f"{role} {name}"
+                for role, name in zip(
+                    ("Directed by", "Music by", "Edited by", "Camera"),
+                    ("Ada Byron", "Clara Wieck", "Alma Reville", "Karl Freund"),
+                )
+            ]
+            frame = _put_lines(frame, credits, int(0.8 * h - i * h / (5 * 25)), 0.05 * h)
+        elif kind == "words sliding over a still":  # across most of the frame in 5 s
+            font = cv2.FONT_HERSHEY_DUPLEX
+            scale = cv2.getFontScaleFromHeight(font, int(0.06 * h), 2)
+            x, y = int(0.05 * w + i * 0.8 * w / n), int(0.7 * h)
+            cv2.putText(frame, words.upper(), (x, y), font, scale, (0, 0, 0), 6, cv2.LINE_AA)
+            cv2.putText(frame, words.upper(), (x, y), font, scale, (255,) * 3, 2, cv2.LINE_AA)
         yield frame
 
 
