@@ -1,9 +1,9 @@
 """On-screen text: captions, subtitles, titles and watermarks.
 
 A detector maps a gray frame to text-line boxes; ``text_ratio`` is the share of the frame
-those boxes cover, counting only lines that hold still on screen (overlay text: subtitles,
-titles, watermarks; not signs that move with the scene). Tier gate ``max_text``
-(``text_heavy``) applies to a clip's mean.
+those boxes cover, counting only lines on the screen (overlay text: subtitles, titles,
+credits, watermarks; not signs that the camera moves over, :func:`on_screen`). Tier gate
+``max_text`` (``text_heavy``) applies to a clip's mean.
 
 The default detector, ``ocr``, is PP-OCR's learned text detector (``curate.signals.ocr``) on
 frames read at ``analyze.text.ocr.short_side`` from the same decode, large enough for small
@@ -308,9 +308,9 @@ def on_screen(
     read = getattr(detector, "read", None)
     if read is not None and reading:
         again = read(confirm, boxes[i][None])[0]
-        if again is not None and first_word(again) == first_word(reading) != "":
-            return True
         if again is not None:
+            if first_word(again) == first_word(reading) != "":
+                return True
             around = around_match(frame, confirm, boxes, i, (0, 0))
             if around is None or around[0] >= MIN_STABILITY:
                 return True
@@ -441,10 +441,11 @@ class TextConfig(SignalConfig):
 
 
 class TextSignal(FrameSignal):
-    """Text coverage of frames sampled at ``fps``, counting only lines that stay put on
-    screen for :data:`STABLE_AFTER_S` (the temporal filter against texture and scene text),
-    and what those lines read when the detector reads. A deferred detector (``ocr``) gets
-    the sampled frames through ``text_samples`` and runs in the detect stage."""
+    """Text coverage of frames sampled at ``fps``, counting only lines on the screen, judged
+    against the frame :data:`STABLE_AFTER_S` later (the temporal filter against texture and
+    scene text: :func:`on_screen`), and what those lines read when the detector reads. A
+    deferred detector (``ocr``) gets the sampled frames through ``text_samples`` and runs in
+    the detect stage."""
 
     name = "text"
     fields = (
