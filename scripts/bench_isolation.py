@@ -40,7 +40,7 @@ def child_cpu_s(pid: int | None) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", default=str(SHARED_VIDEOS))
     parser.add_argument("--files", default="*", help="glob over paths relative to --videos")
     parser.add_argument("--limit", type=int, default=6)

@@ -292,7 +292,7 @@ def run_phase2(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=1_000_000)
     parser.add_argument("--concepts", type=int, default=2000)
     parser.add_argument("--dup-share", type=float, default=0.05)

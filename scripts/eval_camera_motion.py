@@ -172,7 +172,7 @@ def print_summary(title: str, results: list[Result]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", default=str(paths.SHARED_VIDEOS))
     parser.add_argument("--per-class", type=int, default=4)
     parser.add_argument("--limit", type=int, default=None, help="label at most N real videos")

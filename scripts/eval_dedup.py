@@ -291,7 +291,7 @@ def table(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=Path, default=SHARED_VIDEOS)
     parser.add_argument("--originals", type=int, default=len(ORIGINALS))
     parser.add_argument("--seconds", type=float, default=10.0, help="Length of each original.")

@@ -183,7 +183,7 @@ def default_threshold(cfg: CurateConfig) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", default=str(SHARED_VIDEOS))
     parser.add_argument("--originals", type=int, default=len(ORIGINALS))
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each marked copy")

@@ -264,7 +264,7 @@ def print_table(title: str, totals: dict[str, Tally]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=Path, default=paths.SHARED_VIDEOS)
     parser.add_argument(
         "--detectors",

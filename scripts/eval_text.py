@@ -197,7 +197,7 @@ def report(title: str, clips: list[Clip], detectors: list[str]) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", default=str(paths.SHARED_VIDEOS))
     parser.add_argument("--detectors", default=",".join(DETECTORS))
     parser.add_argument("--limit", type=int, default=None, help="label at most N real videos")
