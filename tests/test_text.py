@@ -160,9 +160,9 @@ def _written(picture: np.ndarray, lines: list[tuple[str, int, int]]) -> np.ndarr
 
 @needs_shared
 def test_text_moving_on_the_screen_counts_and_text_carried_by_the_camera_does_not():
-    """A sample and the frame a quarter second later: credits rolling over black, words
-    sliding over a still picture and a label whose words change in place are on the screen;
-    words painted on a picture the camera pans over are not."""
+    """A sample and the frame a quarter second later: credits rolling over black or over a
+    pan, words sliding over a still picture and a label whose words change in place are on
+    the screen; words painted on a picture the camera pans over are not."""
     photo = cv2.cvtColor(
         cv2.resize(real_frames(VIDEOS, count=1)[0], (1100, 620)), cv2.COLOR_RGB2GRAY
     )
@@ -176,6 +176,11 @@ def test_text_moving_on_the_screen_counts_and_text_carried_by_the_camera_does_no
         "words sliding over a still": (
             _written(still, [("Summer Sale Tonight", 200, 250)]),
             _written(still, [("Summer Sale Tonight", 236, 250)]),
+            True,
+        ),
+        "credits rolling over a pan": (
+            _written(photo[40:580, 70:1030], credits),
+            _written(photo[40:580, 94:1054], rolled),
             True,
         ),
         "label changing in place": (

@@ -232,39 +232,62 @@ MAX_TRAVEL = 0.15
 """Farthest a moving line is looked for in the confirming frame, as a share of the frame's
 larger side (credits rolling, words flying in): 0.6 frame heights per second at 0.25 s."""
 
-MIN_MOVED_MATCH = 0.8
-"""Correlation a line needs with the patch it is found at in the confirming frame to have
-moved there: moved text keeps its letters, moving texture matches itself by chance at 0.5."""
+MIN_MOVED_MATCH = 0.75
+"""Correlation a line's strokes need with those of the place it is found at in the confirming
+frame to have moved there: moved text keeps its letters (0.8 and above, over a panning
+picture too), moving texture and things turning in the scene fall apart."""
 
 SURROUND = 2
 """Line heights around a line that show whether the picture moved with it."""
 
-MIN_SURROUND_STD = 4.0
-"""Standard deviation (gray levels) of the picture around a line below which it is plain
-(a title card's black, a painted backdrop) and shows no motion of its own."""
+CHANGED = 12
+"""Gray levels by which a pixel around a line must differ a moment later to have changed
+(compression noise stays well below); pixels whose neighbourhood spans less than twice this
+are plain and show no motion."""
+
+HELD_STILL = 0.2
+"""Largest share of the textured pixels around a line that may change while the picture
+there counts as held still."""
+
+MOVED_WITH = 0.5
+"""Share of the changed pixels around a moved line that its shift must explain for the
+picture there to have moved with it (scene text)."""
+
+
+def strokes(gray: np.ndarray, size: int) -> np.ndarray:
+    """The thin bright and dark strokes of ``gray`` (white and black top-hats of ``size``):
+    letters, with the picture behind them, which may move otherwise, taken away."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    return np.maximum(
+        cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, kernel),
+        cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, kernel),
+    )
 
 
 def moved_to(frame: np.ndarray, confirm: np.ndarray, box: np.ndarray) -> tuple[int, int] | None:
-    """Where line ``box`` of ``frame`` moved to in ``confirm`` (its shift in pixels), if it is
-    found again nearby with its letters intact."""
+    """Where line ``box`` of ``frame`` moved to in ``confirm`` (its shift in pixels), if its
+    letters are found again nearby, whatever the picture behind them did."""
     x0, y0, x1, y1 = (int(v) for v in box)
     h, w = frame.shape[:2]
-    line = frame[y0:y1, x0:x1]
+    size = max(3, (y1 - y0) // 4) | 1  # odd, wider than a stroke
+    line = strokes(frame[y0:y1, x0:x1], size)
     if line.size == 0 or line.std() < 1.0:
         return None
     reach = int(MAX_TRAVEL * max(h, w))
     sx0, sy0 = max(0, x0 - reach), max(0, y0 - reach)
     sx1, sy1 = min(w, x1 + reach), min(h, y1 + reach)
-    found = cv2.matchTemplate(confirm[sy0:sy1, sx0:sx1], line, cv2.TM_CCOEFF_NORMED)
+    found = cv2.matchTemplate(strokes(confirm[sy0:sy1, sx0:sx1], size), line, cv2.TM_CCOEFF_NORMED)
     _, best, _, (bx, by) = cv2.minMaxLoc(found)
     return (sx0 + bx - x0, sy0 + by - y0) if best >= MIN_MOVED_MATCH else None
 
 
-def around_match(
+def surroundings(
     frame: np.ndarray, confirm: np.ndarray, boxes: np.ndarray, i: int, shift: tuple[int, int]
 ) -> tuple[float, float] | None:
-    """How well the picture around line ``i`` (other lines left out) matches ``confirm``
-    where it was and shifted by ``shift``; None where it is plain and shows no motion."""
+    """What the picture around line ``i`` (other lines left out) did by ``confirm``: the share
+    of its textured pixels that changed, and the share of those that moving by ``shift``
+    explains (they moved with the line: the scene or the object the line is on). None where
+    it is plain and shows no motion of its own."""
     x0, y0, x1, y1 = (int(v) for v in boxes[i])
     dx, dy = shift
     h, w = frame.shape[:2]
@@ -280,12 +303,16 @@ def around_match(
             max(0, by0 - margin - ay0) : max(0, by1 + margin - ay0),
             max(0, bx0 - margin - ax0) : max(0, bx1 + margin - ax0),
         ] = False
-    before = frame[ay0:ay1, ax0:ax1][around]
-    if before.size < (x1 - x0) * (y1 - y0) or before.std() < MIN_SURROUND_STD:
+    patch = frame[ay0:ay1, ax0:ax1]
+    textured = around & (cv2.morphologyEx(patch, cv2.MORPH_GRADIENT, None) >= 2 * CHANGED)
+    if textured.sum() < (x1 - x0) * (y1 - y0) // 4:
         return None
-    stayed = stability(before, confirm[ay0:ay1, ax0:ax1][around])
-    carried = stability(before, confirm[ay0 + dy : ay1 + dy, ax0 + dx : ax1 + dx][around])
-    return stayed, carried
+    before = patch.astype(np.int16)
+    stayed = np.abs(before - confirm[ay0:ay1, ax0:ax1])[textured]
+    carried = np.abs(before - confirm[ay0 + dy : ay1 + dy, ax0 + dx : ax1 + dx])[textured]
+    changed = stayed > CHANGED
+    explained = changed & (carried <= CHANGED)
+    return float(changed.mean()), float(explained.sum() / max(1, changed.sum()))
 
 
 def on_screen(
@@ -311,16 +338,16 @@ def on_screen(
         if again is not None:
             if first_word(again) == first_word(reading) != "":
                 return True
-            around = around_match(frame, confirm, boxes, i, (0, 0))
-            if around is None or around[0] >= MIN_STABILITY:
+            around = surroundings(frame, confirm, boxes, i, (0, 0))
+            if around is None or around[0] <= HELD_STILL:
                 return True
     shift = moved_to(frame, confirm, boxes[i])
     if shift is None or max(map(abs, shift)) < 2:
         return False
-    # Natural pictures correlate with themselves shifted a little: the picture around moved
-    # with the line where it matches better shifted than where it was.
-    around = around_match(frame, confirm, boxes, i, shift)
-    return around is None or not (around[1] >= MIN_STABILITY and around[1] > around[0])
+    # Scene text moves with what is around it (the camera pans, the object it is on moves):
+    # most of what changed there is where it was, moved as the line moved.
+    around = surroundings(frame, confirm, boxes, i, shift)
+    return around is None or around[0] <= HELD_STILL or around[1] < MOVED_WITH
 
 
 def first_word(reading: str) -> str:
