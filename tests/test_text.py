@@ -179,7 +179,7 @@ def test_text_moving_on_the_screen_counts_and_text_carried_by_the_camera_does_no
             True,
         ),
         "credits rolling over a pan": (
-            _written(photo[40:580, 70:1030], credits),
+            _written(still, credits),
             _written(photo[40:580, 94:1054], rolled),
             True,
         ),

@@ -413,7 +413,9 @@ TEXT_CASES = {
 }
 """Synthetic on-screen text cases of :func:`text_case_frames` and whether each shows overlay
 text (words painted into the scene, moving with it, are scene text, not overlay; credits rolling
-up over black and words sliding over a still picture move on the screen, not with a scene)."""
+up over a pan and words sliding over a still picture move on the screen, not with a scene)."""
+
+_CREDITS = ("Directed by Ada Byron", "Music by Clara Wieck", "Edited by Alma Reville")
 
 
 def text_case_frames(kind: str, image: np.ndarray, seed: int = 0, n: int = 125, size=(360, 640)):
@@ -451,14 +453,7 @@ def text_case_frames(kind: str, image: np.ndarray, seed: int = 0, n: int = 125, 
             line = "(c) 2026 Example Pictures. All rights reserved."
             cv2.putText(frame, line, (int(0.2 * w), int(0.6 * h)), font, scale, (128,) * 3, 1)
         elif kind == "credits rolling":  # up a frame height in 5 s
-            credits = [
-                f"{role} {name}"
-                for role, name in zip(
-                    ("Directed by", "Music by", "Edited by", "Camera"),
-                    ("Ada Byron", "Clara Wieck", "Alma Reville", "Karl Freund"),
-                )
-            ]
-            frame = _put_lines(frame, credits, int(0.8 * h - i * h / (5 * 25)), 0.05 * h)
+            frame = _put_lines(frame, _CREDITS, int(0.8 * h - i * h / (5 * 25)), 0.05 * h)
         elif kind == "words sliding over a still":  # across most of the frame in 5 s
             font = cv2.FONT_HERSHEY_DUPLEX
             scale = cv2.getFontScaleFromHeight(font, int(0.06 * h), 2)
