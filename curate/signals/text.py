@@ -269,9 +269,11 @@ def moved_to(frame: np.ndarray, confirm: np.ndarray, box: np.ndarray) -> tuple[i
     letters are found again nearby, whatever the picture behind them did."""
     x0, y0, x1, y1 = (int(v) for v in box)
     h, w = frame.shape[:2]
+    if x1 <= x0 or y1 <= y0:
+        return None
     size = max(3, (y1 - y0) // 4) | 1  # odd, wider than a stroke
     line = strokes(frame[y0:y1, x0:x1], size)
-    if line.size == 0 or line.std() < 1.0:
+    if line.std() < 1.0:
         return None
     reach = int(MAX_TRAVEL * max(h, w))
     sx0, sy0 = max(0, x0 - reach), max(0, y0 - reach)
