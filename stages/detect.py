@@ -4,7 +4,9 @@ second decode).
 
 - PP-OCR (``analyze.text.detector: ocr``): on-screen text in the frames the text signal
   sampled (``text_samples``), with the same temporal filter as in the decode pass; lines that
-  read like a web address, a handle or a copyright sign also raise ``watermark_score``;
+  read like a web address, a handle or a copyright sign also raise ``watermark_score`` (read
+  in the clip's frames, or in the median of the source's, where a faint mark stands out
+  over the blurred picture), and a mark found in a clip's subtitles is cleared from it;
 - every registered keyframe detector (``curate.signals.KeyframeDetector``: NudeNet's
   ``detect.nsfw``, a YOLO-family ``detect.objects`` model), on the keyframes.
 
@@ -35,7 +37,12 @@ from curate.signals.text import (
     clip_text_values,
     overlay_text,
 )
-from curate.signals.watermark import reads_like_a_mark, with_read_marks
+from curate.signals.watermark import (
+    MEDIAN_SAMPLES,
+    median_marks,
+    reads_like_a_mark,
+    with_read_lines,
+)
 
 
 class DetectStage(Stage):
@@ -107,9 +114,11 @@ class DetectStage(Stage):
         """The text columns of every clip from the source's sampled frames (only the samples
         some clip reads are run through the detector, at most
         ``analyze.text.ocr.max_frames_per_clip`` per clip: the rest of a source is no clip's),
-        and the watermark columns raised where the lines read like a mark
-        (``curate.signals.watermark.read_marks``). ``timing`` gets the detector's seconds and
-        frames (``curate.timing``)."""
+        and the watermark columns after the lines read (``curate.signals.watermark``'s
+        ``with_read_lines``: raised where they read like a mark, cleared where the mark is
+        the subtitles) and those read in the median of the source's frames
+        (:meth:`median_marks`). ``timing`` gets the detector's seconds and frames
+        (``curate.timing``)."""
         times = np.asarray([s["time"] for s in samples])
         at_most = self.text_cfg.ocr.max_frames_per_clip
         reads = [clip_samples(times, c["start_s"], c["end_s"], at_most) for c in clips]
@@ -128,9 +137,22 @@ class DetectStage(Stage):
         # A mark stays through the source: read in two of its frames, it marks each clip
         # where it is read once.
         source = (sum(any(map(reads_like_a_mark, lines[i])) for i in read), len(read))
+        started = time.perf_counter()
+        median = self.median_marks(samples) if clips else None
+        if timing is not None and clips:
+            _add(timing, "detect.median_marks", time.perf_counter() - started)
         for clip, inside in zip(clips, reads):
             clip.update(clip_text_values(ratios, readings, inside))
-            clip.update(with_read_marks(clip, [lines[i] for i in inside], source))
+            clip.update(with_read_lines(clip, [lines[i] for i in inside], source))
+            # A mark read in the median of the source's frames is on most of them: every clip.
+            if median is not None and median["watermark_score"] > (clip["watermark_score"] or 0):
+                clip.update(median)
+
+    def median_marks(self, samples: list[dict]) -> dict | None:
+        """The watermark columns read in the median of up to ``MEDIAN_SAMPLES`` of the
+        source's sampled frames spread over it (``curate.signals.watermark.median_marks``)."""
+        spread = np.linspace(0, len(samples) - 1, min(MEDIAN_SAMPLES, len(samples))).astype(int)
+        return median_marks(self.text, [from_jpeg(samples[i]["frame"], gray=True) for i in spread])
 
     def scores(
         self, keyframes: list[list[np.ndarray]], timing: dict[str, float] | None = None

@@ -18,8 +18,11 @@ from curate.signals.text import TextLine
 from curate.signals.watermark import (
     WatermarkConfig,
     WatermarkSignal,
+    judge,
+    median_marks,
     read_marks,
     reads_like_a_mark,
+    with_read_lines,
 )
 from scripts.common.overlays import centred_text, corner_logo, corner_url
 from scripts.common.synth import camera_motion_frames, real_frames, textured_image, write_video
@@ -202,6 +205,57 @@ def test_ordinary_text_or_a_single_reading_does_not_mark_the_clip():
     assert read_marks([[line("www.clipvault.com")], [line("something else")]]) is None
     assert read_marks([[line("www.clipvault.com")]]) is not None  # a clip read once
     assert read_marks([[line("PREFS")], [line("PREFS")], [line("PREFS")]]) is None
+
+
+def test_a_mark_found_in_the_subtitles_is_cleared_and_one_elsewhere_is_kept():
+    """Where the picture behind some words of a subtitle changed, the edges find part of it;
+    OCR reads it as a centred line in the lower third: text, not a watermark."""
+    subtitle = [[TextLine((0.12, 0.78, 0.88, 0.84), "I told you we would find it here,", True)]]
+    in_words = {"x0": 0.15, "y0": 0.77, "x1": 0.35, "y1": 0.85}
+    marked = {"watermark_score": 0.64, "watermark_box": in_words, "watermark_kind": "text"}
+    assert with_read_lines(marked, subtitle)["watermark_score"] == 0.0
+    corner = {"x0": 0.8, "y0": 0.05, "x1": 0.95, "y1": 0.15}
+    assert with_read_lines({**marked, "watermark_box": corner}, subtitle) == {}
+    # Off the screen (moved with the scene) or not centred, a line is no subtitle.
+    moving = [[TextLine((0.12, 0.78, 0.88, 0.84), "I told you", False)]]
+    assert with_read_lines(marked, moving) == {}
+    # A mark that reads like one is raised, subtitles or not.
+    both = [[*subtitle[0], line("www.clipvault.com", 0.2, 0.8)]] * 2
+    assert with_read_lines(marked, both)["watermark_score"] >= 0.9
+
+
+def test_a_mark_too_faint_to_read_in_any_frame_is_read_in_their_median():
+    """A stock word at 15 % over busy pictures that change every frame: OCR reads it in none
+    of them, but in their median the pictures blur into a plain background under it; every
+    clip of the source is marked. The same pictures without it read nothing."""
+    pictures = [textured_image(seed=i, height=540, width=960) for i in range(12)]
+    marked, box = centred_text(0.15).draw(pictures, FPS)
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in marked]
+    detect = DetectStage.from_config(CurateConfig())
+    assert not any(reads_like_a_mark(x) for g in gray for x in lines_read(detect.text, g))
+    assert (
+        median_marks(detect.text, [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in pictures]) is None
+    )
+    samples = [
+        {"time": 2.0 * i, "frame": jpeg(g, 90), "confirm": jpeg(g, 90)} for i, g in enumerate(gray)
+    ]
+    clips = [
+        {"start_s": 0.0, "end_s": 8.0, **judge([], 1.0)},
+        {"start_s": 12.0, "end_s": 22.0, **judge([], 1.0)},
+    ]
+    detect.read_text(samples, clips)
+    for clip in clips:
+        assert clip["watermark_score"] >= 0.9 and clip["watermark_kind"] == "text"
+        assert overlap(clip["watermark_box"], box) > 0.8
+
+
+def lines_read(detector, gray: np.ndarray) -> list[TextLine]:
+    h, w = gray.shape
+    boxes, texts = detector.detect(gray)
+    return [
+        TextLine((x0 / w, y0 / h, x1 / w, y1 / h), t, True)
+        for (x0, y0, x1, y1), t in zip(boxes.tolist(), texts)
+    ]
 
 
 def test_max_watermark_rejects_marked_clips_as_watermarked():

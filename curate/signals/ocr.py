@@ -92,7 +92,19 @@ MIN_HEIGHT = 3
 """Smallest text region, pixels of the frame read (a 2 %-high subtitle at 540 px is 11)."""
 MAX_LINE_HEIGHT = 0.25
 """Tallest text line, as a share of the frame height: DB separates lines, so a taller region
-is texture the network took for text (close-ups of wood grain, cut glass)."""
+is texture the network took for text (close-ups of wood grain, cut glass), unless it parts
+into lines (:data:`SPLIT_FILL`) or its core at a higher probability is one
+(:data:`SPLIT_THRESHOLDS`)."""
+
+SPLIT_FILL = 0.5
+"""A region too tall for one line is cut at its thinnest row where it fills less than this
+share of its fullest rows above and below: big lines set with tight leading (a title's two
+lines, kinetic typography) touch where a letter of one reaches the next."""
+
+SPLIT_THRESHOLDS = (0.5, 0.7, 0.9)
+"""Higher text probabilities at which a region too tall for one line that does not narrow
+into lines is taken again: motion blur or a glow spreads a big line's probability over more
+rows than its letters fill, its core stays a line."""
 
 
 TILTED = 5.0
@@ -225,19 +237,12 @@ class OcrTextDetector:
         for a tilted line its rotated rectangle, grown as its box is (else None)."""
         prob = self.probabilities(gray)
         h, w = gray.shape
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(
-            (prob > BINARY_THRESHOLD).astype(np.uint8), connectivity=4
-        )
         # A region's score is the mean probability over its box (the reference's "fast" box
         # score): a text line fills its box, a blob of texture does not.
         total = cv2.integral(prob.astype(np.float64))
         boxes, scores, rects = [], [], []
-        for i in range(1, n):
-            x, y, bw, bh, area = stats[i]
-            ys, xs = np.nonzero(labels[y : y + bh, x : x + bw] == i)
-            rect = cv2.minAreaRect(np.stack([xs + x, ys + y], axis=1).astype(np.float32))
-            tilt = rect[2] % 90
-            if TILTED < tilt < 90 - TILTED and min(bw, bh) >= MIN_HEIGHT:
+        for x, y, bw, bh, area, rect in regions(prob, MAX_LINE_HEIGHT * h):
+            if rect is not None:
                 (cx, cy), (rw, rh), angle = rect
                 score = polygon_score(prob, cv2.boxPoints(rect))
                 thickness, grow = min(rw, rh), UNCLIP_RATIO * area / (2 * (rw + rh))
@@ -264,6 +269,54 @@ class OcrTextDetector:
                 )
             )
         return np.asarray(boxes, np.int32).reshape(-1, 4), scores, rects
+
+
+Region = tuple[int, int, int, int, int, Rect | None]
+"""A text region: ``x, y, width, height, area``, and for a tilted one its rotated rectangle."""
+
+
+def regions(prob: np.ndarray, tallest: float) -> list[Region]:
+    """The connected regions of ``prob`` above :data:`BINARY_THRESHOLD`. One thicker than
+    ``tallest`` pixels is cut into lines where it narrows between them (:func:`cut_row`), or
+    else taken again at the next of :data:`SPLIT_THRESHOLDS`."""
+    out: list[Region] = []
+    todo = [(prob > BINARY_THRESHOLD, 0)]
+    while todo:
+        mask, level = todo.pop()
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(
+            mask.astype(np.uint8), connectivity=4
+        )
+        for i in range(1, n):
+            x, y, bw, bh, area = (int(v) for v in stats[i])
+            own = labels[y : y + bh, x : x + bw] == i
+            ys, xs = np.nonzero(own)
+            rect = cv2.minAreaRect(np.stack([xs + x, ys + y], axis=1).astype(np.float32))
+            tilted = TILTED < rect[2] % 90 < 90 - TILTED and min(bw, bh) >= MIN_HEIGHT
+            if not tilted and min(bw, bh) > tallest:
+                part = np.zeros_like(mask)
+                part[y : y + bh, x : x + bw] = own
+                row = cut_row(own)
+                if row is not None:
+                    part[y + row] = False  # a whole row out: the lines above and below part
+                    todo.append((part, level))
+                    continue
+                if level < len(SPLIT_THRESHOLDS):
+                    todo.append((part & (prob > SPLIT_THRESHOLDS[level]), level + 1))
+                    continue
+            out.append((x, y, bw, bh, area, rect if tilted else None))
+    return out
+
+
+def cut_row(region: np.ndarray) -> int | None:
+    """The row between two lines of ``region`` (a boolean mask), where it fills less than
+    :data:`SPLIT_FILL` of its fullest rows on either side; None if it has none."""
+    fill = region.mean(axis=1)
+    inner = np.arange(MIN_HEIGHT, len(fill) - MIN_HEIGHT)
+    if not inner.size:
+        return None
+    row = int(inner[np.argmin(fill[inner])])
+    beside = min(fill[:row].max(), fill[row + 1 :].max())
+    return row if fill[row] < SPLIT_FILL * beside else None
 
 
 def polygon_score(prob: np.ndarray, corners: np.ndarray) -> float:

@@ -27,8 +27,9 @@ frames: ``watermark_score`` (0-1, from the edge pixels of its marks), ``watermar
 main mark and those of similar size, shares of the frame) and ``watermark_kind`` (``logo``,
 ``text`` for a line-shaped mark, ``tiled`` for marks spread over the frame, ``none``). The
 detect stage raises the score where OCR reads a web address, a handle, a copyright sign, a
-stock site's word or a broadcaster's word in a corner (:func:`read_marks`). Tier gate
-``max_watermark`` (``watermarked``).
+stock site's word or a broadcaster's word in a corner (:func:`read_marks`), and clears it
+where the mark lies in lines OCR reads as the clip's subtitles (:func:`in_subtitles`: the
+picture changed behind some of their words). Tier gate ``max_watermark`` (``watermarked``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from curate.config import SignalConfig
 from curate.gates import Gate, at_most, score
 from curate.media.video import DecodedFrame
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
-from curate.signals.text import TextLine
+from curate.signals.text import TextDetector, TextLine
 
 WATERMARK_BOX = pa.struct(
     [
@@ -442,14 +443,99 @@ def read_marks(samples: list[list[TextLine]], source: tuple[int, int] | None = N
     return {"watermark_score": READ_MARK_SCORE, "watermark_box": box, "watermark_kind": "text"}
 
 
-def with_read_marks(
+MEDIAN_SAMPLES = 32
+"""Sampled frames of a source, spread over it, whose per-pixel median is read for marks."""
+
+MIN_MEDIAN_SAMPLES = 3
+"""Sampled frames a source needs before their median is read."""
+
+EQUALISE_TILES = 8
+"""Tiles across the median frame in which its contrast is equalised (CLAHE) for a second
+reading: a faint mark over a bright part of the picture gains the contrast OCR needs."""
+
+EQUALISE_LIMIT = 3.0
+"""CLAHE's clip limit: how far a tile's contrast may be stretched."""
+
+
+def median_frame(frames: list[np.ndarray]) -> np.ndarray | None:
+    """The per-pixel median of gray frames sampled over a source: a mark laid on every frame
+    stays sharp there while the moving picture under it blurs into a plain background. None
+    for fewer than :data:`MIN_MEDIAN_SAMPLES` frames of the first one's size."""
+    frames = [f for f in frames if f.shape == frames[0].shape] if frames else []
+    if len(frames) < MIN_MEDIAN_SAMPLES:
+        return None
+    return np.median(np.stack(frames), axis=0).astype(np.uint8)
+
+
+def median_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | None:
+    """The watermark columns of a source from what ``detector`` reads in the median of its
+    sampled frames (:func:`median_frame`), as it is and with its contrast equalised, or None
+    unless a line there reads like a mark (:func:`reads_like_a_mark`). A mark too faint to be
+    read over the changing picture of any one frame is read over the median's plain one."""
+    median = median_frame(frames)
+    if median is None:
+        return None
+    equalised = cv2.createCLAHE(EQUALISE_LIMIT, (EQUALISE_TILES, EQUALISE_TILES)).apply(median)
+    h, w = median.shape
+    marked = []
+    for image in (median, equalised):
+        boxes, texts = detector.detect(image)
+        for (x0, y0, x1, y1), reading in zip(boxes.tolist(), texts or []):
+            line = TextLine((x0 / w, y0 / h, x1 / w, y1 / h), reading, True)
+            if reads_like_a_mark(line):
+                marked.append(line)
+    return read_marks([marked]) if marked else None
+
+
+SUBTITLE_BAND = 2 / 3
+"""Share of the frame's height below which a line centred across the frame is a subtitle."""
+
+IN_SUBTITLES = 0.5
+"""Share of a clip's ``watermark_box`` inside its subtitle lines from which its mark is the
+subtitles (found in part where the picture behind some words changed), not a watermark."""
+
+
+def is_subtitle(line: TextLine) -> bool:
+    """Whether a line OCR read is a subtitle: on the screen, centred across the frame in its
+    lower third, and not reading like a mark."""
+    x, y = (line.box[0] + line.box[2]) / 2, (line.box[1] + line.box[3]) / 2
+    centred = CENTRE[0] <= x <= CENTRE[1] and y >= SUBTITLE_BAND
+    return line.stable and centred and not reads_like_a_mark(line)
+
+
+def in_subtitles(box: dict, samples: list[list[TextLine]]) -> bool:
+    """Whether most of ``box`` (shares of the frame) lies in the subtitle lines read in a
+    clip's frames, each grown by half its height (the mark's strokes reach its edges)."""
+    grid = 200
+    covered = np.zeros((grid, grid), bool)
+    for line in (x for lines in samples for x in lines if is_subtitle(x)):
+        x0, y0, x1, y1 = line.box
+        pad = (y1 - y0) / 2
+        covered[
+            int(max(0, y0 - pad) * grid) : int(np.ceil(min(1, y1 + pad) * grid)),
+            int(max(0, x0 - pad) * grid) : int(np.ceil(min(1, x1 + pad) * grid)),
+        ] = True
+    x0, y0 = int(box["x0"] * grid), int(box["y0"] * grid)
+    x1, y1 = (
+        max(x0 + 1, int(np.ceil(box["x1"] * grid))),
+        max(y0 + 1, int(np.ceil(box["y1"] * grid))),
+    )
+    return float(covered[y0:y1, x0:x1].mean()) >= IN_SUBTITLES
+
+
+def with_read_lines(
     values: dict, samples: list[list[TextLine]], source: tuple[int, int] | None = None
 ) -> dict:
-    """A clip's watermark columns, raised to what OCR read where that scores higher."""
+    """A clip's watermark columns after what OCR read in its frames: raised where a line reads
+    like a mark (:func:`read_marks`) and scores higher; cleared where the mark is the clip's
+    subtitles (text, measured by the ``text`` signal)."""
     read = read_marks(samples, source)
-    if read is None or read["watermark_score"] <= (values.get("watermark_score") or 0.0):
-        return {}
-    return read
+    if read is not None and read["watermark_score"] > (values.get("watermark_score") or 0.0):
+        return read
+    box = values.get("watermark_box")
+    if read is None and box is not None and in_subtitles(box, samples):
+        return judge([], 1.0)
+    return {}
 
 
 @dataclass
