@@ -6,10 +6,11 @@ The detector maps a frame to a per-pixel text probability; connected regions abo
 candidate lines. DB predicts a shrunken text kernel, so each region is grown back by
 ``UNCLIP_RATIO`` x area / perimeter (the reference post-processing); a region tilted past
 ``TILTED`` degrees (a diagonal watermark) is scored and read in its own rotated rectangle,
-straightened. The recogniser then reads every candidate. A line counts as text when it reads
-as at least ``MIN_CHARACTERS`` letters or digits with mean confidence ``MIN_CONFIDENCE``, or,
-unread, when its box score reaches ``SURE_SCORE`` and it is shaped like a line
-(``LINE_ASPECT``).
+straightened; one too tall for a line (``MAX_LINE_HEIGHT``) is split into the lines it holds
+(:func:`split_lines`) or dropped. The recogniser then reads every candidate. A line counts as
+text when it reads as at least ``MIN_CHARACTERS`` letters or digits with mean confidence
+``MIN_CONFIDENCE``, or, unread, when its box score reaches ``SURE_SCORE`` and it is shaped
+like a line (``LINE_ASPECT``) and was not cut from a taller region.
 Texture the detector half-believes is text (bottle bases, foliage, round blobs) reads as
 nothing or noise and is dropped; readings are kept for ``text_content``.
 
@@ -93,18 +94,24 @@ MIN_HEIGHT = 3
 MAX_LINE_HEIGHT = 0.25
 """Tallest text line, as a share of the frame height: DB separates lines, so a taller region
 is texture the network took for text (close-ups of wood grain, cut glass), unless it parts
-into lines (:data:`SPLIT_FILL`) or its core at a higher probability is one
-(:data:`SPLIT_THRESHOLDS`)."""
+into lines (:func:`split_lines`)."""
 
 SPLIT_FILL = 0.5
-"""A region too tall for one line is cut at its thinnest row where it fills less than this
-share of its fullest rows above and below: big lines set with tight leading (a title's two
-lines, kinetic typography) touch where a letter of one reaches the next."""
+"""A region too tall for one line is cut into lines at the rows where it fills less than this
+share of its fullest row: big lines set with tight leading (a title's two lines, kinetic
+typography) touch where a letter of one reaches the next."""
 
-SPLIT_THRESHOLDS = (0.5, 0.7, 0.9)
-"""Higher text probabilities at which a region too tall for one line that does not narrow
-into lines is taken again: motion blur or a glow spreads a big line's probability over more
-rows than its letters fill, its core stays a line."""
+SPLIT_THRESHOLD = 0.6
+"""Higher text probability at which a region too tall for one line that does not narrow into
+lines is taken again: motion blur or a glow spreads a big line's probability over more rows
+than its letters fill, while its core stays a line."""
+
+MAX_SPLIT_LINES = 4
+"""Most lines a region too tall for one is cut into; one that parts into more, or into pieces
+that are not lines, is texture and is dropped."""
+
+MIN_SPLIT_SHARE = 0.1
+"""Smallest share of the region a line taken from its core must hold (fragments are not)."""
 
 
 TILTED = 5.0
@@ -179,12 +186,12 @@ class OcrTextDetector:
         return cv2.resize(out[0, 0], (w, h), interpolation=cv2.INTER_LINEAR)
 
     def detect(self, gray: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        boxes, scores, rects = self.candidates(gray)
+        boxes, scores, rects, whole = self.candidates(gray)
         texts = self.read(gray, boxes, rects)
         wide = (boxes[:, 2] - boxes[:, 0]) >= LINE_ASPECT * (boxes[:, 3] - boxes[:, 1])
-        keep = [
-            i for i, t in enumerate(texts) if t is not None or (scores[i] >= SURE_SCORE and wide[i])
-        ]
+        # A line cut from a region too tall for one must read: unread, it is texture's.
+        sure = [scores[i] >= SURE_SCORE and wide[i] and whole[i] for i in range(len(boxes))]
+        keep = [i for i, t in enumerate(texts) if t is not None or sure[i]]
         return boxes[keep].reshape(-1, 4), [texts[i] or "" for i in keep]
 
     def read(
@@ -232,16 +239,19 @@ class OcrTextDetector:
             readings = readings[n:]
         return texts
 
-    def candidates(self, gray: np.ndarray) -> tuple[np.ndarray, list[float], list[Rect | None]]:
-        """Upright boxes of the regions the detector takes for text lines, their scores, and
-        for a tilted line its rotated rectangle, grown as its box is (else None)."""
+    def candidates(
+        self, gray: np.ndarray
+    ) -> tuple[np.ndarray, list[float], list[Rect | None], list[bool]]:
+        """Upright boxes of the regions the detector takes for text lines, their scores, for
+        a tilted line its rotated rectangle, grown as its box is (else None), and whether
+        each is a whole region (not a line cut from a taller one, :func:`split_lines`)."""
         prob = self.probabilities(gray)
         h, w = gray.shape
         # A region's score is the mean probability over its box (the reference's "fast" box
         # score): a text line fills its box, a blob of texture does not.
         total = cv2.integral(prob.astype(np.float64))
-        boxes, scores, rects = [], [], []
-        for x, y, bw, bh, area, rect in regions(prob, MAX_LINE_HEIGHT * h):
+        boxes, scores, rects, whole = [], [], [], []
+        for x, y, bw, bh, area, rect, cut in regions(prob, MAX_LINE_HEIGHT * h):
             if rect is not None:
                 (cx, cy), (rw, rh), angle = rect
                 score = polygon_score(prob, cv2.boxPoints(rect))
@@ -260,6 +270,7 @@ class OcrTextDetector:
                 continue
             scores.append(float(score))
             rects.append(line)
+            whole.append(not cut)
             boxes.append(
                 (
                     max(0, int(x0)),
@@ -268,55 +279,66 @@ class OcrTextDetector:
                     min(h, int(np.ceil(y1))),
                 )
             )
-        return np.asarray(boxes, np.int32).reshape(-1, 4), scores, rects
+        return np.asarray(boxes, np.int32).reshape(-1, 4), scores, rects, whole
 
 
-Region = tuple[int, int, int, int, int, Rect | None]
-"""A text region: ``x, y, width, height, area``, and for a tilted one its rotated rectangle."""
+Region = tuple[int, int, int, int, int, Rect | None, bool]
+"""A text region: ``x, y, width, height, area``, for a tilted one its rotated rectangle, and
+whether it is a line cut from a taller region."""
 
 
 def regions(prob: np.ndarray, tallest: float) -> list[Region]:
-    """The connected regions of ``prob`` above :data:`BINARY_THRESHOLD`. One thicker than
-    ``tallest`` pixels is cut into lines where it narrows between them (:func:`cut_row`), or
-    else taken again at the next of :data:`SPLIT_THRESHOLDS`."""
+    """The connected regions of ``prob`` above :data:`BINARY_THRESHOLD`; one thicker than
+    ``tallest`` pixels is replaced by the lines it splits into (:func:`split_lines`)."""
     out: list[Region] = []
-    todo = [(prob > BINARY_THRESHOLD, 0)]
-    while todo:
-        mask, level = todo.pop()
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(
-            mask.astype(np.uint8), connectivity=4
-        )
-        for i in range(1, n):
-            x, y, bw, bh, area = (int(v) for v in stats[i])
-            own = labels[y : y + bh, x : x + bw] == i
-            ys, xs = np.nonzero(own)
-            rect = cv2.minAreaRect(np.stack([xs + x, ys + y], axis=1).astype(np.float32))
-            tilted = TILTED < rect[2] % 90 < 90 - TILTED and min(bw, bh) >= MIN_HEIGHT
-            if not tilted and min(bw, bh) > tallest:
-                part = np.zeros_like(mask)
-                part[y : y + bh, x : x + bw] = own
-                row = cut_row(own)
-                if row is not None:
-                    part[y + row] = False  # a whole row out: the lines above and below part
-                    todo.append((part, level))
-                    continue
-                if level < len(SPLIT_THRESHOLDS):
-                    todo.append((part & (prob > SPLIT_THRESHOLDS[level]), level + 1))
-                    continue
-            out.append((x, y, bw, bh, area, rect if tilted else None))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (prob > BINARY_THRESHOLD).astype(np.uint8), connectivity=4
+    )
+    for i in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in stats[i])
+        own = labels[y : y + bh, x : x + bw] == i
+        ys, xs = np.nonzero(own)
+        rect = cv2.minAreaRect(np.stack([xs + x, ys + y], axis=1).astype(np.float32))
+        tilted = TILTED < rect[2] % 90 < 90 - TILTED and min(bw, bh) >= MIN_HEIGHT
+        if tilted or min(bw, bh) <= tallest:
+            out.append((x, y, bw, bh, area, rect if tilted else None, False))
+            continue
+        for line in split_lines(own, prob[y : y + bh, x : x + bw], tallest):
+            ly, lx = np.nonzero(line)
+            x0, y0 = int(lx.min()), int(ly.min())
+            box = (x + x0, y + y0, int(lx.max()) + 1 - x0, int(ly.max()) + 1 - y0)
+            out.append((*box, int(line.sum()), None, True))
     return out
 
 
-def cut_row(region: np.ndarray) -> int | None:
-    """The row between two lines of ``region`` (a boolean mask), where it fills less than
-    :data:`SPLIT_FILL` of its fullest rows on either side; None if it has none."""
+def split_lines(region: np.ndarray, prob: np.ndarray, tallest: float) -> list[np.ndarray]:
+    """The lines (masks in ``region``'s box) of a region too tall for one: the bands between
+    the rows where it narrows (:data:`SPLIT_FILL`), or else the line-shaped parts of its core
+    above :data:`SPLIT_THRESHOLD`; none where it parts into more than
+    :data:`MAX_SPLIT_LINES` or into pieces that are not lines (texture)."""
     fill = region.mean(axis=1)
-    inner = np.arange(MIN_HEIGHT, len(fill) - MIN_HEIGHT)
-    if not inner.size:
-        return None
-    row = int(inner[np.argmin(fill[inner])])
-    beside = min(fill[:row].max(), fill[row + 1 :].max())
-    return row if fill[row] < SPLIT_FILL * beside else None
+    full = np.flatnonzero(fill >= SPLIT_FILL * fill.max())
+    bands = np.split(full, np.flatnonzero(np.diff(full) > 1) + 1)
+    if 2 <= len(bands) <= MAX_SPLIT_LINES and all(
+        MIN_HEIGHT <= b[-1] + 1 - b[0] <= tallest for b in bands
+    ):
+        out = []
+        for band in bands:
+            line = np.zeros_like(region)
+            line[band[0] : band[-1] + 1] = region[band[0] : band[-1] + 1]
+            out.append(line)
+        return out
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (region & (prob > SPLIT_THRESHOLD)).astype(np.uint8), connectivity=4
+    )
+    parts = [i for i in range(1, n) if stats[i, 4] >= MIN_SPLIT_SHARE * region.sum()]
+    if not 1 <= len(parts) <= MAX_SPLIT_LINES:
+        return []
+    lines = [labels == i for i in parts]
+    shapes = [(stats[i, 2], stats[i, 3]) for i in parts]
+    if any(h > tallest or w < LINE_ASPECT * h for w, h in shapes):
+        return []
+    return lines
 
 
 def polygon_score(prob: np.ndarray, corners: np.ndarray) -> float:
