@@ -516,10 +516,8 @@ def in_subtitles(box: dict, samples: list[list[TextLine]]) -> bool:
             int(max(0, x0 - pad) * grid) : int(np.ceil(min(1, x1 + pad) * grid)),
         ] = True
     x0, y0 = int(box["x0"] * grid), int(box["y0"] * grid)
-    x1, y1 = (
-        max(x0 + 1, int(np.ceil(box["x1"] * grid))),
-        max(y0 + 1, int(np.ceil(box["y1"] * grid))),
-    )
+    x1 = max(x0 + 1, int(np.ceil(box["x1"] * grid)))
+    y1 = max(y0 + 1, int(np.ceil(box["y1"] * grid)))
     return float(covered[y0:y1, x0:x1].mean()) >= IN_SUBTITLES
 
 
