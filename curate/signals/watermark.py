@@ -443,7 +443,7 @@ def read_marks(samples: list[list[TextLine]], source: tuple[int, int] | None = N
     return {"watermark_score": READ_MARK_SCORE, "watermark_box": box, "watermark_kind": "text"}
 
 
-MEDIAN_SAMPLES = 32
+MEDIAN_SAMPLES = 16
 """Sampled frames of a source, spread over it, whose per-pixel median is read for marks."""
 
 MIN_MEDIAN_SAMPLES = 3
@@ -477,14 +477,17 @@ def median_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | Non
         return None
     equalised = cv2.createCLAHE(EQUALISE_LIMIT, (EQUALISE_TILES, EQUALISE_TILES)).apply(median)
     h, w = median.shape
-    marked = []
+    # The equalised copy is read only where the median itself reads no mark.
     for image in (median, equalised):
         boxes, texts = detector.detect(image)
-        for (x0, y0, x1, y1), reading in zip(boxes.tolist(), texts or []):
-            line = TextLine((x0 / w, y0 / h, x1 / w, y1 / h), reading, True)
-            if reads_like_a_mark(line):
-                marked.append(line)
-    return read_marks([marked]) if marked else None
+        lines = [
+            TextLine((x0 / w, y0 / h, x1 / w, y1 / h), reading, True)
+            for (x0, y0, x1, y1), reading in zip(boxes.tolist(), texts or [])
+        ]
+        marked = [line for line in lines if reads_like_a_mark(line)]
+        if marked:
+            return read_marks([marked])
+    return None
 
 
 SUBTITLE_BAND = 2 / 3
