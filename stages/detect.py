@@ -39,6 +39,7 @@ from curate.signals.text import (
 )
 from curate.signals.watermark import (
     MEDIAN_SAMPLES,
+    MIN_MEDIAN_SAMPLES,
     median_marks,
     reads_like_a_mark,
     with_read_lines,
@@ -145,14 +146,19 @@ class DetectStage(Stage):
             clip.update(clip_text_values(ratios, readings, inside))
             clip.update(with_read_lines(clip, [lines[i] for i in inside], source))
             # A mark read in the median of the source's frames is on most of them: every clip.
-            if median is not None and median["watermark_score"] > (clip["watermark_score"] or 0):
+            if median is not None and median["watermark_score"] > (
+                clip.get("watermark_score") or 0.0
+            ):
                 clip.update(median)
 
     def median_marks(self, samples: list[dict]) -> dict | None:
         """The watermark columns read in the median of up to ``MEDIAN_SAMPLES`` of the
         source's sampled frames spread over it (``curate.signals.watermark.median_marks``)."""
-        spread = np.linspace(0, len(samples) - 1, min(MEDIAN_SAMPLES, len(samples))).astype(int)
-        return median_marks(self.text, [from_jpeg(samples[i]["frame"], gray=True) for i in spread])
+        if len(samples) < MIN_MEDIAN_SAMPLES:
+            return None
+        spread = np.linspace(0, len(samples) - 1, min(MEDIAN_SAMPLES, len(samples)))
+        picked = np.round(spread).astype(int)
+        return median_marks(self.text, [from_jpeg(samples[i]["frame"], gray=True) for i in picked])
 
     def scores(
         self, keyframes: list[list[np.ndarray]], timing: dict[str, float] | None = None

@@ -219,6 +219,8 @@ def test_a_mark_found_in_the_subtitles_is_cleared_and_one_elsewhere_is_kept():
     # Off the screen (moved with the scene) or not centred, a line is no subtitle.
     moving = [[TextLine((0.12, 0.78, 0.88, 0.84), "I told you", False)]]
     assert with_read_lines(marked, moving) == {}
+    aside = [[TextLine((0.02, 0.78, 0.38, 0.84), "I told you", True)]]
+    assert with_read_lines({**marked, "watermark_box": {**in_words, "x0": 0.05}}, aside) == {}
     # A mark that reads like one is raised, subtitles or not.
     both = [[*subtitle[0], line("www.clipvault.com", 0.2, 0.8)]] * 2
     assert with_read_lines(marked, both)["watermark_score"] >= 0.9

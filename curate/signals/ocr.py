@@ -97,8 +97,8 @@ is texture the network took for text (close-ups of wood grain, cut glass), unles
 into lines (:func:`split_lines`)."""
 
 SPLIT_FILL = 0.5
-"""A region too tall for one line is cut into lines at the rows where it fills less than this
-share of its fullest row: big lines set with tight leading (a title's two lines, kinetic
+"""A region too tall for one line is cut at a row that fills less than this share of its
+fullest rows above and below: big lines set with tight leading (a title's two lines, kinetic
 typography) touch where a letter of one reaches the next."""
 
 SPLIT_THRESHOLD = 0.6
@@ -107,8 +107,7 @@ lines is taken again: motion blur or a glow spreads a big line's probability ove
 than its letters fill, while its core stays a line."""
 
 MAX_SPLIT_LINES = 4
-"""Most lines a region too tall for one is cut into; one that parts into more, or into pieces
-that are not lines, is texture and is dropped."""
+"""Most lines a region too tall for one is cut into; one that parts into more is texture."""
 
 MIN_SPLIT_SHARE = 0.1
 """Smallest share of the region a line taken from its core must hold (fragments are not)."""
@@ -312,33 +311,48 @@ def regions(prob: np.ndarray, tallest: float) -> list[Region]:
 
 
 def split_lines(region: np.ndarray, prob: np.ndarray, tallest: float) -> list[np.ndarray]:
-    """The lines (masks in ``region``'s box) of a region too tall for one: the bands between
-    the rows where it narrows (:data:`SPLIT_FILL`), or else the line-shaped parts of its core
-    above :data:`SPLIT_THRESHOLD`; none where it parts into more than
-    :data:`MAX_SPLIT_LINES` or into pieces that are not lines (texture)."""
-    fill = region.mean(axis=1)
-    full = np.flatnonzero(fill >= SPLIT_FILL * fill.max())
-    bands = np.split(full, np.flatnonzero(np.diff(full) > 1) + 1)
-    if 2 <= len(bands) <= MAX_SPLIT_LINES and all(
-        MIN_HEIGHT <= b[-1] + 1 - b[0] <= tallest for b in bands
-    ):
+    """The lines (masks in ``region``'s box) of a region too tall for one: the bands it
+    narrows between (:func:`line_rows`), if there are at most :data:`MAX_SPLIT_LINES`; or
+    else the line-shaped parts of its core above :data:`SPLIT_THRESHOLD`, if there are at most
+    as many. None otherwise (texture)."""
+    rows = line_rows(region.mean(axis=1), 0, len(region), tallest)
+    if rows is not None and 2 <= len(rows) <= MAX_SPLIT_LINES:
         out = []
-        for band in bands:
+        for top, bottom in rows:
             line = np.zeros_like(region)
-            line[band[0] : band[-1] + 1] = region[band[0] : band[-1] + 1]
+            line[top:bottom] = region[top:bottom]
             out.append(line)
         return out
     n, labels, stats, _ = cv2.connectedComponentsWithStats(
         (region & (prob > SPLIT_THRESHOLD)).astype(np.uint8), connectivity=4
     )
-    parts = [i for i in range(1, n) if stats[i, 4] >= MIN_SPLIT_SHARE * region.sum()]
+    smallest = MIN_SPLIT_SHARE * int(region.sum())
+    parts = [i for i in range(1, n) if stats[i, 4] >= smallest]
     if not 1 <= len(parts) <= MAX_SPLIT_LINES:
         return []
-    lines = [labels == i for i in parts]
-    shapes = [(stats[i, 2], stats[i, 3]) for i in parts]
-    if any(h > tallest or w < LINE_ASPECT * h for w, h in shapes):
+    if any(stats[i, 3] > tallest or stats[i, 2] < LINE_ASPECT * stats[i, 3] for i in parts):
         return []
-    return lines
+    return [labels == i for i in parts]
+
+
+def line_rows(
+    fill: np.ndarray, top: int, bottom: int, tallest: float
+) -> list[tuple[int, int]] | None:
+    """Rows ``[top, bottom)`` of a region (``fill``: the share of each row it fills) cut into
+    bands no taller than ``tallest``, each cut at the thinnest row between two lines (one that
+    fills less than :data:`SPLIT_FILL` of the fullest rows on both sides); None where a band
+    too tall has no such row."""
+    if bottom - top <= tallest:
+        return [(top, bottom)]
+    inner = np.arange(top + MIN_HEIGHT, bottom - MIN_HEIGHT)
+    if not inner.size:
+        return None
+    row = int(inner[np.argmin(fill[inner])])
+    if fill[row] >= SPLIT_FILL * min(fill[top:row].max(), fill[row + 1 : bottom].max()):
+        return None
+    upper = line_rows(fill, top, row, tallest)
+    lower = line_rows(fill, row + 1, bottom, tallest)
+    return None if upper is None or lower is None else upper + lower
 
 
 def polygon_score(prob: np.ndarray, corners: np.ndarray) -> float:

@@ -446,8 +446,9 @@ def read_marks(samples: list[list[TextLine]], source: tuple[int, int] | None = N
 MEDIAN_SAMPLES = 16
 """Sampled frames of a source, spread over it, whose per-pixel median is read for marks."""
 
-MIN_MEDIAN_SAMPLES = 3
-"""Sampled frames a source needs before their median is read."""
+MIN_MEDIAN_SAMPLES = 5
+"""Sampled frames a source needs before their median is read: over fewer, the median is
+much like one frame, and a line misread there would mark the whole source."""
 
 EQUALISE_TILES = 8
 """Tiles across the median frame in which its contrast is equalised (CLAHE) for a second
@@ -475,18 +476,17 @@ def median_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | Non
     median = median_frame(frames)
     if median is None:
         return None
-    equalised = cv2.createCLAHE(EQUALISE_LIMIT, (EQUALISE_TILES, EQUALISE_TILES)).apply(median)
     h, w = median.shape
-    # The equalised copy is read only where the median itself reads no mark.
-    for image in (median, equalised):
-        boxes, texts = detector.detect(image)
+    equalise = cv2.createCLAHE(EQUALISE_LIMIT, (EQUALISE_TILES, EQUALISE_TILES)).apply
+    for image in (median, None):  # the equalised copy only where the median reads no mark
+        boxes, texts = detector.detect(equalise(median) if image is None else image)
         lines = [
             TextLine((x0 / w, y0 / h, x1 / w, y1 / h), reading, True)
             for (x0, y0, x1, y1), reading in zip(boxes.tolist(), texts or [])
         ]
-        marked = [line for line in lines if reads_like_a_mark(line)]
-        if marked:
-            return read_marks([marked])
+        read = read_marks([lines])
+        if read is not None:
+            return read
     return None
 
 
@@ -506,10 +506,15 @@ def is_subtitle(line: TextLine) -> bool:
     return line.stable and centred and not reads_like_a_mark(line)
 
 
+SUBTITLE_GRID = 200
+"""Cells across the frame's width and height in which subtitle lines and a mark's box are
+laid out to measure their overlap."""
+
+
 def in_subtitles(box: dict, samples: list[list[TextLine]]) -> bool:
     """Whether most of ``box`` (shares of the frame) lies in the subtitle lines read in a
     clip's frames, each grown by half its height (the mark's strokes reach its edges)."""
-    grid = 200
+    grid = SUBTITLE_GRID
     covered = np.zeros((grid, grid), bool)
     for line in (x for lines in samples for x in lines if is_subtitle(x)):
         x0, y0, x1, y1 = line.box
@@ -521,7 +526,8 @@ def in_subtitles(box: dict, samples: list[list[TextLine]]) -> bool:
     x0, y0 = int(box["x0"] * grid), int(box["y0"] * grid)
     x1 = max(x0 + 1, int(np.ceil(box["x1"] * grid)))
     y1 = max(y0 + 1, int(np.ceil(box["y1"] * grid)))
-    return float(covered[y0:y1, x0:x1].mean()) >= IN_SUBTITLES
+    inside = covered[y0:y1, x0:x1]
+    return bool(inside.size) and float(inside.mean()) >= IN_SUBTITLES
 
 
 def with_read_lines(
