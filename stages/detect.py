@@ -144,12 +144,8 @@ class DetectStage(Stage):
             _add(timing, "detect.median_marks", time.perf_counter() - started)
         for clip, inside in zip(clips, reads):
             clip.update(clip_text_values(ratios, readings, inside))
-            clip.update(with_read_lines(clip, [lines[i] for i in inside], source))
             # A mark read in the median of the source's frames is on most of them: every clip.
-            if median is not None and median["watermark_score"] > (
-                clip.get("watermark_score") or 0.0
-            ):
-                clip.update(median)
+            clip.update(with_read_lines(clip, [lines[i] for i in inside], source, median))
 
     def median_marks(self, samples: list[dict]) -> dict | None:
         """The watermark columns read in the median of up to ``MEDIAN_SAMPLES`` of the

@@ -531,12 +531,16 @@ def in_subtitles(box: dict, samples: list[list[TextLine]]) -> bool:
 
 
 def with_read_lines(
-    values: dict, samples: list[list[TextLine]], source: tuple[int, int] | None = None
+    values: dict,
+    samples: list[list[TextLine]],
+    source: tuple[int, int] | None = None,
+    median: dict | None = None,
 ) -> dict:
     """A clip's watermark columns after what OCR read in its frames: raised where a line reads
-    like a mark (:func:`read_marks`) and scores higher; cleared where the mark is the clip's
-    subtitles (text, measured by the ``text`` signal)."""
-    read = read_marks(samples, source)
+    like a mark (:func:`read_marks`), or else where one in the median of the source's frames
+    does (``median``: :func:`median_marks`), and that scores higher; cleared where the mark
+    is the clip's subtitles (text, measured by the ``text`` signal)."""
+    read = read_marks(samples, source) or median
     if read is not None and read["watermark_score"] > (values.get("watermark_score") or 0.0):
         return read
     box = values.get("watermark_box")
