@@ -159,6 +159,19 @@ def test_ocr_parts_big_lines_set_so_close_that_they_touch():
     assert sum("HERE" in r and "ARE" in r for r in readings) >= 0.75 * len(frames), readings
 
 
+@pytest.mark.parametrize("blur", [0, 8])
+def test_ocr_reads_a_word_that_fills_much_of_the_frame(blur):
+    """A title card's word 40 % of the frame high, sharp or blurred by a zoom: its region is
+    taller than a line may be, and its core is taken as the line and read."""
+    frame = np.full((540, 960), 40, np.uint8)
+    cv2.putText(frame, "echo", (120, 380), cv2.FONT_HERSHEY_DUPLEX, 9.0, 230, 27, cv2.LINE_AA)
+    if blur:
+        frame = cv2.GaussianBlur(frame, (0, 0), blur)
+    boxes, readings = OcrTextDetector(CurateConfig().analyze.text.ocr).detect(frame)
+    assert readings == ["echo"], readings
+    assert (boxes[0, 3] - boxes[0, 1]) > 0.4 * 540
+
+
 @needs_shared
 def test_scene_text_moving_with_the_camera_is_not_overlay_text(tmp_path):
     from scripts.common.synth import text_case_frames

@@ -6,11 +6,12 @@ The detector maps a frame to a per-pixel text probability; connected regions abo
 candidate lines. DB predicts a shrunken text kernel, so each region is grown back by
 ``UNCLIP_RATIO`` x area / perimeter (the reference post-processing); a region tilted past
 ``TILTED`` degrees (a diagonal watermark) is scored and read in its own rotated rectangle,
-straightened; one too tall for a line (``MAX_LINE_HEIGHT``) is split into the lines it holds
-(:func:`split_lines`) or dropped. The recogniser then reads every candidate. A line counts as
-text when it reads as at least ``MIN_CHARACTERS`` letters or digits with mean confidence
-``MIN_CONFIDENCE``, or, unread, when its box score reaches ``SURE_SCORE`` and it is shaped
-like a line (``LINE_ASPECT``) and was not cut from a taller region.
+straightened; one too tall for a line (``MAX_LINE_HEIGHT``) is split into the lines it holds,
+or its core is taken as one big line (:func:`split_lines`), or it is dropped. The recogniser
+then reads every candidate. A line counts as text when it reads as at least
+``MIN_CHARACTERS`` letters or digits with mean confidence ``MIN_CONFIDENCE``, or, unread,
+when its box score reaches ``SURE_SCORE`` and it is shaped like a line (``LINE_ASPECT``) and
+was not cut from a taller region.
 Texture the detector half-believes is text (bottle bases, foliage, round blobs) reads as
 nothing or noise and is dropped; readings are kept for ``text_content``.
 
@@ -111,6 +112,11 @@ MAX_SPLIT_LINES = 4
 
 MIN_SPLIT_SHARE = 0.1
 """Smallest share of the region a line taken from its core must hold (fragments are not)."""
+
+MAX_CORE_HEIGHT = 0.5
+"""Tallest line, as a share of the frame height, taken from a region's core: one word may
+fill half a title card or a kinetic-typography frame, and its blurred glow makes the region
+taller still. Such a line must read, as every line cut from a taller region must."""
 
 
 TILTED = 5.0
@@ -250,7 +256,7 @@ class OcrTextDetector:
         # score): a text line fills its box, a blob of texture does not.
         total = cv2.integral(prob.astype(np.float64))
         boxes, scores, rects, whole = [], [], [], []
-        for x, y, bw, bh, area, rect, cut in regions(prob, MAX_LINE_HEIGHT * h):
+        for x, y, bw, bh, area, rect, cut in regions(prob):
             if rect is not None:
                 (cx, cy), (rw, rh), angle = rect
                 score = polygon_score(prob, cv2.boxPoints(rect))
@@ -263,7 +269,10 @@ class OcrTextDetector:
                 score, thickness, line = inside / (bw * bh), min(bw, bh), None
                 grow = UNCLIP_RATIO * area / (2 * (bw + bh))
                 x0, y0, x1, y1 = x - grow, y - grow, x + bw + grow, y + bh + grow
-            if thickness < MIN_HEIGHT or thickness > MAX_LINE_HEIGHT * h:
+            if (
+                thickness < MIN_HEIGHT
+                or thickness > (MAX_CORE_HEIGHT if cut else MAX_LINE_HEIGHT) * h
+            ):
                 continue
             if score < self.cfg.threshold:
                 continue
@@ -286,9 +295,10 @@ Region = tuple[int, int, int, int, int, Rect | None, bool]
 whether it is a line cut from a taller region."""
 
 
-def regions(prob: np.ndarray, tallest: float) -> list[Region]:
+def regions(prob: np.ndarray) -> list[Region]:
     """The connected regions of ``prob`` above :data:`BINARY_THRESHOLD`; one thicker than
-    ``tallest`` pixels is replaced by the lines it splits into (:func:`split_lines`)."""
+    :data:`MAX_LINE_HEIGHT` is replaced by the lines it splits into (:func:`split_lines`)."""
+    tallest = MAX_LINE_HEIGHT * prob.shape[0]
     out: list[Region] = []
     n, labels, stats, _ = cv2.connectedComponentsWithStats(
         (prob > BINARY_THRESHOLD).astype(np.uint8), connectivity=4
@@ -302,7 +312,7 @@ def regions(prob: np.ndarray, tallest: float) -> list[Region]:
         if tilted or min(bw, bh) <= tallest:
             out.append((x, y, bw, bh, area, rect if tilted else None, False))
             continue
-        for line in split_lines(own, prob[y : y + bh, x : x + bw], tallest):
+        for line in split_lines(own, prob[y : y + bh, x : x + bw], prob.shape[0]):
             ly, lx = np.nonzero(line)
             x0, y0 = int(lx.min()), int(ly.min())
             box = (x + x0, y + y0, int(lx.max()) + 1 - x0, int(ly.max()) + 1 - y0)
@@ -310,12 +320,13 @@ def regions(prob: np.ndarray, tallest: float) -> list[Region]:
     return out
 
 
-def split_lines(region: np.ndarray, prob: np.ndarray, tallest: float) -> list[np.ndarray]:
-    """The lines (masks in ``region``'s box) of a region too tall for one: the bands it
-    narrows between (:func:`line_rows`), if there are at most :data:`MAX_SPLIT_LINES`; or
-    else the line-shaped parts of its core above :data:`SPLIT_THRESHOLD`, if there are at most
-    as many. None otherwise (texture)."""
-    rows = line_rows(region.mean(axis=1), 0, len(region), tallest)
+def split_lines(region: np.ndarray, prob: np.ndarray, height: int) -> list[np.ndarray]:
+    """The lines (masks in ``region``'s box) of a region too tall for one in a frame
+    ``height`` pixels high: the bands it narrows between (:func:`line_rows`), if there are at
+    most :data:`MAX_SPLIT_LINES`; or else the line-shaped parts of its core above
+    :data:`SPLIT_THRESHOLD` up to :data:`MAX_CORE_HEIGHT`, if there are at most as many. None
+    otherwise (texture)."""
+    rows = line_rows(region.mean(axis=1), 0, len(region), MAX_LINE_HEIGHT * height)
     if rows is not None and 2 <= len(rows) <= MAX_SPLIT_LINES:
         out = []
         for top, bottom in rows:
@@ -330,7 +341,8 @@ def split_lines(region: np.ndarray, prob: np.ndarray, tallest: float) -> list[np
     parts = [i for i in range(1, n) if stats[i, 4] >= smallest]
     if not 1 <= len(parts) <= MAX_SPLIT_LINES:
         return []
-    if any(stats[i, 3] > tallest or stats[i, 2] < LINE_ASPECT * stats[i, 3] for i in parts):
+    highest = MAX_CORE_HEIGHT * height
+    if any(stats[i, 3] > highest or stats[i, 2] < LINE_ASPECT * stats[i, 3] for i in parts):
         return []
     return [labels == i for i in parts]
 
