@@ -36,12 +36,14 @@ from curate.signals.text import (
     clip_samples,
     clip_text_values,
     overlay_text,
+    read_lines,
 )
 from curate.signals.watermark import (
     MEDIAN_SAMPLES,
     MIN_MEDIAN_SAMPLES,
     median_marks,
     reads_like_a_mark,
+    vouching,
     with_read_lines,
 )
 
@@ -127,25 +129,43 @@ class DetectStage(Stage):
         readings: list[list[str]] = [[] for _ in samples]
         lines: list[list[TextLine]] = [[] for _ in samples]
         read = sorted({int(i) for inside in reads for i in inside})
-        seconds = 0.0
+        started = time.perf_counter()
         for i in read:
             frame, confirm = (from_jpeg(samples[i][k], gray=True) for k in ("frame", "confirm"))
-            started = time.perf_counter()
             ratios[i], readings[i], lines[i] = overlay_text(self.text, frame, confirm)
-            seconds += time.perf_counter() - started
+        marked = [i for i in read if any(map(reads_like_a_mark, lines[i]))]
+        if len(marked) == 1:
+            # One reading is no proof either way: look again over the rest of the source.
+            again = self.look_again(samples, read, lines)
+            read = sorted({*read, *again})
+            marked = [i for i in read if any(map(reads_like_a_mark, lines[i]))]
         if timing is not None:
+            seconds = time.perf_counter() - started
             _add(timing, f"detect.{self.text_cfg.detector}", seconds, frames=len(read))
-        # A mark stays through the source: read in two of its frames, it marks each clip
-        # where it is read once.
-        source = (sum(any(map(reads_like_a_mark, lines[i])) for i in read), len(read))
+        # A mark stays through the source: read in two of its frames, it marks each clip it
+        # is read in, or read before and after (vouching).
+        source = (len(marked), len(read))
         started = time.perf_counter()
         median = self.median_marks(samples) if clips else None
         if timing is not None and clips:
             _add(timing, "detect.median_marks", time.perf_counter() - started)
         for clip, inside in zip(clips, reads):
             clip.update(clip_text_values(ratios, readings, inside))
+            seen = {*inside.tolist(), *vouching(times, marked, clip["start_s"], clip["end_s"])}
             # A mark read in the median of the source's frames is on most of them: every clip.
-            clip.update(with_read_lines(clip, [lines[i] for i in inside], source, median))
+            clip.update(with_read_lines(clip, [lines[i] for i in sorted(seen)], source, median))
+
+    def look_again(
+        self, samples: list[dict], read: list[int], lines: list[list[TextLine]]
+    ) -> list[int]:
+        """Read up to ``MEDIAN_SAMPLES`` more of the source's sampled frames, spread over it
+        and not read yet, into ``lines``; the indices read."""
+        unread = sorted(set(range(len(samples))) - set(read))
+        spread = np.linspace(0, len(unread) - 1, min(MEDIAN_SAMPLES, len(unread)))
+        again = sorted({unread[round(k)] for k in spread}) if unread else []
+        for i in again:
+            lines[i] = read_lines(self.text, from_jpeg(samples[i]["frame"], gray=True), False)
+        return again
 
     def median_marks(self, samples: list[dict]) -> dict | None:
         """The watermark columns read in the median of up to ``MEDIAN_SAMPLES`` of the

@@ -14,7 +14,7 @@ from curate.config.sections import CurateConfig
 from curate.media.imaging import from_jpeg, jpeg, outlined
 from curate.media.video import probe
 from curate.signals.base import ClipWindow
-from curate.signals.text import TextLine
+from curate.signals.text import TextLine, read_lines
 from curate.signals.watermark import (
     WatermarkConfig,
     WatermarkSignal,
@@ -22,6 +22,7 @@ from curate.signals.watermark import (
     median_marks,
     read_marks,
     reads_like_a_mark,
+    vouching,
     with_read_lines,
 )
 from scripts.common.overlays import centred_text, corner_logo, corner_url
@@ -207,6 +208,45 @@ def test_ordinary_text_or_a_single_reading_does_not_mark_the_clip():
     assert read_marks([[line("PREFS")], [line("PREFS")], [line("PREFS")]]) is None
 
 
+def test_marks_read_inside_a_clip_or_before_and_after_it_vouch_for_it():
+    times = np.arange(10.0)
+    assert vouching(times, [1, 4, 8], 3.5, 6.0) == [4]
+    assert vouching(times, [1, 8], 3.5, 6.0) == [1, 8]
+    assert vouching(times, [1, 2], 3.5, 6.0) == []  # only before: the mark may have gone
+    assert vouching(times, [], 3.5, 6.0) == []
+
+
+def test_a_mark_read_once_is_looked_for_again_and_vouches_for_the_clips_between(frames):
+    """A bouncing stock word OCR reads only where the picture under it lets it (over a dark
+    patch, not a bright sky): the clips read it in one frame, so the source's other frames
+    are read too; it is found before and after the first clip, and in the second."""
+    pictures = [cv2.cvtColor(cv2.resize(f, (960, 540)), cv2.COLOR_RGB2GRAY) for f in frames[:15]]
+    readable = {0, 1, 11, 12}  # where the word is over a plain dark patch
+    gray = []
+    for i, picture in enumerate(pictures):
+        picture = picture.copy()
+        if i in readable:
+            x, y = 80 + 40 * i, 120 + 20 * i
+            cv2.rectangle(picture, (x - 20, y - 60), (x + 420, y + 25), 30, -1)
+            cv2.putText(picture, "stockclips", (x, y), cv2.FONT_HERSHEY_DUPLEX, 1.8, 230, 3)
+        gray.append(picture)
+    samples = [
+        {"time": 1.4 * i, "frame": jpeg(g, 90), "confirm": jpeg(g, 90)} for i, g in enumerate(gray)
+    ]
+    clips = [
+        {"start_s": 3.0, "end_s": 11.8, **judge([], 1.0)},
+        {"start_s": 15.8, "end_s": 19.8, **judge([], 1.0)},
+    ]
+    detect = DetectStage.from_config(CurateConfig())
+    detect.read_text(samples, clips)
+    assert [c["watermark_score"] for c in clips] == [pytest.approx(0.9)] * 2
+    # Read once in the whole source, it is no proof.
+    once = [dict(s, frame=jpeg(pictures[i], 90)) if i != 12 else s for i, s in enumerate(samples)]
+    clips = [{"start_s": 15.8, "end_s": 19.8, **judge([], 1.0)}]
+    detect.read_text(once, clips)
+    assert clips[0]["watermark_score"] == 0.0
+
+
 def test_a_mark_found_in_the_subtitles_is_cleared_and_one_elsewhere_is_kept():
     """Where the picture behind some words of a subtitle changed, the edges find part of it;
     OCR reads it as a centred line in the lower third: text, not a watermark."""
@@ -234,7 +274,7 @@ def test_a_mark_too_faint_to_read_in_any_frame_is_read_in_their_median():
     marked, box = centred_text(0.15).draw(pictures, FPS)
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in marked]
     detect = DetectStage.from_config(CurateConfig())
-    assert not any(reads_like_a_mark(x) for g in gray for x in lines_read(detect.text, g))
+    assert not any(reads_like_a_mark(x) for g in gray for x in read_lines(detect.text, g, True))
     assert (
         median_marks(detect.text, [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in pictures]) is None
     )
@@ -249,15 +289,6 @@ def test_a_mark_too_faint_to_read_in_any_frame_is_read_in_their_median():
     for clip in clips:
         assert clip["watermark_score"] >= 0.9 and clip["watermark_kind"] == "text"
         assert overlap(clip["watermark_box"], box) > 0.8
-
-
-def lines_read(detector, gray: np.ndarray) -> list[TextLine]:
-    h, w = gray.shape
-    boxes, texts = detector.detect(gray)
-    return [
-        TextLine((x0 / w, y0 / h, x1 / w, y1 / h), t, True)
-        for (x0, y0, x1, y1), t in zip(boxes.tolist(), texts)
-    ]
 
 
 def test_max_watermark_rejects_marked_clips_as_watermarked():

@@ -416,6 +416,17 @@ def overlay_text(
     return coverage(boxes[stable].reshape(-1, 4), frame.shape), readings, lines
 
 
+def read_lines(detector: TextDetector, gray: np.ndarray, stable: bool) -> list[TextLine]:
+    """Every line ``detector`` finds in ``gray``, with what it reads, marked ``stable`` or not
+    (no confirming frame is looked at)."""
+    h, w = gray.shape
+    boxes, texts = detector.detect(gray)
+    return [
+        TextLine((x0 / w, y0 / h, x1 / w, y1 / h), reading, stable)
+        for (x0, y0, x1, y1), reading in zip(boxes.tolist(), texts or [""] * len(boxes))
+    ]
+
+
 def clip_samples(
     times: np.ndarray, start_s: float, end_s: float, at_most: int | None = None
 ) -> np.ndarray:

@@ -27,7 +27,8 @@ frames: ``watermark_score`` (0-1, from the edge pixels of its marks), ``watermar
 main mark and those of similar size, shares of the frame) and ``watermark_kind`` (``logo``,
 ``text`` for a line-shaped mark, ``tiled`` for marks spread over the frame, ``none``). The
 detect stage raises the score where OCR reads a web address, a handle, a copyright sign, a
-stock site's word or a broadcaster's word in a corner (:func:`read_marks`), and clears it
+stock site's word or a broadcaster's word in a corner (:func:`read_marks`; in the clip's
+frames, or before and after it, :func:`vouching`), and clears it
 where the mark lies in lines OCR reads as the clip's subtitles (:func:`in_subtitles`: the
 picture changed behind some of their words). Tier gate ``max_watermark`` (``watermarked``).
 """
@@ -46,7 +47,7 @@ from curate.config import SignalConfig
 from curate.gates import Gate, at_most, score
 from curate.media.video import DecodedFrame
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
-from curate.signals.text import TextDetector, TextLine
+from curate.signals.text import TextDetector, TextLine, read_lines
 
 WATERMARK_BOX = pa.struct(
     [
@@ -443,6 +444,19 @@ def read_marks(samples: list[list[TextLine]], source: tuple[int, int] | None = N
     return {"watermark_score": READ_MARK_SCORE, "watermark_box": box, "watermark_kind": "text"}
 
 
+def vouching(times: np.ndarray, marked: list[int], start_s: float, end_s: float) -> list[int]:
+    """The samples of a source that read like a mark (``marked``, in time order) and vouch for
+    the clip ``start_s``-``end_s``: those inside it, or else the nearest before and after it
+    where there are both. A watermark stays on through a video, where OCR reads it only over
+    parts of the picture (a bouncing word is lost over a bright sky)."""
+    inside = [i for i in marked if start_s <= times[i] <= end_s]
+    if inside:
+        return inside
+    before = [i for i in marked if times[i] < start_s]
+    after = [i for i in marked if times[i] > end_s]
+    return [before[-1], after[0]] if before and after else []
+
+
 MEDIAN_SAMPLES = 16
 """Sampled frames of a source, spread over it, whose per-pixel median is read for marks."""
 
@@ -476,15 +490,11 @@ def median_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | Non
     median = median_frame(frames)
     if median is None:
         return None
-    h, w = median.shape
     equalise = cv2.createCLAHE(EQUALISE_LIMIT, (EQUALISE_TILES, EQUALISE_TILES)).apply
     for image in (median, None):  # the equalised copy only where the median reads no mark
-        boxes, texts = detector.detect(equalise(median) if image is None else image)
-        lines = [
-            TextLine((x0 / w, y0 / h, x1 / w, y1 / h), reading, True)
-            for (x0, y0, x1, y1), reading in zip(boxes.tolist(), texts or [])
-        ]
-        read = read_marks([lines])
+        read = read_marks(
+            [read_lines(detector, equalise(median) if image is None else image, True)]
+        )
         if read is not None:
             return read
     return None
