@@ -190,11 +190,19 @@ def _written(picture: np.ndarray, lines: list[tuple[str, int, int]]) -> np.ndarr
     return out
 
 
+def _labelled(picture: np.ndarray, label: str, x: int, y: int) -> np.ndarray:
+    """``picture`` with a detection label: white words on a black plate."""
+    out = picture.copy()
+    cv2.rectangle(out, (x - 6, y - 30), (x + 17 * len(label), y + 10), 0, -1)
+    return _written(out, [(label, x, y)])
+
+
 @needs_shared
 def test_text_moving_on_the_screen_counts_and_text_carried_by_the_camera_does_not():
     """A sample and the frame a quarter second later: credits rolling over black or over a
-    pan, words sliding over a still picture and a label whose words change in place are on
-    the screen; words painted on a picture the camera pans over are not."""
+    pan, words sliding over a still picture, a label whose words change in place and one
+    that jumps with its box while the camera pans are on the screen; words painted on a
+    picture the camera pans over are not."""
     photo = cv2.cvtColor(
         cv2.resize(real_frames(VIDEOS, count=1)[0], (1100, 620)), cv2.COLOR_RGB2GRAY
     )
@@ -218,6 +226,11 @@ def test_text_moving_on_the_screen_counts_and_text_carried_by_the_camera_does_no
         "label changing in place": (
             _written(still, [("person: 0.82 walking", 120, 80)]),
             _written(still, [("bicycle: 0.55 riding", 120, 80)]),
+            True,
+        ),
+        "label jumping with its box over a pan": (
+            _labelled(still, "person: 0.53 standing", 120, 80),
+            _labelled(photo[40:580, 94:1054], "person: 0.6127 sit: 0.58", 220, 200),
             True,
         ),
         "scene text panned past": (scene[40:580, 70:1030], scene[40:580, 94:1054], False),

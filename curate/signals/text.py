@@ -344,12 +344,47 @@ def on_screen(
             if around is None or around[0] <= HELD_STILL:
                 return True
     shift = moved_to(frame, confirm, boxes[i])
-    if shift is None or max(map(abs, shift)) < 2:
+    return shift is not None and moved_on_its_own(frame, confirm, boxes, i, shift)
+
+
+def moved_on_its_own(
+    frame: np.ndarray, confirm: np.ndarray, boxes: np.ndarray, i: int, shift: tuple[int, int]
+) -> bool:
+    """Whether line ``i`` moved by ``shift`` (pixels, by ``confirm``) on its own: scene text
+    moves with what is around it (the camera pans, the object it is on moves), so most of
+    what changed there is where it was, moved as the line moved."""
+    if max(map(abs, shift)) < 2:
         return False
-    # Scene text moves with what is around it (the camera pans, the object it is on moves):
-    # most of what changed there is where it was, moved as the line moved.
     around = surroundings(frame, confirm, boxes, i, shift)
     return around is None or around[0] <= HELD_STILL or around[1] < MOVED_WITH
+
+
+def jumped(
+    frame: np.ndarray,
+    confirm: np.ndarray,
+    boxes: np.ndarray,
+    i: int,
+    reading: str,
+    again: tuple[np.ndarray, list[str] | None],
+) -> bool:
+    """Whether line ``i`` (``reading``) is read again nearby in ``confirm`` (``again``: the
+    lines found there), the same first word, moved on its own (:func:`moved_on_its_own`):
+    rendered labels that jump with their boxes, their scores changing as they go, where the
+    letters :func:`moved_to` follows are no longer the same."""
+    word = first_word(reading)
+    boxes_again, texts_again = again
+    if not word or not texts_again:
+        return False
+    reach = MAX_TRAVEL * max(frame.shape[:2])
+    shifts = [
+        (int(bx0 - boxes[i][0]), int(by0 - boxes[i][1]))
+        for (bx0, by0, _, _), text in zip(boxes_again.tolist(), texts_again)
+        if first_word(text) == word
+    ]
+    near = [s for s in shifts if max(map(abs, s)) <= reach]
+    return bool(near) and moved_on_its_own(
+        frame, confirm, boxes, i, min(near, key=lambda s: abs(s[0]) + abs(s[1]))
+    )
 
 
 def first_word(reading: str) -> str:
@@ -400,13 +435,20 @@ def overlay_text(
 ) -> tuple[float, list[str], list[TextLine]]:
     """Share of ``frame`` covered by overlay text, what its lines read, and every line found:
     overlay lines are those ``detector`` finds that are on the screen rather than in the scene
-    (:func:`on_screen`, judged against ``confirm``, the same place a moment later)."""
+    (:func:`on_screen`, judged against ``confirm``, the same place a moment later, or
+    :func:`jumped` to another place there)."""
     boxes, texts = detector.detect(frame)
     stable = [
         i
         for i in range(len(boxes))
         if on_screen(detector, frame, confirm, boxes, i, texts[i] if texts else "")
     ]
+    unsure = [i for i in range(len(boxes)) if i not in stable and texts and first_word(texts[i])]
+    if unsure:  # read the confirming frame whole only where a read line did not hold
+        again = detector.detect(confirm)
+        stable = sorted(
+            [*stable, *(i for i in unsure if jumped(frame, confirm, boxes, i, texts[i], again))]
+        )
     readings = [texts[i] for i in stable if texts[i]] if texts else []
     h, w = frame.shape[:2]
     lines = [
