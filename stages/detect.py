@@ -39,6 +39,7 @@ from curate.signals.text import (
     read_lines,
 )
 from curate.signals.watermark import (
+    LOOK_AGAIN_SAMPLES,
     MEDIAN_SAMPLES,
     MIN_MEDIAN_SAMPLES,
     median_marks,
@@ -158,10 +159,10 @@ class DetectStage(Stage):
     def look_again(
         self, samples: list[dict], read: list[int], lines: list[list[TextLine]]
     ) -> list[int]:
-        """Read up to ``MEDIAN_SAMPLES`` more of the source's sampled frames, spread over it
-        and not read yet, into ``lines``; the indices read."""
+        """Read up to ``LOOK_AGAIN_SAMPLES`` more of the source's sampled frames, spread over
+        it and not read yet, into ``lines``; the indices read."""
         unread = sorted(set(range(len(samples))) - set(read))
-        spread = np.linspace(0, len(unread) - 1, min(MEDIAN_SAMPLES, len(unread)))
+        spread = np.linspace(0, len(unread) - 1, min(LOOK_AGAIN_SAMPLES, len(unread)))
         again = sorted({unread[round(k)] for k in spread}) if unread else []
         for i in again:
             lines[i] = read_lines(self.text, from_jpeg(samples[i]["frame"], gray=True), False)

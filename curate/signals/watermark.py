@@ -457,6 +457,11 @@ def vouching(times: np.ndarray, marked: list[int], start_s: float, end_s: float)
     return [before[-1], after[0]] if before and after else []
 
 
+LOOK_AGAIN_SAMPLES = 16
+"""More of a source's sampled frames, spread over it, read where only one of the frames its
+clips read has a line like a mark: one reading is no proof either way."""
+
+
 MEDIAN_SAMPLES = 16
 """Sampled frames of a source, spread over it, whose per-pixel median is read for marks."""
 
