@@ -117,10 +117,12 @@ class DetectStage(Stage):
     ) -> None:
         """The text columns of every clip from the source's sampled frames (only the samples
         some clip reads are run through the detector, at most
-        ``analyze.text.ocr.max_frames_per_clip`` per clip: the rest of a source is no clip's),
-        and the watermark columns after the lines read (``curate.signals.watermark``'s
-        ``with_read_lines``: raised where they read like a mark, cleared where the mark is
-        the subtitles) and those read in the median of the source's frames
+        ``analyze.text.ocr.max_frames_per_clip`` per clip: the rest of a source is no clip's,
+        unless a mark is to be looked for again, :meth:`look_again`), and the watermark
+        columns after the lines read in the clip's frames and those that vouch for it
+        (``curate.signals.watermark``'s ``vouching`` and ``with_read_lines``: raised where
+        they read like a mark, cleared where the mark is the subtitles) and those read in the
+        median of the source's frames
         (:meth:`median_marks`). ``timing`` gets the detector's seconds and frames
         (``curate.timing``)."""
         times = np.asarray([s["time"] for s in samples])
@@ -161,9 +163,7 @@ class DetectStage(Stage):
     ) -> list[int]:
         """Read up to ``LOOK_AGAIN_SAMPLES`` more of the source's sampled frames, spread over
         it and not read yet, into ``lines``; the indices read."""
-        unread = sorted(set(range(len(samples))) - set(read))
-        spread = np.linspace(0, len(unread) - 1, min(LOOK_AGAIN_SAMPLES, len(unread)))
-        again = sorted({unread[round(k)] for k in spread}) if unread else []
+        again = spread(sorted(set(range(len(samples))) - set(read)), LOOK_AGAIN_SAMPLES)
         for i in again:
             lines[i] = read_lines(self.text, from_jpeg(samples[i]["frame"], gray=True), False)
         return again
@@ -173,8 +173,7 @@ class DetectStage(Stage):
         source's sampled frames spread over it (``curate.signals.watermark.median_marks``)."""
         if len(samples) < MIN_MEDIAN_SAMPLES:
             return None
-        spread = np.linspace(0, len(samples) - 1, min(MEDIAN_SAMPLES, len(samples)))
-        picked = np.round(spread).astype(int)
+        picked = spread(list(range(len(samples))), MEDIAN_SAMPLES)
         return median_marks(self.text, [from_jpeg(samples[i]["frame"], gray=True) for i in picked])
 
     def scores(
@@ -195,6 +194,13 @@ class DetectStage(Stage):
                 if clip:
                     values.update(detector.clip_values([next(found) for _ in clip]))
         return out
+
+
+def spread(items: list[int], count: int) -> list[int]:
+    """Up to ``count`` of ``items``, spread evenly over them, the first and the last
+    included."""
+    picks = np.linspace(0, len(items) - 1, min(count, len(items)))
+    return sorted({items[round(k)] for k in picks})
 
 
 def load_detectors(cfg: DetectConfig) -> list[KeyframeDetector]:

@@ -214,6 +214,12 @@ def test_marks_read_inside_a_clip_or_before_and_after_it_vouch_for_it():
     assert vouching(times, [1, 8], 3.5, 6.0) == [1, 8]
     assert vouching(times, [1, 2], 3.5, 6.0) == []  # only before: the mark may have gone
     assert vouching(times, [], 3.5, 6.0) == []
+    # A sample at a clip's end is the next clip's, as the clip's own samples are.
+    assert vouching(times, [2], 0.0, 2.0) == [] and vouching(times, [2], 2.0, 4.0) == [2]
+    # A handle on an intro card and on an end card a minute apart vouch for no clip between.
+    minute = np.arange(0.0, 62.0, 2.0)
+    assert vouching(minute, [1, 29], 20.0, 24.0) == []
+    assert vouching(minute, [1, 29], 4.0, 56.0) == [1, 29]
 
 
 def test_a_mark_read_once_is_looked_for_again_and_vouches_for_the_clips_between(frames):

@@ -66,7 +66,8 @@ class OcrConfig(Model):
         ge=1,
         description="Sampled frames read per clip, the ones nearest the middles of that many "
         "equal parts of it (1/6, 1/2 and 5/6 of the way through at 3): each costs about 0.1 s "
-        "of CPU. null: every sample inside the clip.",
+        "of CPU (0.2 s where a line read there does not hold still and the frame a quarter "
+        "second later is read too). null: every sample inside the clip.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: onnxruntime's CUDA provider when installed and a GPU is there."
@@ -324,8 +325,8 @@ def split_lines(region: np.ndarray, prob: np.ndarray, height: int) -> list[np.nd
     """The lines (masks in ``region``'s box) of a region too tall for one in a frame
     ``height`` pixels high: the bands it narrows between (:func:`line_rows`), if there are at
     most :data:`MAX_SPLIT_LINES`; or else the line-shaped parts of its core above
-    :data:`SPLIT_THRESHOLD` up to :data:`MAX_CORE_HEIGHT`, if there are at most as many. None
-    otherwise (texture)."""
+    :data:`SPLIT_THRESHOLD` up to :data:`MAX_CORE_HEIGHT`, if there are at most as many. No
+    lines otherwise (texture)."""
     rows = line_rows(region.mean(axis=1), 0, len(region), MAX_LINE_HEIGHT * height)
     if rows is not None and 2 <= len(rows) <= MAX_SPLIT_LINES:
         out = []

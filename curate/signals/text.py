@@ -359,6 +359,11 @@ def moved_on_its_own(
     return around is None or around[0] <= HELD_STILL or around[1] < MOVED_WITH
 
 
+BOX_JITTER = 2
+"""Pixels by which the detector's boxes of one line wander between frames: a shift taken
+from two boxes is only known to within this."""
+
+
 def jumped(
     frame: np.ndarray,
     confirm: np.ndarray,
@@ -367,14 +372,15 @@ def jumped(
     reading: str,
     again: tuple[np.ndarray, list[str] | None],
 ) -> bool:
-    """Whether line ``i`` (``reading``) is read again nearby in ``confirm`` (``again``: the
-    lines found there), the same first word, moved on its own (:func:`moved_on_its_own`):
-    rendered labels that jump with their boxes, their scores changing as they go, where the
-    letters :func:`moved_to` follows are no longer the same."""
+    """Whether line ``i`` (``reading``), whose letters :func:`moved_to` does not find again,
+    is read again nearby in ``confirm`` (``again``: the lines found there), the same first
+    word, moved on its own (:func:`moved_on_its_own`) by every shift within
+    :data:`BOX_JITTER` of its box's: rendered labels that jump with their boxes, their scores
+    changing as they go."""
     word = first_word(reading)
     boxes_again, texts_again = again
-    if not word or not texts_again:
-        return False
+    if not word or not texts_again or moved_to(frame, confirm, boxes[i]) is not None:
+        return False  # where its letters were found again, on_screen judged that move
     reach = MAX_TRAVEL * max(frame.shape[:2])
     shifts = [
         (int(bx0 - boxes[i][0]), int(by0 - boxes[i][1]))
@@ -382,8 +388,14 @@ def jumped(
         if first_word(text) == word
     ]
     near = [s for s in shifts if max(map(abs, s)) <= reach]
-    return bool(near) and moved_on_its_own(
-        frame, confirm, boxes, i, min(near, key=lambda s: abs(s[0]) + abs(s[1]))
+    if not near:
+        return False
+    dx, dy = min(near, key=lambda s: abs(s[0]) + abs(s[1]))
+    jitter = range(-BOX_JITTER, BOX_JITTER + 1)
+    return all(
+        moved_on_its_own(frame, confirm, boxes, i, (dx + ex, dy + ey))
+        for ex in jitter
+        for ey in jitter
     )
 
 
@@ -443,7 +455,8 @@ def overlay_text(
         for i in range(len(boxes))
         if on_screen(detector, frame, confirm, boxes, i, texts[i] if texts else "")
     ]
-    unsure = [i for i in range(len(boxes)) if i not in stable and texts and first_word(texts[i])]
+    held = set(stable)
+    unsure = [i for i, t in enumerate(texts or []) if i not in held and first_word(t)]
     if unsure:  # read the confirming frame whole only where a read line did not hold
         again = detector.detect(confirm)
         stable = sorted(

@@ -421,13 +421,14 @@ def _contains(read: str, word: str) -> bool:
 
 
 READ_MARK_SCORE = 0.9
-"""``watermark_score`` of a clip in whose frames OCR reads a line like a mark
-(:func:`reads_like_a_mark`) that two of its source's frames read, wherever they are (a
-bouncing mark moves)."""
+"""``watermark_score`` of a clip in whose frames, or in frames that vouch for it
+(:func:`vouching`), OCR reads a line like a mark (:func:`reads_like_a_mark`) that two of its
+source's frames read, wherever they are (a bouncing mark moves)."""
 
 
 def read_marks(samples: list[list[TextLine]], source: tuple[int, int] | None = None) -> dict | None:
-    """The watermark columns from the lines OCR read in a clip's frames, or None unless a
+    """The watermark columns from the lines OCR read in a clip's frames (and in those that
+    vouch for it, :func:`vouching`), or None unless a
     line that reads like a mark is in one of them and in two of the source's frames (or in
     the only one read). ``source``: frames of the source with such a line and frames read
     (the clip's own when None). The words need not agree: OCR misreads a small mark a letter
@@ -444,16 +445,23 @@ def read_marks(samples: list[list[TextLine]], source: tuple[int, int] | None = N
     return {"watermark_score": READ_MARK_SCORE, "watermark_box": box, "watermark_kind": "text"}
 
 
+VOUCH_REACH_S = 5.0
+"""Farthest, in seconds from a clip's start and from its end, that readings of a mark before
+and after it vouch for it: a mark OCR loses for a while over part of the picture, not a
+handle on an intro card and on an end card a minute apart."""
+
+
 def vouching(times: np.ndarray, marked: list[int], start_s: float, end_s: float) -> list[int]:
     """The samples of a source that read like a mark (``marked``, in time order) and vouch for
-    the clip ``start_s``-``end_s``: those inside it, or else the nearest before and after it
-    where there are both. A watermark stays on through a video, where OCR reads it only over
-    parts of the picture (a bouncing word is lost over a bright sky)."""
-    inside = [i for i in marked if start_s <= times[i] <= end_s]
+    the clip ``start_s``-``end_s``: those inside it, or else the nearest before and after it,
+    where there are both within :data:`VOUCH_REACH_S`. A watermark stays on through a video,
+    where OCR reads it only over parts of the picture (a bouncing word is lost over a bright
+    sky)."""
+    inside = [i for i in marked if start_s <= times[i] < end_s]
     if inside:
         return inside
-    before = [i for i in marked if times[i] < start_s]
-    after = [i for i in marked if times[i] > end_s]
+    before = [i for i in marked if start_s - VOUCH_REACH_S <= times[i] < start_s]
+    after = [i for i in marked if end_s <= times[i] <= end_s + VOUCH_REACH_S]
     return [before[-1], after[0]] if before and after else []
 
 
