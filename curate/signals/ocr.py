@@ -270,10 +270,8 @@ class OcrTextDetector:
                 score, thickness, line = inside / (bw * bh), min(bw, bh), None
                 grow = UNCLIP_RATIO * area / (2 * (bw + bh))
                 x0, y0, x1, y1 = x - grow, y - grow, x + bw + grow, y + bh + grow
-            if (
-                thickness < MIN_HEIGHT
-                or thickness > (MAX_CORE_HEIGHT if cut else MAX_LINE_HEIGHT) * h
-            ):
+            # A line cut from a taller region is as tall as split_lines lets it be.
+            if thickness < MIN_HEIGHT or (not cut and thickness > MAX_LINE_HEIGHT * h):
                 continue
             if score < self.cfg.threshold:
                 continue

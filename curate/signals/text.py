@@ -463,23 +463,27 @@ def overlay_text(
             [*stable, *(i for i in unsure if jumped(frame, confirm, boxes, i, texts[i], again))]
         )
     readings = [texts[i] for i in stable if texts[i]] if texts else []
-    h, w = frame.shape[:2]
-    lines = [
+    lines = found_lines(boxes, texts, frame.shape, set(stable))
+    return coverage(boxes[stable].reshape(-1, 4), frame.shape), readings, lines
+
+
+def found_lines(
+    boxes: np.ndarray, texts: list[str] | None, shape: tuple[int, ...], stable: set[int]
+) -> list[TextLine]:
+    """The :class:`TextLine` of every box (pixels of a frame of ``shape``), with what it
+    reads, stable where its index is in ``stable``."""
+    h, w = shape[:2]
+    return [
         TextLine((x0 / w, y0 / h, x1 / w, y1 / h), texts[i] if texts else "", i in stable)
         for i, (x0, y0, x1, y1) in enumerate(boxes.tolist())
     ]
-    return coverage(boxes[stable].reshape(-1, 4), frame.shape), readings, lines
 
 
 def read_lines(detector: TextDetector, gray: np.ndarray, stable: bool) -> list[TextLine]:
     """Every line ``detector`` finds in ``gray``, with what it reads, marked ``stable`` or not
     (no confirming frame is looked at)."""
-    h, w = gray.shape
     boxes, texts = detector.detect(gray)
-    return [
-        TextLine((x0 / w, y0 / h, x1 / w, y1 / h), reading, stable)
-        for (x0, y0, x1, y1), reading in zip(boxes.tolist(), texts or [""] * len(boxes))
-    ]
+    return found_lines(boxes, texts, gray.shape, set(range(len(boxes))) if stable else set())
 
 
 def clip_samples(
