@@ -213,8 +213,8 @@ def _labelled(picture: np.ndarray, label: str, x: int, y: int) -> np.ndarray:
 def test_text_moving_on_the_screen_counts_and_text_carried_by_the_camera_does_not():
     """A sample and the frame a quarter second later: credits rolling over black or over a
     pan, words sliding over a still picture, a label whose words change in place and one
-    that jumps with its box while the camera pans are on the screen; words painted on a
-    picture the camera pans over are not."""
+    that jumps with its box while the camera pans (read alone or joined to another) are on
+    the screen; words painted on a picture the camera pans over are not."""
     photo = cv2.cvtColor(
         cv2.resize(real_frames(VIDEOS, count=1)[0], (1100, 620)), cv2.COLOR_RGB2GRAY
     )
@@ -244,6 +244,17 @@ def test_text_moving_on_the_screen_counts_and_text_carried_by_the_camera_does_no
         "label jumping with its box over a pan": (
             _labelled(still, "person: 0.53 standing", 120, 80),
             _labelled(photo[40:580, 94:1054], "person: 0.6127 sit: 0.58", 220, 200),
+            True,
+        ),
+        # Cut by the frame's edge, it keeps its right end when read joined to a new label.
+        "label jumping and read joined to the one beside it": (
+            _labelled(still, "person: 0.5341 standing", 640, 140),
+            _labelled(
+                _labelled(photo[40:580, 94:1054], "person: 0.47", 446, 120),
+                "person: 0.5819025 sitting",
+                650,
+                120,
+            ),
             True,
         ),
         "scene text panned past": (scene[40:580, 70:1030], scene[40:580, 94:1054], False),
