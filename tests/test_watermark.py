@@ -191,6 +191,13 @@ def test_stock_words_and_a_broadcasters_corner_logo_read_like_marks():
         assert not reads_like_a_mark(line(reading, 0.4, 0.45)), reading
 
 
+def test_the_names_video_apps_stamp_on_their_exports_read_like_marks():
+    for reading in ("TikTok", "TikTok @", "Made with KineMastor", "CapCut", "bilibili", "抖音号"):
+        assert reads_like_a_mark(line(reading, 0.1, 0.5)), reading
+    for reading in ("tick tock", "a kinetic master class", "音乐"):
+        assert not reads_like_a_mark(line(reading, 0.1, 0.5)), reading
+
+
 def test_a_mark_read_twice_in_a_source_marks_each_clip_where_it_is_read():
     once = [[line("www.clipvault.com")], [], []]
     assert read_marks(once) is None

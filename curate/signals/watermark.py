@@ -27,7 +27,8 @@ frames: ``watermark_score`` (0-1, from the edge pixels of its marks), ``watermar
 main mark and those of similar size, shares of the frame) and ``watermark_kind`` (``logo``,
 ``text`` for a line-shaped mark, ``tiled`` for marks spread over the frame, ``none``). The
 detect stage raises the score where OCR reads a web address, a handle, a copyright sign, a
-stock site's word or a broadcaster's word in a corner (:func:`read_marks`; in the clip's
+stock site's word, a video app's name or a broadcaster's word in a corner
+(:func:`read_marks`; in the clip's
 frames, or before and after it, :func:`vouching`), and clears it
 where the mark lies in lines OCR reads as the clip's subtitles (:func:`in_subtitles`: the
 picture changed behind some of their words). Tier gate ``max_watermark`` (``watermarked``).
@@ -385,6 +386,28 @@ STOCK_WORDS = (
 more also match with one letter misread (OCR reads a faint mark a letter differently in each
 frame); shorter ones only as written, inside a longer word or not (``stockclips``)."""
 
+APP_WORDS = (
+    "tiktok",
+    "douyin",
+    "kuaishou",
+    "kwai",
+    "bilibili",
+    "xiaohongshu",
+    "likee",
+    "capcut",
+    "inshot",
+    "kinemaster",
+    "vivavideo",
+    "filmora",
+)
+"""Names short-video platforms stamp on the videos they let users save, and phone and desktop
+editors on what their free tiers export: the commonest marks in scraped footage. Matched as
+stock words are."""
+
+APP_NAMES_WRITTEN = ("抖音", "快手", "剪映", "小红书", "西瓜视频")
+"""The same names as the Chinese platforms write them (Douyin, Kuaishou, CapCut's Jianying,
+Xiaohongshu, Xigua Video), found anywhere in a reading (PP-OCR reads Chinese)."""
+
 BROADCAST_WORDS = frozenset({"tv", "hd", "news", "live", "channel"})
 """Words of a broadcaster's corner logo, matched as whole words of a line in a corner."""
 
@@ -395,12 +418,12 @@ corner."""
 
 def reads_like_a_mark(line: TextLine) -> bool:
     """Whether a line OCR read is a watermark's: a web address, a handle, a copyright sign, a
-    stock site's word, or a broadcaster's word in a corner."""
+    stock site's word, a video app's name, or a broadcaster's word in a corner."""
     reading = line.reading.lower()
-    if MARK_READING.search(reading):
+    if MARK_READING.search(reading) or any(name in reading for name in APP_NAMES_WRITTEN):
         return True
     words = re.findall(r"[a-z0-9]+", reading)
-    if any(_contains(w, stock) for w in words for stock in STOCK_WORDS):
+    if any(_contains(w, name) for w in words for name in STOCK_WORDS + APP_WORDS):
         return True
     x, y = (line.box[0] + line.box[2]) / 2, (line.box[1] + line.box[3]) / 2
     in_corner = min(x, 1 - x) <= CORNER and min(y, 1 - y) <= CORNER
