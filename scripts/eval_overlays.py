@@ -4,8 +4,9 @@ the separation margin of ``watermark_score``.
 Positives: segments of the shared real footage (moving and static cameras, animation, a
 documentary) with a mark laid over them (``scripts/common/overlays.py``): a stock-style word
 across the middle at 20 % and 40 % opacity, the same tiled diagonally at 25 %, a corner
-broadcaster logo opaque and at 50 %, a small URL in a corner, and a word that drifts and
-bounces across the frame. The station logos two shared videos carry (``WH.GOV`` in
+broadcaster logo opaque and at 50 %, a small URL in a corner, a word that drifts and
+bounces across the frame, and a short-video app's name over a handle that moves from one
+corner to the opposite one halfway through. The station logos two shared videos carry (``WH.GOV`` in
 ``short_hamilton_clip.mp4``, a faint ``BBC FOUR`` in ``issue-195-aspect-ratio.mp4``) are real
 positives, reported on their own row.
 

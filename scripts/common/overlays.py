@@ -140,6 +140,31 @@ def bouncing_text(alpha: float = 0.35, text: str = "stockclips") -> Overlay:
     return Overlay("bouncing text", "text", draw)
 
 
+def app_mark(alpha: float = 0.7, lines: tuple[str, str] = ("TikTok", "@clipmaker")) -> Overlay:
+    """A short-video app's mark: its name over the uploader's handle, white with a dark shadow,
+    in the top-left corner for the first half of the clip and the bottom-right one after, as
+    the app moves it."""
+
+    def draw(frames: Frames, fps: float) -> tuple[Frames, Box]:
+        h, w = frames[0].shape[:2]
+        corners = []
+        for top, y in ((True, 0.08), (False, 0.86)):
+            masks = [text_mask((h, w), t, 0.035, (0.5, y + 0.06 * k)) for k, t in enumerate(lines)]
+            mask = np.maximum(masks[0][0], masks[1][0])
+            x0, x1 = min(b[0] for _, b in masks), max(b[2] for _, b in masks)
+            dx = (0.03 - x0 if top else 0.97 - x1) * w  # against the left or the right edge
+            mask = cv2.warpAffine(mask, np.float32([[1, 0, dx], [0, 1, 0]]), (w, h))
+            shadow = cv2.warpAffine(mask, np.float32([[1, 0, 2], [0, 1, 2]]), (w, h))
+            corners.append((mask, shadow))
+        out = []
+        for n, f in enumerate(frames):
+            mask, shadow = corners[n * 2 // len(frames)]
+            out.append(blend(blend(f, shadow, (0, 0, 0), alpha), mask, (255, 255, 255), alpha))
+        return out, (0.0, 0.0, 1.0, 1.0)
+
+    return Overlay("app mark", "text", draw)
+
+
 OVERLAYS: tuple[Overlay, ...] = (
     centred_text(0.2),
     centred_text(0.4),
@@ -148,5 +173,6 @@ OVERLAYS: tuple[Overlay, ...] = (
     corner_logo(0.5),
     corner_url(),
     bouncing_text(),
+    app_mark(),
 )
 """Every watermark the overlay evaluation lays over real footage."""
