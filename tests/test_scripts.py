@@ -128,7 +128,7 @@ SMOKE: dict[str, Smoke] = {
             *("--videos", "{videos}", "--originals", "1", "--seconds", "5"),
             *("--shared", "1", "--workdir", "{tmp}"),
         ),
-        ("files: 10", "| corner logo 100% |", "| subtitle (text) |", "margin"),
+        ("files: 11", "| corner logo 100% |", "| app mark |", "| subtitle (text) |", "margin"),
         shared=True,
         timeout=400,
     ),
