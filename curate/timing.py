@@ -29,7 +29,7 @@ LABELS = {
     "analyze.decode": "decode (waiting for frames)",
     "analyze.transnetv2": "TransNetV2 network (own thread)",
     "detect.load": "model loading",
-    "detect.median_marks": "OCR of the median frame (watermarks)",
+    "detect.stacked_marks": "OCR of the median and low frames (watermarks)",
     "embed.load": "model loading",
 }
 """Labels of parts (``<stage>.<part>``) whose name alone says too little."""

@@ -5,8 +5,9 @@ second decode).
 - PP-OCR (``analyze.text.detector: ocr``): on-screen text in the frames the text signal
   sampled (``text_samples``), with the same temporal filter as in the decode pass; lines that
   read like a web address, a handle or a copyright sign also raise ``watermark_score`` (read
-  in the clip's frames, or in the median of the source's, where a faint mark stands out
-  over the blurred picture), and a mark found in a clip's subtitles is cleared from it;
+  in the clip's frames, or in the median and the low frame of the source's, where a faint
+  mark stands out over the blurred or darkened picture), and a mark found in a clip's
+  subtitles is cleared from it;
 - every registered keyframe detector (``curate.signals.KeyframeDetector``: NudeNet's
   ``detect.nsfw``, a YOLO-family ``detect.objects`` model), on the keyframes.
 
@@ -40,10 +41,10 @@ from curate.signals.text import (
 )
 from curate.signals.watermark import (
     LOOK_AGAIN_SAMPLES,
-    MEDIAN_SAMPLES,
-    MIN_MEDIAN_SAMPLES,
-    median_marks,
+    MIN_STACKED_SAMPLES,
+    STACKED_SAMPLES,
     reads_like_a_mark,
+    stacked_marks,
     vouching,
     with_read_lines,
 )
@@ -122,9 +123,8 @@ class DetectStage(Stage):
         columns after the lines read in the clip's frames and those that vouch for it
         (``curate.signals.watermark``'s ``vouching`` and ``with_read_lines``: raised where
         they read like a mark, cleared where the mark is the subtitles) and those read in the
-        median of the source's frames
-        (:meth:`median_marks`). ``timing`` gets the detector's seconds and frames
-        (``curate.timing``)."""
+        stack of the source's frames (:meth:`stacked_marks`). ``timing`` gets the detector's
+        seconds and frames (``curate.timing``)."""
         times = np.asarray([s["time"] for s in samples])
         at_most = self.text_cfg.ocr.max_frames_per_clip
         reads = [clip_samples(times, c["start_s"], c["end_s"], at_most) for c in clips]
@@ -149,14 +149,14 @@ class DetectStage(Stage):
         # is read in, or read before and after (vouching).
         source = (len(marked), len(read))
         started = time.perf_counter()
-        median = self.median_marks(samples) if clips else None
+        stacked = self.stacked_marks(samples) if clips else None
         if timing is not None and clips:
-            _add(timing, "detect.median_marks", time.perf_counter() - started)
+            _add(timing, "detect.stacked_marks", time.perf_counter() - started)
         for clip, inside in zip(clips, reads):
             clip.update(clip_text_values(ratios, readings, inside))
             seen = {*inside.tolist(), *vouching(times, marked, clip["start_s"], clip["end_s"])}
-            # A mark read in the median of the source's frames is on most of them: every clip.
-            clip.update(with_read_lines(clip, [lines[i] for i in sorted(seen)], source, median))
+            # A mark read in the stack of the source's frames is on most of them: every clip.
+            clip.update(with_read_lines(clip, [lines[i] for i in sorted(seen)], source, stacked))
 
     def look_again(
         self, samples: list[dict], read: list[int], lines: list[list[TextLine]]
@@ -168,13 +168,14 @@ class DetectStage(Stage):
             lines[i] = read_lines(self.text, from_jpeg(samples[i]["frame"], gray=True), False)
         return again
 
-    def median_marks(self, samples: list[dict]) -> dict | None:
-        """The watermark columns read in the median of up to ``MEDIAN_SAMPLES`` of the
-        source's sampled frames spread over it (``curate.signals.watermark.median_marks``)."""
-        if len(samples) < MIN_MEDIAN_SAMPLES:
+    def stacked_marks(self, samples: list[dict]) -> dict | None:
+        """The watermark columns read in the stack of up to ``STACKED_SAMPLES`` of the
+        source's sampled frames spread over it (``curate.signals.watermark.stacked_marks``)."""
+        if len(samples) < MIN_STACKED_SAMPLES:
             return None
-        picked = spread(list(range(len(samples))), MEDIAN_SAMPLES)
-        return median_marks(self.text, [from_jpeg(samples[i]["frame"], gray=True) for i in picked])
+        picked = spread(list(range(len(samples))), STACKED_SAMPLES)
+        frames = [from_jpeg(samples[i]["frame"], gray=True) for i in picked]
+        return stacked_marks(self.text, frames)
 
     def scores(
         self, keyframes: list[list[np.ndarray]], timing: dict[str, float] | None = None

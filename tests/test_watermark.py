@@ -16,16 +16,19 @@ from curate.media.video import probe
 from curate.signals.base import ClipWindow
 from curate.signals.text import TextLine, read_lines
 from curate.signals.watermark import (
+    EQUALISE_LIMIT,
+    EQUALISE_TILES,
     WatermarkConfig,
     WatermarkSignal,
     judge,
-    median_marks,
     read_marks,
     reads_like_a_mark,
+    stacked_frames,
+    stacked_marks,
     vouching,
     with_read_lines,
 )
-from scripts.common.overlays import centred_text, corner_logo, corner_url
+from scripts.common.overlays import blend, centred_text, corner_logo, corner_url, text_mask
 from scripts.common.synth import camera_motion_frames, real_frames, textured_image, write_video
 from stages.analyze import AnalyzeStage, decode_series
 from stages.detect import DetectStage
@@ -187,6 +190,11 @@ def test_stock_words_and_a_broadcasters_corner_logo_read_like_marks():
     assert reads_like_a_mark(line(".GOV", 0.9, 0.9))
     assert not reads_like_a_mark(line("we watched TV all night", 0.3, 0.85))
     assert not reads_like_a_mark(line("TVs", 0.8, 0.05))
+    # A major broadcaster's name starts a word in a corner (its channels add to it).
+    for reading in ("BBCFOUR", "BBC ONE", "ESPN2", "CCTV-1"):
+        assert reads_like_a_mark(line(reading, 0.05, 0.05)), reading
+        assert not reads_like_a_mark(line(reading, 0.4, 0.05)), reading
+    assert not reads_like_a_mark(line("ABBCO", 0.05, 0.05))
     for reading in ("a simple review", "stack the boxes", "Initiate Search Program"):
         assert not reads_like_a_mark(line(reading, 0.4, 0.45)), reading
 
@@ -289,7 +297,7 @@ def test_a_mark_too_faint_to_read_in_any_frame_is_read_in_their_median():
     detect = DetectStage.from_config(CurateConfig())
     assert not any(reads_like_a_mark(x) for g in gray for x in read_lines(detect.text, g, True))
     assert (
-        median_marks(detect.text, [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in pictures]) is None
+        stacked_marks(detect.text, [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in pictures]) is None
     )
     samples = [
         {"time": 2.0 * i, "frame": jpeg(g, 90), "confirm": jpeg(g, 90)} for i, g in enumerate(gray)
@@ -302,6 +310,31 @@ def test_a_mark_too_faint_to_read_in_any_frame_is_read_in_their_median():
     for clip in clips:
         assert clip["watermark_score"] >= 0.9 and clip["watermark_kind"] == "text"
         assert overlap(clip["watermark_box"], box) > 0.8
+
+
+@needs_shared
+def test_a_faint_light_mark_is_read_in_the_low_frame_where_dark_text_on_one_frame_is_not():
+    """A white URL at 12 % over six real pictures (as the detect stage gets them, through
+    JPEG): their median reads nothing, as it is or equalised, but in the low frame (each
+    pixel's second-darkest value) the pictures under it are at their darkest and it shows. A
+    dark URL on one of the frames alone does not reach the low frame."""
+    pictures = [cv2.resize(f, (960, 540)) for f in real_frames(VIDEOS, count=6)]
+    mask, box = text_mask((540, 960), "www.clipvault.com", 0.03, (0.15, 0.07))
+    marked = [blend(p, mask, (255, 255, 255), 0.12) for p in pictures]
+    gray = [from_jpeg(jpeg(cv2.cvtColor(p, cv2.COLOR_RGB2GRAY), 90), gray=True) for p in marked]
+    detect = DetectStage.from_config(CurateConfig())
+    median, _ = stacked_frames(gray)
+    equalise = cv2.createCLAHE(EQUALISE_LIMIT, (EQUALISE_TILES, EQUALISE_TILES)).apply
+    for image in (median, equalise(median)):
+        assert read_marks([read_lines(detect.text, image, True)]) is None
+    read = stacked_marks(detect.text, gray)
+    assert read is not None and read["watermark_score"] >= 0.9
+    assert overlap(read["watermark_box"], box) > 0.5
+    # Dark text on one frame: the darkest value there, never the second-darkest.
+    card = [cv2.cvtColor(p, cv2.COLOR_RGB2GRAY) for p in pictures]
+    card[2] = cv2.cvtColor(blend(pictures[2], mask, (0, 0, 0), 1.0), cv2.COLOR_RGB2GRAY)
+    assert any(map(reads_like_a_mark, read_lines(detect.text, card[2], True)))
+    assert stacked_marks(detect.text, card) is None
 
 
 def test_max_watermark_rejects_marked_clips_as_watermarked():

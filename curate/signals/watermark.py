@@ -411,6 +411,31 @@ Xiaohongshu, Xigua Video), found anywhere in a reading (PP-OCR reads Chinese).""
 BROADCAST_WORDS = frozenset({"tv", "hd", "news", "live", "channel"})
 """Words of a broadcaster's corner logo, matched as whole words of a line in a corner."""
 
+NETWORK_NAMES = (
+    "bbc",
+    "cnn",
+    "cnbc",
+    "msnbc",
+    "nbc",
+    "cbs",
+    "pbs",
+    "hbo",
+    "espn",
+    "mtv",
+    "itv",
+    "cctv",
+    "cgtn",
+    "nhk",
+    "kbs",
+    "mbc",
+    "zdf",
+    "rtl",
+    "tf1",
+)
+"""Major broadcasters' names, matched at the start of a word of a line in a corner: their
+channels add a number or a word (``BBC FOUR``, read ``BBCFOUR``; ``ESPN2``; ``CCTV-1``), and
+no common word starts with them."""
+
 CORNER = 0.25
 """Share of the width and of the height from an edge within which a line's centre is in a
 corner."""
@@ -418,7 +443,7 @@ corner."""
 
 def reads_like_a_mark(line: TextLine) -> bool:
     """Whether a line OCR read is a watermark's: a web address, a handle, a copyright sign, a
-    stock site's word, a video app's name, or a broadcaster's word in a corner."""
+    stock site's word, a video app's name, or a broadcaster's word or name in a corner."""
     reading = line.reading.lower()
     if MARK_READING.search(reading) or any(name in reading for name in APP_NAMES_WRITTEN):
         return True
@@ -426,8 +451,9 @@ def reads_like_a_mark(line: TextLine) -> bool:
     if any(_contains(w, name) for w in words for name in STOCK_WORDS + APP_WORDS):
         return True
     x, y = (line.box[0] + line.box[2]) / 2, (line.box[1] + line.box[3]) / 2
-    in_corner = min(x, 1 - x) <= CORNER and min(y, 1 - y) <= CORNER
-    return in_corner and bool(BROADCAST_WORDS & set(words))
+    if not (min(x, 1 - x) <= CORNER and min(y, 1 - y) <= CORNER):
+        return False
+    return bool(BROADCAST_WORDS & set(words)) or any(w.startswith(NETWORK_NAMES) for w in words)
 
 
 def _contains(read: str, word: str) -> bool:
@@ -493,44 +519,57 @@ LOOK_AGAIN_SAMPLES = 16
 clips read has a line like a mark: one reading is no proof either way."""
 
 
-MEDIAN_SAMPLES = 16
-"""Sampled frames of a source, spread over it, whose per-pixel median is read for marks."""
+STACKED_SAMPLES = 16
+"""Sampled frames of a source, spread over it, whose per-pixel median and low frame are read
+for marks (:func:`stacked_frames`)."""
 
-MIN_MEDIAN_SAMPLES = 5
-"""Sampled frames a source needs before their median is read: over fewer, the median is
-much like one frame, and a line misread there would mark the whole source."""
+MIN_STACKED_SAMPLES = 5
+"""Sampled frames a source needs before they are stacked: over fewer, the median is much like
+one frame, and a line misread there would mark the whole source."""
+
+LOW_RANK = 1
+"""Rank, from 0 (the darkest), of the value each pixel of the low frame takes among the
+stacked frames: a light mark is there at that rank only if it is on all frames but this many
+(one dark frame, a fade to black, does not hide it), and dark text on one frame alone never
+reaches it."""
 
 EQUALISE_TILES = 8
-"""Tiles across the median frame in which its contrast is equalised (CLAHE) for a second
+"""Tiles across a stacked frame in which its contrast is equalised (CLAHE) for a second
 reading: a faint mark over a bright part of the picture gains the contrast OCR needs."""
 
 EQUALISE_LIMIT = 3.0
 """CLAHE's clip limit: how far a tile's contrast may be stretched."""
 
 
-def median_frame(frames: list[np.ndarray]) -> np.ndarray | None:
-    """The per-pixel median of gray frames sampled over a source: a mark laid on every frame
-    stays sharp there while the moving picture under it blurs into a plain background. None
-    for fewer than :data:`MIN_MEDIAN_SAMPLES` frames of the first one's size."""
+def stacked_frames(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The per-pixel median and low frame (each pixel's value of rank :data:`LOW_RANK` from
+    the darkest) of gray frames sampled over a source. A mark laid on every frame stays sharp
+    in the median while the moving picture under it blurs into a plain background; in the low
+    frame the picture under it takes its darkest values, so a light mark, the commonest, shows
+    with the most contrast there. None for fewer than :data:`MIN_STACKED_SAMPLES` frames of
+    the first one's size."""
     frames = [f for f in frames if f.shape == frames[0].shape] if frames else []
-    if len(frames) < MIN_MEDIAN_SAMPLES:
+    if len(frames) < MIN_STACKED_SAMPLES:
         return None
-    return np.median(np.stack(frames), axis=0).astype(np.uint8)
+    stack = np.stack(frames)
+    low = np.partition(stack, LOW_RANK, axis=0)[LOW_RANK]
+    return np.median(stack, axis=0).astype(np.uint8), low
 
 
-def median_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | None:
-    """The watermark columns of a source from what ``detector`` reads in the median of its
-    sampled frames (:func:`median_frame`), as it is and with its contrast equalised, or None
-    unless a line there reads like a mark (:func:`reads_like_a_mark`). A mark too faint to be
-    read over the changing picture of any one frame is read over the median's plain one."""
-    median = median_frame(frames)
-    if median is None:
+def stacked_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | None:
+    """The watermark columns of a source from what ``detector`` reads in the stack of its
+    sampled frames (:func:`stacked_frames`): the median as it is and with its contrast
+    equalised, then the low frame equalised, up to the first that reads a line like a mark
+    (:func:`reads_like_a_mark`); None where none does. A mark too faint to be read over the
+    changing picture of any one frame is read over the median's plain one, or over the low
+    frame's dark one."""
+    stacked = stacked_frames(frames)
+    if stacked is None:
         return None
+    median, low = stacked
     equalise = cv2.createCLAHE(EQUALISE_LIMIT, (EQUALISE_TILES, EQUALISE_TILES)).apply
-    for image in (median, None):  # the equalised copy only where the median reads no mark
-        read = read_marks(
-            [read_lines(detector, equalise(median) if image is None else image, True)]
-        )
+    for image, equalised in ((median, False), (median, True), (low, True)):
+        read = read_marks([read_lines(detector, equalise(image) if equalised else image, True)])
         if read is not None:
             return read
     return None
@@ -584,7 +623,7 @@ def with_read_lines(
 ) -> dict:
     """A clip's watermark columns after what OCR read in its frames: raised where a line reads
     like a mark (:func:`read_marks`), or else where one in the median of the source's frames
-    does (``median``: :func:`median_marks`), and that scores higher; cleared where the mark
+    does (``median``: :func:`stacked_marks`), and that scores higher; cleared where the mark
     is the clip's subtitles (text, measured by the ``text`` signal)."""
     read = read_marks(samples, source) or median
     if read is not None and read["watermark_score"] > (values.get("watermark_score") or 0.0):
