@@ -27,11 +27,11 @@ frames: ``watermark_score`` (0-1, from the edge pixels of its marks), ``watermar
 main mark and those of similar size, shares of the frame) and ``watermark_kind`` (``logo``,
 ``text`` for a line-shaped mark, ``tiled`` for marks spread over the frame, ``none``). The
 detect stage raises the score where OCR reads a web address, a handle, a copyright sign, a
-stock site's word, a video app's name or a broadcaster's word in a corner
-(:func:`read_marks`; in the clip's
-frames, or before and after it, :func:`vouching`), and clears it
-where the mark lies in lines OCR reads as the clip's subtitles (:func:`in_subtitles`: the
-picture changed behind some of their words). Tier gate ``max_watermark`` (``watermarked``).
+stock site's word, a video app's name or a broadcaster's word or name in a corner
+(:func:`read_marks`; in the clip's frames, or before and after it, :func:`vouching`; or in
+the stack of the source's frames, :func:`stacked_marks`), and clears it where the mark lies
+in lines OCR reads as the clip's subtitles (:func:`in_subtitles`: the picture changed behind
+some of their words). Tier gate ``max_watermark`` (``watermarked``).
 """
 
 from __future__ import annotations
@@ -619,13 +619,13 @@ def with_read_lines(
     values: dict,
     samples: list[list[TextLine]],
     source: tuple[int, int] | None = None,
-    median: dict | None = None,
+    stacked: dict | None = None,
 ) -> dict:
     """A clip's watermark columns after what OCR read in its frames: raised where a line reads
-    like a mark (:func:`read_marks`), or else where one in the median of the source's frames
-    does (``median``: :func:`stacked_marks`), and that scores higher; cleared where the mark
+    like a mark (:func:`read_marks`), or else where one in the stack of the source's frames
+    does (``stacked``: :func:`stacked_marks`), and that scores higher; cleared where the mark
     is the clip's subtitles (text, measured by the ``text`` signal)."""
-    read = read_marks(samples, source) or median
+    read = read_marks(samples, source) or stacked
     if read is not None and read["watermark_score"] > (values.get("watermark_score") or 0.0):
         return read
     box = values.get("watermark_box")
