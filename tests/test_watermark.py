@@ -337,6 +337,24 @@ def test_a_faint_light_mark_is_read_in_the_low_frame_where_dark_text_on_one_fram
     assert stacked_marks(detect.text, card) is None
 
 
+@needs_shared
+def test_an_end_card_on_an_eighth_of_the_frames_is_not_a_mark_of_the_source():
+    """A web address on an end card, two of sixteen frames: each card shifts its pixels'
+    values by a rank, so the median shows the address faintly and OCR reads it, equalised;
+    but the other fourteen frames do not carry it, so it marks no clip."""
+    pictures = [cv2.resize(f, (960, 540)) for f in real_frames(VIDEOS, count=6)]
+    pictures += [p[:, ::-1] for p in pictures] + [p[::-1] for p in pictures]
+    gray = [cv2.cvtColor(np.ascontiguousarray(p), cv2.COLOR_RGB2GRAY) for p in pictures[:14]]
+    mask, _ = text_mask((540, 960), "www.example-shop.com", 0.05, (0.5, 0.5))
+    card = np.where(mask > 128, 20, 235).astype(np.uint8)
+    frames = [*gray, card, card]
+    detect = DetectStage.from_config(CurateConfig())
+    median, _ = stacked_frames(frames)
+    equalise = cv2.createCLAHE(EQUALISE_LIMIT, (EQUALISE_TILES, EQUALISE_TILES)).apply
+    assert read_marks([read_lines(detect.text, equalise(median), True)]) is not None
+    assert stacked_marks(detect.text, frames) is None
+
+
 def test_max_watermark_rejects_marked_clips_as_watermarked():
     rows = [
         {"clip_id": "a", "watermark_score": 0.9, "watermark_kind": "logo"},
