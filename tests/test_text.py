@@ -16,6 +16,7 @@ from curate.config import ConfigError
 from curate.config.loading import load_config
 from curate.config.sections import CurateConfig
 from curate.media.imaging import from_jpeg, jpeg
+from curate.signals import text as text_signal
 from curate.signals.ocr import OcrTextDetector
 from curate.signals.text import (
     MorphologyTextDetector,
@@ -30,6 +31,7 @@ from scripts.common.synth import (
     camera_motion_frames,
     draw_text,
     real_frames,
+    textured_image,
     write_video,
 )
 from stages.analyze import AnalyzeStage
@@ -270,6 +272,23 @@ def test_text_moving_on_the_screen_counts_and_text_carried_by_the_camera_does_no
         ratio, _, lines = overlay_text(ocr, frame, confirm)
         assert lines, name  # every case has a line to judge
         assert (ratio > 0) == is_text, (name, ratio, lines)
+
+
+def test_a_sign_the_camera_reveals_more_of_has_not_jumped(monkeypatch):
+    """A sign cut by the frame's right edge while the camera pans: a quarter second later it
+    is read longer, its right end still at the frame's edge. Its letters not found again (as
+    blur would make it), the shift from the right ends is no move of the picture, but the one
+    from the left ends is: scene text, not a label that jumped."""
+    world = cv2.cvtColor(textured_image(3, 700, 1200), cv2.COLOR_RGB2GRAY)
+    cv2.putText(world, "PARKING ENTRANCE", (700, 240), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 255, 3)
+    frame = np.ascontiguousarray(world[100:640, 100:1060])
+    confirm = np.ascontiguousarray(world[108:648, 160:1120])  # panned by (-60, -8)
+    box = np.array([[600, 105, 960, 150]])
+    again = (np.array([[540, 97, 960, 142]]), ["PARKING ENTRANCE LEVEL 2"])
+    monkeypatch.setattr(text_signal, "moved_to", lambda *args: None)
+    assert not text_signal.jumped(frame, confirm, box, 0, "PARKING ENTRANCE", again)
+    # Had the picture stood still, the line would have moved on its own: a label.
+    assert text_signal.jumped(frame, frame, box, 0, "PARKING ENTRANCE", again)
 
 
 def test_missing_ocr_models_stop_the_run_naming_the_key(tmp_path):

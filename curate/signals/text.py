@@ -376,29 +376,34 @@ def jumped(
     is read again nearby in ``confirm`` (``again``: the lines found there), the same first
     word, moved on its own (:func:`moved_on_its_own`) by every shift within
     :data:`BOX_JITTER` of its box's: rendered labels that jump with their boxes, their scores
-    changing as they go. A label read joined to the one beside it (a box wider by more than
-    its height) keeps one of its ends: the shift is taken from the boxes' left edges, or
-    there from their right ones too."""
+    changing as they go. A label read joined to the one beside it (a box wider than the
+    line's by more than the line's height) keeps one of its ends: its shift is taken from the
+    boxes' left edges and from their right ones, and must pass for both where both are within
+    reach (where the picture moved by one of them, it is scene text the camera revealed more
+    of)."""
     word = first_word(reading)
     boxes_again, texts_again = again
     if not word or not texts_again or moved_to(frame, confirm, boxes[i]) is not None:
         return False  # where its letters were found again, on_screen judged that move
     reach = MAX_TRAVEL * max(frame.shape[:2])
     x0, y0, x1, y1 = boxes[i]
-    joined = (x1 - x0) + (y1 - y0)
-    shifts = [
-        (int(dx), int(by0 - y0))
-        for (bx0, by0, bx1, _), text in zip(boxes_again.tolist(), texts_again)
-        if first_word(text) == word
-        for dx in ((bx0 - x0, bx1 - x1) if bx1 - bx0 > joined else (bx0 - x0,))
-    ]
-    near = [s for s in shifts if max(map(abs, s)) <= reach]
-    if not near:
+    candidates = []  # per box read with the same first word, its shifts within reach
+    for (bx0, by0, bx1, _), text in zip(boxes_again.tolist(), texts_again):
+        if first_word(text) != word:
+            continue
+        joined = bx1 - bx0 > (x1 - x0) + (y1 - y0)
+        shifts = [
+            (int(dx), int(by0 - y0)) for dx in ((bx0 - x0, bx1 - x1) if joined else (bx0 - x0,))
+        ]
+        if near := [s for s in shifts if max(map(abs, s)) <= reach]:
+            candidates.append(near)
+    if not candidates:
         return False
-    dx, dy = min(near, key=lambda s: abs(s[0]) + abs(s[1]))
+    nearest = min(candidates, key=lambda near: min(abs(dx) + abs(dy) for dx, dy in near))
     jitter = range(-BOX_JITTER, BOX_JITTER + 1)
     return all(
         moved_on_its_own(frame, confirm, boxes, i, (dx + ex, dy + ey))
+        for dx, dy in nearest
         for ex in jitter
         for ey in jitter
     )

@@ -37,6 +37,7 @@ some of their words). Tier gate ``max_watermark`` (``watermarked``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -390,7 +391,6 @@ APP_WORDS = (
     "tiktok",
     "douyin",
     "kuaishou",
-    "kwai",
     "bilibili",
     "xiaohongshu",
     "likee",
@@ -401,12 +401,19 @@ APP_WORDS = (
     "filmora",
 )
 """Names short-video platforms stamp on the videos they let users save, and phone and desktop
-editors on what their free tiers export: the commonest marks in scraped footage. Matched as
-stock words are."""
+editors on what their free tiers export: the commonest marks in scraped footage. Matched at
+the start of a word of a short line outside the subtitle band (:func:`app_mark`): a subtitle
+or a headline may name the app."""
 
-APP_NAMES_WRITTEN = ("抖音", "快手", "剪映", "小红书", "西瓜视频")
-"""The same names as the Chinese platforms write them (Douyin, Kuaishou, CapCut's Jianying,
-Xiaohongshu, Xigua Video), found anywhere in a reading (PP-OCR reads Chinese)."""
+APP_NAMES_WRITTEN = ("抖音", "剪映", "小红书", "西瓜视频")
+"""The names Chinese platforms write (Douyin, CapCut's Jianying, Xiaohongshu, Xigua Video),
+found anywhere in a short line (PP-OCR reads Chinese). Kuaishou's 快手 is a common word."""
+
+APP_LINE_WORDS = 3
+"""Most words of a line an app's mark is read in (its name, then a handle or an ID)."""
+
+APP_LINE_CHARS = 12
+"""Most characters, spaces aside, of a line a Chinese app's mark is read in (``抖音号: …``)."""
 
 BROADCAST_WORDS = frozenset({"tv", "hd", "news", "live", "channel"})
 """Words of a broadcaster's corner logo, matched as whole words of a line in a corner."""
@@ -423,7 +430,6 @@ NETWORK_NAMES = (
     "espn",
     "mtv",
     "itv",
-    "cctv",
     "cgtn",
     "nhk",
     "kbs",
@@ -432,9 +438,14 @@ NETWORK_NAMES = (
     "rtl",
     "tf1",
 )
-"""Major broadcasters' names, matched at the start of a word of a line in a corner: their
-channels add a number or a word (``BBC FOUR``, read ``BBCFOUR``; ``ESPN2``; ``CCTV-1``), and
-no common word starts with them."""
+"""Major broadcasters' names, matched in a line in a corner as a word alone or followed by a
+number or a channel's word (:data:`CHANNEL_WORDS`): ``BBC FOUR``, read ``BBCFOUR``; ``ESPN2``.
+(``CCTV`` is left out: the signs of surveillance cameras say it.)"""
+
+CHANNEL_WORDS = frozenset(
+    {"one", "two", "three", "four", "news", "world", "sport", "sports", "hd", "uk", "america"}
+)
+"""Words a broadcaster's channels add to its name."""
 
 CORNER = 0.25
 """Share of the width and of the height from an edge within which a line's centre is in a
@@ -443,17 +454,43 @@ corner."""
 
 def reads_like_a_mark(line: TextLine) -> bool:
     """Whether a line OCR read is a watermark's: a web address, a handle, a copyright sign, a
-    stock site's word, a video app's name, or a broadcaster's word or name in a corner."""
+    stock site's word, a video app's name (:func:`app_mark`), or a broadcaster's word or name
+    in a corner."""
     reading = line.reading.lower()
-    if MARK_READING.search(reading) or any(name in reading for name in APP_NAMES_WRITTEN):
+    if MARK_READING.search(reading) or app_mark(line):
         return True
     words = re.findall(r"[a-z0-9]+", reading)
-    if any(_contains(w, name) for w in words for name in STOCK_WORDS + APP_WORDS):
+    if any(_contains(w, stock) for w in words for stock in STOCK_WORDS):
         return True
     x, y = (line.box[0] + line.box[2]) / 2, (line.box[1] + line.box[3]) / 2
     if not (min(x, 1 - x) <= CORNER and min(y, 1 - y) <= CORNER):
         return False
-    return bool(BROADCAST_WORDS & set(words)) or any(w.startswith(NETWORK_NAMES) for w in words)
+    return bool(BROADCAST_WORDS & set(words)) or any(map(_network, words))
+
+
+def app_mark(line: TextLine) -> bool:
+    """Whether a line reads like a video app's mark: short, outside the subtitle band, and a
+    word starting with an app's name (``TikTok``, ``capcut_template``) or a Chinese app's
+    name in it."""
+    reading = line.reading.lower()
+    if in_subtitle_band(line):
+        return False
+    if len(reading.split()) <= APP_LINE_WORDS:
+        words = re.findall(r"[a-z0-9]+", reading)
+        if any(w.startswith(APP_WORDS) for w in words):
+            return True
+    short = len("".join(reading.split())) <= APP_LINE_CHARS
+    return short and any(name in reading for name in APP_NAMES_WRITTEN)
+
+
+def _network(word: str) -> bool:
+    """Whether a word is a major broadcaster's name, alone or with a number or a channel's
+    word after it."""
+    for name in NETWORK_NAMES:
+        rest = word[len(name) :]
+        if word.startswith(name) and (not rest or rest.isdigit() or rest in CHANNEL_WORDS):
+            return True
+    return False
 
 
 def _contains(read: str, word: str) -> bool:
@@ -530,14 +567,20 @@ one frame, and a line misread there would mark the whole source."""
 LOW_RANK = 1
 """Rank, from 0 (the darkest), of the value each pixel of the low frame takes among the
 stacked frames: a light mark is there at that rank only if it is on all frames but this many
-(one dark frame, a fade to black, does not hide it), and dark text on one frame alone never
-reaches it."""
+(one dark frame does not hide it), and dark text on one frame alone never reaches it."""
 
-ON_FRAME_NCC = 0.2
-"""Correlation of a frame's gradients with a stacked frame's, over a line's box, from which
-the line is on that frame: with a 15 % mark over random texture each frame correlates at
-0.23-0.31 (0.4 and more over real footage); without it, at about 0.1 (the median keeps a
-little of every picture)."""
+DARK_FRAME = 16.0
+"""Mean gray level below which a sampled frame is left out of the stack (where enough are
+left): the black of a fade would hide a light mark in the low frame, and carries no picture."""
+
+ON_FRAME_NCC = 0.1
+"""Correlation of a frame's gradients over a line's box with those of the other frames'
+stack, from which the line is on that frame: with a 15 % mark over random texture each frame
+correlates at 0.1-0.2 (over real footage, mostly 0.3 and more); without it, at 0 +- 0.05."""
+
+GRADIENT_BLUR = 1.5
+"""Gaussian sigma (pixels) of the smoothing before those gradients: a mark's strokes are a few
+pixels wide, the texture of the picture under them finer."""
 
 ON_MOST_FRAMES = 0.5
 """Share of the stacked frames a line read in their stack must be on (:data:`ON_FRAME_NCC`):
@@ -552,63 +595,86 @@ EQUALISE_LIMIT = 3.0
 """CLAHE's clip limit: how far a tile's contrast may be stretched."""
 
 
-def stacked_frames(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The per-pixel median and low frame (each pixel's value of rank :data:`LOW_RANK` from
-    the darkest) of gray frames sampled over a source. A mark laid on every frame stays sharp
-    in the median while the moving picture under it blurs into a plain background; in the low
-    frame the picture under it takes its darkest values, so a light mark, the commonest, shows
-    with the most contrast there. None for fewer than :data:`MIN_STACKED_SAMPLES` frames of
-    the first one's size."""
-    frames = [f for f in frames if f.shape == frames[0].shape] if frames else []
-    if len(frames) < MIN_STACKED_SAMPLES:
+def stacked_frames(frames: list[np.ndarray]) -> np.ndarray | None:
+    """Gray frames sampled over a source as one array: those of the commonest size, less the
+    near-black ones (:data:`DARK_FRAME`) where enough are left. None for fewer than
+    :data:`MIN_STACKED_SAMPLES` frames."""
+    if not frames:
         return None
-    stack = np.stack(frames)
-    low = np.partition(stack, LOW_RANK, axis=0)[LOW_RANK]
-    return np.median(stack, axis=0).astype(np.uint8), low
+    sizes = [f.shape for f in frames]
+    size = max(set(sizes), key=sizes.count)
+    stack = np.stack([f for f in frames if f.shape == size])
+    lit = stack[stack.mean(axis=(1, 2)) >= DARK_FRAME]
+    stack = lit if len(lit) >= MIN_STACKED_SAMPLES else stack
+    return stack if len(stack) >= MIN_STACKED_SAMPLES else None
+
+
+def median_of(stack: np.ndarray) -> np.ndarray:
+    """Each pixel's median over the frames: a mark laid on every frame stays sharp while the
+    moving picture under it blurs into a plain background."""
+    return np.median(stack, axis=0).astype(np.uint8)
+
+
+def low_of(stack: np.ndarray) -> np.ndarray:
+    """Each pixel's value of rank :data:`LOW_RANK` from the darkest over the frames: the
+    picture under a mark at its darkest, so a light mark, the commonest, shows with the most
+    contrast."""
+    return np.partition(stack, LOW_RANK, axis=0)[LOW_RANK]
 
 
 def stacked_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | None:
     """The watermark columns of a source from what ``detector`` reads in the stack of its
-    sampled frames (:func:`stacked_frames`): the median as it is and with its contrast
-    equalised, then the low frame equalised, up to the first that reads a line like a mark
-    (:func:`reads_like_a_mark`); None where none does. A mark too faint to be read over the
-    changing picture of any one frame is read over the median's plain one, or over the low
-    frame's dark one."""
-    stacked = stacked_frames(frames)
-    if stacked is None:
+    sampled frames (:func:`stacked_frames`): their median as it is and with its contrast
+    equalised, then their low frame equalised, up to the first that reads a line like a mark
+    (:func:`reads_like_a_mark`) on most of the frames (:func:`on_most_frames`); None where
+    none does. A mark too faint to be read over the changing picture of any one frame is read
+    over the median's plain one, or over the low frame's dark one."""
+    stack = stacked_frames(frames)
+    if stack is None:
         return None
-    median, low = stacked
     equalise = cv2.createCLAHE(EQUALISE_LIMIT, (EQUALISE_TILES, EQUALISE_TILES)).apply
-    for image, equalised in ((median, False), (median, True), (low, True)):
-        lines = read_lines(detector, equalise(image) if equalised else image, True)
-        marks = [x for x in lines if reads_like_a_mark(x) and on_most_frames(frames, image, x)]
+    median = median_of(stack)
+    for statistic, image in (
+        (median_of, median),
+        (median_of, equalise(median)),
+        (low_of, equalise(low_of(stack))),
+    ):
+        lines = read_lines(detector, image, True)
+        marks = [x for x in lines if reads_like_a_mark(x) and on_most_frames(stack, statistic, x)]
         read = read_marks([marks])
         if read is not None:
             return read
     return None
 
 
-def on_most_frames(frames: list[np.ndarray], stacked: np.ndarray, line: TextLine) -> bool:
-    """Whether ``line``, read in a frame ``stacked`` from ``frames``, is on most of them
+def on_most_frames(
+    stack: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], line: TextLine
+) -> bool:
+    """Whether ``line``, read in the ``statistic`` of the frames ``stack``, is on most of them
     (:data:`ON_MOST_FRAMES`): where the gradients of a frame over the line's box correlate with
-    the stacked frame's (:data:`ON_FRAME_NCC`; the signs of a mark's edges stay, whatever the
-    picture under it)."""
-    h, w = stacked.shape
+    those of the same statistic of the other frames (:data:`ON_FRAME_NCC`; the signs of a
+    mark's edges stay, whatever the picture under it). Left out of its reference, a frame
+    does not vouch for itself (over five frames, it would weigh a fifth of their median)."""
+    n, h, w = stack.shape
     x0, y0 = int(line.box[0] * w), int(line.box[1] * h)
     x1, y1 = int(np.ceil(line.box[2] * w)), int(np.ceil(line.box[3] * h))
     if x1 - x0 < 3 or y1 - y0 < 3:
         return False
+    crops = stack[:, y0:y1, x0:x1]
 
-    def signed_gradients(image: np.ndarray) -> np.ndarray:
-        crop = image[y0:y1, x0:x1].astype(np.float32)
+    def signed_gradients(crop: np.ndarray) -> np.ndarray:
+        crop = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), GRADIENT_BLUR)
         g = np.concatenate(
             [cv2.Sobel(crop, cv2.CV_32F, 1, 0).ravel(), cv2.Sobel(crop, cv2.CV_32F, 0, 1).ravel()]
         )
         g -= g.mean()
         return g / (np.linalg.norm(g) + 1e-6)
 
-    ref = signed_gradients(stacked)
-    on = [float(signed_gradients(f) @ ref) >= ON_FRAME_NCC for f in frames if f.shape == (h, w)]
+    on = [
+        float(signed_gradients(crops[i]) @ signed_gradients(statistic(np.delete(crops, i, 0))))
+        >= ON_FRAME_NCC
+        for i in range(n)
+    ]
     return float(np.mean(on)) >= ON_MOST_FRAMES
 
 
@@ -620,12 +686,16 @@ IN_SUBTITLES = 0.5
 subtitles (found in part where the picture behind some words changed), not a watermark."""
 
 
-def is_subtitle(line: TextLine) -> bool:
-    """Whether a line OCR read is a subtitle: on the screen, centred across the frame in its
-    lower third, and not reading like a mark."""
+def in_subtitle_band(line: TextLine) -> bool:
+    """Whether a line is centred across the frame in its lower third, where subtitles are."""
     x, y = (line.box[0] + line.box[2]) / 2, (line.box[1] + line.box[3]) / 2
-    centred = CENTRE[0] <= x <= CENTRE[1] and y >= SUBTITLE_BAND
-    return line.stable and centred and not reads_like_a_mark(line)
+    return CENTRE[0] <= x <= CENTRE[1] and y >= SUBTITLE_BAND
+
+
+def is_subtitle(line: TextLine) -> bool:
+    """Whether a line OCR read is a subtitle: on the screen, in the subtitle band
+    (:func:`in_subtitle_band`), and not reading like a mark."""
+    return line.stable and in_subtitle_band(line) and not reads_like_a_mark(line)
 
 
 SUBTITLE_GRID = 200
