@@ -4,7 +4,8 @@ second decode).
 
 - PP-OCR (``analyze.text.detector: ocr``): on-screen text in the frames the text signal
   sampled (``text_samples``), with the same temporal filter as in the decode pass; lines that
-  read like a web address, a handle or a copyright sign also raise ``watermark_score`` (read
+  read like a watermark (a web address, a handle, a stock site's or a video app's name …,
+  ``curate.signals.watermark.reads_like_a_mark``) also raise ``watermark_score`` (read
   in the clip's frames, or in the median and the low frame of the source's, where a faint
   mark stands out over the blurred or darkened picture), and a mark found in a clip's
   subtitles is cleared from it;

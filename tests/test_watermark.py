@@ -322,8 +322,9 @@ def test_a_mark_too_faint_to_read_in_any_frame_is_read_in_their_median():
 def test_a_faint_light_mark_is_read_in_the_low_frame_where_dark_text_on_one_frame_is_not():
     """A white URL at 12 % over six real pictures (as the detect stage gets them, through
     JPEG): their median reads nothing, as it is or equalised, but in the low frame (each
-    pixel's second-darkest value) the pictures under it are at their darkest and it shows. A
-    dark URL on one of the frames alone does not reach the low frame."""
+    pixel's second-darkest value) the pictures under it are at their darkest and it shows,
+    black frames of fades aside. A dark URL on one of the frames alone does not reach the low
+    frame."""
     pictures = [cv2.resize(f, (960, 540)) for f in real_frames(VIDEOS, count=6)]
     mask, box = text_mask((540, 960), "www.clipvault.com", 0.03, (0.15, 0.07))
     marked = [blend(p, mask, (255, 255, 255), 0.12) for p in pictures]
@@ -336,6 +337,9 @@ def test_a_faint_light_mark_is_read_in_the_low_frame_where_dark_text_on_one_fram
     read = stacked_marks(detect.text, gray)
     assert read is not None and read["watermark_score"] >= 0.9
     assert overlap(read["watermark_box"], box) > 0.5
+    # The black frames of a fade in and a fade out, sampled first and last, do not hide it.
+    black = np.zeros_like(gray[0])
+    assert stacked_marks(detect.text, [black, *gray, black]) is not None
     # Dark text on one frame: the darkest value there, never the second-darkest.
     card = [cv2.cvtColor(p, cv2.COLOR_RGB2GRAY) for p in pictures]
     card[2] = cv2.cvtColor(blend(pictures[2], mask, (0, 0, 0), 1.0), cv2.COLOR_RGB2GRAY)
