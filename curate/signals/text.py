@@ -324,27 +324,30 @@ def on_screen(
     boxes: np.ndarray,
     i: int,
     reading: str,
-) -> bool:
+) -> tuple[bool, bool]:
     """Whether line ``i`` of ``frame`` is text on the screen rather than in a scene the camera
     moves over, judged against ``confirm`` (the same place a moment later): it held still;
     or text is read there again (the same first word, or any while the picture around held
     still: rendered labels whose words change every few frames, a ticker); or it moved while
     the picture around did not move with it (credits rolling, kinetic typography, a label
-    following its object)."""
+    following its object). And, where it is not, whether its letters were lost
+    (:func:`moved_to` does not find them again): only then may it have :func:`jumped`."""
     x0, y0, x1, y1 = boxes[i]
     if stability(frame[y0:y1, x0:x1], confirm[y0:y1, x0:x1]) >= MIN_STABILITY:
-        return True
+        return True, False
     read = getattr(detector, "read", None)
     if read is not None and reading:
         again = read(confirm, boxes[i][None])[0]
         if again is not None:
             if first_word(again) == first_word(reading) != "":
-                return True
+                return True, False
             around = surroundings(frame, confirm, boxes, i, (0, 0))
             if around is None or around[0] <= HELD_STILL:
-                return True
+                return True, False
     shift = moved_to(frame, confirm, boxes[i])
-    return shift is not None and moved_on_its_own(frame, confirm, boxes, i, shift)
+    if shift is None:
+        return False, True
+    return moved_on_its_own(frame, confirm, boxes, i, shift), False
 
 
 def moved_on_its_own(
@@ -372,19 +375,19 @@ def jumped(
     reading: str,
     again: tuple[np.ndarray, list[str] | None],
 ) -> bool:
-    """Whether line ``i`` (``reading``), whose letters :func:`moved_to` does not find again,
-    is read again nearby in ``confirm`` (``again``: the lines found there), the same first
-    word, moved on its own (:func:`moved_on_its_own`) by every shift within
-    :data:`BOX_JITTER` of its box's: rendered labels that jump with their boxes, their scores
-    changing as they go. A label read joined to the one beside it (a box wider than the
-    line's by more than the line's height) keeps one of its ends: its shift is taken from the
-    boxes' left edges and from their right ones, and must pass for both where both are within
-    reach (where the picture moved by one of them, it is scene text the camera revealed more
-    of)."""
+    """Whether line ``i`` (``reading``), whose letters :func:`moved_to` does not find again
+    (:func:`on_screen` says so), is read again nearby in ``confirm`` (``again``: the lines
+    found there), the same first word, moved on its own (:func:`moved_on_its_own`) by every
+    shift within :data:`BOX_JITTER` of its box's: rendered labels that jump with their boxes,
+    their scores changing as they go. A label read joined to the one beside it (a box wider
+    than the line's by more than the line's height) keeps one of its ends: its shift is taken
+    from the boxes' left edges and from their right ones, and must pass for both where both
+    are within reach (where the picture moved by one of them, it is scene text the camera
+    revealed more of)."""
     word = first_word(reading)
     boxes_again, texts_again = again
-    if not word or not texts_again or moved_to(frame, confirm, boxes[i]) is not None:
-        return False  # where its letters were found again, on_screen judged that move
+    if not word or not texts_again:
+        return False
     reach = MAX_TRAVEL * max(frame.shape[:2])
     x0, y0, x1, y1 = boxes[i]
     candidates = []  # per box read with the same first word, its shifts within reach
@@ -460,14 +463,15 @@ def overlay_text(
     (:func:`on_screen`, judged against ``confirm``, the same place a moment later, or
     :func:`jumped` to another place there)."""
     boxes, texts = detector.detect(frame)
-    stable = [
-        i
+    judged = [
+        on_screen(detector, frame, confirm, boxes, i, texts[i] if texts else "")
         for i in range(len(boxes))
-        if on_screen(detector, frame, confirm, boxes, i, texts[i] if texts else "")
     ]
-    held = set(stable)
-    unsure = [i for i, t in enumerate(texts or []) if i not in held and first_word(t)]
-    if unsure:  # read the confirming frame whole only where a read line did not hold
+    stable = [i for i, (on, _) in enumerate(judged) if on]
+    # Where its letters were found again, on_screen judged the line's move; where they were
+    # lost, it may have jumped with its box.
+    unsure = [i for i, t in enumerate(texts or []) if judged[i][1] and first_word(t)]
+    if unsure:  # read the confirming frame whole only where a read line's letters were lost
         again = detector.detect(confirm)
         stable = sorted(
             [*stable, *(i for i in unsure if jumped(frame, confirm, boxes, i, texts[i], again))]

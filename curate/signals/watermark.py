@@ -634,12 +634,13 @@ def stacked_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | No
         return None
     equalise = cv2.createCLAHE(EQUALISE_LIMIT, (EQUALISE_TILES, EQUALISE_TILES)).apply
     median = median_of(stack)
-    for statistic, image in (
-        (median_of, median),
-        (median_of, equalise(median)),
-        (low_of, equalise(low_of(stack))),
-    ):
-        lines = read_lines(detector, image, True)
+    images = (  # the low frame is only made where the median reads no mark
+        (median_of, lambda: median),
+        (median_of, lambda: equalise(median)),
+        (low_of, lambda: equalise(low_of(stack))),
+    )
+    for statistic, image in images:
+        lines = read_lines(detector, image(), True)
         marks = [x for x in lines if reads_like_a_mark(x) and on_most_frames(stack, statistic, x)]
         read = read_marks([marks])
         if read is not None:
