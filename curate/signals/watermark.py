@@ -18,9 +18,12 @@ survives a cut, the scenery does not):
   few), and is *hidden* in those where it is gone (either sign: an opaque mark's outline
   flips where the picture behind turns brighter than the mark).
 
-Persisting edges grouped into dense regions with few hidden edges are marks. A still
-background is not a mark: with nothing moving over it there is no evidence either way, and
-where something moves over it its edges are hidden. A mark that lets nothing through
+Persisting edges grouped into dense regions with few hidden edges are marks, where the
+picture under them keeps changing (:data:`MIN_FRESH`): a scene sitting in a few lasting
+states (things moved and left, a slideshow) differs from the median the same way sample after
+sample, and its edges persist over a few pictures by chance. A still background is not a
+mark: with nothing moving over it there is no evidence either way, and where something moves
+over it its edges are hidden. A mark that lets nothing through
 somewhere (opaque) and sits centred across the frame is a title or a subtitle, text that the
 ``text`` signal measures, not a watermark. Each clip keeps the marks whose edges show in its
 frames: ``watermark_score`` (0-1, from the edge pixels of its marks), ``watermark_box`` (the
@@ -36,6 +39,7 @@ some of their words). Tier gate ``max_watermark`` (``watermarked``).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,6 +107,12 @@ MIN_SAMPLES = 3
 
 MIN_PERSISTENCE = 0.8
 """Share of a pixel's changed samples that must still show its median edge."""
+
+MIN_FRESH = 0.5
+"""Share of a region's changed pixel-samples whose picture also differs from the sample before
+or after: the picture under a mark keeps changing, while a still scene that sits in another
+state for a while (a bottle moved and left, the median blending its places) differs from the
+median the same way sample after sample."""
 
 MIN_REGION = 8
 """Smallest region, in mark pixels."""
@@ -205,6 +215,10 @@ class OverlayMap:
     """Per edge pixel, changed samples in which its median edge was there (0 elsewhere)."""
     hidden: np.ndarray
     """Per edge pixel, changed samples in which its median edge was gone, either sign."""
+    changed: np.ndarray
+    """Per pixel, samples in which its picture changed."""
+    fresh: np.ndarray
+    """Per pixel, changed samples whose picture also differs from the sample before or after."""
     spread: np.ndarray
     """Temporal spread of each pixel's value."""
     seen: np.ndarray
@@ -251,7 +265,8 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     # floor of the window (the flattest pixel-samples: noise in a still shot, and in a moving
     # one its plain areas).
     floor = float(np.percentile(residual[:, ::4, ::4], NOISE_PERCENTILE))
-    changed = residual > max(CHANGE**2, NOISE_FACTOR**2 * floor)
+    threshold = max(CHANGE**2, NOISE_FACTOR**2 * floor)
+    changed = residual > threshold
     # Long lines are left out: the edge of a kerb people walk along, a bar's edge, a horizon
     # or the rays of a zoom persist too, in one orientation, where marks turn every way.
     k = (LINE_WINDOW, LINE_WINDOW)
@@ -270,7 +285,19 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     n_changed = changed.sum(axis=0)
     seed = edge & (n_changed >= MIN_COVERED) & (shown >= MIN_PERSISTENCE * n_changed)
     seed &= varied(f, changed, n_changed)
-    return OverlayMap(seed, shown, hidden, frames.std(axis=0), seen)
+    fresh = (changed & differs_from_neighbours(f, threshold)).sum(axis=0)
+    return OverlayMap(seed, shown, hidden, n_changed, fresh, frames.std(axis=0), seen)
+
+
+def differs_from_neighbours(frames: np.ndarray, threshold: float) -> np.ndarray:
+    """Per sample and pixel, whether the mean squared difference over a :data:`LOCAL`-pixel
+    neighbourhood from the sample before or the one after (in time) exceeds ``threshold``:
+    the picture there is not the one it was or will be."""
+    k = (LOCAL, LOCAL)
+    step = np.stack([cv2.blur((b - a) ** 2, k) for a, b in itertools.pairwise(frames)])
+    none = np.zeros((1, *frames.shape[1:]), bool)
+    moved = step > threshold
+    return np.concatenate([none, moved]) | np.concatenate([moved, none])
 
 
 def varied(frames: np.ndarray, changed: np.ndarray, n_changed: np.ndarray) -> np.ndarray:
@@ -302,6 +329,9 @@ def marks(evidence: OverlayMap) -> list[Mark]:
             continue  # scattered pixels that persisted by chance, not the strokes of a mark
         if shown < MIN_EVIDENCE or hidden > MAX_HIDDEN * (shown + hidden):
             continue
+        edges = area & evidence.seed
+        if evidence.fresh[edges].sum() < MIN_FRESH * evidence.changed[edges].sum():
+            continue  # a still scene in a few lasting states (an object moved), not a mark
         box = (x / w, y / h, (x + bw) / w, (y + bh) / h)
         kind = "text" if bw > 2 * bh else "logo"
         if is_centred(box) and is_opaque(evidence.spread, area):
