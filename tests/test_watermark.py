@@ -30,7 +30,13 @@ from curate.signals.watermark import (
     with_read_lines,
 )
 from scripts.common.overlays import blend, centred_text, corner_logo, corner_url, text_mask
-from scripts.common.synth import camera_motion_frames, real_frames, textured_image, write_video
+from scripts.common.synth import (
+    camera_motion_frames,
+    pan_frames,
+    real_frames,
+    textured_image,
+    write_video,
+)
 from stages.analyze import AnalyzeStage, decode_series
 from stages.detect import DetectStage
 from stages.probe import ProbeStage
@@ -171,6 +177,21 @@ def test_things_moved_about_and_left_are_not_marked(tmp_path):
             f[120:280, x + dx : x + dx + 70] = other[100:260, x - 20 : x + 50]
         frames.append(f)
     assert score(write_video(tmp_path / "moved.mp4", frames, fps=FPS))["watermark_score"] == 0.0
+
+
+@needs_shared
+def test_a_half_transparent_logo_over_a_slow_pan_is_found(tmp_path):
+    """Under a 50 % logo the picture changes half as much as elsewhere, and over a pan of a
+    pixel a second it changes little by little: it still makes a new picture every few
+    samples (judged against the sample before or after, the logo was left out)."""
+    picture = real_frames(VIDEOS, count=1)[0]
+    panning = list(pan_frames(picture, int(16 * FPS), 1.0 / FPS))
+    marked, box = corner_logo(0.5).draw(panning, FPS)
+    path = write_video(tmp_path / "slow.mp4", marked, fps=FPS)
+    analyze, signal = CurateConfig().analyze, WatermarkSignal(WatermarkConfig())
+    series = decode_series(str(path), probe(str(path), max_pixels=10**8), analyze, [signal])
+    found = [dict(zip(("x0", "y0", "x1", "y1"), m.box)) for m in series["watermark"].marks]
+    assert any(overlap(b, box) > 0.5 for b in found)
 
 
 @needs_shared

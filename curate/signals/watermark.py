@@ -19,7 +19,7 @@ survives a cut, the scenery does not):
   flips where the picture behind turns brighter than the mark).
 
 Persisting edges grouped into dense regions with few hidden edges are marks, where the
-picture under them keeps changing (:data:`MIN_FRESH`): a scene sitting in a few lasting
+picture under them keeps changing (:data:`MIN_NEW`): a scene sitting in a few lasting
 states (things moved and left, a slideshow) differs from the median the same way sample after
 sample, and its edges persist over a few pictures by chance. A still background is not a
 mark: with nothing moving over it there is no evidence either way, and where something moves
@@ -39,7 +39,6 @@ some of their words). Tier gate ``max_watermark`` (``watermarked``).
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,11 +107,11 @@ MIN_SAMPLES = 3
 MIN_PERSISTENCE = 0.8
 """Share of a pixel's changed samples that must still show its median edge."""
 
-MIN_FRESH = 0.5
-"""Share of a region's changed pixel-samples whose picture also differs from the sample before
-or after: the picture under a mark keeps changing, while a still scene that sits in another
-state for a while (a bottle moved and left, the median blending its places) differs from the
-median the same way sample after sample."""
+MIN_NEW = 0.5
+"""Share of a region's changed pixel-samples that must show a new picture there
+(:func:`new_pictures`): the picture under a mark keeps changing, while a still scene that sits
+in another state for a while (a bottle moved and left, the median blending its places; a
+slideshow's picture) differs from the median the same way sample after sample."""
 
 MIN_REGION = 8
 """Smallest region, in mark pixels."""
@@ -215,10 +214,10 @@ class OverlayMap:
     """Per edge pixel, changed samples in which its median edge was there (0 elsewhere)."""
     hidden: np.ndarray
     """Per edge pixel, changed samples in which its median edge was gone, either sign."""
-    changed: np.ndarray
+    n_changed: np.ndarray
     """Per pixel, samples in which its picture changed."""
-    fresh: np.ndarray
-    """Per pixel, changed samples whose picture also differs from the sample before or after."""
+    new: np.ndarray
+    """Per pixel, changed samples that show a new picture there (:func:`new_pictures`)."""
     spread: np.ndarray
     """Temporal spread of each pixel's value."""
     seen: np.ndarray
@@ -285,19 +284,24 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     n_changed = changed.sum(axis=0)
     seed = edge & (n_changed >= MIN_COVERED) & (shown >= MIN_PERSISTENCE * n_changed)
     seed &= varied(f, changed, n_changed)
-    fresh = (changed & differs_from_neighbours(f, threshold)).sum(axis=0)
-    return OverlayMap(seed, shown, hidden, n_changed, fresh, frames.std(axis=0), seen)
+    new = (changed & new_pictures(f, threshold)).sum(axis=0)
+    return OverlayMap(seed, shown, hidden, n_changed, new, frames.std(axis=0), seen)
 
 
-def differs_from_neighbours(frames: np.ndarray, threshold: float) -> np.ndarray:
-    """Per sample and pixel, whether the mean squared difference over a :data:`LOCAL`-pixel
-    neighbourhood from the sample before or the one after (in time) exceeds ``threshold``:
-    the picture there is not the one it was or will be."""
+def new_pictures(frames: np.ndarray, threshold: float) -> np.ndarray:
+    """Per sample and pixel, whether the picture there is a new one: the mean squared
+    difference over a :data:`LOCAL`-pixel neighbourhood from the last new picture seen there
+    (the first sample's, to begin with) exceeds ``threshold``. A picture that changes little
+    by little (a slow pan) makes a new one every few samples; one that sits in a state for a
+    while makes one when it gets there."""
     k = (LOCAL, LOCAL)
-    step = np.stack([cv2.blur((b - a) ** 2, k) for a, b in itertools.pairwise(frames)])
-    none = np.zeros((1, *frames.shape[1:]), bool)
-    moved = step > threshold
-    return np.concatenate([none, moved]) | np.concatenate([moved, none])
+    last = frames[0].copy()
+    new = np.zeros(frames.shape, bool)
+    new[0] = True
+    for i in range(1, len(frames)):
+        new[i] = cv2.blur((frames[i] - last) ** 2, k) > threshold
+        last[new[i]] = frames[i][new[i]]
+    return new
 
 
 def varied(frames: np.ndarray, changed: np.ndarray, n_changed: np.ndarray) -> np.ndarray:
@@ -330,7 +334,7 @@ def marks(evidence: OverlayMap) -> list[Mark]:
         if shown < MIN_EVIDENCE or hidden > MAX_HIDDEN * (shown + hidden):
             continue
         edges = area & evidence.seed
-        if evidence.fresh[edges].sum() < MIN_FRESH * evidence.changed[edges].sum():
+        if evidence.new[edges].sum() < MIN_NEW * evidence.n_changed[edges].sum():
             continue  # a still scene in a few lasting states (an object moved), not a mark
         box = (x / w, y / h, (x + bw) / w, (y + bh) / h)
         kind = "text" if bw > 2 * bh else "logo"
