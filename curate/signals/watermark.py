@@ -18,23 +18,23 @@ survives a cut, the scenery does not):
   few), and is *hidden* in those where it is gone (either sign: an opaque mark's outline
   flips where the picture behind turns brighter than the mark).
 
-Persisting edges grouped into dense regions with few hidden edges are marks, where the
-picture under them keeps changing (:data:`MIN_NEW`): a scene sitting in a few lasting
-states (things moved and left, a slideshow) differs from the median the same way sample after
-sample, and its edges persist over a few pictures by chance. A still background is not a
-mark: with nothing moving over it there is no evidence either way, and where something moves
-over it its edges are hidden. A mark that lets nothing through
-somewhere (opaque) and sits centred across the frame is a title or a subtitle, text that the
-``text`` signal measures, not a watermark. Each clip keeps the marks whose edges show in its
-frames: ``watermark_score`` (0-1, from the edge pixels of its marks), ``watermark_box`` (the
-main mark and those of similar size, shares of the frame) and ``watermark_kind`` (``logo``,
-``text`` for a line-shaped mark, ``tiled`` for marks spread over the frame, ``none``). The
-detect stage raises the score where OCR reads a web address, a handle, a copyright sign, a
-stock site's word, a video app's name or a broadcaster's word or name in a corner
-(:func:`read_marks`; in the clip's frames, or before and after it, :func:`vouching`; or in
-the stack of the source's frames, :func:`stacked_marks`), and clears it where the mark lies
-in lines OCR reads as the clip's subtitles (:func:`in_subtitles`: the picture changed behind
-some of their words). Tier gate ``max_watermark`` (``watermarked``).
+Persisting edges grouped into dense regions with few hidden edges are marks, where the picture
+under them keeps changing (:data:`MIN_NEW`): a scene sitting in a few lasting states (things
+moved and left, a slideshow, a few camera angles cut between) differs from the median the same
+way sample after sample, and its edges persist over a few pictures by chance. A still
+background is not a mark: with nothing moving over it there is no evidence either way, and
+where something moves over it its edges are hidden. A mark that lets nothing through somewhere
+(opaque) and sits centred across the frame is a title or a subtitle, text that the ``text``
+signal measures, not a watermark. Each clip keeps the marks whose edges show in its frames:
+``watermark_score`` (0-1, from the edge pixels of its marks), ``watermark_box`` (the main mark
+and those of similar size, shares of the frame) and ``watermark_kind`` (``logo``, ``text`` for
+a line-shaped mark, ``tiled`` for marks spread over the frame, ``none``). The detect stage
+raises the score where OCR reads a web address, a handle, a copyright sign, a stock site's
+word, a video app's name or a broadcaster's word or name in a corner (:func:`read_marks`; in
+the clip's frames, or before and after it, :func:`vouching`; or in the stack of the source's
+frames, :func:`stacked_marks`), and clears it where the mark lies in lines OCR reads as the
+clip's subtitles (:func:`in_subtitles`: the picture changed behind some of their words). Tier
+gate ``max_watermark`` (``watermarked``).
 """
 
 from __future__ import annotations
@@ -108,10 +108,14 @@ MIN_PERSISTENCE = 0.8
 """Share of a pixel's changed samples that must still show its median edge."""
 
 MIN_NEW = 0.5
-"""Share of a region's changed pixel-samples that must show a new picture there
+"""Share of a region's changed pixel-samples that must show a picture not seen there before
 (:func:`new_pictures`): the picture under a mark keeps changing, while a still scene that sits
 in another state for a while (a bottle moved and left, the median blending its places; a
-slideshow's picture) differs from the median the same way sample after sample."""
+slideshow's picture; one of a few camera angles cut between) differs from the median the same
+way sample after sample."""
+
+NEW_PIXELS = 100
+"""Edge pixels of a region, spread over it, on which :data:`MIN_NEW` is judged at most."""
 
 MIN_REGION = 8
 """Smallest region, in mark pixels."""
@@ -214,10 +218,12 @@ class OverlayMap:
     """Per edge pixel, changed samples in which its median edge was there (0 elsewhere)."""
     hidden: np.ndarray
     """Per edge pixel, changed samples in which its median edge was gone, either sign."""
-    n_changed: np.ndarray
-    """Per pixel, samples in which its picture changed."""
-    new: np.ndarray
-    """Per pixel, changed samples that show a new picture there (:func:`new_pictures`)."""
+    frames: np.ndarray
+    """The samples, normalised (:func:`normalised`)."""
+    changed: np.ndarray
+    """Per sample and pixel, whether the picture there changed."""
+    threshold: float
+    """Mean squared difference over a neighbourhood past which a picture has changed."""
     spread: np.ndarray
     """Temporal spread of each pixel's value."""
     seen: np.ndarray
@@ -284,24 +290,36 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     n_changed = changed.sum(axis=0)
     seed = edge & (n_changed >= MIN_COVERED) & (shown >= MIN_PERSISTENCE * n_changed)
     seed &= varied(f, changed, n_changed)
-    new = (changed & new_pictures(f, threshold)).sum(axis=0)
-    return OverlayMap(seed, shown, hidden, n_changed, new, frames.std(axis=0), seen)
+    return OverlayMap(seed, shown, hidden, f, changed, threshold, frames.std(axis=0), seen)
 
 
-def new_pictures(frames: np.ndarray, threshold: float) -> np.ndarray:
-    """Per sample and pixel, whether the picture there is a new one: the mean squared
-    difference over a :data:`LOCAL`-pixel neighbourhood from the last new picture seen there
-    (the first sample's, to begin with) exceeds ``threshold``. A picture that changes little
-    by little (a slow pan) makes a new one every few samples; one that sits in a state for a
-    while makes one when it gets there."""
-    k = (LOCAL, LOCAL)
-    last = frames[0].copy()
-    new = np.zeros(frames.shape, bool)
-    new[0] = True
+def new_pictures(frames: np.ndarray, ys: np.ndarray, xs: np.ndarray, threshold: float):
+    """Per sample and pixel ``(ys, xs)``, whether the sample shows a picture there not seen
+    before: the mean squared difference of its :data:`LOCAL`-pixel neighbourhood from that of
+    every earlier new picture there exceeds ``threshold``. A picture that changes little by
+    little (a slow pan) is new every few samples; one that sits in a state, or comes back to
+    one (a slideshow, cuts between the same camera angles), only when it first gets there."""
+    r, (_, h, w) = LOCAL // 2, frames.shape
+    rows = [np.clip(ys + d, 0, h - 1) for d in range(-r, r + 1)]
+    cols = [np.clip(xs + d, 0, w - 1) for d in range(-r, r + 1)]
+    patches = np.stack([frames[:, y, x] for y in rows for x in cols], axis=-1)
+    new = np.ones((len(frames), len(ys)), bool)
     for i in range(1, len(frames)):
-        new[i] = cv2.blur((frames[i] - last) ** 2, k) > threshold
-        last[new[i]] = frames[i][new[i]]
+        close = ((patches[:i] - patches[i]) ** 2).mean(axis=-1) <= threshold
+        new[i] = ~(close & new[:i]).any(axis=0)
     return new
+
+
+def keeps_changing(evidence: OverlayMap, edges: np.ndarray) -> bool:
+    """Whether the picture under a region's edge pixels keeps changing: at least
+    :data:`MIN_NEW` of their changed samples (pooled, up to :data:`NEW_PIXELS` of them) show a
+    picture not seen there before (:func:`new_pictures`)."""
+    ys, xs = np.nonzero(edges)
+    step = max(1, len(ys) // NEW_PIXELS)
+    ys, xs = ys[::step], xs[::step]
+    changed = evidence.changed[:, ys, xs]
+    new = new_pictures(evidence.frames, ys, xs, evidence.threshold)
+    return bool((new & changed).sum() >= MIN_NEW * changed.sum())
 
 
 def varied(frames: np.ndarray, changed: np.ndarray, n_changed: np.ndarray) -> np.ndarray:
@@ -333,8 +351,7 @@ def marks(evidence: OverlayMap) -> list[Mark]:
             continue  # scattered pixels that persisted by chance, not the strokes of a mark
         if shown < MIN_EVIDENCE or hidden > MAX_HIDDEN * (shown + hidden):
             continue
-        edges = area & evidence.seed
-        if evidence.new[edges].sum() < MIN_NEW * evidence.n_changed[edges].sum():
+        if not keeps_changing(evidence, area & evidence.seed):
             continue  # a still scene in a few lasting states (an object moved), not a mark
         box = (x / w, y / h, (x + bw) / w, (y + bh) / h)
         kind = "text" if bw > 2 * bh else "logo"
