@@ -223,7 +223,7 @@ class OverlayMap:
     changed: np.ndarray
     """Per sample and pixel, whether the picture there changed."""
     threshold: float
-    """Mean squared difference over a neighbourhood past which a picture has changed."""
+    """Unexplained variance over a neighbourhood past which a picture has changed."""
     spread: np.ndarray
     """Temporal spread of each pixel's value."""
     seen: np.ndarray
@@ -296,27 +296,31 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
 def new_pictures(frames: np.ndarray, ys: np.ndarray, xs: np.ndarray, threshold: float):
     """Per sample and pixel ``(ys, xs)``, whether the sample shows a picture there not seen
     before: the mean squared difference of its :data:`LOCAL`-pixel neighbourhood from that of
-    every earlier new picture there exceeds ``threshold``. A picture that changes little by
-    little (a slow pan) is new every few samples; one that sits in a state, or comes back to
-    one (a slideshow, cuts between the same camera angles), only when it first gets there."""
-    r, (_, h, w) = LOCAL // 2, frames.shape
+    every earlier new picture there exceeds ``threshold`` (the bound on a change's unexplained
+    variance). A picture that sits in a state, or comes back to one (a slideshow, cuts between
+    the same camera angles), is new only when it first gets there; one that drifts (a slow pan)
+    every few samples."""
+    r, (n, h, w) = LOCAL // 2, frames.shape
     rows = [np.clip(ys + d, 0, h - 1) for d in range(-r, r + 1)]
     cols = [np.clip(xs + d, 0, w - 1) for d in range(-r, r + 1)]
-    patches = np.stack([frames[:, y, x] for y in rows for x in cols], axis=-1)
-    new = np.ones((len(frames), len(ys)), bool)
-    for i in range(1, len(frames)):
-        close = ((patches[:i] - patches[i]) ** 2).mean(axis=-1) <= threshold
-        new[i] = ~(close & new[:i]).any(axis=0)
+    patches = np.stack([frames[:, y, x] for y in rows for x in cols], axis=-1).transpose(1, 0, 2)
+    # Every pair of samples at once, (pixel, sample, sample): |a|^2 + |b|^2 - 2 a.b.
+    norms = (patches * patches).sum(axis=-1)
+    products = patches @ patches.transpose(0, 2, 1)
+    close = norms[:, :, None] + norms[:, None, :] - 2 * products <= threshold * patches.shape[-1]
+    new = np.ones((n, len(ys)), bool)
+    for i in range(1, n):
+        new[i] = ~(close[:, i, :i] & new[:i].T).any(axis=1)
     return new
 
 
 def keeps_changing(evidence: OverlayMap, edges: np.ndarray) -> bool:
     """Whether the picture under a region's edge pixels keeps changing: at least
-    :data:`MIN_NEW` of their changed samples (pooled, up to :data:`NEW_PIXELS` of them) show a
-    picture not seen there before (:func:`new_pictures`)."""
+    :data:`MIN_NEW` of their changed samples (pooled, on up to :data:`NEW_PIXELS` of them spread
+    over the region) show a picture not seen there before (:func:`new_pictures`)."""
     ys, xs = np.nonzero(edges)
-    step = max(1, len(ys) // NEW_PIXELS)
-    ys, xs = ys[::step], xs[::step]
+    picked = np.linspace(0, len(ys) - 1, min(len(ys), NEW_PIXELS)).astype(int)
+    ys, xs = ys[picked], xs[picked]
     changed = evidence.changed[:, ys, xs]
     new = new_pictures(evidence.frames, ys, xs, evidence.threshold)
     return bool((new & changed).sum() >= MIN_NEW * changed.sum())
