@@ -184,16 +184,16 @@ def moved_about(tmp_path_factory) -> Path:
 def test_things_moved_about_and_left_are_not_marked(moved_about, fps):
     """The median blends the things' places, so the picture differs from it in every sample,
     but it is one of a few pictures each time, sampled twice a second or once (frames of a
-    long source are judged seconds apart). It scored 0.57 before a mark's picture had to keep
-    changing, and 0.63 at one frame a second while that was judged against the last new
-    picture instead of every one seen."""
+    long source are judged seconds apart). It scored 0.57 and 0.44 before a mark's picture
+    had to keep changing, and 0.11 at one frame a second while a new picture was judged
+    against the last new one only."""
     assert score(moved_about, fps)["watermark_score"] == 0.0
 
 
 @needs_shared
 def test_cuts_between_a_few_camera_angles_are_not_marked(tmp_path):
     """Three still real pictures cut between every half second: each comes back again and
-    again, so edges that two of them share by chance would persist (it scored 0.96 before)."""
+    again, so edges that two of them share by chance would persist (it scored 1.00 before)."""
     if not VIDEOS.is_dir():
         pytest.skip(f"shared test videos not found at {VIDEOS}")
     angles = [cv2.resize(f, (640, 360)) for f in real_frames(VIDEOS, count=3)]
