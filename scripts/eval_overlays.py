@@ -11,9 +11,11 @@ corner to the opposite one halfway through. The station logos two shared videos 
 positives, reported on their own row.
 
 Negatives: every other shared video as it is (static cameras, hand-held, animation, the
-text-bearing clips: titles, credits, a kinetic-typography promo, rendered labels), and copies
+text-bearing clips: titles, credits, a kinetic-typography promo, rendered labels), copies
 of the positives' footage with a subtitle or a title burned in: text, not watermarks, which
-must stay below the default ``max_watermark``.
+must stay below the default ``max_watermark``, and still real pictures under a camera that
+drifts (shaken by hand, panned at 4 px a second): the scene's broad edges pass a pixel one
+after another and persist, yet go where the picture goes.
 
 Every file goes through the real probe, analyze and detect stages (``configs/default.yaml``
 with any ``--set`` overrides); each clip they cut is scored. The table gives recall at the
@@ -22,7 +24,8 @@ and the margin between them (positive when every marked clip scores above every 
 
 Run from the repo root::
 
-    python scripts/eval_overlays.py [--originals 8] [--seconds 20] [--workdir DIR] [--set K=V]
+    python scripts/eval_overlays.py [--originals 8] [--seconds 20] [--drifting 3] [--workdir DIR]
+        [--set K=V]
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from curate.config.sections import CurateConfig
 from scripts.common.copies import read_segment, subtitle
 from scripts.common.overlays import FONT, OVERLAYS
 from scripts.common.paths import DEFAULT_CONFIG, SHARED_VIDEOS
-from scripts.common.synth import write_video
+from scripts.common.synth import camera_motion_frames, real_frames, write_video
 from stages.analyze import AnalyzeStage
 from stages.detect import DetectStage
 from stages.probe import ProbeStage
@@ -71,6 +74,12 @@ REAL_MARKS = {
 corner; positives, on their own row."""
 
 EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
+
+DRIFTS = (("handheld", 1.0), ("pan_right", 0.1))
+"""Moves of the camera over a still real picture for the drifting negatives
+(``camera_motion_frames``): a hand-held shake, and a pan of 4 px a second at 640 px."""
+
+DRIFT_FPS = 25.0
 
 
 def title(f: np.ndarray) -> np.ndarray:
@@ -127,6 +136,23 @@ def make_files(workdir: Path, originals: int, seconds: float) -> list[tuple[Path
             if not path.exists():
                 write_video(path, [draw(f) for f in frames], fps=fps)
             files.append((path, name, False))
+    return files
+
+
+def drifting_files(
+    workdir: Path, videos: Path, pictures: int, seconds: float
+) -> list[tuple[Path, str, bool]]:
+    """Clean negatives: a real frame of each of ``pictures`` shared videos under a camera that
+    drifts (:data:`DRIFTS`), made once per workdir."""
+    files = []
+    for k, picture in enumerate(real_frames(videos, count=pictures) if pictures else []):
+        for move, speed in DRIFTS:
+            path = workdir / f"drifting{k}--{move}.mp4"
+            if not path.exists():
+                n = int(seconds * DRIFT_FPS)
+                frames = camera_motion_frames(picture, move, speed, n=n, size=(360, 640))
+                write_video(path, frames, fps=DRIFT_FPS)
+            files.append((path, "camera drifting (clean)", False))
     return files
 
 
@@ -188,6 +214,9 @@ def main() -> int:
     parser.add_argument("--videos", default=str(SHARED_VIDEOS))
     parser.add_argument("--originals", type=int, default=len(ORIGINALS))
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each marked copy")
+    parser.add_argument(
+        "--drifting", type=int, default=3, help="still pictures under a drifting camera"
+    )
     parser.add_argument("--shared", type=int, default=None, help="score at most N shared videos")
     parser.add_argument("--workdir", default="/tmp/curate-eval-overlays")
     parser.add_argument("--fresh", action="store_true", help="remake the marked copies")
@@ -206,8 +235,12 @@ def main() -> int:
     cfg = load_config(DEFAULT_CONFIG, args.set)
     started = time.perf_counter()
     files = make_files(workdir, args.originals, args.seconds)
+    files += drifting_files(workdir, videos, args.drifting, args.seconds)
     files += shared_files(videos)[: args.shared]
-    print(f"files: {len(files)} ({args.originals} originals x {len(OVERLAYS)} marks, text, shared)")
+    print(
+        f"files: {len(files)} ({args.originals} originals x {len(OVERLAYS)} marks, text, "
+        "drifting, shared)"
+    )
     scored = score_all(files, cfg)
     report(scored, default_threshold(cfg))
     print(f"\ntime: {time.perf_counter() - started:.0f} s")

@@ -126,9 +126,12 @@ SMOKE: dict[str, Smoke] = {
     "eval_overlays.py": Smoke(
         (
             *("--videos", "{videos}", "--originals", "1", "--seconds", "5"),
-            *("--shared", "1", "--workdir", "{tmp}"),
+            *("--drifting", "1", "--shared", "1", "--workdir", "{tmp}"),
         ),
-        ("files: 11", "| corner logo 100% |", "| app mark |", "| subtitle (text) |", "margin"),
+        (
+            *("files: 13", "| corner logo 100% |", "| app mark |", "| subtitle (text) |"),
+            *("| camera drifting (clean) |", "margin"),
+        ),
         shared=True,
         timeout=400,
     ),

@@ -216,6 +216,41 @@ def test_a_half_transparent_logo_over_a_slow_pan_is_found(tmp_path):
     assert any(overlap(b, box) > 0.5 for b in found)
 
 
+@pytest.fixture(scope="module")
+def drifting() -> dict[str, list[np.ndarray]]:
+    """A real picture under a camera that drifts (16 s): shaken by hand, and panned at four
+    pixels a second."""
+    if not VIDEOS.is_dir():
+        pytest.skip(f"shared test videos not found at {VIDEOS}")
+    picture = real_frames(VIDEOS, count=1)[0]
+    n = int(16 * FPS)
+    return {
+        move: list(camera_motion_frames(picture, move, speed, n=n, size=(360, 640)))
+        for move, speed in (("handheld", 1.0), ("pan_right", 0.1))
+    }
+
+
+@needs_shared
+@pytest.mark.parametrize("move", ["handheld", "pan_right"])
+def test_scenery_a_camera_drifts_over_is_not_marked(tmp_path, drifting, move):
+    """The broad edges of the scene pass a pixel one after another with the same sign while
+    the picture there keeps changing, so they persist; but they go where the picture goes
+    (it scored 0.98 shaken and 0.84 panned before that was asked)."""
+    values = score(write_video(tmp_path / "drift.mp4", drifting[move], fps=FPS))
+    assert values["watermark_score"] < 0.2
+
+
+@needs_shared
+@pytest.mark.parametrize("move", ["handheld", "pan_right"])
+def test_a_logo_over_a_drifting_camera_stays_where_it_is_found(tmp_path, drifting, move):
+    marked, box = corner_logo(1.0).draw(drifting[move], FPS)
+    path = write_video(tmp_path / "logo.mp4", marked, fps=FPS)
+    analyze, signal = CurateConfig().analyze, WatermarkSignal(WatermarkConfig())
+    series = decode_series(str(path), probe(str(path), max_pixels=10**8), analyze, [signal])
+    found = [dict(zip(("x0", "y0", "x1", "y1"), m.box)) for m in series["watermark"].marks]
+    assert any(overlap(b, box) > 0.5 for b in found)
+
+
 @needs_shared
 def test_a_slideshow_of_stills_is_not_marked(tmp_path):
     """Six real pictures held three seconds each: few pictures, each over many samples, so

@@ -21,20 +21,22 @@ survives a cut, the scenery does not):
 Persisting edges grouped into dense regions with few hidden edges are marks, where the picture
 under them keeps changing (:data:`MIN_NEW`): a scene sitting in a few lasting states (things
 moved and left, a slideshow, a few camera angles cut between) differs from the median the same
-way sample after sample, and its edges persist over a few pictures by chance. A still
-background is not a mark: with nothing moving over it there is no evidence either way, and
-where something moves over it its edges are hidden. A mark that lets nothing through somewhere
-(opaque) and sits centred across the frame is a title or a subtitle, text that the ``text``
-signal measures, not a watermark. Each clip keeps the marks whose edges show in its frames:
-``watermark_score`` (0-1, from the edge pixels of its marks), ``watermark_box`` (the main mark
-and those of similar size, shares of the frame) and ``watermark_kind`` (``logo``, ``text`` for
-a line-shaped mark, ``tiled`` for marks spread over the frame, ``none``). The detect stage
-raises the score where OCR reads a web address, a handle, a copyright sign, a stock site's
-word, a video app's name or a broadcaster's word or name in a corner (:func:`read_marks`; in
-the clip's frames, or before and after it, :func:`vouching`; or in the stack of the source's
-frames, :func:`stacked_marks`), and clears it where the mark lies in lines OCR reads as the
-clip's subtitles (:func:`in_subtitles`: the picture changed behind some of their words). Tier
-gate ``max_watermark`` (``watermarked``).
+way sample after sample, and its edges persist over a few pictures by chance; and where their
+edges stay put when the camera drifts (:func:`moves_with_picture`): the broad edges of a slow
+pan's or a shaken camera's scenery persist by chance too, but go where the picture goes. A
+still background is not a mark: with nothing moving over it there is no evidence either way,
+and where something moves over it its edges are hidden. A mark that lets nothing through
+somewhere (opaque) and sits centred across the frame is a title or a subtitle, text that the
+``text`` signal measures, not a watermark. Each clip keeps the marks whose edges show in its
+frames: ``watermark_score`` (0-1, from the edge pixels of its marks), ``watermark_box`` (the
+main mark and those of similar size, shares of the frame) and ``watermark_kind`` (``logo``,
+``text`` for a line-shaped mark, ``tiled`` for marks spread over the frame, ``none``). The
+detect stage raises the score where OCR reads a web address, a handle, a copyright sign, a
+stock site's word, a video app's name or a broadcaster's word or name in a corner
+(:func:`read_marks`; in the clip's frames, or before and after it, :func:`vouching`; or in the
+stack of the source's frames, :func:`stacked_marks`), and clears it where the mark lies in
+lines OCR reads as the clip's subtitles (:func:`in_subtitles`: the picture changed behind some
+of their words). Tier gate ``max_watermark`` (``watermarked``).
 """
 
 from __future__ import annotations
@@ -115,7 +117,28 @@ slideshow's picture; one of a few camera angles cut between) differs from the me
 way sample after sample."""
 
 NEW_PIXELS = 100
-"""Edge pixels of a region, spread over it, on which :data:`MIN_NEW` is judged at most."""
+"""Edge pixels of a region, spread over it, on which :data:`MIN_NEW` and :data:`MAX_MOVED` are
+judged at most."""
+
+DRIFT_GAPS = (1, 2, 4, 8)
+"""Samples apart at which a sample is compared with a later one for the camera's drift
+(:func:`drifts`): the nearest that has drifted :data:`MIN_DRIFT` is taken, so a slow pan and a
+shake are both measured."""
+
+MIN_DRIFT = 2.0
+"""Drift of the picture between two samples, pixels of the half-size frames, from which a
+region's edges are asked whether they went with it: over less, a mark's edges and the
+scenery's agree in place alike."""
+
+MIN_LOCK = 0.05
+"""Phase correlation's peak below which two samples do not show one picture shifted (a cut,
+or content that changed): they measure no drift."""
+
+MAX_MOVED = 0.5
+"""Largest share of a region's drifting sample pairs (:func:`drifts`) in which its edges agree
+better with the later sample where the picture drifted to than where they were: a mark stays
+put when the camera drifts, the scenery goes with it (a slow pan's broad edges pass a pixel one
+after another, same sign, and persist by chance)."""
 
 MIN_REGION = 8
 """Smallest region, in mark pixels."""
@@ -228,6 +251,9 @@ class OverlayMap:
     """Temporal spread of each pixel's value."""
     seen: np.ndarray
     """Per sample and pixel, whether the pixel's median edge is there."""
+    gx: np.ndarray
+    gy: np.ndarray
+    """Per sample, the gradients of :attr:`frames`."""
 
 
 def unexplained_change(frames: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -290,7 +316,7 @@ def overlay_map(frames: np.ndarray) -> OverlayMap:
     n_changed = changed.sum(axis=0)
     seed = edge & (n_changed >= MIN_COVERED) & (shown >= MIN_PERSISTENCE * n_changed)
     seed &= varied(f, changed, n_changed)
-    return OverlayMap(seed, shown, hidden, f, changed, threshold, frames.std(axis=0), seen)
+    return OverlayMap(seed, shown, hidden, f, changed, threshold, frames.std(axis=0), seen, gx, gy)
 
 
 def new_pictures(frames: np.ndarray, ys: np.ndarray, xs: np.ndarray, threshold: float):
@@ -314,16 +340,76 @@ def new_pictures(frames: np.ndarray, ys: np.ndarray, xs: np.ndarray, threshold: 
     return new
 
 
+def spread_pixels(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Up to :data:`NEW_PIXELS` of a region's edge pixels, spread evenly over it: rows, columns."""
+    ys, xs = np.nonzero(edges)
+    picked = np.linspace(0, len(ys) - 1, min(len(ys), NEW_PIXELS)).astype(int)
+    return ys[picked], xs[picked]
+
+
 def keeps_changing(evidence: OverlayMap, edges: np.ndarray) -> bool:
     """Whether the picture under a region's edge pixels keeps changing: at least
     :data:`MIN_NEW` of their changed samples (pooled, on up to :data:`NEW_PIXELS` of them spread
     over the region) show a picture not seen there before (:func:`new_pictures`)."""
-    ys, xs = np.nonzero(edges)
-    picked = np.linspace(0, len(ys) - 1, min(len(ys), NEW_PIXELS)).astype(int)
-    ys, xs = ys[picked], xs[picked]
+    ys, xs = spread_pixels(edges)
     changed = evidence.changed[:, ys, xs]
     new = new_pictures(evidence.frames, ys, xs, evidence.threshold)
     return bool((new & changed).sum() >= MIN_NEW * changed.sum())
+
+
+@dataclass
+class Drifts:
+    """Pairs of samples between which the picture drifted (:func:`drifts`)."""
+
+    earlier: np.ndarray
+    later: np.ndarray
+    shifts: np.ndarray
+    """Per pair, the picture's shift from the earlier sample to the later: ``(dx, dy)``, whole
+    pixels."""
+
+
+def drifts(frames: np.ndarray) -> Drifts:
+    """For each sample, the nearest later one (:data:`DRIFT_GAPS` apart) to which the picture
+    drifted at least :data:`MIN_DRIFT`, by phase correlation of the two; none where the two
+    no longer show one picture (:data:`MIN_LOCK`) before it drifts that far."""
+    n, h, w = frames.shape
+    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    pairs = []
+    for i in range(n):
+        for j in (i + gap for gap in DRIFT_GAPS if i + gap < n):
+            # Copies: OpenCV windows its inputs in place.
+            (dx, dy), peak = cv2.phaseCorrelate(frames[i].copy(), frames[j].copy(), window)
+            if peak < MIN_LOCK:
+                break
+            if np.hypot(dx, dy) >= MIN_DRIFT:
+                pairs.append((i, j, round(dx), round(dy)))
+                break
+    p = np.asarray(pairs, int).reshape(-1, 4)
+    return Drifts(p[:, 0], p[:, 1], p[:, 2:])
+
+
+def moves_with_picture(evidence: OverlayMap, edges: np.ndarray, drift: Drifts) -> bool:
+    """Whether a region's edges go with the picture when it drifts: in more than
+    :data:`MAX_MOVED` of the pairs of samples ``drift`` holds, the earlier sample's gradients
+    at the region's edge pixels (up to :data:`NEW_PIXELS`) agree better with the later one's
+    where the picture drifted to than in place. A mark stays put; a pan's or a shaking
+    camera's scenery does not."""
+    if not len(drift.earlier):
+        return False
+    ys, xs = spread_pixels(edges)
+    _, h, w = evidence.gx.shape
+    to_y, to_x = ys + drift.shifts[:, 1:], xs + drift.shifts[:, :1]
+    inside = (to_y >= 0) & (to_y < h) & (to_x >= 0) & (to_x < w)
+    to_y, to_x = np.clip(to_y, 0, h - 1), np.clip(to_x, 0, w - 1)
+    i, j = drift.earlier[:, None], drift.later[:, None]
+    gx, gy = evidence.gx[i, ys, xs], evidence.gy[i, ys, xs]
+    in_place = (gx * evidence.gx[j, ys, xs] + gy * evidence.gy[j, ys, xs]) * inside
+    moved = (gx * evidence.gx[j, to_y, to_x] + gy * evidence.gy[j, to_y, to_x]) * inside
+    judged = inside.sum(axis=1) >= 0.5 * len(ys)  # most of the region still in the frame
+    if not judged.any():
+        return False
+    went = moved.sum(axis=1)[judged] > in_place.sum(axis=1)[judged]
+    return float(went.mean()) > MAX_MOVED
 
 
 def varied(frames: np.ndarray, changed: np.ndarray, n_changed: np.ndarray) -> np.ndarray:
@@ -342,6 +428,7 @@ def marks(evidence: OverlayMap) -> list[Mark]:
     """The regions of ``evidence`` whose edges, pooled, persisted where the picture changed,
     each with its size, box and kind; opaque centred ones (titles, subtitles) are left out."""
     h, w = evidence.seed.shape
+    drift: Drifts | None = None  # measured once, for the first region that needs it
     # Wider than tall: the letters and words of a line join into one region.
     joined = cv2.dilate(evidence.seed.astype(np.uint8), np.ones((3, 7), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
@@ -357,6 +444,10 @@ def marks(evidence: OverlayMap) -> list[Mark]:
             continue
         if not keeps_changing(evidence, area & evidence.seed):
             continue  # a still scene in a few lasting states (an object moved), not a mark
+        if drift is None:
+            drift = drifts(evidence.frames)
+        if moves_with_picture(evidence, area & evidence.seed, drift):
+            continue  # scenery the camera drifts over, whose broad edges persisted by chance
         box = (x / w, y / h, (x + bw) / w, (y + bh) / h)
         kind = "text" if bw > 2 * bh else "logo"
         if is_centred(box) and is_opaque(evidence.spread, area):
