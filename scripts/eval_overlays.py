@@ -14,8 +14,8 @@ Negatives: every other shared video as it is (static cameras, hand-held, animati
 text-bearing clips: titles, credits, a kinetic-typography promo, rendered labels), copies
 of the positives' footage with a subtitle or a title burned in: text, not watermarks, which
 must stay below the default ``max_watermark``, and still real pictures under a camera that
-drifts (shaken by hand, panned at 4 px a second): the scene's broad edges pass a pixel one
-after another and persist, yet go where the picture goes.
+drifts (shaken by hand, panning, zooming, rolling, slowly): the scene's broad edges pass a
+pixel one after another and persist, yet go where the picture goes.
 
 Every file goes through the real probe, analyze and detect stages (``configs/default.yaml``
 with any ``--set`` overrides); each clip they cut is scored. The table gives recall at the
@@ -75,9 +75,10 @@ corner; positives, on their own row."""
 
 EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
 
-DRIFTS = (("handheld", 1.0), ("pan_right", 0.1))
+DRIFTS = (("handheld", 1.0), ("pan_right", 0.1), ("zoom_in", 0.1), ("roll_cw", 0.1))
 """Moves of the camera over a still real picture for the drifting negatives
-(``camera_motion_frames``): a hand-held shake, and a pan of 4 px a second at 640 px."""
+(``camera_motion_frames``): a hand-held shake, a pan of 4 px a second at 640 px, a zoom of 2 %
+a second and a roll of 0.9 degrees a second."""
 
 DRIFT_FPS = 25.0
 

@@ -129,7 +129,7 @@ SMOKE: dict[str, Smoke] = {
             *("--drifting", "1", "--shared", "1", "--workdir", "{tmp}"),
         ),
         (
-            *("files: 13", "| corner logo 100% |", "| app mark |", "| subtitle (text) |"),
+            *("files: 15", "| corner logo 100% |", "| app mark |", "| subtitle (text) |"),
             *("| camera drifting (clean) |", "margin"),
         ),
         shared=True,

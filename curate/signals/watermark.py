@@ -54,6 +54,7 @@ from curate.config import SignalConfig
 from curate.gates import Gate, at_most, score
 from curate.media.video import DecodedFrame
 from curate.signals.base import ClipWindow, FrameSignal, samples_in
+from curate.signals.drift import DriftFields
 from curate.signals.text import TextDetector, TextLine, read_lines
 
 WATERMARK_BOX = pa.struct(
@@ -122,23 +123,25 @@ judged at most."""
 
 DRIFT_GAPS = (1, 2, 4, 8)
 """Samples apart at which a sample is compared with a later one for the camera's drift
-(:func:`drifts`): the nearest that has drifted :data:`MIN_DRIFT` is taken, so a slow pan and a
-shake are both measured."""
+(:func:`moves_with_picture`): the nearest that has drifted :data:`MIN_DRIFT` is taken, so a
+slow pan and a shake are both measured."""
 
 MIN_DRIFT = 2.0
 """Drift of the picture between two samples, pixels of the half-size frames, from which a
 region's edges are asked whether they went with it: over less, a mark's edges and the
 scenery's agree in place alike."""
 
-MIN_LOCK = 0.05
-"""Phase correlation's peak below which two samples do not show one picture shifted (a cut,
-or content that changed): they measure no drift."""
+MAX_DRIFT = 6.0
+"""Drift between neighbouring samples, pixels of the half-size frames, past which a region is
+not asked: the scenery's edges leave their pixels before the next sample and cannot persist
+by chance, so what persists there stays put (a semi-transparent mark over a fast pan, whose
+busy scenery can outweigh its edges pair by pair)."""
 
 MAX_MOVED = 0.5
-"""Largest share of a region's drifting sample pairs (:func:`drifts`) in which its edges agree
-better with the later sample where the picture drifted to than where they were: a mark stays
-put when the camera drifts, the scenery goes with it (a slow pan's broad edges pass a pixel one
-after another, same sign, and persist by chance)."""
+"""Largest share of a region's drifting sample pairs (:func:`moves_with_picture`) in which its
+edges agree better with the later sample where the picture drifted to than where they were: a
+mark stays put when the camera drifts, the scenery goes with it (a slow pan's broad edges pass
+a pixel one after another, same sign, and persist by chance)."""
 
 MIN_REGION = 8
 """Smallest region, in mark pixels."""
@@ -357,59 +360,45 @@ def keeps_changing(evidence: OverlayMap, edges: np.ndarray) -> bool:
     return bool((new & changed).sum() >= MIN_NEW * changed.sum())
 
 
-@dataclass
-class Drifts:
-    """Pairs of samples between which the picture drifted (:func:`drifts`)."""
-
-    earlier: np.ndarray
-    later: np.ndarray
-    shifts: np.ndarray
-    """Per pair, the picture's shift from the earlier sample to the later: ``(dx, dy)``, whole
-    pixels."""
-
-
-def drifts(frames: np.ndarray) -> Drifts:
-    """For each sample, the nearest later one (:data:`DRIFT_GAPS` apart) to which the picture
-    drifted at least :data:`MIN_DRIFT`, by phase correlation of the two; none where the two
-    no longer show one picture (:data:`MIN_LOCK`) before it drifts that far."""
-    n, h, w = frames.shape
-    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
-    pairs = []
+def moves_with_picture(evidence: OverlayMap, edges: np.ndarray, drift: DriftFields) -> bool:
+    """Whether a region's edges go with the picture when the camera drifts. Each sample is
+    paired with the nearest later one (:data:`DRIFT_GAPS` apart) to which the picture at the
+    region drifted :data:`MIN_DRIFT` or more (``drift``); in more than :data:`MAX_MOVED` of
+    the pairs, the earlier sample's gradients at the region's edge pixels (up to
+    :data:`NEW_PIXELS`) agree better with the later one's where the picture drifted to than in
+    place. A mark stays put; the scenery of a pan, a zoom or a shaken camera does not."""
+    ys, xs = spread_pixels(edges)
+    n, h, w = evidence.gx.shape
+    pixels, centre = np.stack([xs, ys], axis=1), np.array([xs.mean(), ys.mean()])
+    pairs, to = [], []
     for i in range(n):
         for j in (i + gap for gap in DRIFT_GAPS if i + gap < n):
-            # Copies: OpenCV windows its inputs in place.
-            (dx, dy), peak = cv2.phaseCorrelate(frames[i].copy(), frames[j].copy(), window)
-            if peak < MIN_LOCK:
+            fitted = drift.between(i, j)
+            if fitted is None:
+                break  # no longer one picture drifting
+            m, t = fitted
+            drifted = np.hypot(*(m @ centre + t))
+            if drifted >= MIN_DRIFT:
+                if drifted <= MAX_DRIFT * (j - i):
+                    pairs.append((i, j))
+                    to.append(np.rint(pixels + pixels @ m.T + t).astype(int))
                 break
-            if np.hypot(dx, dy) >= MIN_DRIFT:
-                pairs.append((i, j, round(dx), round(dy)))
-                break
-    p = np.asarray(pairs, int).reshape(-1, 4)
-    return Drifts(p[:, 0], p[:, 1], p[:, 2:])
-
-
-def moves_with_picture(evidence: OverlayMap, edges: np.ndarray, drift: Drifts) -> bool:
-    """Whether a region's edges go with the picture when it drifts: in more than
-    :data:`MAX_MOVED` of the pairs of samples ``drift`` holds, the earlier sample's gradients
-    at the region's edge pixels (up to :data:`NEW_PIXELS`) agree better with the later one's
-    where the picture drifted to than in place. A mark stays put; a pan's or a shaking
-    camera's scenery does not."""
-    if not len(drift.earlier):
+    if not pairs:
         return False
-    ys, xs = spread_pixels(edges)
-    _, h, w = evidence.gx.shape
-    to_y, to_x = ys + drift.shifts[:, 1:], xs + drift.shifts[:, :1]
+    i, j = (np.array(side)[:, None] for side in zip(*pairs))
+    to_x, to_y = np.stack(to)[..., 0], np.stack(to)[..., 1]
     inside = (to_y >= 0) & (to_y < h) & (to_x >= 0) & (to_x < w)
     to_y, to_x = np.clip(to_y, 0, h - 1), np.clip(to_x, 0, w - 1)
-    i, j = drift.earlier[:, None], drift.later[:, None]
-    gx, gy = evidence.gx[i, ys, xs], evidence.gy[i, ys, xs]
-    in_place = (gx * evidence.gx[j, ys, xs] + gy * evidence.gy[j, ys, xs]) * inside
-    moved = (gx * evidence.gx[j, to_y, to_x] + gy * evidence.gy[j, to_y, to_x]) * inside
     judged = inside.sum(axis=1) >= 0.5 * len(ys)  # most of the region still in the frame
     if not judged.any():
         return False
-    went = moved.sum(axis=1)[judged] > in_place.sum(axis=1)[judged]
-    return float(went.mean()) > MAX_MOVED
+    gx, gy = evidence.gx[i, ys, xs], evidence.gy[i, ys, xs]
+    # Summed, not normalised: where the later sample has a mark in place its edges are strong
+    # there, and a drifting scene's are as strong in place as where they went.
+    in_place = (gx * evidence.gx[j, ys, xs] + gy * evidence.gy[j, ys, xs]) * inside
+    moved = (gx * evidence.gx[j, to_y, to_x] + gy * evidence.gy[j, to_y, to_x]) * inside
+    went = moved.sum(axis=1) > in_place.sum(axis=1)
+    return float(went[judged].mean()) > MAX_MOVED
 
 
 def varied(frames: np.ndarray, changed: np.ndarray, n_changed: np.ndarray) -> np.ndarray:
@@ -428,7 +417,7 @@ def marks(evidence: OverlayMap) -> list[Mark]:
     """The regions of ``evidence`` whose edges, pooled, persisted where the picture changed,
     each with its size, box and kind; opaque centred ones (titles, subtitles) are left out."""
     h, w = evidence.seed.shape
-    drift: Drifts | None = None  # measured once, for the first region that needs it
+    drift = DriftFields(evidence.frames)  # each pair of samples measured once, when needed
     # Wider than tall: the letters and words of a line join into one region.
     joined = cv2.dilate(evidence.seed.astype(np.uint8), np.ones((3, 7), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
@@ -444,8 +433,6 @@ def marks(evidence: OverlayMap) -> list[Mark]:
             continue
         if not keeps_changing(evidence, area & evidence.seed):
             continue  # a still scene in a few lasting states (an object moved), not a mark
-        if drift is None:
-            drift = drifts(evidence.frames)
         if moves_with_picture(evidence, area & evidence.seed, drift):
             continue  # scenery the camera drifts over, whose broad edges persisted by chance
         box = (x / w, y / h, (x + bw) / w, (y + bh) / h)
