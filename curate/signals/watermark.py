@@ -22,7 +22,7 @@ Persisting edges grouped into dense regions with few hidden edges are marks, whe
 under them keeps changing (:data:`MIN_NEW`): a scene sitting in a few lasting states (things
 moved and left, a slideshow, a few camera angles cut between) differs from the median the same
 way sample after sample, and its edges persist over a few pictures by chance; and where their
-edges stay put when the camera drifts (:func:`moves_with_picture`): the broad edges of a slow
+edges stay put when the camera drifts (:func:`still_edges`): the broad edges of a slow
 pan's or a shaken camera's scenery persist by chance too, but go where the picture goes. A
 still background is not a mark: with nothing moving over it there is no evidence either way,
 and where something moves over it its edges are hidden. A mark that lets nothing through
@@ -118,30 +118,47 @@ slideshow's picture; one of a few camera angles cut between) differs from the me
 way sample after sample."""
 
 NEW_PIXELS = 100
-"""Edge pixels of a region, spread over it, on which :data:`MIN_NEW` and :data:`MAX_MOVED` are
-judged at most."""
+"""Edge pixels of a region, spread over it, on which :data:`MIN_NEW` is judged at most."""
 
 DRIFT_GAPS = (1, 2, 4, 8)
 """Samples apart at which a sample is compared with a later one for the camera's drift
-(:func:`moves_with_picture`): the nearest that has drifted :data:`MIN_DRIFT` is taken, so a
-slow pan and a shake are both measured."""
+(:func:`still_edges`): the nearest that has drifted :data:`MIN_DRIFT` is taken, so a slow pan
+and a shake are both measured."""
+
+DRIFT_STARTS = 32
+"""Samples, spread over the source, paired with a later one: enough pairs, at a bounded cost
+(each pair's drift is nine phase correlations)."""
 
 MIN_DRIFT = 2.0
-"""Drift of the picture between two samples, pixels of the half-size frames, from which a
-region's edges are asked whether they went with it: over less, a mark's edges and the
-scenery's agree in place alike."""
+"""Drift of the picture between two samples, pixels of the half-size frames, from which edges
+are asked whether they went with it: over less, a mark's edges and the scenery's agree in
+place alike."""
 
 MAX_DRIFT = 6.0
-"""Drift between neighbouring samples, pixels of the half-size frames, past which a region is
-not asked: the scenery's edges leave their pixels before the next sample and cannot persist
-by chance, so what persists there stays put (a semi-transparent mark over a fast pan, whose
-busy scenery can outweigh its edges pair by pair)."""
+"""Drift between neighbouring samples, pixels of the half-size frames, past which a pair of
+samples is not asked: the scenery's edges leave their pixels before the next sample and cannot
+persist by chance, so what persists there stays put (a semi-transparent mark over a fast pan,
+whose busy scenery can outweigh its edges pair by pair)."""
+
+DRIFT_BLOCK = 8
+"""Side, pixels of the half-size frames, of the blocks in which a region's edge pixels are asked
+whether they go with the picture (:func:`still_edges`): the letters of a mark joined to the
+scenery beside it keep their own pixels, and under a zoom each block has its own drift."""
+
+MIN_PAIRS = 3
+"""Pairs of drifting samples a region's pixels need, on average, before it can be taken for
+scenery, and a block before it can be kept as a mark's."""
+
+STAYS = 0.25
+"""Largest share of its pairs in which a block of a region taken for scenery may have gone
+with the picture and still be kept: the letters of a mark joined to the scenery beside it
+stay put in nearly every pair."""
 
 MAX_MOVED = 0.5
-"""Largest share of a region's drifting sample pairs (:func:`moves_with_picture`) in which its
-edges agree better with the later sample where the picture drifted to than where they were: a
-mark stays put when the camera drifts, the scenery goes with it (a slow pan's broad edges pass
-a pixel one after another, same sign, and persist by chance)."""
+"""Largest share of a block's drifting sample pairs (:func:`still_edges`) in which its edges
+agree better with the later sample where the picture drifted to than where they were: a mark
+stays put when the camera drifts, the scenery goes with it (a slow pan's broad edges pass a
+pixel one after another, same sign, and persist by chance)."""
 
 MIN_REGION = 8
 """Smallest region, in mark pixels."""
@@ -360,45 +377,66 @@ def keeps_changing(evidence: OverlayMap, edges: np.ndarray) -> bool:
     return bool((new & changed).sum() >= MIN_NEW * changed.sum())
 
 
-def moves_with_picture(evidence: OverlayMap, edges: np.ndarray, drift: DriftFields) -> bool:
-    """Whether a region's edges go with the picture when the camera drifts. Each sample is
-    paired with the nearest later one (:data:`DRIFT_GAPS` apart) to which the picture at the
-    region drifted :data:`MIN_DRIFT` or more (``drift``); in more than :data:`MAX_MOVED` of
-    the pairs, the earlier sample's gradients at the region's edge pixels (up to
-    :data:`NEW_PIXELS`) agree better with the later one's where the picture drifted to than in
-    place. A mark stays put; the scenery of a pan, a zoom or a shaken camera does not."""
-    ys, xs = spread_pixels(edges)
+def still_edges(evidence: OverlayMap, edges: np.ndarray, drift: DriftFields) -> np.ndarray:
+    """A region's edge pixels less those, block by block (:data:`DRIFT_BLOCK`), that go with
+    the picture when the camera drifts. Each sample is paired with the nearest later one
+    (:data:`DRIFT_GAPS` apart) to which the picture at the block drifted :data:`MIN_DRIFT` or
+    more (``drift``; at most :data:`MAX_DRIFT` a sample); a block is scenery where, in more
+    than :data:`MAX_MOVED` of at least :data:`MIN_PAIRS` pairs, the earlier sample's gradients
+    at its edge pixels agree better with the later one's where the picture drifted to than in
+    place. A mark stays put; the scenery of a pan, a zoom or a shaken camera does not, and a
+    mark joined to scenery beside it keeps its own pixels."""
+    ys, xs = np.nonzero(edges)
     n, h, w = evidence.gx.shape
-    pixels, centre = np.stack([xs, ys], axis=1), np.array([xs.mean(), ys.mean()])
-    pairs, to = [], []
-    for i in range(n):
+    ids, block = np.unique((ys // DRIFT_BLOCK) * w + xs // DRIFT_BLOCK, return_inverse=True)
+    size = np.bincount(block)
+    centres = np.stack([np.bincount(block, xs) / size, np.bincount(block, ys) / size], axis=1)
+    pixels = np.stack([xs, ys], axis=1).astype(float)
+    went, asked = np.zeros(len(ids)), np.zeros(len(ids))
+    for i in np.unique(np.linspace(0, n - 2, min(n - 1, DRIFT_STARTS)).astype(int)):
+        later = np.full(len(ids), -1)  # per block, the sample it is compared with
+        to = np.zeros_like(pixels)
+        waiting = np.ones(len(ids), bool)
         for j in (i + gap for gap in DRIFT_GAPS if i + gap < n):
             fitted = drift.between(i, j)
             if fitted is None:
                 break  # no longer one picture drifting
             m, t = fitted
-            drifted = np.hypot(*(m @ centre + t))
-            if drifted >= MIN_DRIFT:
-                if drifted <= MAX_DRIFT * (j - i):
-                    pairs.append((i, j))
-                    to.append(np.rint(pixels + pixels @ m.T + t).astype(int))
-                break
-    if not pairs:
-        return False
-    i, j = (np.array(side)[:, None] for side in zip(*pairs))
-    to_x, to_y = np.stack(to)[..., 0], np.stack(to)[..., 1]
-    inside = (to_y >= 0) & (to_y < h) & (to_x >= 0) & (to_x < w)
-    to_y, to_x = np.clip(to_y, 0, h - 1), np.clip(to_x, 0, w - 1)
-    judged = inside.sum(axis=1) >= 0.5 * len(ys)  # most of the region still in the frame
-    if not judged.any():
-        return False
-    gx, gy = evidence.gx[i, ys, xs], evidence.gy[i, ys, xs]
-    # Summed, not normalised: where the later sample has a mark in place its edges are strong
-    # there, and a drifting scene's are as strong in place as where they went.
-    in_place = (gx * evidence.gx[j, ys, xs] + gy * evidence.gy[j, ys, xs]) * inside
-    moved = (gx * evidence.gx[j, to_y, to_x] + gy * evidence.gy[j, to_y, to_x]) * inside
-    went = moved.sum(axis=1) > in_place.sum(axis=1)
-    return float(went[judged].mean()) > MAX_MOVED
+            drifted = np.hypot(*(centres @ m.T + t).T)
+            reached = waiting & (drifted >= MIN_DRIFT)
+            taken = reached & (drifted <= MAX_DRIFT * (j - i))
+            later[taken] = j
+            moving = taken[block]
+            to[moving] = pixels[moving] + pixels[moving] @ m.T + t
+            waiting &= ~reached
+        k = later[block]
+        if (k < 0).all():
+            continue
+        to_x, to_y = np.rint(to).astype(int).T
+        inside = (k >= 0) & (to_y >= 0) & (to_y < h) & (to_x >= 0) & (to_x < w)
+        k, to_y, to_x = np.maximum(k, 0), np.clip(to_y, 0, h - 1), np.clip(to_x, 0, w - 1)
+        gx, gy = evidence.gx[i, ys, xs], evidence.gy[i, ys, xs]
+        # Summed, not normalised: where the later sample has a mark in place its edges are
+        # strong there, and a drifting scene's are as strong in place as where they went.
+        in_place = np.bincount(
+            block, (gx * evidence.gx[k, ys, xs] + gy * evidence.gy[k, ys, xs]) * inside, len(ids)
+        )
+        moved = np.bincount(
+            block,
+            (gx * evidence.gx[k, to_y, to_x] + gy * evidence.gy[k, to_y, to_x]) * inside,
+            len(ids),
+        )
+        judged = np.bincount(block, inside, len(ids)) >= 0.5 * size  # still in the frame
+        went += judged & (moved > in_place)
+        asked += judged
+    pairs = (size * asked).sum()
+    if pairs < MIN_PAIRS * size.sum() or (size * went).sum() <= MAX_MOVED * pairs:
+        return edges  # not seen drifting, or it stays put
+    # Scenery, but for the blocks that clearly stay put: a mark's letters joined to it.
+    stays = ((asked >= MIN_PAIRS) & (went <= STAYS * asked))[block]
+    still = np.zeros_like(edges)
+    still[ys[stays], xs[stays]] = True
+    return still
 
 
 def varied(frames: np.ndarray, changed: np.ndarray, n_changed: np.ndarray) -> np.ndarray:
@@ -433,14 +471,26 @@ def marks(evidence: OverlayMap) -> list[Mark]:
             continue
         if not keeps_changing(evidence, area & evidence.seed):
             continue  # a still scene in a few lasting states (an object moved), not a mark
-        if moves_with_picture(evidence, area & evidence.seed, drift):
+        region = still_edges(evidence, area & evidence.seed, drift)
+        if region.sum() < MIN_REGION:
             continue  # scenery the camera drifts over, whose broad edges persisted by chance
+        if region.sum() < pixels:  # scenery beside it left out: the box of what is left
+            pixels, (x, y, bw, bh) = int(region.sum()), joined_box(region)
         box = (x / w, y / h, (x + bw) / w, (y + bh) / h)
         kind = "text" if bw > 2 * bh else "logo"
         if is_centred(box) and is_opaque(evidence.spread, area):
             continue  # a title or a subtitle: text (the text signal's), not a watermark
-        found.append(Mark(pixels, box, kind, area & evidence.seed))
+        found.append(Mark(pixels, box, kind, region))
     return found
+
+
+def joined_box(edges: np.ndarray) -> tuple[int, int, int, int]:
+    """``x, y, width, height`` of edge pixels as :func:`marks` joins them (3 x 7 pixels)."""
+    ys, xs = np.nonzero(edges)
+    h, w = edges.shape
+    x0, y0 = max(0, xs.min() - 3), max(0, ys.min() - 1)
+    x1, y1 = min(w, xs.max() + 4), min(h, ys.max() + 2)
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def is_opaque(spread: np.ndarray, area: np.ndarray) -> bool:
