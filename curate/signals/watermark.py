@@ -147,7 +147,7 @@ scenery beside it keep their own pixels, and under a zoom each block has its own
 
 MIN_PAIRS = 3
 """Pairs of drifting samples a region's pixels need, on average, before it can be taken for
-scenery, and a block before it can be kept as a mark's."""
+scenery, and a block of it before it can be kept as a mark's."""
 
 STAYS = 0.25
 """Largest share of its pairs in which a block of a region taken for scenery may have gone
@@ -155,10 +155,10 @@ with the picture and still be kept: the letters of a mark joined to the scenery 
 stay put in nearly every pair."""
 
 MAX_MOVED = 0.5
-"""Largest share of a block's drifting sample pairs (:func:`still_edges`) in which its edges
-agree better with the later sample where the picture drifted to than where they were: a mark
-stays put when the camera drifts, the scenery goes with it (a slow pan's broad edges pass a
-pixel one after another, same sign, and persist by chance)."""
+"""Largest share of a region's drifting sample pairs (:func:`still_edges`, pooled over its
+blocks) in which its edges agree better with the later sample where the picture drifted to
+than where they were: a mark stays put when the camera drifts, the scenery goes with it (a
+slow pan's broad edges pass a pixel one after another, same sign, and persist by chance)."""
 
 MIN_REGION = 8
 """Smallest region, in mark pixels."""
@@ -360,32 +360,28 @@ def new_pictures(frames: np.ndarray, ys: np.ndarray, xs: np.ndarray, threshold: 
     return new
 
 
-def spread_pixels(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Up to :data:`NEW_PIXELS` of a region's edge pixels, spread evenly over it: rows, columns."""
-    ys, xs = np.nonzero(edges)
-    picked = np.linspace(0, len(ys) - 1, min(len(ys), NEW_PIXELS)).astype(int)
-    return ys[picked], xs[picked]
-
-
 def keeps_changing(evidence: OverlayMap, edges: np.ndarray) -> bool:
     """Whether the picture under a region's edge pixels keeps changing: at least
     :data:`MIN_NEW` of their changed samples (pooled, on up to :data:`NEW_PIXELS` of them spread
     over the region) show a picture not seen there before (:func:`new_pictures`)."""
-    ys, xs = spread_pixels(edges)
+    ys, xs = np.nonzero(edges)
+    picked = np.linspace(0, len(ys) - 1, min(len(ys), NEW_PIXELS)).astype(int)
+    ys, xs = ys[picked], xs[picked]
     changed = evidence.changed[:, ys, xs]
     new = new_pictures(evidence.frames, ys, xs, evidence.threshold)
     return bool((new & changed).sum() >= MIN_NEW * changed.sum())
 
 
 def still_edges(evidence: OverlayMap, edges: np.ndarray, drift: DriftFields) -> np.ndarray:
-    """A region's edge pixels less those, block by block (:data:`DRIFT_BLOCK`), that go with
-    the picture when the camera drifts. Each sample is paired with the nearest later one
-    (:data:`DRIFT_GAPS` apart) to which the picture at the block drifted :data:`MIN_DRIFT` or
-    more (``drift``; at most :data:`MAX_DRIFT` a sample); a block is scenery where, in more
-    than :data:`MAX_MOVED` of at least :data:`MIN_PAIRS` pairs, the earlier sample's gradients
-    at its edge pixels agree better with the later one's where the picture drifted to than in
-    place. A mark stays put; the scenery of a pan, a zoom or a shaken camera does not, and a
-    mark joined to scenery beside it keeps its own pixels."""
+    """A region's edge pixels, less those that go with the picture when the camera drifts.
+    Per block of the region (:data:`DRIFT_BLOCK`), each of up to :data:`DRIFT_STARTS` samples
+    is paired with the nearest later one (:data:`DRIFT_GAPS` apart) to which the picture there
+    drifted :data:`MIN_DRIFT` or more (``drift``; at most :data:`MAX_DRIFT` a sample), and the
+    pair votes "went" where the earlier sample's gradients at the block's edge pixels agree
+    better with the later one's where the picture drifted to than in place. Where more than
+    :data:`MAX_MOVED` of the region's votes (weighted by pixels, :data:`MIN_PAIRS` a pixel at
+    least) went, it is scenery (a pan's, a zoom's, a shaken camera's), and only its blocks that
+    clearly stayed put (:data:`STAYS`) are left: a mark's letters joined to the scenery."""
     ys, xs = np.nonzero(edges)
     n, h, w = evidence.gx.shape
     ids, block = np.unique((ys // DRIFT_BLOCK) * w + xs // DRIFT_BLOCK, return_inverse=True)
