@@ -81,6 +81,7 @@ DRIFTS = (("handheld", 1.0), ("pan_right", 0.1), ("zoom_in", 0.1), ("roll_cw", 0
 a second and a roll of 0.9 degrees a second."""
 
 DRIFT_FPS = 25.0
+"""Frame rate of the drifting negatives (the speeds above are per frame at this rate)."""
 
 
 def title(f: np.ndarray) -> np.ndarray:

@@ -40,21 +40,18 @@ Drift = tuple[np.ndarray, np.ndarray]
 
 def fit_similarity(points: np.ndarray, shifts: np.ndarray) -> Drift | None:
     """The similarity field (shift, small zoom and turn) that fits ``shifts`` measured at
-    ``points`` (``(k, 2)`` each, x and y) by least squares, refitted without the outliers
-    (:data:`MAX_RESIDUAL`); None where fewer than :data:`MIN_TILES` agree with it."""
-    keep = np.ones(len(points), bool)
-    for _ in range(2):
-        if keep.sum() < MIN_TILES:
-            return None
-        x, y = points[keep, 0], points[keep, 1]
-        one, zero = np.ones_like(x), np.zeros_like(x)
-        a = np.empty((2 * len(x), 4))
-        a[0::2] = np.stack([x, -y, one, zero], axis=1)
-        a[1::2] = np.stack([y, x, zero, one], axis=1)
-        zoom, turn, tx, ty = np.linalg.lstsq(a, shifts[keep].ravel(), rcond=None)[0]
-        m, t = np.array([[zoom, -turn], [turn, zoom]]), np.array([tx, ty])
-        keep = np.hypot(*(points @ m.T + t - shifts).T) <= MAX_RESIDUAL
-    return (m, t) if keep.sum() >= MIN_TILES else None
+    ``points`` (``(k, 2)`` each, x and y), robustly (RANSAC, as ``flow.fit_global_motion``
+    fits the camera's motion): tiles off by more than :data:`MAX_RESIDUAL` are left out; None
+    where fewer than :data:`MIN_TILES` agree with it."""
+    if len(points) < MIN_TILES:
+        return None
+    src = points.astype(np.float32)
+    fitted, inliers = cv2.estimateAffinePartial2D(
+        src, src + shifts.astype(np.float32), method=cv2.RANSAC, ransacReprojThreshold=MAX_RESIDUAL
+    )
+    if fitted is None or inliers.sum() < MIN_TILES:
+        return None
+    return fitted[:, :2] - np.eye(2), fitted[:, 2]
 
 
 @dataclass
@@ -91,7 +88,5 @@ class DriftFields:
                 if peak >= MIN_LOCK:
                     points.append(centre)
                     shifts.append(shift)
-            found = len(points) >= MIN_TILES
-            fitted = fit_similarity(np.array(points), np.array(shifts)) if found else None
-            self._fields[(i, j)] = fitted
+            self._fields[(i, j)] = fit_similarity(np.array(points), np.array(shifts))
         return self._fields[(i, j)]

@@ -160,6 +160,10 @@ blocks) in which its edges agree better with the later sample where the picture 
 than where they were: a mark stays put when the camera drifts, the scenery goes with it (a
 slow pan's broad edges pass a pixel one after another, same sign, and persist by chance)."""
 
+JOIN = (3, 7)
+"""Rows and columns over which persistent edge pixels are joined into one region: wider than
+tall, so that the letters and words of a line join."""
+
 MIN_REGION = 8
 """Smallest region, in mark pixels."""
 
@@ -384,15 +388,15 @@ def still_edges(evidence: OverlayMap, edges: np.ndarray, drift: DriftFields) -> 
     clearly stayed put (:data:`STAYS`) are left: a mark's letters joined to the scenery."""
     ys, xs = np.nonzero(edges)
     n, h, w = evidence.gx.shape
-    ids, block = np.unique((ys // DRIFT_BLOCK) * w + xs // DRIFT_BLOCK, return_inverse=True)
+    _, block = np.unique((ys // DRIFT_BLOCK) * w + xs // DRIFT_BLOCK, return_inverse=True)
     size = np.bincount(block)
     centres = np.stack([np.bincount(block, xs) / size, np.bincount(block, ys) / size], axis=1)
     pixels = np.stack([xs, ys], axis=1).astype(float)
-    went, asked = np.zeros(len(ids)), np.zeros(len(ids))
+    went, asked = np.zeros(len(size)), np.zeros(len(size))
     for i in np.unique(np.linspace(0, n - 2, min(n - 1, DRIFT_STARTS)).astype(int)):
-        later = np.full(len(ids), -1)  # per block, the sample it is compared with
+        later = np.full(len(size), -1)  # per block, the sample it is compared with
         to = np.zeros_like(pixels)
-        waiting = np.ones(len(ids), bool)
+        waiting = np.ones(len(size), bool)
         for j in (i + gap for gap in DRIFT_GAPS if i + gap < n):
             fitted = drift.between(i, j)
             if fitted is None:
@@ -414,15 +418,11 @@ def still_edges(evidence: OverlayMap, edges: np.ndarray, drift: DriftFields) -> 
         gx, gy = evidence.gx[i, ys, xs], evidence.gy[i, ys, xs]
         # Summed, not normalised: where the later sample has a mark in place its edges are
         # strong there, and a drifting scene's are as strong in place as where they went.
-        in_place = np.bincount(
-            block, (gx * evidence.gx[k, ys, xs] + gy * evidence.gy[k, ys, xs]) * inside, len(ids)
+        in_place, moved = (
+            np.bincount(block, (gx * evidence.gx[k, y, x] + gy * evidence.gy[k, y, x]) * inside)
+            for y, x in ((ys, xs), (to_y, to_x))
         )
-        moved = np.bincount(
-            block,
-            (gx * evidence.gx[k, to_y, to_x] + gy * evidence.gy[k, to_y, to_x]) * inside,
-            len(ids),
-        )
-        judged = np.bincount(block, inside, len(ids)) >= 0.5 * size  # still in the frame
+        judged = np.bincount(block, inside) >= 0.5 * size  # still in the frame
         went += judged & (moved > in_place)
         asked += judged
     pairs = (size * asked).sum()
@@ -453,7 +453,7 @@ def marks(evidence: OverlayMap) -> list[Mark]:
     h, w = evidence.seed.shape
     drift = DriftFields(evidence.frames)  # each pair of samples measured once, when needed
     # Wider than tall: the letters and words of a line join into one region.
-    joined = cv2.dilate(evidence.seed.astype(np.uint8), np.ones((3, 7), np.uint8))
+    joined = cv2.dilate(evidence.seed.astype(np.uint8), np.ones(JOIN, np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     found = []
     for i in range(1, n):
@@ -481,11 +481,11 @@ def marks(evidence: OverlayMap) -> list[Mark]:
 
 
 def joined_box(edges: np.ndarray) -> tuple[int, int, int, int]:
-    """``x, y, width, height`` of edge pixels as :func:`marks` joins them (3 x 7 pixels)."""
+    """``x, y, width, height`` of edge pixels as :func:`marks` joins them (:data:`JOIN`)."""
     ys, xs = np.nonzero(edges)
-    h, w = edges.shape
-    x0, y0 = max(0, xs.min() - 3), max(0, ys.min() - 1)
-    x1, y1 = min(w, xs.max() + 4), min(h, ys.max() + 2)
+    (h, w), (dy, dx) = edges.shape, (JOIN[0] // 2, JOIN[1] // 2)
+    x0, y0 = max(0, xs.min() - dx), max(0, ys.min() - dy)
+    x1, y1 = min(w, xs.max() + dx + 1), min(h, ys.max() + dy + 1)
     return x0, y0, x1 - x0, y1 - y0
 
 
