@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import skimage.data
 from conftest import VIDEOS, needs_shared
 
 from curate import contract, schema
@@ -313,6 +314,12 @@ def test_stock_words_and_a_broadcasters_corner_logo_read_like_marks():
         assert not reads_like_a_mark(line(reading, 0.4, 0.05)), reading
     for reading in ("ABBCO", "ITVERSION", "HBOX", "CCTV IN OPERATION"):
         assert not reads_like_a_mark(line(reading, 0.05, 0.05)), reading
+    # A station's name built on TV, as OCR reads a logo's letters with its disc or border.
+    for reading in ("NTV", "TVP 1", "PTV-", "9TV", "TV5"):
+        assert reads_like_a_mark(line(reading, 0.85, 0.05)), reading
+        assert not reads_like_a_mark(line(reading, 0.4, 0.5)), reading
+    for reading in ("CCTV", "TVs", "STVDIO", "attvned"):
+        assert not reads_like_a_mark(line(reading, 0.85, 0.05)), reading
     for reading in ("a simple review", "stack the boxes", "Initiate Search Program"):
         assert not reads_like_a_mark(line(reading, 0.4, 0.45)), reading
 
@@ -432,6 +439,26 @@ def test_a_mark_too_faint_to_read_in_any_frame_is_read_in_their_median():
     for clip in clips:
         assert clip["watermark_score"] >= 0.9 and clip["watermark_kind"] == "text"
         assert overlap(clip["watermark_box"], box) > 0.8
+
+
+def test_a_half_transparent_logo_over_a_still_picture_is_read_in_the_stacks_quarters():
+    """A static camera over gravel: nothing changes under a 50 % corner logo, so only reading
+    can find it. Over the busy stones OCR reads nothing in the whole median, but in its
+    top-right quarter, read twice as sharp, it reads the logo's letters. The same picture
+    without the logo reads no mark."""
+    picture = cv2.resize(np.dstack([skimage.data.gravel()] * 3), (484, 360))
+    rng = np.random.default_rng(0)
+    still = [np.clip(picture + rng.normal(0, 2, picture.shape), 0, 255) for _ in range(8)]
+    still = [f.astype(np.uint8) for f in still]
+    marked, box = corner_logo(0.5).draw(still, FPS)
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in marked]
+    detect = DetectStage.from_config(CurateConfig())
+    assert read_lines(detect.text, median_of(stacked_frames(gray)), True) == []
+    read = stacked_marks(detect.text, gray)
+    assert read is not None and read["watermark_score"] >= 0.9
+    assert overlap(read["watermark_box"], box) > 0.8
+    clean = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in still]
+    assert stacked_marks(detect.text, clean) is None
 
 
 @needs_shared

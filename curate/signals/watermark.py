@@ -626,6 +626,11 @@ CHANNEL_WORDS = frozenset(
 )
 """Words a broadcaster's channels add to its name."""
 
+STATION = re.compile(r"[a-z0-9]{0,2}tv[a-z0-9]?")
+"""A station's name built on ``TV`` (``NTV``, ``TVP``, ``TV5``, ``9TV``), matched as a whole
+word in a corner; not ``CCTV`` (the signs of surveillance cameras say it) nor the plural
+``TVs``."""
+
 CORNER = 0.25
 """Share of the width and of the height from an edge within which a line's centre is in a
 corner."""
@@ -644,7 +649,7 @@ def reads_like_a_mark(line: TextLine) -> bool:
     x, y = (line.box[0] + line.box[2]) / 2, (line.box[1] + line.box[3]) / 2
     if not (min(x, 1 - x) <= CORNER and min(y, 1 - y) <= CORNER):
         return False
-    return bool(BROADCAST_WORDS & set(words)) or any(map(_network, words))
+    return bool(BROADCAST_WORDS & set(words)) or any(_network(w) or _station(w) for w in words)
 
 
 def app_mark(line: TextLine) -> bool:
@@ -670,6 +675,11 @@ def _network(word: str) -> bool:
         if word.startswith(name) and (not rest or rest.isdigit() or rest in CHANNEL_WORDS):
             return True
     return False
+
+
+def _station(word: str) -> bool:
+    """Whether a word is a station's name built on ``TV`` (:data:`STATION`)."""
+    return word not in ("cctv", "tvs") and STATION.fullmatch(word) is not None
 
 
 def _contains(read: str, word: str) -> bool:
@@ -804,7 +814,8 @@ def low_of(stack: np.ndarray) -> np.ndarray:
 def stacked_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | None:
     """The watermark columns of a source from what ``detector`` reads in the stack of its
     sampled frames (:func:`stacked_frames`): their median as it is and with its contrast
-    equalised, then their low frame equalised, up to the first that reads a line like a mark
+    equalised, then their low frame equalised, then the median's quarters
+    (:func:`read_quarters`), up to the first that reads a line like a mark
     (:func:`reads_like_a_mark`) on most of the frames (:func:`on_most_frames`); None where
     none does. A mark too faint to be read over the changing picture of any one frame is read
     over the median's plain one, or over the low frame's dark one."""
@@ -813,18 +824,35 @@ def stacked_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | No
         return None
     equalise = cv2.createCLAHE(EQUALISE_LIMIT, (EQUALISE_TILES, EQUALISE_TILES)).apply
     median = median_of(stack)
-    images = (  # the low frame is only made where the median reads no mark
-        (median_of, lambda: median),
-        (median_of, lambda: equalise(median)),
-        (low_of, lambda: equalise(low_of(stack))),
+    readings = (  # each only made where the ones before read no mark
+        (median_of, lambda: read_lines(detector, median, True)),
+        (median_of, lambda: read_lines(detector, equalise(median), True)),
+        (low_of, lambda: read_lines(detector, equalise(low_of(stack)), True)),
+        (median_of, lambda: read_quarters(detector, median)),
     )
-    for statistic, image in images:
-        lines = read_lines(detector, image(), True)
+    for statistic, read_image in readings:
+        lines = read_image()
         marks = [x for x in lines if reads_like_a_mark(x) and on_most_frames(stack, statistic, x)]
         read = read_marks([marks])
         if read is not None:
             return read
     return None
+
+
+def read_quarters(detector: TextDetector, image: np.ndarray) -> list[TextLine]:
+    """Every line ``detector`` finds in each quarter of ``image``, boxed in the whole image:
+    read at the detector's size, as the whole image is, each quarter is read twice as sharp,
+    and a small logo in a corner that it missed over a busy picture reads."""
+    h, w = image.shape
+    lines = []
+    for y0, x0 in ((0, 0), (0, w // 2), (h // 2, 0), (h // 2, w // 2)):
+        quarter = image[y0 : y0 + h // 2, x0 : x0 + w // 2]
+        qh, qw = quarter.shape
+        for line in read_lines(detector, quarter, True):
+            x1, y1, x2, y2 = line.box
+            box = ((x0 + x1 * qw) / w, (y0 + y1 * qh) / h, (x0 + x2 * qw) / w, (y0 + y2 * qh) / h)
+            lines.append(TextLine(box, line.reading, True))
+    return lines
 
 
 def on_most_frames(
