@@ -20,7 +20,9 @@ pixel one after another and persist, yet go where the picture goes.
 Every file goes through the real probe, analyze and detect stages (``configs/default.yaml``
 with any ``--set`` overrides); each clip they cut is scored. The table gives recall at the
 default ``max_watermark`` per kind of mark, the lowest positive and the highest clean score,
-and the margin between them (positive when every marked clip scores above every clean one).
+the marked clips given the kind of mark laid (``watermark_kind``: ``text``, ``logo`` or
+``tiled``), and the margin between the scores (positive when every marked clip scores above
+every clean one).
 
 Run from the repo root::
 
@@ -64,6 +66,9 @@ ORIGINALS = (
 """Footage the marks are laid over (path under the shared videos, start of the segment):
 hand-held, animation with cuts, hand-held with a cut, a slow camera, a portrait phone clip,
 and three static cameras (the hard case: the picture under the mark hardly changes)."""
+
+KINDS = {**{o.name: o.kind for o in OVERLAYS}, "station logo (real)": "logo"}
+"""The ``watermark_kind`` each group of marked clips should be given."""
 
 REAL_MARKS = {
     "face_recognition/short_hamilton_clip.mp4": "station logo (real)",
@@ -185,21 +190,28 @@ def report(scored: list[Scored], threshold: float) -> float:
     print("|---|---|---|---|")
     for s in sorted(scored, key=lambda s: (not s.positive, s.group, s.name)):
         print(f"| {s.name} | {s.group} | {s.score:.3f} | {s.kind} |")
-    print(f"\n| group | clips | above max_watermark {threshold} | lowest | highest |")
-    print("|---|---|---|---|---|")
+    print(f"\n| group | clips | above max_watermark {threshold} | lowest | highest | kind right |")
+    print("|---|---|---|---|---|---|")
     for group in dict.fromkeys(s.group for s in scored):
         values = [s.score for s in scored if s.group == group]
         above = sum(v > threshold for v in values)
-        print(f"| {group} | {len(values)} | {above} | {min(values):.3f} | {max(values):.3f} |")
+        right = sum(s.kind == KINDS[group] for s in scored if s.group == group and s.positive)
+        kinds = f"{right} ({KINDS[group]})" if group in KINDS else "-"
+        print(
+            f"| {group} | {len(values)} | {above} | {min(values):.3f} | {max(values):.3f} "
+            f"| {kinds} |"
+        )
     positive = [s.score for s in scored if s.positive]
     clean = [s.score for s in scored if not s.positive]
     low, high = min(positive, default=float("nan")), max(clean, default=float("nan"))
     recall = sum(v > threshold for v in positive) / max(1, len(positive))
+    right = sum(s.kind == KINDS[s.group] for s in scored if s.positive)
     false = sum(v > threshold for v in clean)
     # The share of (marked, clean) pairs the score ranks right, ties counting half (ROC AUC).
     auc = np.mean([(p > c) + 0.5 * (p == c) for p in positive for c in clean]) if clean else 1.0
     print(
-        f"\nmarked clips {len(positive)}, recall {recall:.2f} at max_watermark {threshold}; "
+        f"\nmarked clips {len(positive)}, recall {recall:.2f} at max_watermark {threshold}, "
+        f"kind right {right}; "
         f"clean clips {len(clean)}, false positives {false}; lowest marked {low:.3f}, "
         f"highest clean {high:.3f}, margin {low - high:+.3f}; ROC AUC {auc:.2f}"
     )

@@ -299,6 +299,20 @@ def test_a_line_reading_like_a_web_address_in_two_frames_marks_the_clip():
         assert read_marks([[line(reading)], [line(reading)]]) is not None
 
 
+def test_the_kind_of_a_mark_read_is_a_logo_tiled_or_text():
+    # A broadcaster's logo in a corner, read in two frames.
+    assert read_marks([[line("9 TV", 0.8, 0.05)]] * 2)["watermark_kind"] == "logo"
+    # A stock site's word read four times across one frame: tiled.
+    corners = [(0.05, 0.1), (0.7, 0.1), (0.05, 0.8), (0.7, 0.8)]
+    tiled = [line("preview", x, y) for x, y in corners]
+    assert read_marks([tiled, tiled[:2]])["watermark_kind"] == "tiled"
+    # The same word read in each of those places on a different frame moves: text.
+    assert read_marks([[x] for x in tiled])["watermark_kind"] == "text"
+    # A logo and a web address read together: text.
+    both = [line("9 TV", 0.8, 0.05), line("www.clipvault.com", 0.8, 0.9)]
+    assert read_marks([both, both])["watermark_kind"] == "text"
+
+
 def test_stock_words_and_a_broadcasters_corner_logo_read_like_marks():
     # A stock site's word inside a longer one, and misread by a letter where it is long.
     for reading in ("stockclips", "-stock", "steckfootage", "PREVIEW", "shutterstcck"):
@@ -456,7 +470,7 @@ def test_a_half_transparent_logo_over_a_still_picture_is_read_in_the_stacks_quar
     assert read_lines(detect.text, median_of(stacked_frames(gray)), True) == []
     read = stacked_marks(detect.text, gray)
     assert read is not None and read["watermark_score"] >= 0.9
-    assert overlap(read["watermark_box"], box) > 0.8
+    assert read["watermark_kind"] == "logo" and overlap(read["watermark_box"], box) > 0.8
     clean = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in still]
     assert stacked_marks(detect.text, clean) is None
 

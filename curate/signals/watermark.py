@@ -513,7 +513,7 @@ def judge(found: list[Mark], scale: float) -> dict:
         return {"watermark_score": 0.0, "watermark_box": None, "watermark_kind": "none"}
     weights = [m.pixels for m in found]
     main = found[int(np.argmax(weights))]
-    tiled = len(found) >= 4 and _covers(found)
+    tiled = is_tiled([m.box for m in found])
     boxed = np.asarray(
         [m.box for m, w in zip(found, weights) if tiled or w >= BOX_SHARE * max(weights)]
     )
@@ -526,11 +526,14 @@ def judge(found: list[Mark], scale: float) -> dict:
     }
 
 
-def _covers(found: list[Mark]) -> bool:
-    """Whether marks are spread over most of the frame's width and height (a tiled mark)."""
-    boxes = np.asarray([m.box for m in found])
-    width = boxes[:, 2].max() - boxes[:, 0].min()
-    height = boxes[:, 3].max() - boxes[:, 1].min()
+def is_tiled(boxes: list[tuple[float, float, float, float]]) -> bool:
+    """Whether four or more marks (their boxes) are spread over most of the frame's width and
+    height: one tiled mark."""
+    if len(boxes) < 4:
+        return False
+    spread = np.asarray(boxes)
+    width = spread[:, 2].max() - spread[:, 0].min()
+    height = spread[:, 3].max() - spread[:, 1].min()
     return width >= TILED_SPAN and height >= TILED_SPAN
 
 
@@ -638,17 +641,25 @@ corner."""
 
 def reads_like_a_mark(line: TextLine) -> bool:
     """Whether a line OCR read is a watermark's: a web address, a handle, a copyright sign, a
-    stock site's word, a video app's name (:func:`app_mark`), or a broadcaster's word or name
-    in a corner."""
+    stock site's word, a video app's name (:func:`app_mark`), or a broadcaster's logo in a
+    corner (:func:`broadcasters_logo`)."""
     reading = line.reading.lower()
     if MARK_READING.search(reading) or app_mark(line):
         return True
     words = re.findall(r"[a-z0-9]+", reading)
     if any(_contains(w, stock) for w in words for stock in STOCK_WORDS):
         return True
+    return broadcasters_logo(line)
+
+
+def broadcasters_logo(line: TextLine) -> bool:
+    """Whether a line OCR read is a broadcaster's corner logo: a broadcaster's word
+    (:data:`BROADCAST_WORDS`), a major broadcaster's name or a station's name built on ``TV``,
+    in a corner."""
     x, y = (line.box[0] + line.box[2]) / 2, (line.box[1] + line.box[3]) / 2
     if not (min(x, 1 - x) <= CORNER and min(y, 1 - y) <= CORNER):
         return False
+    words = re.findall(r"[a-z0-9]+", line.reading.lower())
     return bool(BROADCAST_WORDS & set(words)) or any(_network(w) or _station(w) for w in words)
 
 
@@ -707,17 +718,24 @@ def read_marks(samples: list[list[TextLine]], source: tuple[int, int] | None = N
     line that reads like a mark is in one of them and in two of the source's frames (or in
     the only one read). ``source``: frames of the source with such a line and frames read
     (the clip's own when None). The words need not agree: OCR misreads a small mark a letter
-    differently in each frame."""
+    differently in each frame. Its kind is ``tiled`` where four lines or more spread over one
+    frame read like marks (:func:`is_tiled`), ``logo`` where every line is a broadcaster's
+    logo (:func:`broadcasters_logo`), and ``text`` otherwise."""
     marked = [[x for x in lines if reads_like_a_mark(x)] for lines in samples]
     with_mark = sum(bool(lines) for lines in marked)
     in_source, read = source or (with_mark, len(samples))
     if not with_mark or in_source < min(2, read):
         return None
-    boxes = np.asarray([x.box for lines in marked for x in lines])
+    lines = [x for read_in_one in marked for x in read_in_one]
+    boxes = np.asarray([x.box for x in lines])
     x0, y0 = boxes[:, :2].min(axis=0)
     x1, y1 = boxes[:, 2:].max(axis=0)
     box = {"x0": float(x0), "y0": float(y0), "x1": float(x1), "y1": float(y1)}
-    return {"watermark_score": READ_MARK_SCORE, "watermark_box": box, "watermark_kind": "text"}
+    if any(is_tiled([x.box for x in read_in_one]) for read_in_one in marked):
+        kind = "tiled"  # in one frame: a bouncing mark is read all over the frame in turn
+    else:
+        kind = "logo" if all(map(broadcasters_logo, lines)) else "text"
+    return {"watermark_score": READ_MARK_SCORE, "watermark_box": box, "watermark_kind": kind}
 
 
 VOUCH_REACH_S = 5.0
