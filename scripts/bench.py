@@ -28,8 +28,9 @@ After the ratios it prints where the analysis and detect time went (``curate.tim
 decoder wait, each signal, TransNetV2's frames and seconds, OCR frames, NudeNet keyframes), as
 ``manifest.json`` records it, summed over the files of the last repeat.
 
-``--without SIGNAL`` also times phase 1 without one per-frame signal (``watermark``), in the
-same rotation, and prints the share of phase 1 that signal costs.
+``--without SIGNAL`` also times phase 1 without one per-frame signal (``watermark``: and
+without the detect stage's reading of the stack of frames for marks), in the same rotation,
+and prints the share of phase 1 that signal costs.
 
 ``--cut-heavy SECONDS`` benchmarks one video instead: ``scripts/cut_heavy_video.py`` cuts it
 together from the shared footage (720p H.264, 25 fps, a cut every 3-14 s, stop-motion and a
@@ -238,7 +239,12 @@ def measure(
         signals = [s.from_config(cfg.analyze) for s in FRAME_SIGNALS if s.name != without]
         analyzed = analyze_source(r.path, r.info, cfg.analyze, signals)
         row = {"source": r.path, "source_index": 0, **analyzed}
-        detect(schema.from_rows([row], detect.schema))
+        if without == "watermark":  # the stack of frames is read for marks in detect
+            detect.stacked_marks = lambda samples: None
+        try:
+            detect(schema.from_rows([row], detect.schema))
+        finally:
+            vars(detect).pop("stacked_marks", None)
         r.times[WITHOUT].append(watch.seconds)
     else:
         elapsed, sd_frames, error = run_scenedetect(r.path, workdir)

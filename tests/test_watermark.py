@@ -25,6 +25,7 @@ from curate.signals.watermark import (
     WatermarkSignal,
     judge,
     median_of,
+    read_corners,
     read_marks,
     reads_like_a_mark,
     stacked_frames,
@@ -455,11 +456,11 @@ def test_a_mark_too_faint_to_read_in_any_frame_is_read_in_their_median():
         assert overlap(clip["watermark_box"], box) > 0.8
 
 
-def test_a_half_transparent_logo_over_a_still_picture_is_read_in_the_stacks_quarters():
+def test_a_half_transparent_logo_over_a_still_picture_is_read_in_the_stacks_corners():
     """A static camera over gravel: nothing changes under a 50 % corner logo, so only reading
     can find it. Over the busy stones OCR reads nothing in the whole median, but in its
-    top-right quarter, read twice as sharp, it reads the logo's letters. The same picture
-    without the logo reads no mark."""
+    corners, read twice as sharp, it reads the logo's letters, boxed where they are in the
+    frame. The same picture without the logo reads no mark."""
     picture = cv2.resize(np.dstack([skimage.data.gravel()] * 3), (484, 360))
     rng = np.random.default_rng(0)
     still = [np.clip(picture + rng.normal(0, 2, picture.shape), 0, 255) for _ in range(8)]
@@ -473,6 +474,21 @@ def test_a_half_transparent_logo_over_a_still_picture_is_read_in_the_stacks_quar
     assert read["watermark_kind"] == "logo" and overlap(read["watermark_box"], box) > 0.8
     clean = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in still]
     assert stacked_marks(detect.text, clean) is None
+
+
+def test_the_corners_are_read_together_and_boxed_where_they_are():
+    words = {"ALPHA": (0.12, 0.1), "BRAVO": (0.88, 0.1), "DELTA": (0.12, 0.9), "ECHO": (0.88, 0.9)}
+    image = np.full((360, 640), 90, np.uint8)
+    boxes = {}
+    for word, centre in words.items():
+        mask, boxes[word] = text_mask(image.shape, word, 0.04, centre)
+        image[mask > 128] = 230
+    detect = DetectStage.from_config(CurateConfig())
+    lines = read_corners(detect.text, image)
+    assert sorted(x.reading for x in lines) == sorted(words)
+    for x in lines:
+        found = dict(zip(("x0", "y0", "x1", "y1"), x.box))
+        assert overlap(found, boxes[x.reading]) > 0.8, x
 
 
 @needs_shared

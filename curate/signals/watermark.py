@@ -832,8 +832,8 @@ def low_of(stack: np.ndarray) -> np.ndarray:
 def stacked_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | None:
     """The watermark columns of a source from what ``detector`` reads in the stack of its
     sampled frames (:func:`stacked_frames`): their median as it is and with its contrast
-    equalised, then their low frame equalised, then the median's quarters
-    (:func:`read_quarters`), up to the first that reads a line like a mark
+    equalised, then their low frame equalised, then the median's corners
+    (:func:`read_corners`), up to the first that reads a line like a mark
     (:func:`reads_like_a_mark`) on most of the frames (:func:`on_most_frames`); None where
     none does. A mark too faint to be read over the changing picture of any one frame is read
     over the median's plain one, or over the low frame's dark one."""
@@ -846,7 +846,7 @@ def stacked_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | No
         (median_of, lambda: read_lines(detector, median, True)),
         (median_of, lambda: read_lines(detector, equalise(median), True)),
         (low_of, lambda: read_lines(detector, equalise(low_of(stack)), True)),
-        (median_of, lambda: read_quarters(detector, median)),
+        (median_of, lambda: read_corners(detector, median)),
     )
     for statistic, read_image in readings:
         lines = read_image()
@@ -857,19 +857,35 @@ def stacked_marks(detector: TextDetector, frames: list[np.ndarray]) -> dict | No
     return None
 
 
-def read_quarters(detector: TextDetector, image: np.ndarray) -> list[TextLine]:
-    """Every line ``detector`` finds in each quarter of ``image``, boxed in the whole image:
-    read at the detector's size, as the whole image is, each quarter is read twice as sharp,
-    and a small logo in a corner that it missed over a busy picture reads."""
+CORNERS_GAP = 8
+"""Pixels of mid grey between the corners :func:`read_corners` lays side by side, so that no
+line runs from one into the next."""
+
+
+def read_corners(detector: TextDetector, image: np.ndarray) -> list[TextLine]:
+    """Every line ``detector`` finds in the four corners of ``image`` (:data:`CORNER` of its
+    width and height each), boxed in the whole image. The corners are laid side by side in one
+    image half the size of the whole, so they are read at twice the scale the whole image is
+    read at (the detector reads everything at one size) for the cost of one reading: a small
+    logo in a corner that the whole image's reading missed over a busy picture reads."""
     h, w = image.shape
+    ch, cw, gap = round(CORNER * h), round(CORNER * w), CORNERS_GAP
+    tiles = np.full((2 * ch + gap, 2 * cw + gap), 128, np.uint8)
+    shifts = {}  # where each corner is in the tiles: its shift back into the image
+    for i, (y0, x0) in enumerate(((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw))):
+        ty, tx = (i // 2) * (ch + gap), (i % 2) * (cw + gap)
+        tiles[ty : ty + ch, tx : tx + cw] = image[y0 : y0 + ch, x0 : x0 + cw]
+        shifts[ty, tx] = np.asarray([x0 - tx, y0 - ty] * 2)
+    size = np.asarray([tiles.shape[1], tiles.shape[0]] * 2)
     lines = []
-    for y0, x0 in ((0, 0), (0, w // 2), (h // 2, 0), (h // 2, w // 2)):
-        quarter = image[y0 : y0 + h // 2, x0 : x0 + w // 2]
-        qh, qw = quarter.shape
-        for line in read_lines(detector, quarter, True):
-            x1, y1, x2, y2 = line.box
-            box = ((x0 + x1 * qw) / w, (y0 + y1 * qh) / h, (x0 + x2 * qw) / w, (y0 + y2 * qh) / h)
-            lines.append(TextLine(box, line.reading, True))
+    for line in read_lines(detector, tiles, True):
+        box = np.asarray(line.box) * size
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        for (ty, tx), shift in shifts.items():
+            if ty <= cy < ty + ch and tx <= cx < tx + cw:
+                box = np.clip((box + shift) / [w, h, w, h], 0, 1)
+                lines.append(TextLine(tuple(map(float, box)), line.reading, True))
+                break
     return lines
 
 
