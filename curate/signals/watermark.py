@@ -32,9 +32,10 @@ frames: ``watermark_score`` (0-1, from the edge pixels of its marks), ``watermar
 main mark and those of similar size, shares of the frame) and ``watermark_kind`` (``logo``,
 ``text`` for a line-shaped mark, ``tiled`` for marks spread over the frame, ``none``). The
 detect stage raises the score where OCR reads a web address, a handle, a copyright sign, a
-stock site's word, a video app's name or a broadcaster's word or name in a corner
-(:func:`read_marks`; in the clip's frames, or before and after it, :func:`vouching`; or in the
-stack of the source's frames, :func:`stacked_marks`), and clears it where the mark lies in
+stock site's word, a video app's name or a broadcaster's logo in a corner (its kind then
+``logo``) (:func:`read_marks`; in the clip's frames, or before and after it,
+:func:`vouching`; or in the stack of the source's frames and its corners,
+:func:`stacked_marks`), and clears it where the mark lies in
 lines OCR reads as the clip's subtitles (:func:`in_subtitles`: the picture changed behind some
 of their words). Tier gate ``max_watermark`` (``watermarked``).
 """
