@@ -324,8 +324,8 @@ def test_the_shortest_clip_reads_two_frames_spread_over_it_never_only_its_first(
 
 def test_ocr_reads_only_the_capped_frames_of_each_clip(tmp_path, monkeypatch):
     # 12 s of a pan with a subtitle: five or six samples in its clip, of which OCR reads three
-    # (and the stack of the source's samples three times for watermarks: their median as it
-    # is and equalised, their low frame equalised).
+    # (and the stack of the source's samples four times for watermarks: their median as it
+    # is and equalised, their low frame equalised, the median's corners).
     frames = camera_motion_frames(
         np.full((400, 700, 3), 90, np.uint8), "pan_right", 0.5, n=300, size=(360, 640), seed=0
     )
@@ -340,7 +340,7 @@ def test_ocr_reads_only_the_capped_frames_of_each_clip(tmp_path, monkeypatch):
 
     monkeypatch.setattr(OcrTextDetector, "detect", counted)
     (clip,) = analyse(path)
-    assert len(calls) == 3 + 3 and clip["text_ratio"] > 0.005
+    assert len(calls) == 3 + 4 and clip["text_ratio"] > 0.005
     calls.clear()
     (every,) = analyse(path, load_config(None, ["analyze.text.ocr.max_frames_per_clip=null"]))
-    assert len(calls) >= 5 + 3 and every["text_ratio"] > 0.005
+    assert len(calls) >= 5 + 4 and every["text_ratio"] > 0.005
