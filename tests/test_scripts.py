@@ -130,7 +130,7 @@ SMOKE: dict[str, Smoke] = {
         ),
         (
             *("files: 15", "| corner logo 100% |", "| app mark |", "| subtitle (text) |"),
-            *("| camera drifting (clean) |", "margin"),
+            *("| camera drifting (clean) |", "kind right", "margin"),
         ),
         shared=True,
         timeout=400,
